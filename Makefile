@@ -1,0 +1,69 @@
+# mlcycle: `make run` sets up and runs the whole pipeline; `make test` sets up and tests.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# One tracking store for every step, absolute so runs from a git checkout land here too.
+# An MLFLOW_TRACKING_URI already set in the environment wins.
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+export PATH := $(BIN):$(PATH)
+PORT ?= 5001
+MODEL_NAME ?= loan-amount
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r pyproject.toml --extra dev
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create .venv with the pinned dependencies (fast when it exists)
+
+.PHONY: run
+run: venv ## run the whole pipeline (entry point main) on the bundled data
+	mlflow run . --env-manager local -e main
+	@$(BIN)/python -m mlcycle.summary
+
+.PHONY: system-deps
+system-deps: ## install what the integration tests start: Chromium, PostgreSQL (Debian)
+	@bash scripts/system-deps.sh
+
+.PHONY: test
+test: venv system-deps ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: unit
+unit: venv ## run the unit tests only
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: serve
+serve: venv ## serve the champion on http://127.0.0.1:$(PORT)
+	mlflow models serve -m models:/$(MODEL_NAME)@champion --env-manager local --host 127.0.0.1 --port $(PORT)
+
+.PHONY: bench
+bench: venv ## run the benchmarks of benchmarks/ (see benchmarks/RESULTS.md)
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+.PHONY: data
+data: venv ## regenerate data/df_old.csv and data/df_new.csv (byte for byte)
+	$(BIN)/python -m mlcycle.datagen
+
+.PHONY: ui
+ui: venv ## open the MLflow UI on the project's store
+	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+.PHONY: clean
+clean: ## remove generated state (store, reports), keep .venv
+	rm -rf mlflow.db mlruns mlartifacts .mlcycle reports/loan-amount .pytest_cache

@@ -1,0 +1,3 @@
+"""mlcycle: keep a tabular model healthy as its data drifts, as an MLflow Project."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,109 @@
+"""What every entry point shares: logging set-up, the tracking store, one run per step,
+and turning user mistakes into one line and exit code 2."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import warnings
+
+import click
+import mlflow
+
+from mlcycle import config
+from mlcycle.errors import MlcycleError
+
+log = logging.getLogger("mlcycle")
+
+
+class WholeNumber(click.ParamType):
+    """An integer that also accepts '60.0': MLproject has no int type, only float."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if not number.is_integer():
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        return int(number)
+
+
+class Flag(click.ParamType):
+    """true/false, yes/no, 1/0: MLproject parameters are strings."""
+
+    name = "boolean"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off", ""):
+            return False
+        self.fail(f"{value!r} is not true or false", param, ctx)
+
+
+INT = WholeNumber()
+BOOL = Flag()
+
+
+def configure() -> None:
+    """Log lines for a person; point MLflow at the project's store unless told otherwise."""
+    logging.basicConfig(
+        level=os.environ.get("MLCYCLE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("alembic", "mlflow.store", "urllib3", "evidently", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not sys.stderr.isatty():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Advice MLflow prints for every logged frame; our schema already makes numbers doubles.
+    warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent")
+    warnings.filterwarnings("ignore", message=".*dataset source can be interpreted")
+    mlflow.set_tracking_uri(config.tracking_uri())
+
+
+def step_command(func):
+    """Wrap a click command body: configure, then report MlcycleError as one line, exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        configure()
+        try:
+            return func(*args, **kwargs)
+        except MlcycleError as exc:
+            click.echo(f"mlcycle error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def step_run(step: str, params: dict, nested: bool = False):
+    """Open the step's run (the one `mlflow run` created, if any), tag it, log its params.
+
+    Params already logged by `mlflow run` are left as they are: MLflow refuses to log a
+    key twice with a different spelling of the same value ('.2' vs '0.2')."""
+    with mlflow.start_run(nested=nested) as run:
+        mlflow.set_tag(config.STEP_TAG, step)
+        existing = mlflow.get_run(run.info.run_id).data.params
+        fresh = {k: _param_text(v) for k, v in params.items() if k not in existing}
+        if fresh:
+            mlflow.log_params(fresh)
+        log.info("%s: run %s (experiment %s)", step, run.info.run_id, run.info.experiment_id)
+        yield run
+
+
+def _param_text(value) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,204 @@
+"""Read and validate the reference and current CSVs; infer the task and the schema.
+
+Every mistake a user can make with a file raises `MlcycleError` with one message naming
+the file, the column or the parameter."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pandas.api import types as ptypes
+
+from mlcycle.errors import MlcycleError
+
+log = logging.getLogger(__name__)
+
+TASKS = ("auto", "regression", "classification")
+# A numeric target with at most this many distinct values is taken for class labels.
+MAX_CLASSES_FOR_NUMERIC = 10
+
+
+@dataclass
+class Schema:
+    """What the etl step learned about the data; saved as datasets/schema.json."""
+
+    target: str
+    task: str
+    numeric: list[str]
+    categorical: list[str]
+    dropped: list[str] = field(default_factory=list)
+    classes: list = field(default_factory=list)
+
+    @property
+    def features(self) -> list[str]:
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Schema:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def read_csv(path: str | Path, role: str) -> pd.DataFrame:
+    """Read one CSV, refusing what is missing, empty or not CSV text."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlcycleError(f"{role} file not found: {path}")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise MlcycleError(f"{role} file {path} cannot be read: {exc.strerror}") from exc
+    if b"\x00" in head:
+        raise MlcycleError(f"{role} file {path} is not CSV text (it holds binary data)")
+    try:
+        frame = pd.read_csv(path, encoding="utf-8")
+    except pd.errors.EmptyDataError as exc:
+        raise MlcycleError(f"{role} file {path} is empty") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise MlcycleError(f"{role} file {path} is not valid UTF-8 CSV text: {exc}") from exc
+    if frame.empty:
+        raise MlcycleError(f"{role} file {path} has a header but no rows")
+    if len(frame.columns) < 2:
+        raise MlcycleError(
+            f"{role} file {path} has a single column {list(frame.columns)}: "
+            "a target and at least one feature are needed (is it comma-separated?)"
+        )
+    return frame
+
+
+def parse_columns(text: str | None) -> list[str]:
+    """'nom, prenom' -> ['nom', 'prenom']; empty -> []."""
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def infer_task(target: pd.Series, task: str = "auto") -> str:
+    """A non-numeric target, or a numeric one with few distinct values, is classification."""
+    if task not in TASKS:
+        raise MlcycleError(f"parameter task must be one of {', '.join(TASKS)}, got {task!r}")
+    numeric = ptypes.is_numeric_dtype(target) and not ptypes.is_bool_dtype(target)
+    if task == "regression":
+        if not numeric:
+            raise MlcycleError(
+                f"target column {target.name!r} is not numeric "
+                f"(e.g. {target.dropna().iloc[0]!r}), so it cannot be a regression target"
+            )
+        return task
+    if task == "classification":
+        return task
+    if not numeric:
+        return "classification"
+    distinct = target.dropna().nunique()
+    integral = bool((target.dropna() % 1 == 0).all())
+    return "classification" if integral and distinct <= MAX_CLASSES_FOR_NUMERIC else "regression"
+
+
+def build_schema(
+    reference: pd.DataFrame, target: str, task: str, dropped: list[str], source: str = "reference"
+) -> Schema:
+    """Feature kinds come from the reference data: numbers are numeric, the rest categorical."""
+    if target not in reference.columns:
+        raise MlcycleError(
+            f"target column {target!r} is not in the {source} file "
+            f"(columns: {', '.join(map(str, reference.columns))})"
+        )
+    missing_drop = [c for c in dropped if c not in reference.columns]
+    if missing_drop:
+        log.warning("drop_columns not in the data, ignored: %s", ", ".join(missing_drop))
+    dropped = [c for c in dropped if c in reference.columns and c != target]
+    features = [c for c in reference.columns if c != target and c not in dropped]
+    if not features:
+        raise MlcycleError(f"no feature columns left in the {source} file after dropping {dropped}")
+    numeric = [c for c in features if _is_numeric(reference[c])]
+    categorical = [c for c in features if c not in numeric]
+    resolved = infer_task(reference[target], task)
+    return Schema(target=target, task=resolved, numeric=numeric, categorical=categorical,
+                  dropped=dropped)
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    return ptypes.is_numeric_dtype(column) and not ptypes.is_bool_dtype(column)
+
+
+def conform(frame: pd.DataFrame, schema: Schema, role: str, path: str | Path) -> pd.DataFrame:
+    """Check one frame against the schema and give it the schema's types.
+
+    Numbers become float64 (so a served row may hold a missing value), categories become
+    strings with missing values kept as missing."""
+    missing = [c for c in schema.features if c not in frame.columns]
+    if missing:
+        raise MlcycleError(
+            f"{role} file {path} is missing feature columns of the reference: {', '.join(missing)}"
+        )
+    if schema.target not in frame.columns:
+        raise MlcycleError(f"target column {schema.target!r} is not in the {role} file {path}")
+    out = frame[schema.features + [schema.target]].copy()
+    for col in schema.numeric:
+        converted = pd.to_numeric(out[col], errors="coerce")
+        bad = converted.isna() & out[col].notna()
+        if bad.any():
+            raise MlcycleError(
+                f"column {col!r} of the {role} file {path} should be numeric but holds "
+                f"{out[col][bad].iloc[0]!r} ({int(bad.sum())} such values)"
+            )
+        out[col] = converted.astype("float64")
+    for col in schema.categorical:
+        out[col] = out[col].astype("object").where(out[col].notna(), None)
+        out[col] = out[col].map(lambda v: v if v is None else str(v))
+    if schema.task == "regression":
+        target = pd.to_numeric(out[schema.target], errors="coerce")
+        bad = target.isna() & out[schema.target].notna()
+        if bad.any():
+            raise MlcycleError(
+                f"target column {schema.target!r} of the {role} file {path} is not numeric "
+                f"(e.g. {out[schema.target][bad].iloc[0]!r}), so it cannot be a regression target"
+            )
+        out[schema.target] = target.astype("float64")
+    return out
+
+
+def drop_missing_target(frame: pd.DataFrame, target: str, role: str) -> tuple[pd.DataFrame, int]:
+    """Rows with no target teach nothing and score nothing: remove them, say how many."""
+    keep = frame[target].notna()
+    removed = int((~keep).sum())
+    if removed:
+        log.info("%s: removed %d row(s) with a missing target %r", role, removed, target)
+    if not keep.any():
+        raise MlcycleError(f"every row of the {role} data has a missing target {target!r}")
+    return frame.loc[keep].reset_index(drop=True), removed
+
+
+def check_classes(frame: pd.DataFrame, schema: Schema, role: str) -> None:
+    """A classifier needs at least two classes to tell apart."""
+    classes = frame[schema.target].dropna().unique()
+    if len(classes) < 2:
+        raise MlcycleError(
+            f"classification target {schema.target!r} of the {role} data has a single class "
+            f"({classes[0]!r}); at least two are needed"
+        )
+
+
+def quality_summary(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, removed: dict[str, int]
+) -> dict:
+    """Rows, missing shares and categories of current never seen in reference."""
+    new_categories = {}
+    for col in schema.categorical:
+        seen = set(reference[col].dropna())
+        unseen = sorted(set(current[col].dropna()) - seen)
+        if unseen:
+            new_categories[col] = unseen
+    return {
+        "rows": {"reference": len(reference), "current": len(current)},
+        "removed_missing_target": removed,
+        "missing_share": {
+            "reference": {c: round(float(reference[c].isna().mean()), 4) for c in schema.features},
+            "current": {c: round(float(current[c].isna().mean()), 4) for c in schema.features},
+        },
+        "new_categories_in_current": new_categories,
+    }

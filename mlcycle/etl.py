@@ -1,0 +1,176 @@
+"""The etl step: read reference and current CSVs, validate, split without leaks.
+
+Reads two CSV files; writes, as artifacts of the active run,
+`datasets/{reference,current}_{train,test}.parquet`, `datasets/schema.json` and
+`datasets/quality.json`, and records both files with `mlflow.log_input`. Later steps
+find the splits through the etl run's id (`load_splits`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from mlcycle import config, data
+from mlcycle.data import Schema
+from mlcycle.errors import MlcycleError
+from mlcycle.split import SPLIT_NAMES, Splits, make_splits
+
+log = logging.getLogger(__name__)
+
+DATASETS_DIR = "datasets"
+
+
+@dataclass(frozen=True)
+class EtlParams:
+    reference: str = str(config.REFERENCE_CSV)
+    current: str = str(config.CURRENT_CSV)
+    target: str = config.DEFAULT_TARGET
+    task: str = "auto"
+    drop_columns: str = config.DEFAULT_DROP_COLUMNS
+    test_size: float = 0.2
+    seed: int = 42
+
+
+@dataclass
+class EtlResult:
+    schema: Schema
+    splits: Splits
+    quality: dict
+    raw: dict[str, pd.DataFrame]
+
+
+def prepare(params: EtlParams) -> EtlResult:
+    """Read, validate, conform and split both files. Pure: no MLflow."""
+    paths = {"reference": _resolve(params.reference), "current": _resolve(params.current)}
+    raw = {role: data.read_csv(path, role) for role, path in paths.items()}
+    schema = data.build_schema(raw["reference"], params.target, params.task,
+                               data.parse_columns(params.drop_columns))
+    frames, removed = {}, {}
+    for role, frame in raw.items():
+        conformed = data.conform(frame, schema, role, paths[role])
+        frames[role], removed[role] = data.drop_missing_target(conformed, schema.target, role)
+    if schema.task == "classification":
+        data.check_classes(frames["reference"], schema, "reference")
+        labels = pd.concat([frames["reference"][schema.target], frames["current"][schema.target]])
+        schema.classes = sorted(labels.unique().tolist(), key=str)
+    splits, leaks = make_splits(frames["reference"], frames["current"], schema,
+                                params.test_size, params.seed)
+    quality = data.quality_summary(frames["reference"], frames["current"], schema, removed)
+    quality["removed_leaked_test_rows"] = leaks
+    quality["split_rows"] = {name: len(frame) for name, frame in splits.items()}
+    return EtlResult(schema=schema, splits=splits, quality=quality, raw=raw)
+
+
+def _resolve(path: str) -> Path:
+    """Relative paths are read from the project root, so `mlflow run` from anywhere works."""
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and not candidate.exists():
+        candidate = config.PROJECT_ROOT / candidate
+    return candidate
+
+
+def log_etl(result: EtlResult, params: EtlParams) -> None:
+    """Write the splits, schema and quality summary to the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / DATASETS_DIR
+        out.mkdir()
+        for name, frame in result.splits.items():
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+        (out / "schema.json").write_text(json.dumps(result.schema.to_dict(), indent=2,
+                                                    ensure_ascii=False))
+        (out / "quality.json").write_text(json.dumps(result.quality, indent=2,
+                                                     ensure_ascii=False))
+        mlflow.log_artifacts(str(out), DATASETS_DIR)
+    for role, path in (("reference", params.reference), ("current", params.current)):
+        frame = result.raw[role]
+        dataset = mlflow.data.from_pandas(frame, source=str(_resolve(path)), name=role,
+                                          targets=result.schema.target)
+        mlflow.log_input(dataset, context=role)
+    q = result.quality
+    mlflow.log_metrics({
+        **{f"{name}_rows": float(n) for name, n in q["split_rows"].items()},
+        "reference_removed_missing_target": float(q["removed_missing_target"]["reference"]),
+        "current_removed_missing_target": float(q["removed_missing_target"]["current"]),
+        "removed_leaked_test_rows": float(sum(q["removed_leaked_test_rows"].values())),
+        "n_new_categories": float(sum(len(v) for v in q["new_categories_in_current"].values())),
+    })
+    mlflow.set_tags({"mlcycle.task": result.schema.task, "mlcycle.target": result.schema.target})
+
+
+def execute(params: EtlParams) -> EtlResult:
+    """prepare + log_etl, in the active run."""
+    result = prepare(params)
+    log_etl(result, params)
+    log.info("etl: %s task on target %r; rows %s", result.schema.task, result.schema.target,
+             result.quality["split_rows"])
+    return result
+
+
+def latest_etl_run(experiment_id: str | None = None) -> str | None:
+    """The id of the newest finished etl run of the experiment, or None."""
+    experiment_id = experiment_id or _current_experiment_id()
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`{config.STEP_TAG}` = 'etl' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _current_experiment_id() -> str:
+    active = mlflow.active_run()
+    if active:
+        return active.info.experiment_id
+    from mlflow.tracking.fluent import _get_experiment_id
+
+    return _get_experiment_id()
+
+
+def resolve_etl_run(etl_run: str | None) -> str:
+    """The given etl run, else the newest finished one, else a fresh etl on the defaults.
+
+    Called inside the step's run: a fresh etl runs as a nested run tagged like any other."""
+    if etl_run:
+        try:
+            run = mlflow.get_run(etl_run)
+        except MlflowException as exc:
+            raise MlcycleError(f"parameter etl_run: no run with id {etl_run!r}") from exc
+        if run.data.tags.get(config.STEP_TAG) != "etl":
+            raise MlcycleError(f"parameter etl_run: run {etl_run} is not an etl run")
+        if run.info.status != "FINISHED":
+            raise MlcycleError(f"parameter etl_run: run {etl_run} is {run.info.status}, "
+                               "not FINISHED")
+        return etl_run
+    found = latest_etl_run()
+    if found:
+        log.info("using the latest finished etl run %s", found)
+        return found
+    log.info("no finished etl run in this experiment: running etl on the defaults first")
+    params = EtlParams()
+    with mlflow.start_run(nested=True, run_name="etl") as run:
+        mlflow.set_tag(config.STEP_TAG, "etl")
+        mlflow.log_params(vars(params))
+        execute(params)
+    return run.info.run_id
+
+
+def load_splits(etl_run: str) -> tuple[Schema, Splits]:
+    """Download an etl run's splits and schema."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(
+                run_id=etl_run, artifact_path=DATASETS_DIR, dst_path=tmp))
+        except (MlflowException, OSError) as exc:
+            raise MlcycleError(f"etl run {etl_run} has no datasets artifacts: {exc}") from exc
+        schema = Schema.from_dict(json.loads((local / "schema.json").read_text()))
+        frames = {name: pd.read_parquet(local / f"{name}.parquet") for name in SPLIT_NAMES}
+    return schema, Splits(**frames)

@@ -1,0 +1,71 @@
+"""The model registry: models are handed between steps by URI, promoted by alias."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from mlcycle.errors import MlcycleError
+
+log = logging.getLogger(__name__)
+
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+def client() -> mlflow.MlflowClient:
+    return mlflow.MlflowClient()
+
+
+def alias_uri(name: str, alias: str) -> str:
+    return f"models:/{name}@{alias}"
+
+
+def version_for_alias(name: str, alias: str) -> ModelVersion | None:
+    """The version an alias points at, or None when the model or alias does not exist."""
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def resolve_version(uri: str) -> ModelVersion | None:
+    """models:/NAME@alias or models:/NAME/VERSION -> the registered version; None otherwise.
+
+    Raises MlcycleError when the URI names a registry entry that does not exist."""
+    if match := _ALIAS_URI.match(uri):
+        version = version_for_alias(match["name"], match["alias"])
+        if version is None:
+            raise MlcycleError(f"model {uri} does not exist in the registry")
+        return version
+    if match := _VERSION_URI.match(uri):
+        try:
+            return client().get_model_version(match["name"], match["version"])
+        except MlflowException as exc:
+            raise MlcycleError(f"model {uri} does not exist in the registry") from exc
+    return None
+
+
+def load_pyfunc(uri: str):
+    """Load any logged model by URI, with one clear message when it cannot be."""
+    resolve_version(uri)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        raise MlcycleError(f"model {uri} cannot be loaded: {exc.message}") from exc
+    except OSError as exc:
+        raise MlcycleError(f"model {uri} cannot be loaded: {exc}") from exc
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    client().set_registered_model_alias(name, alias, str(version))
+    log.info("alias %s of %s -> version %s", alias, name, version)
+
+
+def tag_version(name: str, version: str | int, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client().set_model_version_tag(name, str(version), key, str(value))

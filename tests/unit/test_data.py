@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle import data
+from mlcycle.data import Schema
+from mlcycle.errors import MlcycleError
+
+
+def frame():
+    return pd.DataFrame({"id": ["a", "b", "c"], "x": [1, 2, None], "c": ["u", None, "v"],
+                         "y": [10.5, 20.25, 30.0]})
+
+
+def test_schema_splits_numeric_and_text_and_drops_identifiers():
+    schema = data.build_schema(frame(), "y", "auto", ["id"])
+    assert schema.numeric == ["x"] and schema.categorical == ["c"]
+    assert schema.dropped == ["id"] and schema.task == "regression"
+    assert "id" not in schema.features
+
+
+def test_missing_target_column_is_named():
+    with pytest.raises(MlcycleError, match="target column 'nope'"):
+        data.build_schema(frame(), "nope", "auto", [])
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([1.5, 2.25, 3.0, 4.0], "regression"),
+    (["yes", "no", "yes", "no"], "classification"),
+    ([0, 1, 1, 0], "classification"),
+    (list(range(50)), "regression"),
+])
+def test_task_auto_detection(values, expected):
+    assert data.infer_task(pd.Series(values, name="t")) == expected
+
+
+def test_text_target_is_refused_for_regression():
+    with pytest.raises(MlcycleError, match="not numeric"):
+        data.infer_task(pd.Series(["a", "b"], name="t"), "regression")
+
+
+def test_unknown_task_names_the_parameter():
+    with pytest.raises(MlcycleError, match="parameter task"):
+        data.infer_task(pd.Series([1, 2], name="t"), "clustering")
+
+
+def test_conform_gives_schema_types_and_keeps_holes():
+    schema = data.build_schema(frame(), "y", "auto", ["id"])
+    out = data.conform(frame(), schema, "reference", "ref.csv")
+    assert out["x"].dtype == np.float64 and np.isnan(out["x"].iloc[2])
+    assert out["c"].iloc[1] is None and out["c"].iloc[0] == "u"
+    assert list(out.columns) == ["x", "c", "y"]
+
+
+def test_current_missing_feature_columns_are_named():
+    schema = Schema(target="y", task="regression", numeric=["x", "z"], categorical=["c"])
+    with pytest.raises(MlcycleError, match="missing feature columns of the reference: x, z"):
+        data.conform(pd.DataFrame({"c": ["a"], "y": [1.0]}), schema, "current", "new.csv")
+
+
+def test_text_in_a_numeric_column_is_named():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
+    bad = pd.DataFrame({"x": ["1", "lots"], "y": [1.0, 2.0]})
+    with pytest.raises(MlcycleError, match="column 'x' of the current file"):
+        data.conform(bad, schema, "current", "new.csv")
+
+
+def test_rows_with_missing_target_are_removed_and_counted():
+    kept, removed = data.drop_missing_target(
+        pd.DataFrame({"x": [1, 2, 3], "y": [1.0, None, 3.0]}), "y", "reference")
+    assert removed == 1 and kept["y"].tolist() == [1.0, 3.0]
+
+
+def test_single_class_is_refused():
+    schema = Schema(target="y", task="classification", numeric=["x"], categorical=[])
+    with pytest.raises(MlcycleError, match="single class"):
+        data.check_classes(pd.DataFrame({"x": [1, 2], "y": ["a", "a"]}), schema, "reference")
+
+
+def test_quality_summary_lists_new_categories():
+    schema = Schema(target="y", task="regression", numeric=[], categorical=["c"])
+    ref = pd.DataFrame({"c": ["a", "b"], "y": [1.0, 2.0]})
+    cur = pd.DataFrame({"c": ["a", "z", None], "y": [1.0, 2.0, 3.0]})
+    summary = data.quality_summary(ref, cur, schema, {"reference": 0, "current": 2})
+    assert summary["new_categories_in_current"] == {"c": ["z"]}
+    assert summary["missing_share"]["current"]["c"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty"),
+    (b"a,b\n", "header but no rows"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "not CSV text"),
+    (b"a;b;c\n1;2;3\n", "single column"),
+])
+def test_unreadable_files_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(MlcycleError, match=message) as err:
+        data.read_csv(path, "reference")
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(MlcycleError, match="reference file not found: .*nope.csv"):
+        data.read_csv(tmp_path / "nope.csv", "reference")

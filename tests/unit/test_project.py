@@ -1,0 +1,68 @@
+"""The project's contract files agree with each other and with MLflow."""
+
+import re
+import tomllib
+
+import yaml
+from mlflow.projects._project_spec import load_project
+from mlflow.utils.environment import _PythonEnv
+
+from mlcycle import config
+from mlcycle.datagen import BUNDLED, write_bundled
+
+ROOT = config.PROJECT_ROOT
+
+
+def _pins(lines):
+    out = {}
+    for line in lines:
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)\s*(;.*)?$", line.strip())
+        assert match, f"not an exact pin: {line!r}"
+        out[(match[1].lower(), (match[3] or "").replace("'", '"').replace(" ", ""))] = match[2]
+    return out
+
+
+def test_conda_yaml_and_pyproject_pin_the_same_versions():
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip_list = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert _pins(pip_list) == _pins(project["dependencies"])
+    assert "python=3.11" in conda["dependencies"]
+
+
+def test_mlflow_turns_conda_yaml_into_a_python_environment():
+    env = _PythonEnv.from_conda_yaml(str(ROOT / "conda.yaml"))
+    assert env.python.startswith("3.11")
+    assert any(dep.startswith("mlflow==3.17") for dep in env.dependencies)
+    assert any(dep.startswith("pandas==2.") for dep in env.dependencies)
+
+
+def test_mlproject_entry_points_follow_the_design_contract():
+    project = load_project(str(ROOT))
+    expected = {
+        "etl": {"reference", "current", "target", "task", "drop_columns", "test_size", "seed"},
+        "baseline": {"etl_run", "model_name", "n_estimators", "max_depth",
+                     "min_samples_split", "min_samples_leaf", "class_weight", "seed"},
+        "optimize": {"etl_run", "model_name", "family", "n_trials", "timeout", "n_jobs",
+                     "storage", "study_name", "metric", "seed"},
+        "retrain": {"etl_run", "model_name", "epochs", "batch_size", "learning_rate",
+                    "base_model", "strategy", "window", "params_from", "patience", "seed"},
+        "monitor": {"etl_run", "model_name", "champion", "challenger", "output", "promote",
+                    "min_improvement", "tolerance", "sample_size"},
+        "main": {"reference", "current", "target", "task", "drop_columns", "test_size", "seed",
+                 "model_name", "n_trials", "epochs", "promote", "use_cache"},
+    }
+    for name, params in expected.items():
+        entry = project.get_entry_point(name)
+        assert params <= set(entry.parameters), name
+        for param in entry.parameters.values():
+            assert param.default is not None, f"{name}.{param.name} has no default"
+        # Every parameter is passed to the command under its kebab-case flag.
+        for param in entry.parameters:
+            assert f"--{param.replace('_', '-')} {{{param}}}" in entry.command, (name, param)
+
+
+def test_bundled_data_regenerates_byte_for_byte(tmp_path):
+    write_bundled(tmp_path)
+    for name in BUNDLED:
+        assert (tmp_path / name).read_bytes() == (ROOT / "data" / name).read_bytes(), name
