@@ -1,0 +1,463 @@
+"""Hyper-parameter search with Optuna, for the forest and the network.
+
+Reads the training rows it is given (the optimize step passes `current_train`) and never
+a test split: the forest is scored by k-fold cross-validation, the network on a
+validation slice of those rows. Writes the study to an Optuna storage (a journal file by
+default, so that several processes can share it) and one MLflow run per trial, nested
+under the worker's own run, with the trial's parameters, validation score and state."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from mlcycle import config
+from mlcycle.data import Schema
+from mlcycle.errors import MlcycleError
+from mlcycle.evaluate import predict, predict_proba
+from mlcycle.forest import ForestParams, build_forest
+from mlcycle.metrics import (
+    CLASSIFICATION_METRICS,
+    LOWER_IS_BETTER,
+    PRIMARY,
+    REGRESSION_METRICS,
+    evaluate,
+    metric_names,
+)
+from mlcycle.split import split_frame
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("rf", "nn")
+JOURNAL_FILE = "optuna-journal.log"
+RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
+# The study's own fields, set by the process that creates it; a resuming run must agree.
+STUDY_ATTRS = ("family", "metric", "task")
+TRIAL_STEP_TAG = "optimize-trial"
+# Forest validation: k-fold on the training rows. Network: one validation slice of them.
+CV_FOLDS = 3
+VALIDATION_SHARE = 0.2
+# Network epochs are searched up to this; it is also the pruner's maximum resource.
+MAX_EPOCHS = 100
+MIN_EPOCHS_BEFORE_PRUNING = 5
+
+
+# --- parameters -------------------------------------------------------------------------
+
+def check_family(family: str) -> str:
+    if family not in FAMILIES:
+        raise MlcycleError(f"parameter family must be one of {', '.join(FAMILIES)}, "
+                           f"got {family!r}")
+    return family
+
+
+def check_metric_name(metric: str) -> str:
+    """Refuse a name no task knows, before any data is read ('' means the primary one)."""
+    known = REGRESSION_METRICS + CLASSIFICATION_METRICS
+    if metric and metric not in known:
+        raise MlcycleError(f"parameter metric must be one of {', '.join(known)} "
+                           f"(or empty for the task's primary metric), got {metric!r}")
+    return metric
+
+
+def resolve_metric(metric: str, task: str) -> tuple[str, str]:
+    """The metric to optimise and its direction ('maximize' or 'minimize')."""
+    metric = check_metric_name(metric) or PRIMARY[task]
+    if metric not in metric_names(task):
+        raise MlcycleError(f"parameter metric {metric!r} does not apply to a {task} task: "
+                           f"use one of {', '.join(metric_names(task))}")
+    return metric, "minimize" if metric in LOWER_IS_BETTER else "maximize"
+
+
+def default_study_name(model_name: str, family: str, metric: str) -> str:
+    """Stable across runs, so that re-running the step resumes the study."""
+    return f"{model_name}-{family}-{metric}"
+
+
+# --- storage ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """What the `storage` parameter names: a journal file or an RDB URL."""
+
+    kind: str  # "journal" or "rdb"
+    location: str  # an absolute file path, or the URL
+    display: str  # safe to log: no password
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.kind == "rdb" and self.location.startswith("sqlite")
+
+
+def parse_storage(text: str | None, state_dir: Path = config.STATE_DIR) -> StorageSpec:
+    """'' -> the project's journal file; 'sqlite:///…', 'postgresql://…' -> an RDB;
+    'file:///path' or any other text -> a journal file at that path."""
+    text = (text or "").strip()
+    if not text:
+        path = Path(state_dir) / JOURNAL_FILE
+        return StorageSpec("journal", str(path), str(path))
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme == "file":
+            return _journal_spec(urlsplit(text).path, text)
+        if scheme.split("+", 1)[0] in RDB_SCHEMES:
+            return StorageSpec("rdb", text, _redact(text))
+        raise MlcycleError(
+            f"parameter storage: unsupported scheme {scheme!r} in {_redact(text)!r}; use a "
+            "journal file path, sqlite:///FILE or postgresql://USER@HOST/DB")
+    return _journal_spec(text, text)
+
+
+def _journal_spec(path_text: str, given: str) -> StorageSpec:
+    if not path_text:
+        raise MlcycleError(f"parameter storage: {given!r} names no file")
+    path = Path(path_text).expanduser().resolve()
+    if path.is_dir():
+        raise MlcycleError(f"parameter storage: {path} is a folder; a journal file is needed")
+    if path.is_file() and path.read_bytes()[:16].startswith(b"SQLite format 3"):
+        raise MlcycleError(f"parameter storage: {path} is an SQLite database, not a journal "
+                           f"file: pass sqlite:///{path}")
+    return StorageSpec("journal", str(path), str(path))
+
+
+def _redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported when it is opened
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
+    """Open (and create if needed) the storage; every failure is one MlcycleError."""
+    if spec.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(spec.location)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The journal appends operations under a file lock: processes on one machine
+            # (and threads in one) share it without SQLite's "database is locked".
+            return JournalStorage(JournalFileBackend(str(path)))
+        except (OSError, ValueError) as exc:
+            raise MlcycleError(f"parameter storage: cannot open journal file {path}: "
+                               f"{exc}") from exc
+    engine_kwargs = {}
+    if spec.is_sqlite:
+        # Writers wait for each other instead of failing at once; still, SQLite serialises
+        # every write, and the journal file is the better choice for parallel workers.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        return optuna.storages.RDBStorage(spec.location, engine_kwargs=engine_kwargs)
+    except Exception as exc:  # noqa: BLE001 - driver errors have no common base
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MlcycleError(f"parameter storage: cannot open {spec.display}: {reason}") from exc
+
+
+# --- study ------------------------------------------------------------------------------
+
+def open_study(storage, name: str, direction: str, attrs: dict[str, str], seed: int,
+               pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, bool]:
+    """Load the study or create it; returns (study, created).
+
+    The process that creates the study samples from `seed`, so one worker is
+    reproducible. A process joining or resuming it gets a seed mixed with its process id
+    and the trials so far: the same seed again would propose the same points again."""
+    created = False
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+            for key, value in attrs.items():
+                study.set_user_attr(key, value)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:  # another worker was faster
+            study = optuna.load_study(study_name=name, storage=storage)
+    _check_study(study, name, direction, attrs)
+    sampler_seed = seed if created else _joiner_seed(seed, len(study.trials))
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    log.info("%s study %s (%d trial(s) so far, %s %s)", "created" if created else "resuming",
+             name, len(study.trials), direction, attrs.get("metric"))
+    return study, created
+
+
+def _check_study(study: optuna.Study, name: str, direction: str, attrs: dict) -> None:
+    if study.direction.name.lower() != direction:
+        raise MlcycleError(f"study {name!r} exists and is to {study.direction.name.lower()}, "
+                           f"but metric {attrs.get('metric')!r} is to {direction}: pass "
+                           "another study_name")
+    existing = study.user_attrs
+    for key in STUDY_ATTRS:
+        if key in existing and key in attrs and existing[key] != attrs[key]:
+            raise MlcycleError(f"study {name!r} exists with {key}={existing[key]!r}, not "
+                               f"{attrs[key]!r}: pass another study_name")
+
+
+def _joiner_seed(seed: int, n_trials: int) -> int:
+    return int(np.random.SeedSequence([seed, n_trials, os.getpid()]).generate_state(1)[0])
+
+
+def pruner_for(family: str) -> optuna.pruners.BasePruner:
+    """Optuna's guidance: with the TPE sampler, Hyperband prunes best (benchmarks/RESULTS.md
+    measures it). The forest reports no intermediate values: nothing to prune."""
+    if family == "nn":
+        return optuna.pruners.HyperbandPruner(min_resource=MIN_EPOCHS_BEFORE_PRUNING,
+                                              max_resource=MAX_EPOCHS, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def run_search(study: optuna.Study, objective, n_trials: int, timeout: float | None,
+               n_jobs: int, progress: bool) -> None:
+    """Run trials; a failing trial is recorded as failed and the search goes on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
+                       catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    try:
+        return study.best_trial
+    except ValueError as exc:
+        raise MlcycleError(f"study {study.study_name!r} has no completed trial yet "
+                           "(every trial failed or was pruned)") from exc
+
+
+# --- search spaces ----------------------------------------------------------------------
+
+def suggest_forest(trial: optuna.trial.BaseTrial, task: str, seed: int,
+                   n_jobs: int = 1) -> ForestParams:
+    """n_jobs=1 inside a trial: parallel trials, not parallel trees, use the cores."""
+    return ForestParams(
+        n_estimators=trial.suggest_int("n_estimators", 50, 400, step=25),
+        max_depth=trial.suggest_int("max_depth", 3, 30, log=True),
+        min_samples_split=trial.suggest_int("min_samples_split", 2, 20),
+        min_samples_leaf=trial.suggest_int("min_samples_leaf", 1, 10),
+        max_features=trial.suggest_float("max_features", 0.2, 1.0),
+        class_weight=(trial.suggest_categorical("class_weight",
+                                                [None, "balanced", "balanced_subsample"])
+                      if task == "classification" else None),
+        seed=seed, n_jobs=n_jobs,
+    )
+
+
+def suggest_network(trial: optuna.trial.BaseTrial, seed: int):
+    from mlcycle.network import NetworkParams
+
+    layers = trial.suggest_int("n_layers", 1, 3)
+    return NetworkParams(
+        hidden_units=tuple(trial.suggest_int(f"units_{i}", 8, 128, log=True)
+                           for i in range(layers)),
+        dropout=trial.suggest_float("dropout", 0.0, 0.5),
+        learning_rate=trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
+        batch_size=trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
+        epochs=trial.suggest_int("epochs", 20, MAX_EPOCHS, step=10),
+        seed=seed,
+    )
+
+
+def best_params(family: str, trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
+    """The best trial as the family's own params (what best_params.json holds), plus
+    'family'. Rebuilt with the search space itself, so names cannot drift apart."""
+    fixed = optuna.trial.FixedTrial(trial.params)
+    if family == "rf":
+        out = asdict(suggest_forest(fixed, task, seed, n_jobs=-1))
+    else:
+        out = suggest_network(fixed, seed).to_dict()
+        out["hidden_units"] = list(out["hidden_units"])
+    return {**out, "family": family}
+
+
+# --- objectives over preloaded data -----------------------------------------------------
+
+def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) -> float:
+    features, target = frame[schema.features], frame[schema.target]
+    proba = None
+    if schema.task == "classification" and metric == "roc_auc":
+        proba = predict_proba(model, features, schema.classes)
+    return evaluate(schema.task, target, predict(model, features), proba)[metric]
+
+
+class ForestObjective:
+    """Mean k-fold cross-validated score of a forest on the training rows."""
+
+    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, seed: int,
+                 folds: int = CV_FOLDS):
+        self.schema, self.train, self.metric, self.seed = schema, train, metric, seed
+        self.folds = list(_folds(schema, train, folds, seed))
+        self.curves: dict[int, dict[str, list[float]]] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest_forest(trial, self.schema.task, self.seed)
+        scores = []
+        for fit_index, valid_index in self.folds:
+            fit_rows, valid_rows = self.train.iloc[fit_index], self.train.iloc[valid_index]
+            model = build_forest(self.schema, params)
+            model.fit(fit_rows[self.schema.features], fit_rows[self.schema.target])
+            scores.append(validation_score(model, self.schema, valid_rows, self.metric))
+        return float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan")
+
+
+def _folds(schema: Schema, train: pd.DataFrame, folds: int, seed: int):
+    if len(train) < 2 * folds:
+        raise MlcycleError(f"{len(train)} training rows are too few for {folds}-fold "
+                           "cross-validation")
+    if schema.task == "classification" and train[schema.target].value_counts().min() >= folds:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        return splitter.split(train, train[schema.target])
+    return KFold(folds, shuffle=True, random_state=seed).split(train)
+
+
+class NetworkObjective:
+    """Validation score of a network fitted on the rest of the training rows. Each epoch
+    reports its validation loss, so the pruner can stop a hopeless trial."""
+
+    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, direction: str,
+                 seed: int):
+        self.schema, self.metric, self.seed = schema, metric, seed
+        self.fit_rows, self.valid_rows = split_frame(train, schema, VALIDATION_SHARE, seed)
+        # Pruners compare intermediate values in the study's direction: a loss is to be
+        # minimised, so a maximised study sees its negation (the order is what counts).
+        self.sign = 1.0 if direction == "minimize" else -1.0
+        self.curves: dict[int, dict[str, list[float]]] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from mlcycle.network import fit_network
+
+        params = suggest_network(trial, self.seed)
+        losses: list[float] = []
+        self.curves[trial.number] = {"val_loss": losses}
+
+        def on_epoch_end(epoch, logs):
+            loss = float(logs["val_loss"])
+            losses.append(loss)
+            trial.report(self.sign * loss, epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+
+        model, _ = fit_network(self.schema, params, self.fit_rows, on_epoch_end=on_epoch_end)
+        return validation_score(model, self.schema, self.valid_rows, self.metric)
+
+
+def make_objective(family: str, schema: Schema, train: pd.DataFrame, metric: str,
+                   direction: str, seed: int):
+    if family == "rf":
+        return ForestObjective(schema, train, metric, seed)
+    return NetworkObjective(schema, train, metric, direction, seed)
+
+
+# --- MLflow: one nested run per trial ---------------------------------------------------
+
+class TrialLogger:
+    """Wrap an objective so that each trial is an MLflow run nested under `parent_run_id`.
+
+    Uses MlflowClient with explicit run ids, never the fluent active-run stack, because
+    trials run in worker threads when n_jobs > 1."""
+
+    def __init__(self, objective, parent_run_id: str, experiment_id: str, metric: str,
+                 study_name: str):
+        self.objective, self.parent_run_id = objective, parent_run_id
+        self.experiment_id, self.metric, self.study_name = experiment_id, metric, study_name
+        self.client = MlflowClient()
+        self.states: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{trial.number}",
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, config.STEP_TAG: TRIAL_STEP_TAG,
+                  "optuna.study_name": self.study_name,
+                  "optuna.trial_number": str(trial.number)})
+        run_id = run.info.run_id
+        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
+        try:
+            value = self.objective(trial)
+        except optuna.TrialPruned:
+            self._finish(run_id, trial, "pruned", None)
+            raise
+        except Exception as exc:
+            self._finish(run_id, trial, "failed", None, error=f"{type(exc).__name__}: {exc}")
+            raise
+        if value is None or not math.isfinite(value):
+            self._finish(run_id, trial, "failed", None, error=f"objective returned {value}")
+        else:
+            self._finish(run_id, trial, "complete", value)
+        return value
+
+    def _finish(self, run_id: str, trial: optuna.Trial, state: str, value: float | None,
+                error: str | None = None) -> None:
+        now = int(time.time() * 1000)
+        metrics = ([Metric(f"validation_{self.metric}", float(value), now, 0)]
+                   if value is not None else [])
+        curves = getattr(self.objective, "curves", {}).pop(trial.number, {})
+        for key, values in curves.items():
+            metrics += [Metric(key, float(v), now, step) for step, v in enumerate(values, 1)]
+        tags = [RunTag("trial_state", state)]
+        if error:
+            tags.append(RunTag("trial_error", error[:5000]))
+        params = [Param(k, _text(v)) for k, v in trial.params.items()]
+        try:
+            self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+            self.client.set_terminated(run_id, {"complete": "FINISHED", "pruned": "KILLED",
+                                                "failed": "FAILED"}[state])
+        except Exception:  # noqa: BLE001 - a logging hiccup must not lose the Optuna trial
+            log.exception("could not log trial %d to MLflow run %s", trial.number, run_id)
+        with self._lock:
+            self.states[trial.number] = state
+
+    def counts(self) -> dict[str, float]:
+        with self._lock:
+            states = list(self.states.values())
+        return {f"trials_{s}": float(states.count(s)) for s in ("complete", "pruned", "failed")}
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+# --- charts -----------------------------------------------------------------------------
+
+def history_figure(study: optuna.Study):
+    from mlcycle import charts  # noqa: F401 - selects the headless Agg backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def importance_figure(study: optuna.Study):
+    """Parameter importances (fANOVA); None when the trials cannot tell (too few)."""
+    from mlcycle import charts  # noqa: F401
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = optuna.visualization.matplotlib.plot_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        log.info("no parameter-importance chart: %s", exc)
+        return None
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    return ax.figure
