@@ -9,6 +9,7 @@ import mlflow
 
 from mlcycle import charts, config, registry
 from mlcycle.cli import INT, step_command, step_run
+from mlcycle.errors import MlcycleError
 from mlcycle.etl import load_splits, resolve_etl_run
 from mlcycle.evaluate import predict, predict_proba, score
 from mlcycle.forest import ForestParams, fit_forest
@@ -35,10 +36,9 @@ def main(etl_run, model_name, n_estimators, max_depth, min_samples_split, min_sa
          class_weight, seed):
     try:
         depth = _optional_int(max_depth)
-    except ValueError:
-        from mlcycle.errors import MlcycleError
-
-        raise MlcycleError(f"parameter max_depth must be an integer or empty, got {max_depth!r}")
+    except ValueError as exc:
+        raise MlcycleError(
+            f"parameter max_depth must be an integer or empty, got {max_depth!r}") from exc
     params = ForestParams(
         n_estimators=n_estimators, max_depth=depth, min_samples_split=min_samples_split,
         min_samples_leaf=min_samples_leaf, class_weight=class_weight or None, seed=seed,

@@ -48,7 +48,7 @@ class EtlResult:
 
 def prepare(params: EtlParams) -> EtlResult:
     """Read, validate, conform and split both files. Pure: no MLflow."""
-    paths = {"reference": _resolve(params.reference), "current": _resolve(params.current)}
+    paths = {"reference": resolve_path(params.reference), "current": resolve_path(params.current)}
     raw = {role: data.read_csv(path, role) for role, path in paths.items()}
     schema = data.build_schema(raw["reference"], params.target, params.task,
                                data.parse_columns(params.drop_columns))
@@ -56,8 +56,9 @@ def prepare(params: EtlParams) -> EtlResult:
     for role, frame in raw.items():
         conformed = data.conform(frame, schema, role, paths[role])
         frames[role], removed[role] = data.drop_missing_target(conformed, schema.target, role)
+        if role == "reference" and schema.task == "classification":
+            data.check_classes(frames[role], schema, role)
     if schema.task == "classification":
-        data.check_classes(frames["reference"], schema, "reference")
         labels = pd.concat([frames["reference"][schema.target], frames["current"][schema.target]])
         schema.classes = sorted(labels.unique().tolist(), key=str)
     splits, leaks = make_splits(frames["reference"], frames["current"], schema,
@@ -68,7 +69,7 @@ def prepare(params: EtlParams) -> EtlResult:
     return EtlResult(schema=schema, splits=splits, quality=quality, raw=raw)
 
 
-def _resolve(path: str) -> Path:
+def resolve_path(path: str) -> Path:
     """Relative paths are read from the project root, so `mlflow run` from anywhere works."""
     candidate = Path(path).expanduser()
     if not candidate.is_absolute() and not candidate.exists():
@@ -90,7 +91,7 @@ def log_etl(result: EtlResult, params: EtlParams) -> None:
         mlflow.log_artifacts(str(out), DATASETS_DIR)
     for role, path in (("reference", params.reference), ("current", params.current)):
         frame = result.raw[role]
-        dataset = mlflow.data.from_pandas(frame, source=str(_resolve(path)), name=role,
+        dataset = mlflow.data.from_pandas(frame, source=str(resolve_path(path)), name=role,
                                           targets=result.schema.target)
         mlflow.log_input(dataset, context=role)
     q = result.quality
