@@ -34,16 +34,17 @@ def input_example(train: pd.DataFrame, schema: Schema, rows: int = 3) -> pd.Data
 
 
 def signature(schema: Schema, example: pd.DataFrame, predictions) -> ModelSignature:
-    """Raw-row inputs, every column optional (a served row may have holes), plus the
-    predict_method param for class probabilities.
+    """Raw-row inputs, plus the predict_method param for class probabilities. Every
+    column is required (a request without one gets "Model is missing inputs [...]"),
+    and any value may be missing: MLflow lets None through a required column.
 
     Numeric columns are typed `Any`: MLflow refuses int64 where `double` is declared, and
     a CSV read by pandas makes a whole-number column int64. The preprocessing converts
     them; text where a number belongs fails there (a 400 from the scoring server)."""
     inferred = infer_signature(example, predictions, params={"predict_method": "predict"})
     inputs = TypeSchema(
-        [ColSpec(AnyType(), name, required=False) for name in schema.numeric]
-        + [ColSpec(DataType.string, name, required=False) for name in schema.categorical]
+        [ColSpec(AnyType(), name) for name in schema.numeric]
+        + [ColSpec(DataType.string, name) for name in schema.categorical]
     )
     return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
