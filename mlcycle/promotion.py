@@ -1,0 +1,133 @@
+"""The promotion gate: does the challenger replace the champion, and why.
+
+`decide` is a pure function of the two models' metrics on the same rows; `apply` moves the
+aliases (champion -> challenger's version, previous -> the old champion's version, and
+the challenger alias is removed: that version is the champion now, and leaving the alias
+would make the next monitor compare the champion with itself).
+
+The rule, on the task's primary metric (R² for regression, F1 for classification):
+  - on current_test the challenger beats the champion, by at least `min_improvement`
+    (absolute: 0.01 means one point of R²), and strictly when `min_improvement` is 0;
+  - on reference_test the challenger is not worse than the champion by more than
+    `tolerance` (absolute, on the same scale), so a model that forgot the old data
+    does not win on the new data alone.
+Nothing moves when the challenger is missing, failed to load or to score, when a metric
+is not a number, or when any check fails; the reason says which."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+from mlcycle import config, registry
+from mlcycle.metrics import PRIMARY
+
+log = logging.getLogger(__name__)
+
+PROMOTED = "promoted"
+NOT_PROMOTED = "not_promoted"
+# Would have been promoted, but promote=false.
+QUALIFIED = "qualified"
+DECISION_TAG = "mlcycle.promotion.decision"
+REASON_TAG = "mlcycle.promotion.reason"
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    checks: list[Check] = field(default_factory=list)
+    requested: bool = True
+
+    @property
+    def status(self) -> str:
+        if self.promote and self.requested:
+            return PROMOTED
+        return QUALIFIED if self.promote else NOT_PROMOTED
+
+    @property
+    def headline(self) -> str:
+        if self.status == PROMOTED:
+            return "challenger promoted to champion"
+        if self.status == QUALIFIED:
+            return "not promoted (promote=false), but the challenger qualifies"
+        return "not promoted"
+
+
+def decide(task: str, champion: dict[str, float] | None, challenger: dict[str, float] | None,
+           *, min_improvement: float = 0.0, tolerance: float = 0.05, requested: bool = True,
+           champion_error: str | None = None, challenger_error: str | None = None,
+           same_version: bool = False) -> Decision:
+    """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
+    the model is absent; *_error says why a model could not be loaded or scored."""
+    primary = PRIMARY[task]
+    cur, ref = f"current_test_{primary}", f"reference_test_{primary}"
+
+    def no(reason: str, checks=()) -> Decision:
+        return Decision(False, reason, list(checks), requested)
+
+    if challenger_error:
+        return no(f"the challenger failed: {challenger_error}")
+    if challenger is None:
+        return no("there is no challenger to compare with the champion")
+    if same_version:
+        return no("the challenger is the champion's own version")
+    if not _finite(challenger, cur, ref):
+        return no(f"the challenger has no finite {cur} / {ref}")
+    if champion_error:
+        return no(f"the champion failed: {champion_error}")
+    if champion is None:
+        return Decision(True, "there is no champion: the challenger takes the place", [],
+                        requested)
+    if not _finite(champion, cur, ref):
+        return no(f"the champion has no finite {cur} / {ref}")
+    gain = challenger[cur] - champion[cur]
+    loss = champion[ref] - challenger[ref]
+    checks = [
+        Check(f"better on current_test by at least {min_improvement:g}",
+              gain > 0 and gain >= min_improvement,
+              f"{primary} {challenger[cur]:.4f} vs {champion[cur]:.4f} ({gain:+.4f})"),
+        Check(f"not worse on reference_test by more than {tolerance:g}", loss <= tolerance,
+              f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f})"),
+    ]
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        return no("; ".join(f"failed: {c.name} ({c.detail})" for c in failed), checks)
+    return Decision(True, f"the challenger is better on current_test ({checks[0].detail}) "
+                          f"and holds on reference_test ({checks[1].detail})", checks, requested)
+
+
+def _finite(metrics: dict[str, float], *keys: str) -> bool:
+    return all(isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k])
+               for k in keys)
+
+
+def apply(decision: Decision, model_name: str, champion_version: str | None,
+          challenger_version: str | None) -> bool:
+    """Move the aliases when the decision says so and promotion was requested.
+
+    The challenger alias is removed only once the champion alias points at its version."""
+    if decision.status != PROMOTED or challenger_version is None:
+        return False
+    if champion_version is not None:
+        registry.set_alias(model_name, config.PREVIOUS, champion_version)
+    registry.set_alias(model_name, config.CHAMPION, challenger_version)
+    still = registry.version_for_alias(model_name, config.CHALLENGER)
+    if still is not None and str(still.version) == str(challenger_version):
+        registry.client().delete_registered_model_alias(model_name, config.CHALLENGER)
+    log.info("%s: version %s is the champion now (previous: %s)", model_name,
+             challenger_version, champion_version)
+    return True
+
+
+def tags(decision: Decision) -> dict[str, str]:
+    """The decision as tags, for the monitor run and the challenger's model version."""
+    return {DECISION_TAG: decision.status, REASON_TAG: decision.reason[:4900]}
