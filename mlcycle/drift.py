@@ -242,3 +242,22 @@ def data_quality(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema)
 def _share(mask) -> float:
     mask = np.asarray(mask)
     return float(mask.mean()) if mask.size else 0.0
+
+
+def save_evidently_html(snapshot, path) -> None:
+    """Evidently's own HTML, with its embedded data made safe for a <script> block.
+
+    Evidently 0.7 writes its data with plain `json.dumps` inside <script>: a column named
+    `</script><script>...` would end the block and run as markup. JSON escapes \\u003c,
+    \\u003e and \\u0026 mean the same strings to JavaScript and can never close a tag."""
+    from unittest import mock
+
+    from evidently.legacy.utils import dashboard
+
+    class _ScriptSafeEncoder(dashboard.NumpyEncoder):
+        def encode(self, o):
+            text = super().encode(o)
+            return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+    with mock.patch.object(dashboard, "NumpyEncoder", _ScriptSafeEncoder):
+        snapshot.save_html(str(path))  # Evidently writes only when given a str path

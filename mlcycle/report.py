@@ -23,6 +23,7 @@ from sklearn import metrics as skm
 
 from mlcycle import charts, config
 from mlcycle.data import Schema
+from mlcycle.drift import SAMPLE_SEED, save_evidently_html
 from mlcycle.evaluate import TEST_SPLITS, predict, predict_proba
 from mlcycle.metrics import LOWER_IS_BETTER, PRIMARY, evaluate, metric_names, prefixed
 
@@ -247,7 +248,7 @@ def write_report(folder: Path, context: dict, snapshot=None) -> dict[str, Path]:
     paths = {"report": folder / REPORT_FILE}
     if snapshot is not None:
         paths["evidently"] = folder / EVIDENTLY_FILE
-        snapshot.save_html(str(paths["evidently"]))  # Evidently writes only given a str
+        save_evidently_html(snapshot, paths["evidently"])
     links = {"evidently_href": EVIDENTLY_FILE if snapshot is not None else None,
              "self_href": REPORT_FILE}
     paths["report"].write_text(render({**context, **links}), encoding="utf-8")
@@ -277,8 +278,6 @@ def assemble(*, model_name: str, schema: Schema, frames: dict[str, pd.DataFrame]
     """Everything the template reads, computed once; the template only formats."""
     import evidently
 
-    from mlcycle import drift as drift_module
-
     scored = {role: m for role, m in models.items() if m.ok}
     per = per_class(schema, frames, models) if schema.task == "classification" else None
     return {
@@ -288,7 +287,7 @@ def assemble(*, model_name: str, schema: Schema, frames: dict[str, pd.DataFrame]
         "drift": drift, "drift_error": drift_error,
         "drifted_features": drift.drifted_features() if drift else [],
         "prediction_owner": prediction_owner or {},
-        "sample_seed": drift_module.SAMPLE_SEED,
+        "sample_seed": SAMPLE_SEED,
         "evidently_version": evidently.__version__,
         "roles": ROLES, "models": models,
         "comparison": comparison(schema.task, models) if scored else [],
