@@ -96,7 +96,8 @@ def step_run(step: str, params: dict, nested: bool = False):
     Params already logged by `mlflow run` are left as they are: MLflow refuses to log a
     key twice with a different spelling of the same value ('.2' vs '0.2')."""
     with mlflow.start_run(nested=nested) as run:
-        mlflow.set_tag(config.STEP_TAG, step)
+        # Which interpreter ran the step: shows whether --env-manager isolated it.
+        mlflow.set_tags({config.STEP_TAG: step, "mlcycle.python": sys.executable})
         existing = mlflow.get_run(run.info.run_id).data.params
         fresh = {k: _param_text(v) for k, v in params.items() if k not in existing}
         if fresh:

@@ -1,0 +1,211 @@
+"""The real MLflow clients a user runs: `mlflow run` with uv, `mlflow run` from a git
+URL served by a real git daemon, and `mlflow models serve` answering HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+
+from mlcycle import config
+from tests.conftest import BIN, ROOT, assert_ok, mlflow_run, step_env
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n"
+                                 f"{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _etl_runs():
+    return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=f"tags.`{config.STEP_TAG}` = 'etl'")
+
+
+def test_mlflow_run_with_uv_builds_an_isolated_env_from_conda_yaml(tracking_uri):
+    """conda.yaml -> a virtualenv made by MLflow and uv; the step runs inside it."""
+    result = mlflow_run("etl", tracking_uri, env_manager="uv", timeout=1500)
+    assert_ok(result)
+    (run,) = _etl_runs()
+    assert run.info.status == "FINISHED"
+    python = run.data.tags["mlcycle.python"]
+    assert Path(python).resolve() != Path(sys.executable).resolve()
+    assert ".venv" not in python.split(os.sep), python
+    # The isolated interpreter carries the pins of conda.yaml, not whatever is here.
+    probe = subprocess.run([python, "-c", "import mlflow, pandas; "
+                            "print(mlflow.__version__, pandas.__version__)"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["3.17.2", "2.3.3"]
+
+
+@pytest.fixture
+def git_daemon(tmp_path):
+    """A bare clone of this repository served on loopback by a real git daemon."""
+    base = tmp_path / "git"
+    base.mkdir()
+    bare = base / "project.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(ROOT), str(bare)], check=True)
+    # A commit SHA as --version needs the server to hand out any reachable object.
+    subprocess.run(["git", "-C", str(bare), "config", "uploadpack.allowAnySHA1InWant",
+                    "true"], check=True)
+    port = free_port()
+    proc = subprocess.Popen(["git", "daemon", f"--base-path={base}", "--export-all",
+                             "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", str(base)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    commit = subprocess.run(["git", "-C", str(bare), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    yield f"git://127.0.0.1:{port}/project.git", commit
+    stop(proc)
+
+
+def test_mlflow_run_from_a_git_url_at_a_commit(tracking_uri, git_daemon, tmp_path):
+    url, commit = git_daemon
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = mlflow_run("etl", tracking_uri, uri=url, extra_args=("--version", commit),
+                        cwd=elsewhere)
+    assert_ok(result)
+    (run,) = _etl_runs()
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.source.git.commit"] == commit
+    assert run.data.tags["mlflow.source.name"] == url
+    # It read the data of MLflow's own checkout, yet landed in this store.
+    sources = [i.dataset.source for i in run.inputs.dataset_inputs]
+    assert len(sources) == 2
+    assert all("df_" in s and str(ROOT / "data") not in s for s in sources), sources
+
+
+# ---------------------------------------------------------------- serving
+RAW_COLUMNS = ["age", "taille", "poids", "sexe", "sport_licence", "niveau_etude", "region",
+               "smoker", "nationalité_francaise", "revenu_estime_mois"]
+
+
+@pytest.fixture(scope="module")
+def served_store(tmp_path_factory):
+    """A store whose champion is a forest (trained once for the module)."""
+    folder = tmp_path_factory.mktemp("served")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    assert_ok(mlflow_run("baseline", uri, {"n_estimators": 20}))
+    return uri
+
+
+def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=step_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/ping", proc)
+    return proc, base
+
+
+def raw_rows(n: int = 3) -> pd.DataFrame:
+    """n raw rows as a client sends them, with holes in rows 0 and 1."""
+    rows = pd.read_csv(ROOT / "data" / "df_new.csv")[RAW_COLUMNS].head(n)
+    rows.loc[0, "revenu_estime_mois"] = None
+    rows.loc[1, "region"] = None
+    return rows
+
+
+def check_server(base: str) -> None:
+    rows = raw_rows()
+    split = {"dataframe_split": {"columns": list(rows.columns),
+                                 "data": rows.astype(object).where(rows.notna(), None)
+                                 .values.tolist()}}
+    records = {"dataframe_records": rows.astype(object).where(rows.notna(), None)
+               .to_dict(orient="records")}
+    for body in (split, records):
+        answer = requests.post(f"{base}/invocations", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"]) == 3
+
+    def post(data, content_type="application/json"):
+        return requests.post(f"{base}/invocations", data=data, timeout=30,
+                             headers={"Content-Type": content_type})
+
+    bad = {
+        "malformed JSON": post("{not json"),
+        "empty body": post(""),
+        "missing column": requests.post(f"{base}/invocations", timeout=30, json={
+            "dataframe_records": [{k: v for k, v in r.items() if k != "age"}
+                                  for r in records["dataframe_records"]]}),
+        "wrong type": requests.post(f"{base}/invocations", timeout=30, json={
+            "dataframe_records": [dict(records["dataframe_records"][2], age="old")]}),
+    }
+    for case, answer in bad.items():
+        assert 400 <= answer.status_code < 500, (case, answer.status_code, answer.text)
+        assert answer.json().get("message"), case
+    assert "age" in bad["missing column"].json()["message"]
+
+
+def test_served_forest_champion_answers_raw_rows(served_store):
+    proc, base = serve(served_store, "models:/loan-amount@champion")
+    try:
+        check_server(base)
+    finally:
+        stop(proc)
+
+
+def test_make_serve_serves_the_champion(served_store):
+    port = free_port()
+    proc = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=ROOT,
+                            env=step_env(served_store), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ping", proc)
+        rows = raw_rows().head(1).astype(object)
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
+                               json={"dataframe_records": rows.where(rows.notna(), None)
+                                     .to_dict(orient="records")})
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_git_daemon_is_available():
+    """The git-URL test needs git's own daemon: a real component, installed, not mocked."""
+    assert shutil.which("git")
+    assert subprocess.run(["git", "daemon", "--help"], capture_output=True).returncode in (0, 1)
