@@ -1,0 +1,58 @@
+"""The promotion gate's decision: a pure function of two models' metrics on the same rows."""
+
+import math
+
+from mlcycle.promotion import NOT_PROMOTED, PROMOTED, QUALIFIED, decide, tags
+
+
+def _m(current, reference, metric="r2"):
+    return {f"current_test_{metric}": current, f"reference_test_{metric}": reference}
+
+
+def test_a_better_challenger_is_promoted_with_both_checks_passed():
+    decision = decide("regression", _m(0.60, 0.90), _m(0.70, 0.89))
+    assert decision.status == PROMOTED
+    assert all(c.passed for c in decision.checks) and len(decision.checks) == 2
+    assert "better on current_test" in decision.reason
+
+
+def test_improvement_below_min_improvement_or_a_tie_is_not_enough():
+    assert decide("regression", _m(0.60, 0.9), _m(0.62, 0.9),
+                  min_improvement=0.05).status == NOT_PROMOTED
+    tie = decide("regression", _m(0.60, 0.9), _m(0.60, 0.9))
+    assert tie.status == NOT_PROMOTED and "failed: better on current_test" in tie.reason
+
+
+def test_forgetting_the_reference_data_beyond_the_tolerance_blocks_promotion():
+    decision = decide("regression", _m(0.60, 0.90), _m(0.80, 0.80), tolerance=0.05)
+    assert decision.status == NOT_PROMOTED
+    assert "reference_test" in decision.reason and "-0.1000" in decision.reason
+    assert decide("regression", _m(0.60, 0.90), _m(0.80, 0.86),
+                  tolerance=0.05).status == PROMOTED
+
+
+def test_classification_decides_on_f1():
+    decision = decide("classification", _m(0.70, 0.8, "f1"), _m(0.75, 0.8, "f1"))
+    assert decision.status == PROMOTED and "f1" in decision.reason
+
+
+def test_nothing_moves_without_a_working_challenger_and_the_reason_says_why():
+    assert "no challenger" in decide("regression", _m(0.6, 0.9), None).reason
+    failed = decide("regression", _m(0.6, 0.9), None, challenger_error="failed to load: boom")
+    assert not failed.promote and "failed to load: boom" in failed.reason
+    nan = decide("regression", _m(0.6, 0.9), _m(math.nan, 0.9))
+    assert not nan.promote and "finite" in nan.reason
+    broken = decide("regression", None, _m(0.9, 0.9), champion_error="failed to score: x")
+    assert not broken.promote and "champion failed" in broken.reason
+    same = decide("regression", _m(0.6, 0.9), _m(0.6, 0.9), same_version=True)
+    assert not same.promote and "own version" in same.reason
+
+
+def test_no_champion_at_all_lets_a_working_challenger_take_the_place():
+    assert decide("regression", None, _m(0.5, 0.5)).status == PROMOTED
+
+
+def test_promote_false_reports_a_qualified_challenger_without_promoting():
+    decision = decide("regression", _m(0.6, 0.9), _m(0.7, 0.9), requested=False)
+    assert decision.status == QUALIFIED and decision.promote
+    assert tags(decision)["mlcycle.promotion.decision"] == QUALIFIED
