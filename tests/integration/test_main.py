@@ -1,0 +1,57 @@
+"""`mlflow run . -e main`: five child runs, a failure that names its step, a resume
+that reuses what finished, and a warm re-run that reuses everything."""
+
+import mlflow
+import pytest
+
+from mlcycle import config
+from tests.conftest import assert_ok, mlflow_run
+
+pytestmark = pytest.mark.integration
+
+CHEAP = {"n_trials": 2, "optimize_family": "rf", "test_size": 0.2}
+
+
+def runs(filter_string: str):
+    return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=filter_string)
+
+
+def aliases(name="loan-amount"):
+    model = mlflow.MlflowClient().get_registered_model(name)
+    return dict(model.aliases)
+
+
+def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
+    # 1. retrain refuses epochs=0: main fails, naming the step and its child run.
+    failed = mlflow_run("main", tracking_uri, {**CHEAP, "epochs": 0})
+    assert failed.returncode != 0
+    assert "step retrain failed (child run " in failed.stderr
+    (bad_retrain,) = runs(f"tags.`{config.STEP_TAG}` = 'retrain'")
+    assert bad_retrain.info.status == "FAILED"
+    assert bad_retrain.info.run_id in failed.stderr
+    champion_before = aliases()["champion"]
+
+    # 2. Fixed: finished steps are reused, the pipeline resumes at retrain.
+    resumed = mlflow_run("main", tracking_uri, {**CHEAP, "epochs": 2})
+    assert_ok(resumed)
+    for step in ("etl", "baseline", "optimize"):
+        assert f"step {step}: reusing finished identical run" in resumed.stderr, step
+        assert len(runs(f"tags.`{config.STEP_TAG}` = '{step}'")) == 1, step
+    (main_run,) = runs(f"tags.`{config.STEP_TAG}` = 'main' and attributes.status = 'FINISHED'")
+    assert main_run.data.metrics["steps_reused"] == 3
+    children = runs(f"tags.`mlflow.parentRunId` = '{main_run.info.run_id}'")
+    assert {c.data.tags[config.STEP_TAG] for c in children} == {"retrain", "monitor"}
+    (monitor,) = runs(f"tags.`{config.STEP_TAG}` = 'monitor'")
+    state = aliases()
+    assert "challenger" in state
+    promoted = state["champion"] != champion_before
+    if promoted:
+        assert state["previous"] == champion_before
+
+    # 3. Nothing changed: every step is reused, nothing runs, no alias moves.
+    warm = mlflow_run("main", tracking_uri, {**CHEAP, "epochs": 2})
+    assert_ok(warm)
+    assert "main: 5 of 5 steps reused" in warm.stderr
+    assert len(runs(f"tags.`{config.STEP_TAG}` = 'monitor'")) == 1
+    assert aliases() == state
