@@ -1,0 +1,172 @@
+"""Served vs in-process latency of both model families, and throughput under load.
+
+Prints, for the forest and the network: in-process `pyfunc.predict` 1-row p50/p99, the
+same through `mlflow models serve` over loopback HTTP (target: served p50 <= in-process
+p50 + 3 ms), then requests per second at concurrency 8 with the error count. Also cold
+and warm creation of the `--env-manager uv` environment (`--uv`, slow: ~minutes).
+
+    .venv/bin/python benchmarks/bench_serving.py [--requests 300] [--uv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def build_models(store: str) -> dict[str, str]:
+    """A forest and a network trained on the bundled data, logged as mlcycle logs them."""
+    import mlflow
+
+    from mlcycle.etl import EtlParams, prepare
+    from mlcycle.forest import ForestParams, fit_forest
+    from mlcycle.modelio import log_sklearn
+    from mlcycle.network import NetworkParams, fit_network, log_network
+
+    mlflow.set_tracking_uri(store)
+    result = prepare(EtlParams())
+    schema, train = result.schema, result.splits.current_train
+    with mlflow.start_run():
+        forest = fit_forest(schema, ForestParams(), train)
+        rf_info = log_sklearn(forest, schema, train, "bench-forest")
+        network, _ = fit_network(schema, NetworkParams(epochs=5), train)
+        nn_info = log_network(network, schema, train, "bench-network")
+    rows = result.splits.current_test[schema.features]
+    rows.head(1).to_json(Path(store.removeprefix("sqlite:///")).parent / "row.json",
+                         orient="records")
+    return {"forest": f"models:/bench-forest/{rf_info.registered_model_version}",
+            "network": f"models:/bench-network/{nn_info.registered_model_version}"}
+
+
+def in_process(model_uri: str, row, n: int) -> list[float]:
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    model.predict(row)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        model.predict(row)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def served(model_uri: str, store: str, body: str, n: int) -> tuple[list[float], float, int]:
+    import requests
+
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PATH=f"{BIN}:{os.environ['PATH']}")
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", model_uri,
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/ping", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        session = requests.Session()
+        headers = {"Content-Type": "application/json"}
+        for _ in range(20):  # warm-up
+            session.post(f"{url}/invocations", data=body, headers=headers).raise_for_status()
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            session.post(f"{url}/invocations", data=body, headers=headers).raise_for_status()
+            times.append((time.perf_counter() - start) * 1000)
+
+        def worker(count: int) -> int:
+            errors = 0
+            with requests.Session() as s:
+                for _ in range(count):
+                    if s.post(f"{url}/invocations", data=body, headers=headers).status_code != 200:
+                        errors += 1
+            return errors
+
+        per_worker = max(1, n // 8)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            errors = sum(pool.map(worker, [per_worker] * 8))
+        rps = 8 * per_worker / (time.perf_counter() - start)
+        return times, rps, errors
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def uv_env_creation() -> tuple[float, float]:
+    """Seconds for `mlflow run . -e etl --env-manager uv` with no env, then with it."""
+    envs = Path.home() / ".mlflow" / "envs"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
+                   PATH=f"{BIN}:{os.environ['PATH']}")
+        for path in envs.glob("mlflow-*"):
+            shutil.rmtree(path)
+        timings = []
+        for _ in range(2):
+            start = time.perf_counter()
+            subprocess.run([str(BIN / "mlflow"), "run", ".", "-e", "etl", "--env-manager", "uv"],
+                           cwd=ROOT, env=env, check=True, capture_output=True)
+            timings.append(time.perf_counter() - start)
+    return timings[0], timings[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--uv", action="store_true", help="also time uv env creation")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import pandas as pd
+
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{tmp}/mlflow.db"
+        models = build_models(store)
+        body_rows = Path(tmp, "row.json").read_text()
+        row = pd.read_json(Path(tmp, "row.json"), orient="records")
+        body = '{"dataframe_records": ' + body_rows + "}"
+        for family, uri in models.items():
+            local = in_process(uri, row, args.requests)
+            remote, rps, errors = served(uri, store, body, args.requests)
+            p50_in, p50_http = statistics.median(local), statistics.median(remote)
+            print(f"{family:8s} in-process p50 {p50_in:6.2f} ms  p99 {percentile(local, .99):6.2f} ms"
+                  f" | served p50 {p50_http:6.2f} ms  p99 {percentile(remote, .99):6.2f} ms"
+                  f" | overhead p50 {p50_http - p50_in:+.2f} ms (target <= +3)"
+                  f" | concurrency 8: {rps:6.1f} req/s, {errors} errors")
+    if args.uv:
+        cold, warm = uv_env_creation()
+        print(f"uv env: cold {cold:.1f} s (env removed, uv's package cache kept), "
+              f"warm {warm:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
