@@ -8,6 +8,7 @@ under the worker's own run, with the trial's parameters, validation score and st
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -116,7 +117,8 @@ def parse_storage(text: str | None, state_dir: Path = config.STATE_DIR) -> Stora
         if scheme == "file":
             return _journal_spec(urlsplit(text).path, text)
         if scheme.split("+", 1)[0] in RDB_SCHEMES:
-            return StorageSpec("rdb", text, _redact(text))
+            url = _with_driver(text, scheme)
+            return StorageSpec("rdb", url, _redact(url))
         raise MlcycleError(
             f"parameter storage: unsupported scheme {scheme!r} in {_redact(text)!r}; use a "
             "journal file path, sqlite:///FILE or postgresql://USER@HOST/DB")
@@ -133,6 +135,13 @@ def _journal_spec(path_text: str, given: str) -> StorageSpec:
         raise MlcycleError(f"parameter storage: {path} is an SQLite database, not a journal "
                            f"file: pass sqlite:///{path}")
     return StorageSpec("journal", str(path), str(path))
+
+
+def _with_driver(url: str, scheme: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project ships psycopg2."""
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def _redact(url: str) -> str:

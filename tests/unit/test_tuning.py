@@ -41,6 +41,12 @@ def test_storage_kinds(tmp_path, text, kind):
         assert spec.location == str(tmp_path / "journal.log")
 
 
+def test_a_bare_postgresql_url_uses_the_installed_driver():
+    # SQLAlchemy 2.1 reads postgresql:// as psycopg 3, which is not installed.
+    assert tuning.parse_storage("postgresql://u@h/db").location == "postgresql+psycopg2://u@h/db"
+    assert tuning.parse_storage("postgres://u@h/db").location == "postgresql+psycopg2://u@h/db"
+
+
 def test_a_password_in_a_storage_url_is_never_displayed():
     spec = tuning.parse_storage("postgresql://me:s3cret@db.example:5432/optuna")
     assert "s3cret" not in spec.display and "db.example" in spec.display
@@ -67,8 +73,9 @@ def test_bad_storage_text_is_refused_with_one_message(tmp_path, text, message):
     "postgresql://nobody@127.0.0.1:notaport/optuna",
 ])
 def test_storage_that_cannot_be_opened_is_one_clear_error(url):
-    with pytest.raises(MlcycleError, match="parameter storage: cannot open"):
+    with pytest.raises(MlcycleError, match="parameter storage: cannot open") as caught:
         tuning.open_storage(tuning.parse_storage(url))
+    assert "install" not in str(caught.value)  # the real reason, not a missing driver
 
 
 def test_sqlite_storage_opens(tmp_path):
