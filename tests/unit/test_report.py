@@ -75,7 +75,7 @@ class _Columns:
         return self.model.predict_proba(features[self.columns])
 
 
-def _context(task):
+def sample_context(task):
     frames = _frames(task)
     schema = _schema(task)
     models = _models(task, frames, schema)
@@ -100,7 +100,7 @@ def _context(task):
 
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_report_renders_verdicts_tables_and_inline_charts(task, tmp_path):
-    context, result = _context(task)
+    context, result = sample_context(task)
     folder = report.report_folder(tmp_path, "m", "20260101T000000Z")
     paths = report.write_report(folder, context, result.snapshot)
     html = paths["report"].read_text()
@@ -122,7 +122,7 @@ def test_report_renders_verdicts_tables_and_inline_charts(task, tmp_path):
 
 
 def test_values_from_data_are_escaped_never_raw(tmp_path):
-    context, _ = _context("regression")
+    context, _ = sample_context("regression")
     html = report.render(context | {"evidently_href": None, "self_href": "report.html"})
     assert HOSTILE not in html and "<b>unseen</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -1,0 +1,153 @@
+"""The real monitor step: once through `mlflow run . -e monitor`, then the same click
+command in-process (every step subprocess costs ~20 s of imports on these machines), on
+stores prepared in-process. Promotion and non-promotion, aliases checked after each."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+
+from entrypoints.monitor import main as monitor_command
+from mlcycle import config, registry
+from mlcycle.etl import EtlParams, execute, load_splits
+from mlcycle.evaluate import score
+from mlcycle.forest import ForestParams, fit_forest
+from mlcycle.modelio import log_sklearn
+from tests.conftest import assert_ok, mlflow_run
+
+pytestmark = pytest.mark.integration
+
+
+def _etl(**params) -> str:
+    etl_params = EtlParams(**params)
+    with mlflow.start_run(run_name="etl") as run:
+        mlflow.set_tag(config.STEP_TAG, "etl")
+        mlflow.log_params(vars(etl_params))
+        execute(etl_params)
+    return run.info.run_id
+
+
+def _forest(etl_run: str, model_name: str, **params) -> tuple[str, dict]:
+    """Register a forest as baseline does; returns (version, its test metrics)."""
+    schema, splits = load_splits(etl_run)
+    pipeline = fit_forest(schema, ForestParams(n_jobs=1, **params), splits.reference_train)
+    with mlflow.start_run(run_name="forest"):
+        mlflow.set_tag(config.STEP_TAG, "baseline")
+        info = log_sklearn(pipeline, schema, splits.reference_train, model_name)
+    registry.tag_version(model_name, info.registered_model_version, {"mlcycle.family": "rf"})
+    return str(info.registered_model_version), score(pipeline, schema, splits)
+
+
+def _aliases(name: str) -> dict[str, str]:
+    model = registry.client().get_registered_model(name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def _monitor(*args: str):
+    """The real click command, in this process."""
+    result = CliRunner().invoke(monitor_command, list(args))
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result
+
+
+def _monitor_runs():
+    return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=f"tags.`{config.STEP_TAG}` = 'monitor'",
+                              order_by=["attributes.start_time DESC"])
+
+
+def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, tmp_path):
+    name = "loan-amount"
+    etl_run = _etl()
+    first, first_metrics = _forest(etl_run, name, n_estimators=10, max_depth=4)
+    second, second_metrics = _forest(etl_run, name, n_estimators=20, seed=7)
+    # Whichever is better on the new rows plays the challenger, so promotion is certain.
+    if second_metrics["current_test_r2"] < first_metrics["current_test_r2"]:
+        first, second = second, first
+    registry.set_alias(name, config.CHAMPION, first)
+    registry.set_alias(name, config.CHALLENGER, second)
+    out = tmp_path / "reports"
+
+    # 1. An impossible min_improvement: nothing moves, and the reason says which check.
+    result = mlflow_run("monitor", tracking_uri, {"etl_run": etl_run, "promote": "true",
+                                                  "min_improvement": 1.0, "output": out})
+    assert_ok(result)
+    assert _aliases(name) == {"champion": first, "challenger": second}
+    (run,) = _monitor_runs()
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["mlcycle.promotion.decision"] == "not_promoted"
+    assert "better on current_test by at least 1" in tags["mlcycle.promotion.reason"]
+    version_tags = registry.client().get_model_version(name, second).tags
+    assert version_tags["mlcycle.promotion.decision"] == "not_promoted"
+    assert version_tags["mlcycle.promotion.monitor_run"] == run.info.run_id
+    assert {"drift_share", "n_drifted_columns", "champion_current_test_r2",
+            "challenger_reference_test_rmse", "target_drift"} <= set(metrics)
+    assert metrics["n_drifted_columns"] >= 1  # the bundled new data drifted on purpose
+    report_html = Path(tags["mlcycle.report"])
+    assert report_html.parent.parent == out / name and report_html.exists()
+    assert (report_html.parent / "evidently.html").exists()
+    assert (out / name / "latest.html").exists()
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id,
+                                                                      "report")}
+    assert {"report/report.html", "report/evidently.html"} <= artifacts
+    html = report_html.read_text()
+    assert "Not promoted" in html.split('id="drift"')[0]
+
+    # 2. The default gate with a loose tolerance: the better challenger becomes champion.
+    result = _monitor("--etl-run", etl_run, "--promote", "true", "--tolerance", "1",
+                      "--output", str(out))
+    assert _aliases(name) == {"champion": second, "previous": first}
+    run = _monitor_runs()[0]
+    assert run.data.tags["mlcycle.promotion.decision"] == "promoted"
+    assert run.data.metrics["promoted"] == 1.0
+    assert (registry.client().get_model_version(name, second)
+            .tags["mlcycle.promotion.decision"] == "promoted")
+    assert f"report: {out / name}" in result.output
+    latest = (out / name / "latest.html").read_text()
+    assert "Challenger promoted to champion" in latest
+
+    # 3. No challenger left: still a report of drift and the champion, exit 0, no move.
+    _monitor("--etl-run", etl_run, "--promote", "true", "--output", str(out))
+    assert _aliases(name) == {"champion": second, "previous": first}
+    run = _monitor_runs()[0]
+    assert "no challenger" in run.data.tags["mlcycle.promotion.reason"]
+    assert "champion_current_test_r2" in run.data.metrics
+    assert "challenger_current_test_r2" not in run.data.metrics
+    assert len(list((out / name).glob("2*/report.html"))) == 3
+
+
+def test_classification_report_without_models_then_with_a_qualified_challenger(
+        tracking_uri, tmp_path, classification_csvs):
+    old, new = classification_csvs
+    etl_run = _etl(reference=str(old), current=str(new), target="churn",
+                   drop_columns="customer_id")
+    out = tmp_path / "reports"
+    # No champion, no challenger: the drift report alone, exit 0.
+    _monitor("--etl-run", etl_run, "--model-name", "churn", "--output", str(out))
+    html = (out / "churn" / "latest.html").read_text()
+    assert "Data drift:" in html and "no challenger" in html and "missing" in html
+
+    champion, _ = _forest(etl_run, "churn", n_estimators=5, max_depth=2)
+    challenger, _ = _forest(etl_run, "churn", n_estimators=20, class_weight="balanced")
+    registry.set_alias("churn", config.CHAMPION, champion)
+    # The challenger is named by version, as optimize or retrain may hand it over.
+    _monitor("--etl-run", etl_run, "--model-name", "churn",
+             "--challenger", f"models:/churn/{challenger}", "--output", str(out))
+    assert _aliases("churn") == {"champion": champion}  # promote=false: nothing moves
+    run = _monitor_runs()[0]
+    assert run.data.tags["mlcycle.promotion.decision"] in ("qualified", "not_promoted")
+    assert {"champion_current_test_f1", "challenger_current_test_roc_auc"} <= set(
+        run.data.metrics)
+    html = (out / "churn" / "latest.html").read_text()
+    assert 'id="per-class"' in html and "confusion matrix, challenger" in html
+
+
+def test_bad_parameters_get_one_line_and_exit_2(tracking_uri):
+    runner = CliRunner()
+    result = runner.invoke(monitor_command, ["--tolerance", "-1"])
+    assert result.exit_code == 2 and "parameter tolerance must be a number >= 0" in result.output
+    result = runner.invoke(monitor_command, ["--etl-run", "nope"])
+    assert result.exit_code == 2 and "no run with id 'nope'" in result.output
+    result = runner.invoke(monitor_command, ["--promote", "maybe"])
+    assert result.exit_code == 2 and "is not true or false" in result.output
