@@ -462,7 +462,9 @@ def importance_figure(study: optuna.Study):
 
     try:
         with warnings.catch_warnings():
+            # Experimental API, and "few trials in some regime" advice: the chart says so.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)
             ax = optuna.visualization.matplotlib.plot_param_importances(study)
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         log.info("no parameter-importance chart: %s", exc)

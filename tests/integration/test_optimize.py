@@ -95,6 +95,38 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
         tuning.parse_storage(str(journal)))).trials) == 8
 
 
+def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
+        tracking_uri, classification_csvs, tmp_path):
+    old, new = classification_csvs
+    with mlflow.start_run(run_name="etl") as etl:
+        mlflow.set_tag(config.STEP_TAG, "etl")
+        execute(EtlParams(reference=str(old), current=str(new), target="churn",
+                          drop_columns="customer_id"))
+    result = CliRunner().invoke(optimize_command, [
+        "--etl-run", etl.info.run_id, "--model-name", "churn", "--family", "nn",
+        "--n-trials", "3", "--metric", "roc_auc", "--storage", str(tmp_path / "j.log")])
+    assert result.exit_code == 0, result.output
+    (parent,) = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
+    pid = parent.info.run_id
+    assert parent.data.tags["mlcycle.study_name"] == "churn-nn-roc_auc"
+    assert _trials_of(pid) == [0, 1, 2]
+    trial_runs = _runs(f"tags.`mlflow.parentRunId` = '{pid}' and "
+                       f"tags.`{config.STEP_TAG}` = '{tuning.TRIAL_STEP_TAG}'")
+    assert {r.data.tags["trial_state"] for r in trial_runs} <= {"complete", "pruned"}
+    client = mlflow.MlflowClient()
+    for run in trial_runs:  # each epoch's validation loss, which the pruner judged
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
+    best = mlflow.artifacts.load_dict(f"runs:/{pid}/best_params.json")
+    from mlcycle.network import NetworkParams
+
+    assert best.pop("family") == "nn" and isinstance(best["hidden_units"], list)
+    assert set(best) == set(NetworkParams.__dataclass_fields__)
+    NetworkParams.from_dict(best).validate()
+    assert "current_test_roc_auc" in parent.data.metrics
+    version = client.get_model_version_by_alias("churn", "challenger")
+    assert version.tags["mlcycle.family"] == "nn" and version.run_id == pid
+
+
 BAD_PARAMETERS = [
     (["--family", "xgboost"], "parameter family must be one of rf, nn, got 'xgboost'"),
     (["--metric", "accuracy_score"], "parameter metric must be one of"),

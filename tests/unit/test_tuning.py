@@ -232,3 +232,26 @@ def test_each_trial_is_a_nested_run_with_its_state_even_in_threads(tracking_uri)
     assert by_number[0].data.metrics["validation_r2"] == study.trials[0].value
     assert by_number[0].data.params["x"] == str(study.trials[0].params["x"])
     assert study.trials[0].user_attrs["mlflow_run_id"] == by_number[0].info.run_id
+
+
+def test_network_space_gives_valid_params_and_best_params_for_retrain():
+    from mlcycle.network import NetworkParams
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        params = tuning.suggest_network(trial, seed=5).validate()
+        study.tell(trial, float(sum(params.hidden_units)))
+        assert 1 <= len(params.hidden_units) <= 3 and params.seed == 5
+        assert params.epochs <= tuning.MAX_EPOCHS and params.batch_size in (16, 32, 64, 128)
+    best = json.loads(json.dumps(tuning.best_params("nn", study.best_trial, "regression", 5)))
+    assert best.pop("family") == "nn"
+    assert set(best) == set(NetworkParams.__dataclass_fields__)
+    assert NetworkParams.from_dict(best).hidden_units == tuple(best["hidden_units"])
+    assert sum(best["hidden_units"]) == study.best_value
+
+
+def test_network_objective_reports_losses_in_the_study_direction():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=["kind"])
+    assert tuning.NetworkObjective(schema, _frame(), "r2", "maximize", 0).sign == -1.0
+    assert tuning.NetworkObjective(schema, _frame(), "mae", "minimize", 0).sign == 1.0
