@@ -67,3 +67,15 @@ ui: venv ## open the MLflow UI on the project's store
 .PHONY: clean
 clean: ## remove generated state (store, reports), keep .venv
 	rm -rf mlflow.db mlruns mlartifacts .mlcycle reports/loan-amount .pytest_cache
+
+# Team setup (README, "Team setup"): PostgreSQL + an authenticated tracking server, state
+# in TEAM_DIR. Then `source $(TEAM_DIR)/team.env` and every step logs to the server.
+TEAM_DIR ?= $(CURDIR)/.mlcycle/team
+
+.PHONY: team-server
+team-server: venv system-deps ## start PostgreSQL and the authenticated mlflow server in TEAM_DIR
+	@bash scripts/team-server.sh start $(TEAM_DIR)
+
+.PHONY: team-stop
+team-stop: ## stop what `make team-server` started (its data stays in TEAM_DIR)
+	@bash scripts/team-server.sh stop $(TEAM_DIR)
