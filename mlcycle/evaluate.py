@@ -22,16 +22,26 @@ def predict(model, features: pd.DataFrame) -> np.ndarray:
 
 
 def predict_proba(model, features: pd.DataFrame, classes: list) -> pd.DataFrame | None:
-    """Class probabilities with class labels as columns, or None when the model has none."""
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(features)
-        return pd.DataFrame(proba, columns=list(model.classes_))
+    """Class probabilities with class labels as columns, or None when the model has none.
+
+    Works on an estimator, on a pyfunc whose flavour keeps the estimator (MLflow's sklearn
+    pyfunc answers labels only, whatever params say), and on a pyfunc that answers
+    params={"predict_method": "predict_proba"} (mlcycle's network)."""
+    estimator = model
+    if not hasattr(estimator, "predict_proba") and hasattr(model, "get_raw_model"):
+        try:
+            estimator = model.get_raw_model()
+        except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
+            estimator = model
+    if hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_"):
+        proba = estimator.predict_proba(features)
+        return pd.DataFrame(proba, columns=list(estimator.classes_))
     try:
         proba = model.predict(features, params=PROBA_PARAMS)
     except Exception:  # noqa: BLE001 - a pyfunc without probabilities is still a classifier
         return None
     proba = pd.DataFrame(proba)
-    if proba.shape[1] != len(classes):
+    if proba.shape[1] != len(classes) or not np.issubdtype(proba.values.dtype, np.floating):
         return None
     proba.columns = classes
     return proba

@@ -33,15 +33,19 @@ def input_example(train: pd.DataFrame, schema: Schema, rows: int = 3) -> pd.Data
     return train[schema.features].head(rows).reset_index(drop=True)
 
 
-def signature(schema: Schema, example: pd.DataFrame, predictions) -> ModelSignature:
-    """Raw-row inputs, plus the predict_method param for class probabilities. Every
-    column is required (a request without one gets "Model is missing inputs [...]"),
-    and any value may be missing: MLflow lets None through a required column.
+def signature(schema: Schema, example: pd.DataFrame, predictions,
+              predict_method_param: bool = True) -> ModelSignature:
+    """Raw-row inputs. Every column is required (a request without one gets "Model is
+    missing inputs [...]"), and any value may be missing: MLflow lets None through a
+    required column. With predict_method_param, the model also answers
+    params={"predict_method": "predict_proba"} (MLflow's sklearn pyfunc ignores params,
+    so forests do not declare it).
 
     Numeric columns are typed `Any`: MLflow refuses int64 where `double` is declared, and
     a CSV read by pandas makes a whole-number column int64. The preprocessing converts
     them; text where a number belongs fails there (a 400 from the scoring server)."""
-    inferred = infer_signature(example, predictions, params={"predict_method": "predict"})
+    params = {"predict_method": "predict"} if predict_method_param else None
+    inferred = infer_signature(example, predictions, params=params)
     inputs = TypeSchema(
         [ColSpec(AnyType(), name) for name in schema.numeric]
         + [ColSpec(DataType.string, name) for name in schema.categorical]
@@ -55,7 +59,8 @@ def log_sklearn(pipeline, schema: Schema, train: pd.DataFrame, model_name: str |
     info = mlflow.sklearn.log_model(
         pipeline,
         name=MODEL_ARTIFACT,
-        signature=signature(schema, example, pipeline.predict(example)),
+        signature=signature(schema, example, pipeline.predict(example),
+                            predict_method_param=False),
         input_example=example,
         registered_model_name=model_name,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
