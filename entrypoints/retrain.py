@@ -102,13 +102,12 @@ def main(etl_run, model_name, epochs, batch_size, learning_rate, base_model, str
         _report(schema.task, before, after)
 
         # Registered only once fitted and evaluated; the alias moves last.
-        info = log_network(model, schema, train, model_name)
-        version = info.registered_model_version
         tags = {"mlcycle.family": FAMILY, "mlcycle.etl_run": etl_run,
                 "mlcycle.strategy": used, "mlcycle.window": window,
                 "mlcycle.base_model": base.uri if base else "",
                 "mlcycle.base_model_version": base.version if base else ""}
-        registry.tag_version(model_name, version, tags)
+        version = log_network(model, schema, train, model_name,
+                              version_tags=tags).registered_model_version
         registry.set_alias(model_name, config.CHALLENGER, version)
         mlflow.set_tags({**tags, "mlcycle.model_name": model_name,
                          "mlcycle.model_version": version})

@@ -10,6 +10,7 @@ importers of this module (the optimize and main steps' wiring) do not need it at
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -216,7 +217,7 @@ def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ network
 
-def _tf():
+def tensorflow_and_keras():
     """Import TensorFlow and Keras on first need, with TF's C++ start-up chatter off."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # oneDNN's fused kernels may round differently from run to run; plain kernels are
@@ -225,7 +226,18 @@ def _tf():
     import keras
     import tensorflow as tf
 
+    tf_log = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _RetracingNoise) for f in tf_log.filters):
+        tf_log.addFilter(_RetracingNoise())
     return tf, keras
+
+
+class _RetracingNoise(logging.Filter):
+    """Every model (a tuning trial, a scored base) traces its own training and predict
+    graphs once; TF counts those across models and warns of 'retracing' that is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def output_spec(schema: Schema) -> tuple[int, str, str]:
@@ -244,7 +256,7 @@ def build_network(n_inputs: int, schema: Schema, params: NetworkParams):
     """Dense ReLU layers of params.hidden_units (dropout after each when > 0), one output
     layer fit for the task. Not compiled: fit_network compiles with the training's
     learning rate."""
-    _, keras = _tf()
+    _, keras = tensorflow_and_keras()
     units, activation, _ = output_spec(schema)
     inputs = keras.Input(shape=(n_inputs,), name="features")
     x = inputs
@@ -280,10 +292,11 @@ class NetworkModel:
     def _forward_fn(self):
         # One traced graph for any row count: ~0.5 ms a call where eager costs ~3 ms.
         if self._forward is None:
-            tf, _ = _tf()
-            network = self.network
+            tf, _ = tensorflow_and_keras()
             spec = tf.TensorSpec([None, self.preprocessing.width], tf.float32)
-            self._forward = tf.function(lambda x: network(x, training=False),
+            # A partial, not a lambda: TF counts traces per code object, so lambdas of
+            # several models in one process (a tuning study) would warn of retracing.
+            self._forward = tf.function(functools.partial(self.network, training=False),
                                         input_signature=[spec])
         return self._forward
 
@@ -320,7 +333,7 @@ class NetworkModel:
 
     @classmethod
     def load(cls, path: str | Path) -> NetworkModel:
-        _, keras = _tf()
+        _, keras = tensorflow_and_keras()
         path = Path(path)
         meta = json.loads((path / _META_FILE).read_text())
         network = keras.models.load_model(path / _WEIGHTS_FILE, compile=False)
@@ -346,7 +359,7 @@ def finetune_obstacle(base: NetworkModel, schema: Schema) -> str | None:
 
 def seed_everything(seed: int) -> None:
     """Same seed and data, same weights and metrics on the CPU."""
-    tf, keras = _tf()
+    tf, keras = tensorflow_and_keras()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -367,7 +380,7 @@ def fit_network(schema: Schema, params: NetworkParams, train: pd.DataFrame, *, b
         # The weights only fit the base's shape: its architecture wins over params'.
         params = replace(params, hidden_units=base.params.hidden_units,
                          dropout=base.params.dropout)
-    tf, keras = _tf()
+    tf, keras = tensorflow_and_keras()
     seed_everything(params.seed)
     fit_rows, val_rows = split_validation(train, params.validation_share, params.seed)
     if base is None:
@@ -491,9 +504,10 @@ _MODEL_CODE = (
 
 
 def log_network(model: NetworkModel, schema: Schema, train: pd.DataFrame,
-                model_name: str | None):
+                model_name: str | None, *, version_tags: dict[str, str] | None = None):
     """Log the network as a pyfunc named 'model' (raw-row signature and input example);
-    register it under model_name when given. Returns MLflow's ModelInfo."""
+    register it under model_name when given, with version_tags set in the same call
+    (one registry write instead of one per tag). Returns MLflow's ModelInfo."""
     from mlcycle import modelio
 
     example = modelio.input_example(train, schema)
@@ -511,10 +525,12 @@ def log_network(model: NetworkModel, schema: Schema, train: pd.DataFrame,
             code_paths=[str(tmp / "code" / package.name)],
             signature=modelio.signature(schema, example, model.predict(example)),
             input_example=example,
-            registered_model_name=model_name,
             metadata={METADATA_KEY: FAMILY},
             pip_requirements=_pip_requirements(),
         )
+    if model_name:
+        version = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
+        info.registered_model_version = version.version
     log.info("logged network %s (registered version %s)", info.model_uri,
              info.registered_model_version)
     return info
