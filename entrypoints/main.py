@@ -130,6 +130,8 @@ def run_pipeline(run, *, reference, current, target, task, drop_columns, test_si
             # A reused baseline did not move anything: make sure the alias is there.
             if registry.version_for_alias(model_name, config.CHAMPION) is None:
                 registry.set_alias(model_name, config.CHAMPION, champion)
+    else:
+        log.info("step baseline: skipped, %s has a champion (version %s)", model_name, champion)
     champion_uri = f"models:/{model_name}/{champion}"
 
     params_from = ""
