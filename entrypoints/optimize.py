@@ -75,7 +75,8 @@ def _optimize(run, spec, etl_run, model_name, family, n_trials, timeout, n_jobs,
     if spec.is_sqlite and (n_jobs != 1):
         log.warning("SQLite serialises writers; a journal file suits parallel workers better")
     study, _ = tuning.open_study(storage, name, direction,
-                                 {"family": family, "metric": metric, "task": schema.task},
+                                 {"family": family, "metric": metric, "task": schema.task,
+                                  "etl_run": etl_run},
                                  seed, tuning.pruner_for(family))
     # Tuned on current_train: the challenger is judged on current data (DESIGN.md).
     objective = tuning.make_objective(family, schema, splits.current_train, metric,
