@@ -35,7 +35,7 @@ LATEST_FILE = "latest.html"
 ROLES = ("champion", "challenger")
 # Points drawn in a scatter: more only blurs it and grows the page.
 MAX_SCATTER_POINTS = 4000
-_DPI = 80
+_DPI = 100
 
 
 @dataclass
