@@ -189,6 +189,21 @@ def test_served_forest_champion_answers_raw_rows(served_store):
         stop(proc)
 
 
+def test_served_network_champion_answers_raw_rows(served_store):
+    """The Keras network behind the same HTTP contract, as @champion of its own model."""
+    assert_ok(mlflow_run("retrain", served_store, {"model_name": "loan-nn", "epochs": 2}))
+    mlflow.set_tracking_uri(served_store)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("loan-nn", "challenger").version
+    assert client.get_model_version("loan-nn", version).tags["mlcycle.family"] == "nn"
+    client.set_registered_model_alias("loan-nn", "champion", version)
+    proc, base = serve(served_store, "models:/loan-nn@champion")
+    try:
+        check_server(base)
+    finally:
+        stop(proc)
+
+
 def test_make_serve_serves_the_champion(served_store):
     port = free_port()
     proc = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=ROOT,
