@@ -405,22 +405,21 @@ def fit_network(schema: Schema, params: NetworkParams, train: pd.DataFrame, *, b
             monitor="val_loss", patience=params.patience, restore_best_weights=True))
     history = network.fit(x, y, validation_data=validation, epochs=params.epochs,
                           batch_size=params.batch_size, shuffle=True, callbacks=callbacks,
-                          verbose=2 if sys.stdout.isatty() else 0)
+                          verbose=0)
     curves = {k: [float(v) for v in history.history.get(k, [])] for k in ("loss", "val_loss")}
     return model, curves
 
 
 def _epoch_callback(keras, on_epoch_end, epochs: int):
-    """A Keras callback that calls the caller's on_epoch_end and, when no terminal shows
-    Keras' own line per epoch, logs one INFO line every tenth of the training, so CI logs
-    stay short."""
-    every = max(1, math.ceil(epochs / 10))
-    terminal = sys.stdout.isatty()
+    """A Keras callback that calls the caller's on_epoch_end and logs progress: one line
+    per epoch when a person watches a terminal, one every tenth of the training otherwise,
+    so CI logs stay short. (Keras' own verbose output is two lines an epoch, or a bar.)"""
+    every = 1 if sys.stderr.isatty() else max(1, math.ceil(epochs / 10))
 
     class EpochHook(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            if not terminal and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+            if (epoch + 1) % every == 0 or epoch + 1 == epochs:
                 val = f", val_loss {logs['val_loss']:.4f}" if "val_loss" in logs else ""
                 log.info("epoch %d/%d: loss %.4f%s", epoch + 1, epochs,
                          logs.get("loss", float("nan")), val)
