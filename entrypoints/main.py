@@ -136,8 +136,11 @@ def run_pipeline(run, *, reference, current, target, task, drop_columns, test_si
 
     params_from = ""
     if n_trials > 0:
+        # A study per etl run: new data must not resume a study tuned on the old.
         optimize_run = step("optimize", dict(etl_run=etl_run, model_name=model_name,
                                              family=optimize_family, n_trials=n_trials,
+                                             study_name=f"{model_name}-{optimize_family}-"
+                                                        f"{etl_run[:12]}",
                                              seed=seed))
         params_from = optimize_run if optimize_family == "nn" else ""
     else:
