@@ -36,8 +36,10 @@ system-deps: ## install what the integration tests start: Chromium, PostgreSQL (
 	@bash scripts/system-deps.sh
 
 .PHONY: test
+# Two workers, one per core, a test file each (module fixtures stay shared); a test that
+# hangs (a server that never answers) fails after 30 minutes instead of stalling CI.
 test: venv system-deps ## run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1800 $(PYTEST_ARGS)
 
 .PHONY: unit
 unit: venv ## run the unit tests only
