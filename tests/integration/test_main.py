@@ -49,9 +49,11 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     children = runs(f"tags.`mlflow.parentRunId` = '{main_run.info.run_id}'")
     assert {c.data.tags[config.STEP_TAG] for c in children} == {"retrain", "monitor"}
     state = aliases()
-    assert "challenger" in state
-    if state["champion"] != champion_before:  # promoted: the old champion is kept
-        assert state["previous"] == champion_before
+    if state["champion"] != champion_before:
+        # Promoted: the old champion is kept, the challenger alias is spent.
+        assert state["previous"] == champion_before and "challenger" not in state
+    else:
+        assert "challenger" in state
 
     # 3. Nothing changed: every step is reused, nothing runs, no alias moves, even if
     #    step 2 promoted its challenger.
