@@ -235,3 +235,20 @@ def test_two_optimize_workers_share_one_postgresql_study(team):
         logged = sorted(int(tags(r)["optuna.trial_number"])
                         for r in team.runs(f"tags.`mlflow.parentRunId` = '{pid}'"))
         assert logged == own and len(own) == 3  # each worker's parent holds its own trials
+
+
+def test_unreachable_server_is_named_in_one_line():
+    """What mlcycle.remote makes of MLflow's error once its bounded retries are spent."""
+    from mlflow.exceptions import MlflowException
+
+    url = "http://127.0.0.1:9"
+    try:
+        try:
+            raise ConnectionError("HTTPConnectionPool: Max retries exceeded (Connection refused)")
+        except ConnectionError as exc:
+            raise MlflowException(f"API request to {url}/api/2.0/mlflow/runs/get failed") from exc
+    except MlflowException as exc:
+        message = remote.unreachable_message(exc, url)
+        assert message and url in message and "\n" not in message
+        assert remote.unreachable_message(exc, "sqlite:///mlflow.db") is None
+    assert remote.unreachable_message(MlflowException("RESOURCE_DOES_NOT_EXIST"), url) is None
