@@ -34,20 +34,23 @@ log = logging.getLogger("mlcycle.monitor")
 @click.option("--promote", type=BOOL, default=False, show_default=True)
 @click.option("--min-improvement", type=float, default=0.0, show_default=True,
               help="absolute gain needed on current_test's primary metric (R² or F1)")
-@click.option("--tolerance", type=float, default=0.05, show_default=True,
-              help="absolute loss allowed on reference_test's primary metric")
+@click.option("--tolerance", default="auto", show_default=True,
+              help="absolute loss allowed on reference_test's primary metric; auto: at "
+                   "most the gain on current_test")
 @click.option("--sample-size", type=INT, default=0, show_default=True,
               help=f"rows per side for drift; 0: all up to {drift.AUTO_SAMPLE_SIZE:,}")
 @step_command
 def main(etl_run, model_name, champion, challenger, output, promote, min_improvement,
          tolerance, sample_size):
-    _check_numbers(min_improvement=min_improvement, tolerance=tolerance,
-                   sample_size=sample_size)
+    tolerance = _tolerance(tolerance)
+    _check_numbers(min_improvement=min_improvement, sample_size=sample_size,
+                   **({} if tolerance is None else {"tolerance": tolerance}))
     uris = {"champion": champion or registry.alias_uri(model_name, config.CHAMPION),
             "challenger": challenger or registry.alias_uri(model_name, config.CHALLENGER)}
     params = {"etl_run": etl_run, "model_name": model_name, "champion": champion,
               "challenger": challenger, "output": output, "promote": promote,
-              "min_improvement": min_improvement, "tolerance": tolerance,
+              "min_improvement": min_improvement,
+              "tolerance": "auto" if tolerance is None else tolerance,
               "sample_size": sample_size}
     with step_run("monitor", params) as run:
         etl_run = resolve_etl_run(etl_run)
@@ -68,7 +71,8 @@ def main(etl_run, model_name, champion, challenger, output, promote, min_improve
             decision=decision, moved=moved, quality=quality, drift=drift_result,
             drift_error=drift_error, prediction_owner=owners,
             gate={"promote": promote, "min_improvement": min_improvement,
-                  "tolerance": tolerance},
+                  "tolerance": "its gain on current_test" if tolerance is None
+                  else f"{tolerance:g} (absolute)"},
             provenance=_provenance(run, etl_run, results, sample_size),
             run_id=run.info.run_id, experiment_id=run.info.experiment_id)
         folder = report.report_folder(output, model_name, report.timestamp())
@@ -78,6 +82,17 @@ def main(etl_run, model_name, champion, challenger, output, promote, min_improve
         _tag(decision, results, paths, model_name)
     click.echo(f"report: {paths['report']}")
     click.echo(f"latest: {paths['latest']}")
+
+
+def _tolerance(text: str) -> float | None:
+    """'auto' -> None (the gain on current_test); otherwise a number."""
+    if str(text).strip().lower() in ("auto", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise MlcycleError(f"parameter tolerance must be auto or a number >= 0, "
+                           f"got {text!r}") from exc
 
 
 def _check_numbers(**values) -> None:

@@ -10,7 +10,10 @@ The rule, on the task's primary metric (R² for regression, F1 for classificatio
     (absolute: 0.01 means one point of R²), and strictly when `min_improvement` is 0;
   - on reference_test the challenger is not worse than the champion by more than
     `tolerance` (absolute, on the same scale), so a model that forgot the old data
-    does not win on the new data alone.
+    does not win on the new data alone. With `tolerance=None` ("auto", the default) it
+    may lose there at most what it gains on current_test: when the world moved, a
+    challenger may trade accuracy on the old rows for more on the new, never the reverse,
+    and with no drift a small gain cannot buy a large regression.
 Nothing moves when the challenger is missing, failed to load or to score, when a metric
 is not a number, or when any check fails; the reason says which."""
 
@@ -63,7 +66,8 @@ class Decision:
 
 
 def decide(task: str, champion: dict[str, float] | None, challenger: dict[str, float] | None,
-           *, min_improvement: float = 0.0, tolerance: float = 0.05, requested: bool = True,
+           *, min_improvement: float = 0.0, tolerance: float | None = None,
+           requested: bool = True,
            champion_error: str | None = None, challenger_error: str | None = None,
            same_version: bool = False) -> Decision:
     """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
@@ -91,11 +95,14 @@ def decide(task: str, champion: dict[str, float] | None, challenger: dict[str, f
         return no(f"the champion has no finite {cur} / {ref}")
     gain = challenger[cur] - champion[cur]
     loss = champion[ref] - challenger[ref]
+    allowed = max(gain, 0.0) if tolerance is None else tolerance
+    limit = (f"its gain on current_test ({allowed:.4f})" if tolerance is None
+             else f"{tolerance:g}")
     checks = [
         Check(f"better on current_test by at least {min_improvement:g}",
               gain > 0 and gain >= min_improvement,
               f"{primary} {challenger[cur]:.4f} vs {champion[cur]:.4f} ({gain:+.4f})"),
-        Check(f"not worse on reference_test by more than {tolerance:g}", loss <= tolerance,
+        Check(f"not worse on reference_test by more than {limit}", loss <= allowed,
               f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f})"),
     ]
     failed = [c for c in checks if not c.passed]

@@ -59,38 +59,9 @@ class ModelResult:
         return self.error is None and bool(self.metrics)
 
 
-class _WithProbabilities:
-    """A pyfunc model whose class probabilities come from the estimator inside it.
-
-    MLflow 3.17's sklearn pyfunc ignores params={'predict_method': 'predict_proba'} and
-    answers labels, so ROC curves and AUC would be lost for every forest loaded by URI."""
-
-    def __init__(self, model, raw):
-        self.model, self.raw, self.classes_ = model, raw, raw.classes_
-
-    def predict(self, features, params=None):
-        return self.model.predict(features, params=params)
-
-    def predict_proba(self, features):
-        return self.raw.predict_proba(features)
-
-
-def with_probabilities(model):
-    """The model, able to give class probabilities when the estimator inside it can."""
-    try:
-        raw = model.get_raw_model()
-    except Exception:  # noqa: BLE001 - not a pyfunc, or a flavour without a raw model
-        return model
-    if hasattr(raw, "predict_proba") and hasattr(raw, "classes_"):
-        return _WithProbabilities(model, raw)
-    return model
-
-
 def score_model(result: ModelResult, model, schema: Schema, frames: dict[str, pd.DataFrame],
                 names=TEST_SPLITS) -> ModelResult:
     """Predict once per split and compute the same metrics `evaluate.score` logs."""
-    if schema.task == "classification":
-        model = with_probabilities(model)
     for name in names:
         frame = frames[name]
         features, target = frame[schema.features], frame[schema.target]

@@ -147,6 +147,9 @@ def test_bad_parameters_get_one_line_and_exit_2(tracking_uri):
     runner = CliRunner()
     result = runner.invoke(monitor_command, ["--tolerance", "-1"])
     assert result.exit_code == 2 and "parameter tolerance must be a number >= 0" in result.output
+    result = runner.invoke(monitor_command, ["--tolerance", "lots"])
+    assert result.exit_code == 2
+    assert "parameter tolerance must be auto or a number >= 0, got 'lots'" in result.output
     result = runner.invoke(monitor_command, ["--etl-run", "nope"])
     assert result.exit_code == 2 and "no run with id 'nope'" in result.output
     result = runner.invoke(monitor_command, ["--promote", "maybe"])

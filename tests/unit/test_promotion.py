@@ -56,3 +56,13 @@ def test_promote_false_reports_a_qualified_challenger_without_promoting():
     decision = decide("regression", _m(0.6, 0.9), _m(0.7, 0.9), requested=False)
     assert decision.status == QUALIFIED and decision.promote
     assert tags(decision)["mlcycle.promotion.decision"] == QUALIFIED
+
+
+def test_auto_tolerance_lets_the_old_rows_cost_at_most_the_gain_on_the_new():
+    # The world moved: +0.90 on current buys a loss of 0.30 on the old rows.
+    drifted = decide("regression", _m(0.01, 0.93), _m(0.91, 0.63))
+    assert drifted.status == PROMOTED, drifted.reason
+    # No drift to speak of: +0.01 on current cannot buy a loss of 0.05 on reference.
+    steady = decide("regression", _m(0.80, 0.90), _m(0.81, 0.85))
+    assert steady.status != PROMOTED
+    assert "its gain on current_test (0.0100)" in steady.reason
