@@ -12,8 +12,9 @@ import warnings
 
 import click
 import mlflow
+from mlflow.exceptions import MlflowException
 
-from mlcycle import config
+from mlcycle import config, remote
 from mlcycle.errors import MlcycleError
 
 log = logging.getLogger("mlcycle")
@@ -85,6 +86,13 @@ def step_command(func):
             return func(*args, **kwargs)
         except MlcycleError as exc:
             click.echo(f"mlcycle error: {exc}", err=True)
+            sys.exit(2)
+        except MlflowException as exc:
+            # A tracking server that went away is a user-facing condition, not a bug.
+            message = remote.unreachable_message(exc, config.tracking_uri())
+            if message is None:
+                raise
+            click.echo(f"mlcycle error: {message}", err=True)
             sys.exit(2)
 
     return wrapper

@@ -25,12 +25,20 @@ def alias_uri(name: str, alias: str) -> str:
     return f"models:/{name}@{alias}"
 
 
+# What "no such model or alias" looks like: a 404, or a 403 from an authenticated server,
+# which refuses to say whether a model it won't show exists. Anything else (a server
+# that went away) must not read as "no champion".
+_ABSENT = ("RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "INVALID_PARAMETER_VALUE")
+
+
 def version_for_alias(name: str, alias: str) -> ModelVersion | None:
     """The version an alias points at, or None when the model or alias does not exist."""
     try:
         return client().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in _ABSENT:
+            return None
+        raise
 
 
 def resolve_version(uri: str) -> ModelVersion | None:
