@@ -47,8 +47,10 @@ def main() -> None:
         cold, _ = run_main(store, params)
         warm, log = run_main(store, params)
     reused = re.search(r"main: (\d+) of (\d+) steps reused", log)
-    print(f"cold {cold:.1f} s | warm {warm:.1f} s | warm/cold {warm / cold:.1%} (target <= 10%)"
-          f" | warm reused {reused.group(1)} of {reused.group(2)} steps")
+    print(
+        f"cold {cold:.1f} s | warm {warm:.1f} s | warm/cold {warm / cold:.1%} (target <= 10%)"
+        f" | warm reused {reused.group(1)} of {reused.group(2)} steps"
+    )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,13 @@ def generate(rows: int, seed: int, shift: float) -> pd.DataFrame:
             p = np.array([0.35, 0.25, 0.15, 0.1, 0.1, 0.05])
         data[name] = levels[rng.choice(6, rows, p=p)]
     frame = pd.DataFrame(data)
-    frame[TARGET] = (3 * frame["num_0"] - 2 * frame["num_1"] + frame["num_3"] ** 2
-                     + (frame["cat_0"] == "level_0") * 2 + rng.normal(0, 1, rows))
+    frame[TARGET] = (
+        3 * frame["num_0"]
+        - 2 * frame["num_1"]
+        + frame["num_3"] ** 2
+        + (frame["cat_0"] == "level_0") * 2
+        + rng.normal(0, 1, rows)
+    )
     # Holes, as real files have.
     frame.loc[rng.random(rows) < 0.02, "num_4"] = np.nan
     frame.loc[rng.random(rows) < 0.02, "cat_3"] = None
@@ -69,23 +74,28 @@ def run_one(rows: int, sample_size: int) -> dict:
     from mlcycle.forest import ForestParams, fit_forest
     from mlcycle.split import Splits
 
-    schema = Schema(target=TARGET, task="regression", numeric=NUMERIC,
-                    categorical=CATEGORICAL)
+    schema = Schema(target=TARGET, task="regression", numeric=NUMERIC, categorical=CATEGORICAL)
     reference, current = generate(rows, 1, 0.0), generate(rows, 2, 1.0)
     # Rows are drawn independently: a positional split is a random one.
     train = rows - int(rows * TEST_SIZE)
-    splits = Splits(reference.iloc[:train].reset_index(drop=True),
-                    reference.iloc[train:].reset_index(drop=True),
-                    current.iloc[:train].reset_index(drop=True),
-                    current.iloc[train:].reset_index(drop=True))
+    splits = Splits(
+        reference.iloc[:train].reset_index(drop=True),
+        reference.iloc[train:].reset_index(drop=True),
+        current.iloc[:train].reset_index(drop=True),
+        current.iloc[train:].reset_index(drop=True),
+    )
     fit = min(FIT_ROWS, train)
     models = {
-        "champion": fit_forest(schema, ForestParams(n_estimators=20, max_depth=8, seed=1,
-                                                    n_jobs=2), splits.reference_train.iloc[:fit]),
-        "challenger": fit_forest(schema, ForestParams(n_estimators=20, max_depth=10, seed=2,
-                                                      n_jobs=2),
-                                 pd.concat([splits.reference_train.iloc[:fit],
-                                            splits.current_train.iloc[:fit]])),
+        "champion": fit_forest(
+            schema,
+            ForestParams(n_estimators=20, max_depth=8, seed=1, n_jobs=2),
+            splits.reference_train.iloc[:fit],
+        ),
+        "challenger": fit_forest(
+            schema,
+            ForestParams(n_estimators=20, max_depth=10, seed=2, n_jobs=2),
+            pd.concat([splits.reference_train.iloc[:fit], splits.current_train.iloc[:fit]]),
+        ),
     }
     del reference, current
     timings = {}
@@ -95,25 +105,33 @@ def run_one(rows: int, sample_size: int) -> dict:
     timings["import"] = time.perf_counter() - mark
     start = time.perf_counter()
     frames = dict(splits.items())
-    results = {role: report.score_model(report.ModelResult(role, f"bench:{role}"), model,
-                                        schema, frames)
-               for role, model in models.items()}
+    results = {
+        role: report.score_model(report.ModelResult(role, f"bench:{role}"), model, schema, frames)
+        for role, model in models.items()
+    }
     timings["performance"] = time.perf_counter() - start
     mark = time.perf_counter()
     ref_all, cur_all = drift.reference_and_current(splits)
-    predictors = {report.prediction_column(r, set(ref_all.columns)): m
-                  for r, m in models.items()}
+    predictors = {report.prediction_column(r, set(ref_all.columns)): m for r, m in models.items()}
     result = drift.run_drift(ref_all, cur_all, schema, predictors, sample_size)
     quality = drift.data_quality(ref_all, cur_all, schema)
     timings["drift"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    decision = promotion.decide("regression", results["champion"].metrics,
-                                results["challenger"].metrics)
+    decision = promotion.decide(
+        "regression", results["champion"].metrics, results["challenger"].metrics
+    )
     context = report.assemble(
-        model_name="bench", schema=schema, frames=frames, models=results, decision=decision,
-        gate={"promote": False, "min_improvement": 0.0, "tolerance": 0.05}, quality=quality,
-        drift=result, prediction_owner={c: c.split("_")[0] for c in predictors},
-        provenance=[("benchmark", f"{rows:,} generated rows a side")])
+        model_name="bench",
+        schema=schema,
+        frames=frames,
+        models=results,
+        decision=decision,
+        gate={"promote": False, "min_improvement": 0.0, "tolerance": 0.05},
+        quality=quality,
+        drift=result,
+        prediction_owner={c: c.split("_")[0] for c in predictors},
+        provenance=[("benchmark", f"{rows:,} generated rows a side")],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = report.report_folder(tmp, "bench", report.timestamp())
         paths = report.write_report(folder, context, result.snapshot)
@@ -121,7 +139,8 @@ def run_one(rows: int, sample_size: int) -> dict:
     timings["render"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - start  # data-dependent work, import excluded
     return {
-        "rows": rows, "test_rows": len(splits.current_test),
+        "rows": rows,
+        "test_rows": len(splits.current_test),
         **{f"{k}_s": round(v, 1) for k, v in timings.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "report_html_mb": round(sizes["report"] / 2**20, 2),
@@ -134,30 +153,50 @@ def run_one(rows: int, sample_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, action="append",
-                        help="rows a side (repeatable); default 10k, 100k, 1M")
-    parser.add_argument("--sample-size", type=int, default=0,
-                        help="rows a side for drift, as monitor's sample_size (0: auto)")
+    parser.add_argument(
+        "--rows", type=int, action="append", help="rows a side (repeatable); default 10k, 100k, 1M"
+    )
+    parser.add_argument(
+        "--sample-size",
+        type=int,
+        default=0,
+        help="rows a side for drift, as monitor's sample_size (0: auto)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_one(args.rows[0], args.sample_size)))
         return
-    print("rows a side (test rows) | total s (performance / drift / render) | Evidently import s | "
-          "peak RSS | report.html | evidently.html | drift rows a side | drifted")
+    print(
+        "rows a side (test rows) | total s (performance / drift / render) | Evidently import s | "
+        "peak RSS | report.html | evidently.html | drift rows a side | drifted"
+    )
     for rows in args.rows or SIZES:
-        out = subprocess.run([sys.executable, __file__, "--child", "--rows", str(rows),
-                              "--sample-size", str(args.sample_size)],
-                             capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--rows",
+                str(rows),
+                "--sample-size",
+                str(args.sample_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if out.returncode:
             sys.exit(f"{rows} rows failed:\n{out.stderr[-3000:]}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{r['rows']:>9,} ({r['test_rows']:,}) | {r['total_s']:>5.1f} "
-              f"({r['performance_s']} / "
-              f"{r['drift_s']} / {r['render_s']}) | {r['import_s']} | {r['peak_rss_mb']:,} MB | "
-              f"{r['report_html_mb']} MB | {r['evidently_html_mb']} MB | "
-              f"{r['drift_rows_per_side']:,} | {r['drifted']} {r['drifted_features']}",
-              flush=True)
+        print(
+            f"{r['rows']:>9,} ({r['test_rows']:,}) | {r['total_s']:>5.1f} "
+            f"({r['performance_s']} / "
+            f"{r['drift_s']} / {r['render_s']}) | {r['import_s']} | {r['peak_rss_mb']:,} MB | "
+            f"{r['report_html_mb']} MB | {r['evidently_html_mb']} MB | "
+            f"{r['drift_rows_per_side']:,} | {r['drifted']} {r['drifted_features']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         etl_run = _etl()
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
-              "at start", flush=True)
+        print(
+            f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
+            flush=True,
+        )
         if args.skip != "rf":
             bench_forest_workers(tmp, etl_run, args.rf_seconds)
         if args.skip != "nn":
@@ -61,17 +63,40 @@ def _etl() -> str:
 
 # --- 1. forest: one worker vs two workers -----------------------------------------------
 
+
 def bench_forest_workers(tmp: Path, etl_run: str, seconds: float) -> None:
     rates = {}
     for workers in (1, 2):
         journal = tmp / f"rf-{workers}.journal"
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.optimize", "--etl-run", etl_run,
-             "--family", "rf", "--n-trials", "100000", "--timeout", str(seconds),
-             "--storage", str(journal), "--study-name", "bench", "--seed", str(i)],
-            cwd=ROOT, env=dict(os.environ, MLCYCLE_LOG_LEVEL="WARNING"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for i in range(workers)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "entrypoints.optimize",
+                    "--etl-run",
+                    etl_run,
+                    "--family",
+                    "rf",
+                    "--n-trials",
+                    "100000",
+                    "--timeout",
+                    str(seconds),
+                    "--storage",
+                    str(journal),
+                    "--study-name",
+                    "bench",
+                    "--seed",
+                    str(i),
+                ],
+                cwd=ROOT,
+                env=dict(os.environ, MLCYCLE_LOG_LEVEL="WARNING"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(workers)
+        ]
         for proc in procs:
             _, err = proc.communicate()
             if proc.returncode:
@@ -89,13 +114,19 @@ def bench_forest_workers(tmp: Path, etl_run: str, seconds: float) -> None:
         inside = [t for t in trials if t.datetime_start >= start and t.datetime_complete <= end]
         window = (end - start).total_seconds()
         rates[workers] = len(inside) / window * 60
-        print(f"forest, {workers} worker(s): {len(trials)} trials in all; "
-              f"{len(inside)} ran within the {window:.1f} s when all {workers} worked = "
-              f"{rates[workers]:.1f} trials/min (trial numbers 0..{len(numbers) - 1}, "
-              "none lost or duplicated)", flush=True)
+        print(
+            f"forest, {workers} worker(s): {len(trials)} trials in all; "
+            f"{len(inside)} ran within the {window:.1f} s when all {workers} worked = "
+            f"{rates[workers]:.1f} trials/min (trial numbers 0..{len(numbers) - 1}, "
+            "none lost or duplicated)",
+            flush=True,
+        )
     ratio = rates[2] / rates[1]
-    print(f"forest, 2 workers vs 1: {ratio:.2f}x trials per minute (target >= 1.6x): "
-          f"{'met' if ratio >= 1.6 else 'MISSED'}", flush=True)
+    print(
+        f"forest, 2 workers vs 1: {ratio:.2f}x trials per minute (target >= 1.6x): "
+        f"{'met' if ratio >= 1.6 else 'MISSED'}",
+        flush=True,
+    )
 
 
 def _finished_trials(journal: Path):
@@ -103,12 +134,14 @@ def _finished_trials(journal: Path):
 
     from mlcycle import tuning
 
-    study = optuna.load_study(study_name="bench", storage=tuning.open_storage(
-        tuning.parse_storage(str(journal))))
+    study = optuna.load_study(
+        study_name="bench", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+    )
     return [t for t in study.trials if t.datetime_complete is not None]
 
 
 # --- 2. network: pruning vs none --------------------------------------------------------
+
 
 def bench_network_pruning(etl_run: str, n_trials: int) -> None:
     import optuna
@@ -120,26 +153,36 @@ def bench_network_pruning(etl_run: str, n_trials: int) -> None:
     schema, splits = load_splits(etl_run)
     metric, direction = tuning.resolve_metric("", schema.task)
     results = {}
-    for label, pruner in (("no pruning", optuna.pruners.NopPruner()),
-                          ("pruning", tuning.pruner_for("nn"))):
-        objective = tuning.make_objective("nn", schema, splits.current_train, metric,
-                                          direction, seed=42)
-        study = optuna.create_study(direction=direction, pruner=pruner,
-                                    sampler=optuna.samplers.TPESampler(seed=42))
+    for label, pruner in (
+        ("no pruning", optuna.pruners.NopPruner()),
+        ("pruning", tuning.pruner_for("nn")),
+    ):
+        objective = tuning.make_objective(
+            "nn", schema, splits.current_train, metric, direction, seed=42
+        )
+        study = optuna.create_study(
+            direction=direction, pruner=pruner, sampler=optuna.samplers.TPESampler(seed=42)
+        )
         started = time.perf_counter()
         tuning.run_search(study, objective, n_trials, None, 1, progress=False)
         wall = time.perf_counter() - started
         states = [t.state.name.lower() for t in study.trials]
         epochs = sum(len(t.intermediate_values) for t in study.trials)
         results[label] = (wall, study.best_value)
-        print(f"network, {label} ({type(pruner).__name__}): {n_trials} trials in {wall:.1f} s, "
-              f"{epochs} epochs trained, {states.count('pruned')} pruned, "
-              f"best validation {metric} {study.best_value:.4f}", flush=True)
+        print(
+            f"network, {label} ({type(pruner).__name__}): {n_trials} trials in {wall:.1f} s, "
+            f"{epochs} epochs trained, {states.count('pruned')} pruned, "
+            f"best validation {metric} {study.best_value:.4f}",
+            flush=True,
+        )
     (full, best_full), (pruned, best_pruned) = results["no pruning"], results["pruning"]
     speedup, gap = full / pruned, abs(best_pruned - best_full) / abs(best_full)
-    print(f"network, pruning: {speedup:.2f}x less wall time (target >= 2x): "
-          f"{'met' if speedup >= 2 else 'MISSED'}; best value within {gap:.2%} "
-          f"(target <= 1 %): {'met' if gap <= 0.01 else 'MISSED'}", flush=True)
+    print(
+        f"network, pruning: {speedup:.2f}x less wall time (target >= 2x): "
+        f"{'met' if speedup >= 2 else 'MISSED'}; best value within {gap:.2%} "
+        f"(target <= 1 %): {'met' if gap <= 0.01 else 'MISSED'}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

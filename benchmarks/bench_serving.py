@@ -50,10 +50,13 @@ def build_models(store: str) -> dict[str, str]:
         network, _ = fit_network(schema, NetworkParams(epochs=5), train)
         nn_info = log_network(network, schema, train, "bench-network")
     rows = result.splits.current_test[schema.features]
-    rows.head(1).to_json(Path(store.removeprefix("sqlite:///")).parent / "row.json",
-                         orient="records")
-    return {"forest": f"models:/bench-forest/{rf_info.registered_model_version}",
-            "network": f"models:/bench-network/{nn_info.registered_model_version}"}
+    rows.head(1).to_json(
+        Path(store.removeprefix("sqlite:///")).parent / "row.json", orient="records"
+    )
+    return {
+        "forest": f"models:/bench-forest/{rf_info.registered_model_version}",
+        "network": f"models:/bench-network/{nn_info.registered_model_version}",
+    }
 
 
 def in_process(model_uri: str, row, n: int) -> list[float]:
@@ -80,10 +83,24 @@ def served(model_uri: str, store: str, body: str, n: int) -> tuple[list[float], 
 
     port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=store, PATH=f"{BIN}:{os.environ['PATH']}")
-    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", model_uri,
-                             "--env-manager", "local", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -126,15 +143,23 @@ def uv_env_creation() -> tuple[float, float]:
     """Seconds for `mlflow run . -e etl --env-manager uv` with no env, then with it."""
     envs = Path.home() / ".mlflow" / "envs"
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
-                   PATH=f"{BIN}:{os.environ['PATH']}")
+        env = dict(
+            os.environ,
+            MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
+            PATH=f"{BIN}:{os.environ['PATH']}",
+        )
         for path in envs.glob("mlflow-*"):
             shutil.rmtree(path)
         timings = []
         for _ in range(2):
             start = time.perf_counter()
-            subprocess.run([str(BIN / "mlflow"), "run", ".", "-e", "etl", "--env-manager", "uv"],
-                           cwd=ROOT, env=env, check=True, capture_output=True)
+            subprocess.run(
+                [str(BIN / "mlflow"), "run", ".", "-e", "etl", "--env-manager", "uv"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             timings.append(time.perf_counter() - start)
     return timings[0], timings[1]
 
@@ -158,14 +183,18 @@ def main() -> None:
             local = in_process(uri, row, args.requests)
             remote, rps, errors = served(uri, store, body, args.requests)
             p50_in, p50_http = statistics.median(local), statistics.median(remote)
-            print(f"{family:8s} in-process p50 {p50_in:6.2f} ms  p99 {percentile(local, .99):6.2f} ms"
-                  f" | served p50 {p50_http:6.2f} ms  p99 {percentile(remote, .99):6.2f} ms"
-                  f" | overhead p50 {p50_http - p50_in:+.2f} ms (target <= +3)"
-                  f" | concurrency 8: {rps:6.1f} req/s, {errors} errors")
+            print(
+                f"{family:8s} in-process p50 {p50_in:6.2f} ms"
+                f"  p99 {percentile(local, 0.99):6.2f} ms"
+                f" | served p50 {p50_http:6.2f} ms  p99 {percentile(remote, 0.99):6.2f} ms"
+                f" | overhead p50 {p50_http - p50_in:+.2f} ms (target <= +3)"
+                f" | concurrency 8: {rps:6.1f} req/s, {errors} errors"
+            )
     if args.uv:
         cold, warm = uv_env_creation()
-        print(f"uv env: cold {cold:.1f} s (env removed, uv's package cache kept), "
-              f"warm {warm:.1f} s")
+        print(
+            f"uv env: cold {cold:.1f} s (env removed, uv's package cache kept), warm {warm:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ SCRIPT = ROOT / "scripts" / "team-server.sh"
 
 
 def read_env(path: Path) -> dict[str, str]:
-    return dict(line.removeprefix("export ").split("=", 1)
-                for line in path.read_text().splitlines() if line.startswith("export "))
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.startswith("export ")
+    )
 
 
 def use_store(env: dict[str, str]) -> None:
@@ -91,24 +94,54 @@ def trials_per_minute(team_env: dict, etl_run: str, workers: int, trials: int) -
     from mlcycle import tuning
 
     study_name = f"bench-{workers}w-{int(time.time())}"
-    env = dict(os.environ, **team_env, TF_CPP_MIN_LOG_LEVEL="2", MLCYCLE_LOG_LEVEL="WARNING",
-               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    cmd = [sys.executable, "-m", "entrypoints.optimize", "--family", "rf",
-           "--storage", team_env["OPTUNA_STORAGE"], "--study-name", study_name,
-           "--n-trials", str(trials), "--etl-run", etl_run, "--model-name", "bench-team-opt"]
-    procs = [subprocess.Popen([*cmd, "--seed", str(seed)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for seed in range(workers)]
+    env = dict(
+        os.environ,
+        **team_env,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MLCYCLE_LOG_LEVEL="WARNING",
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "entrypoints.optimize",
+        "--family",
+        "rf",
+        "--storage",
+        team_env["OPTUNA_STORAGE"],
+        "--study-name",
+        study_name,
+        "--n-trials",
+        str(trials),
+        "--etl-run",
+        etl_run,
+        "--model-name",
+        "bench-team-opt",
+    ]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--seed", str(seed)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(workers)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(f"optimize worker failed:\n{err[-2000:]}")
-    study = optuna.load_study(study_name=study_name, storage=tuning.open_storage(
-        tuning.parse_storage(team_env["OPTUNA_STORAGE"])))
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=tuning.open_storage(tuning.parse_storage(team_env["OPTUNA_STORAGE"])),
+    )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     numbers = sorted(t.number for t in study.trials)
-    window = (max(t.datetime_complete for t in done)
-              - min(t.datetime_start for t in done)).total_seconds()
+    window = (
+        max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
+    ).total_seconds()
     intact = numbers == list(range(workers * trials))
     return len(done), window, 60.0 * len(done) / window, intact
 
@@ -122,20 +155,30 @@ def main() -> None:
     os.environ.setdefault("MLCYCLE_LOG_LEVEL", "WARNING")
     folder = Path(tempfile.mkdtemp(prefix="mlcycle-bench-team-"))
     try:
-        started = subprocess.run(["bash", str(SCRIPT), "start", str(folder)],
-                                 capture_output=True, text=True)
+        started = subprocess.run(
+            ["bash", str(SCRIPT), "start", str(folder)], capture_output=True, text=True
+        )
         if started.returncode != 0:
             raise SystemExit(f"team-server.sh start failed:\n{started.stderr}")
         team = read_env(folder / "team.env")
         stores = {
             "sqlite": {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'local.db'}"},
-            "server": {k: team[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                                           "MLFLOW_TRACKING_PASSWORD")},
+            "server": {
+                k: team[k]
+                for k in (
+                    "MLFLOW_TRACKING_URI",
+                    "MLFLOW_TRACKING_USERNAME",
+                    "MLFLOW_TRACKING_PASSWORD",
+                )
+            },
         }
         os.environ.update({k: v for k, v in team.items() if k.startswith("MLFLOW_HTTP")})
         times, etl_runs = step_times(stores, args.repeats)
-        print("baseline step wall times (s):", {k: [round(t, 2) for t in v]
-                                                for k, v in times.items()}, flush=True)
+        print(
+            "baseline step wall times (s):",
+            {k: [round(t, 2) for t in v] for k, v in times.items()},
+            flush=True,
+        )
         use_store(stores["sqlite"])
         compute = compute_time(etl_runs["sqlite"], args.repeats)
         print(f"baseline step, median of {args.repeats} (in-process, imports excluded):")
@@ -143,23 +186,30 @@ def main() -> None:
         for name in stores:
             wall = statistics.median(times[name])
             overhead = wall - compute
-            print(f"  {name:<6} step wall {wall:7.2f} s   logging overhead {overhead:6.2f} s "
-                  f"({100 * overhead / wall:4.1f} % of the step)   runs: "
-                  + ", ".join(f"{t:.2f}" for t in times[name]))
+            print(
+                f"  {name:<6} step wall {wall:7.2f} s   logging overhead {overhead:6.2f} s "
+                f"({100 * overhead / wall:4.1f} % of the step)   runs: "
+                + ", ".join(f"{t:.2f}" for t in times[name])
+            )
         extra = statistics.median(times["server"]) - statistics.median(times["sqlite"])
         print(f"  server - sqlite                  {extra:+7.2f} s")
 
-        print(f"optimize (rf), {args.trials} trials per worker, PostgreSQL study, "
-              "tracking on the server:")
+        print(
+            f"optimize (rf), {args.trials} trials per worker, PostgreSQL study, "
+            "tracking on the server:"
+        )
         use_store(stores["server"])
         base = None
         for workers in (1, 2, 4):
-            n, window, rate, intact = trials_per_minute(team, etl_runs["server"], workers,
-                                                        args.trials)
+            n, window, rate, intact = trials_per_minute(
+                team, etl_runs["server"], workers, args.trials
+            )
             base = base or rate
-            print(f"  {workers} worker(s): {n:3d} trials in {window:6.1f} s = {rate:5.1f} "
-                  f"trials/min ({rate / base:4.2f}x of 1 worker), numbers 0..{n - 1} "
-                  f"{'intact' if intact else 'NOT intact'}")
+            print(
+                f"  {workers} worker(s): {n:3d} trials in {window:6.1f} s = {rate:5.1f} "
+                f"trials/min ({rate / base:4.2f}x of 1 worker), numbers 0..{n - 1} "
+                f"{'intact' if intact else 'NOT intact'}"
+            )
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)

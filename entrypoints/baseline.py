@@ -32,16 +32,29 @@ def _optional_int(value: str | None) -> int | None:
 @click.option("--class-weight", default="", help="classification only: balanced, or empty")
 @click.option("--seed", type=INT, default=42, show_default=True)
 @step_command
-def main(etl_run, model_name, n_estimators, max_depth, min_samples_split, min_samples_leaf,
-         class_weight, seed):
+def main(
+    etl_run,
+    model_name,
+    n_estimators,
+    max_depth,
+    min_samples_split,
+    min_samples_leaf,
+    class_weight,
+    seed,
+):
     try:
         depth = _optional_int(max_depth)
     except ValueError as exc:
         raise MlcycleError(
-            f"parameter max_depth must be an integer or empty, got {max_depth!r}") from exc
+            f"parameter max_depth must be an integer or empty, got {max_depth!r}"
+        ) from exc
     params = ForestParams(
-        n_estimators=n_estimators, max_depth=depth, min_samples_split=min_samples_split,
-        min_samples_leaf=min_samples_leaf, class_weight=class_weight or None, seed=seed,
+        n_estimators=n_estimators,
+        max_depth=depth,
+        min_samples_split=min_samples_split,
+        min_samples_leaf=min_samples_leaf,
+        class_weight=class_weight or None,
+        seed=seed,
     ).validate()
     with step_run("baseline", {"etl_run": etl_run, "model_name": model_name, **vars(params)}):
         etl_run = resolve_etl_run(etl_run)
@@ -53,15 +66,23 @@ def main(etl_run, model_name, n_estimators, max_depth, min_samples_split, min_sa
             _log_classification_charts(pipeline, schema, splits)
         info = log_sklearn(pipeline, schema, splits.reference_train, model_name)
         version = info.registered_model_version
-        registry.tag_version(model_name, version, {"mlcycle.family": "rf",
-                                                  "mlcycle.etl_run": etl_run})
+        registry.tag_version(
+            model_name, version, {"mlcycle.family": "rf", "mlcycle.etl_run": etl_run}
+        )
         if registry.version_for_alias(model_name, config.CHAMPION) is None:
             registry.set_alias(model_name, config.CHAMPION, version)
-            log.info("%s had no champion: version %s is now %s", model_name, version,
-                     registry.alias_uri(model_name, config.CHAMPION))
+            log.info(
+                "%s had no champion: version %s is now %s",
+                model_name,
+                version,
+                registry.alias_uri(model_name, config.CHAMPION),
+            )
         else:
-            log.info("%s already has a champion: version %s registered without alias",
-                     model_name, version)
+            log.info(
+                "%s already has a champion: version %s registered without alias",
+                model_name,
+                version,
+            )
         mlflow.set_tags({"mlcycle.model_name": model_name, "mlcycle.model_version": version})
 
 
@@ -69,8 +90,9 @@ def _log_classification_charts(pipeline, schema, splits) -> None:
     for name in ("reference_test", "current_test"):
         frame = getattr(splits, name)
         features, target = frame[schema.features], frame[schema.target]
-        fig = charts.confusion_matrix_figure(target, predict(pipeline, features),
-                                             schema.classes, f"confusion matrix, {name}")
+        fig = charts.confusion_matrix_figure(
+            target, predict(pipeline, features), schema.classes, f"confusion matrix, {name}"
+        )
         mlflow.log_figure(fig, f"charts/confusion_matrix_{name}.png")
         charts.close(fig)
         proba = predict_proba(pipeline, features, schema.classes)

@@ -33,8 +33,9 @@ def registry_state(model_name: str) -> dict[str, str]:
     return state
 
 
-def starting_state(model_name: str, pipeline_key: str, experiment_id: str,
-                   use_cache: bool) -> dict[str, str]:
+def starting_state(
+    model_name: str, pipeline_key: str, experiment_id: str, use_cache: bool
+) -> dict[str, str]:
     """The registry state this pipeline starts from.
 
     When the registry is exactly as the last identical main run left it (its own
@@ -47,11 +48,15 @@ def starting_state(model_name: str, pipeline_key: str, experiment_id: str,
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
         filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{pipeline_key}' "
-                      "and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
     if runs and json.loads(runs[0].data.tags.get(REGISTRY_OUT_TAG, "{}")) == now:
-        log.info("the registry is as main run %s left it: starting from its state",
-                 runs[0].info.run_id)
+        log.info(
+            "the registry is as main run %s left it: starting from its state", runs[0].info.run_id
+        )
         return json.loads(runs[0].data.tags[REGISTRY_IN_TAG])
     return now
 
@@ -59,7 +64,8 @@ def starting_state(model_name: str, pipeline_key: str, experiment_id: str,
 def registered_version(model_name: str, run_id: str) -> str | None:
     """The version a step's run registered under model_name, if any."""
     versions = registry.client().search_model_versions(
-        f"name = '{model_name}' and run_id = '{run_id}'")
+        f"name = '{model_name}' and run_id = '{run_id}'"
+    )
     return max((v.version for v in versions), key=int) if versions else None
 
 
@@ -77,39 +83,83 @@ def registered_version(model_name: str, run_id: str) -> str | None:
 @click.option("--epochs", type=INT, default=60)
 @click.option("--promote", type=BOOL, default=True)
 @click.option("--use-cache", type=BOOL, default=True)
-@click.option("--force-baseline", type=BOOL, default=False,
-              help="train a new forest even when a champion exists")
-@click.option("--env-manager", default="local",
-              help="environment manager of the child runs (local inside an isolated env)")
+@click.option(
+    "--force-baseline",
+    type=BOOL,
+    default=False,
+    help="train a new forest even when a champion exists",
+)
+@click.option(
+    "--env-manager",
+    default="local",
+    help="environment manager of the child runs (local inside an isolated env)",
+)
 @step_command
 def main(**opts):
     if opts["n_trials"] < 0:
         raise MlcycleError(f"parameter n_trials must be >= 0, got {opts['n_trials']}")
     if opts["optimize_family"] not in ("rf", "nn"):
-        raise MlcycleError("parameter optimize_family must be rf or nn, "
-                           f"got {opts['optimize_family']!r}")
+        raise MlcycleError(
+            f"parameter optimize_family must be rf or nn, got {opts['optimize_family']!r}"
+        )
     with step_run("main", opts) as run:
         run_pipeline(run, **opts)
 
 
-def run_pipeline(run, *, reference, current, target, task, drop_columns, test_size, seed,
-                 model_name, n_trials, optimize_family, epochs, promote, use_cache,
-                 force_baseline, env_manager):
+def run_pipeline(
+    run,
+    *,
+    reference,
+    current,
+    target,
+    task,
+    drop_columns,
+    test_size,
+    seed,
+    model_name,
+    n_trials,
+    optimize_family,
+    epochs,
+    promote,
+    use_cache,
+    force_baseline,
+    env_manager,
+):
     experiment_id, parent = run.info.experiment_id, run.info.run_id
     code = code_version()
     data_files = [resolve_path(reference), resolve_path(current)]
     for path in data_files:
         if not path.is_file():
             raise MlcycleError(f"data file not found: {path}")
-    pipeline_key = file_digest_of({
-        "code": code, "data": [file_digest(p) for p in data_files],
-        "params": [target, task, drop_columns, test_size, seed, model_name, n_trials,
-                   optimize_family, epochs, promote, force_baseline]})
+    pipeline_key = file_digest_of(
+        {
+            "code": code,
+            "data": [file_digest(p) for p in data_files],
+            "params": [
+                target,
+                task,
+                drop_columns,
+                test_size,
+                seed,
+                model_name,
+                n_trials,
+                optimize_family,
+                epochs,
+                promote,
+                force_baseline,
+            ],
+        }
+    )
     mlflow.set_tag(PIPELINE_KEY_TAG, pipeline_key)
     state = starting_state(model_name, pipeline_key, experiment_id, use_cache)
     mlflow.set_tag(REGISTRY_IN_TAG, json.dumps(state, sort_keys=True))
-    common = dict(parent_run_id=parent, experiment_id=experiment_id,
-                  env_manager=env_manager, use_cache=use_cache, code=code)
+    common = dict(
+        parent_run_id=parent,
+        experiment_id=experiment_id,
+        env_manager=env_manager,
+        use_cache=use_cache,
+        code=code,
+    )
     done: dict[str, tuple[str, bool]] = {}
 
     def step(name, parameters, **kwargs):
@@ -117,14 +167,23 @@ def run_pipeline(run, *, reference, current, target, task, drop_columns, test_si
         done[name] = (child.info.run_id, reused)
         return child.info.run_id
 
-    etl_run = step("etl", dict(reference=str(data_files[0]), current=str(data_files[1]),
-                               target=target, task=task, drop_columns=drop_columns,
-                               test_size=test_size, seed=seed), data_files=data_files)
+    etl_run = step(
+        "etl",
+        dict(
+            reference=str(data_files[0]),
+            current=str(data_files[1]),
+            target=target,
+            task=task,
+            drop_columns=drop_columns,
+            test_size=test_size,
+            seed=seed,
+        ),
+        data_files=data_files,
+    )
 
     champion = state[config.CHAMPION]
     if not champion or force_baseline:
-        baseline_run = step("baseline", dict(etl_run=etl_run, model_name=model_name,
-                                             seed=seed))
+        baseline_run = step("baseline", dict(etl_run=etl_run, model_name=model_name, seed=seed))
         if not champion:
             champion = registered_version(model_name, baseline_run)
             # A reused baseline did not move anything: make sure the alias is there.
@@ -137,25 +196,46 @@ def run_pipeline(run, *, reference, current, target, task, drop_columns, test_si
     params_from = ""
     if n_trials > 0:
         # A study per etl run: new data must not resume a study tuned on the old.
-        optimize_run = step("optimize", dict(etl_run=etl_run, model_name=model_name,
-                                             family=optimize_family, n_trials=n_trials,
-                                             study_name=f"{model_name}-{optimize_family}-"
-                                                        f"{etl_run[:12]}",
-                                             seed=seed))
+        optimize_run = step(
+            "optimize",
+            dict(
+                etl_run=etl_run,
+                model_name=model_name,
+                family=optimize_family,
+                n_trials=n_trials,
+                study_name=f"{model_name}-{optimize_family}-{etl_run[:12]}",
+                seed=seed,
+            ),
+        )
         params_from = optimize_run if optimize_family == "nn" else ""
     else:
         log.info("step optimize: skipped (n_trials=0)")
 
-    retrain_run = step("retrain", dict(etl_run=etl_run, model_name=model_name, epochs=epochs,
-                                       base_model=champion_uri, params_from=params_from,
-                                       seed=seed))
+    retrain_run = step(
+        "retrain",
+        dict(
+            etl_run=etl_run,
+            model_name=model_name,
+            epochs=epochs,
+            base_model=champion_uri,
+            params_from=params_from,
+            seed=seed,
+        ),
+    )
     challenger = registered_version(model_name, retrain_run)
     if challenger is None:
         raise MlcycleError(f"step retrain (run {retrain_run}) registered no model")
 
-    step("monitor", dict(etl_run=etl_run, model_name=model_name, champion=champion_uri,
-                         challenger=f"models:/{model_name}/{challenger}",
-                         promote=str(promote).lower()))
+    step(
+        "monitor",
+        dict(
+            etl_run=etl_run,
+            model_name=model_name,
+            champion=champion_uri,
+            challenger=f"models:/{model_name}/{challenger}",
+            promote=str(promote).lower(),
+        ),
+    )
 
     mlflow.set_tag(REGISTRY_OUT_TAG, json.dumps(registry_state(model_name), sort_keys=True))
     reused = [name for name, (_, was_reused) in done.items() if was_reused]

@@ -29,55 +29,107 @@ log = logging.getLogger("mlcycle.monitor")
 @click.option("--model-name", default=config.DEFAULT_MODEL_NAME, show_default=True)
 @click.option("--champion", default="", help="model URI (default: models:/NAME@champion)")
 @click.option("--challenger", default="", help="model URI (default: models:/NAME@challenger)")
-@click.option("--output", default="reports/", show_default=True,
-              help="report folder; relative to the project root")
+@click.option(
+    "--output",
+    default="reports/",
+    show_default=True,
+    help="report folder; relative to the project root",
+)
 @click.option("--promote", type=BOOL, default=False, show_default=True)
-@click.option("--min-improvement", type=float, default=0.0, show_default=True,
-              help="absolute gain needed on current_test's primary metric (R² or F1)")
-@click.option("--tolerance", default="auto", show_default=True,
-              help="absolute loss allowed on reference_test's primary metric; auto: at "
-                   "most the gain on current_test")
-@click.option("--sample-size", type=INT, default=0, show_default=True,
-              help=f"rows per side for drift; 0: all up to {drift.AUTO_SAMPLE_SIZE:,}")
+@click.option(
+    "--min-improvement",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="absolute gain needed on current_test's primary metric (R² or F1)",
+)
+@click.option(
+    "--tolerance",
+    default="auto",
+    show_default=True,
+    help="absolute loss allowed on reference_test's primary metric; auto: at "
+    "most the gain on current_test",
+)
+@click.option(
+    "--sample-size",
+    type=INT,
+    default=0,
+    show_default=True,
+    help=f"rows per side for drift; 0: all up to {drift.AUTO_SAMPLE_SIZE:,}",
+)
 @step_command
-def main(etl_run, model_name, champion, challenger, output, promote, min_improvement,
-         tolerance, sample_size):
+def main(
+    etl_run,
+    model_name,
+    champion,
+    challenger,
+    output,
+    promote,
+    min_improvement,
+    tolerance,
+    sample_size,
+):
     tolerance = _tolerance(tolerance)
-    _check_numbers(min_improvement=min_improvement, sample_size=sample_size,
-                   **({} if tolerance is None else {"tolerance": tolerance}))
-    uris = {"champion": champion or registry.alias_uri(model_name, config.CHAMPION),
-            "challenger": challenger or registry.alias_uri(model_name, config.CHALLENGER)}
-    params = {"etl_run": etl_run, "model_name": model_name, "champion": champion,
-              "challenger": challenger, "output": output, "promote": promote,
-              "min_improvement": min_improvement,
-              "tolerance": "auto" if tolerance is None else tolerance,
-              "sample_size": sample_size}
+    _check_numbers(
+        min_improvement=min_improvement,
+        sample_size=sample_size,
+        **({} if tolerance is None else {"tolerance": tolerance}),
+    )
+    uris = {
+        "champion": champion or registry.alias_uri(model_name, config.CHAMPION),
+        "challenger": challenger or registry.alias_uri(model_name, config.CHALLENGER),
+    }
+    params = {
+        "etl_run": etl_run,
+        "model_name": model_name,
+        "champion": champion,
+        "challenger": challenger,
+        "output": output,
+        "promote": promote,
+        "min_improvement": min_improvement,
+        "tolerance": "auto" if tolerance is None else tolerance,
+        "sample_size": sample_size,
+    }
     with step_run("monitor", params) as run:
         etl_run = resolve_etl_run(etl_run)
         mlflow.set_tags({"mlcycle.etl_run": etl_run, "mlcycle.model_name": model_name})
         schema, splits = load_splits(etl_run)
         frames = dict(splits.items())
         loaded = {role: _load(role, uri) for role, uri in uris.items()}
-        results = {role: _score(result, model, schema, frames)
-                   for role, (result, model) in loaded.items()}
-        decision = _decide(schema.task, results, model_name, min_improvement, tolerance,
-                           promote)
+        results = {
+            role: _score(result, model, schema, frames) for role, (result, model) in loaded.items()
+        }
+        decision = _decide(schema.task, results, model_name, min_improvement, tolerance, promote)
         moved = _promote(decision, model_name, results)
         drift_result, drift_error, owners = _drift(schema, splits, loaded, results, sample_size)
         quality = drift.data_quality(*drift.reference_and_current(splits), schema)
         _log_numbers(drift_result, results, decision)
         context = report.assemble(
-            model_name=model_name, schema=schema, frames=frames, models=results,
-            decision=decision, moved=moved, quality=quality, drift=drift_result,
-            drift_error=drift_error, prediction_owner=owners,
-            gate={"promote": promote, "min_improvement": min_improvement,
-                  "tolerance": "its gain on current_test" if tolerance is None
-                  else f"{tolerance:g} (absolute)"},
+            model_name=model_name,
+            schema=schema,
+            frames=frames,
+            models=results,
+            decision=decision,
+            moved=moved,
+            quality=quality,
+            drift=drift_result,
+            drift_error=drift_error,
+            prediction_owner=owners,
+            gate={
+                "promote": promote,
+                "min_improvement": min_improvement,
+                "tolerance": "its gain on current_test"
+                if tolerance is None
+                else f"{tolerance:g} (absolute)",
+            },
             provenance=_provenance(run, etl_run, results, sample_size),
-            run_id=run.info.run_id, experiment_id=run.info.experiment_id)
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+        )
         folder = report.report_folder(output, model_name, report.timestamp())
-        paths = report.write_report(folder, context,
-                                    drift_result.snapshot if drift_result else None)
+        paths = report.write_report(
+            folder, context, drift_result.snapshot if drift_result else None
+        )
         mlflow.log_artifacts(str(folder), "report")
         _tag(decision, results, paths, model_name)
     click.echo(f"report: {paths['report']}")
@@ -91,8 +143,9 @@ def _tolerance(text: str) -> float | None:
     try:
         return float(text)
     except ValueError as exc:
-        raise MlcycleError(f"parameter tolerance must be auto or a number >= 0, "
-                           f"got {text!r}") from exc
+        raise MlcycleError(
+            f"parameter tolerance must be auto or a number >= 0, got {text!r}"
+        ) from exc
 
 
 def _check_numbers(**values) -> None:
@@ -139,23 +192,30 @@ def _missing(result: ModelResult) -> bool:
     return bool(result.error and result.error.startswith("missing"))
 
 
-def _decide(task, results, model_name, min_improvement, tolerance,
-            promote) -> promotion.Decision:
+def _decide(task, results, model_name, min_improvement, tolerance, promote) -> promotion.Decision:
     champion, challenger = results["champion"], results["challenger"]
-    same = (champion.version is not None
-            and (champion.name, champion.version) == (challenger.name, challenger.version))
+    same = champion.version is not None and (champion.name, champion.version) == (
+        challenger.name,
+        challenger.version,
+    )
     challenger_error = None if _missing(challenger) else challenger.error
     if challenger.ok and challenger.name != model_name:
         # An alias can only point at a version of the same registered model.
-        challenger_error = (f"{challenger.uri} is not a registered version of {model_name}, "
-                            "so it cannot become its champion")
+        challenger_error = (
+            f"{challenger.uri} is not a registered version of {model_name}, "
+            "so it cannot become its champion"
+        )
     return promotion.decide(
         task,
         champion.metrics if champion.ok else None,
         challenger.metrics if challenger.ok else None,
-        min_improvement=min_improvement, tolerance=tolerance, requested=promote,
+        min_improvement=min_improvement,
+        tolerance=tolerance,
+        requested=promote,
         champion_error=None if _missing(champion) else champion.error,
-        challenger_error=challenger_error, same_version=same)
+        challenger_error=challenger_error,
+        same_version=same,
+    )
 
 
 def _promote(decision, model_name, results) -> str | None:
@@ -196,39 +256,49 @@ def _drift(schema, splits, loaded, results, sample_size):
 def _log_numbers(drift_result, results, decision) -> None:
     numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
     if drift_result is not None:
-        numbers.update({
-            "drift_share": drift_result.drift_share,
-            "n_drifted_columns": float(drift_result.n_drifted),
-            "dataset_drift": float(drift_result.dataset_drift),
-            "drift_sample_rows": float(drift_result.sample_rows["current"]),
-        })
+        numbers.update(
+            {
+                "drift_share": drift_result.drift_share,
+                "n_drifted_columns": float(drift_result.n_drifted),
+                "dataset_drift": float(drift_result.dataset_drift),
+                "drift_sample_rows": float(drift_result.sample_rows["current"]),
+            }
+        )
         for column in drift_result.by_role("target"):
             numbers["target_drift"] = float(column.drifted)
             numbers["target_drift_score"] = column.score
     for role, result in results.items():
-        numbers.update({f"{role}_{k}": v for k, v in result.metrics.items()
-                        if math.isfinite(v)})
+        numbers.update({f"{role}_{k}": v for k, v in result.metrics.items() if math.isfinite(v)})
     mlflow.log_metrics(numbers)
 
 
 def _tag(decision, results, paths, model_name) -> None:
     tags = promotion.tags(decision)
-    mlflow.set_tags({**tags, "mlcycle.report": str(paths["report"]),
-                     **{f"mlcycle.{role}_version": r.version for role, r in results.items()
-                        if r.version}})
+    mlflow.set_tags(
+        {
+            **tags,
+            "mlcycle.report": str(paths["report"]),
+            **{f"mlcycle.{role}_version": r.version for role, r in results.items() if r.version},
+        }
+    )
     challenger = results["challenger"]
     if challenger.version is not None:
-        registry.tag_version(model_name, challenger.version,
-                             {**tags, "mlcycle.promotion.monitor_run":
-                              mlflow.active_run().info.run_id})
+        registry.tag_version(
+            model_name,
+            challenger.version,
+            {**tags, "mlcycle.promotion.monitor_run": mlflow.active_run().info.run_id},
+        )
 
 
 def _provenance(run, etl_run, results, sample_size) -> list[tuple[str, str]]:
     etl_params = mlflow.get_run(etl_run).data.params
-    rows = [("monitor run", run.info.run_id), ("experiment", run.info.experiment_id),
-            ("etl run", etl_run),
-            ("reference data", etl_params.get("reference", "")),
-            ("current data", etl_params.get("current", ""))]
+    rows = [
+        ("monitor run", run.info.run_id),
+        ("experiment", run.info.experiment_id),
+        ("etl run", etl_run),
+        ("reference data", etl_params.get("reference", "")),
+        ("current data", etl_params.get("current", "")),
+    ]
     for role, r in results.items():
         detail = r.uri + (f" = version {r.version}" if r.version else "")
         if r.aliases:
@@ -236,8 +306,10 @@ def _provenance(run, etl_run, results, sample_size) -> list[tuple[str, str]]:
         if r.run_id:
             detail += f", trained in run {r.run_id}"
         rows.append((role, detail))
-    rows += [("drift sample_size", str(sample_size or f"auto (≤ {drift.AUTO_SAMPLE_SIZE:,})")),
-             ("tracking store", config.tracking_uri())]
+    rows += [
+        ("drift sample_size", str(sample_size or f"auto (≤ {drift.AUTO_SAMPLE_SIZE:,})")),
+        ("tracking store", config.tracking_uri()),
+    ]
     return rows
 
 

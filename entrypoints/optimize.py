@@ -26,20 +26,38 @@ log = logging.getLogger("mlcycle.optimize")
 @click.option("--etl-run", default="", help="etl run id (default: the latest finished one)")
 @click.option("--model-name", default=config.DEFAULT_MODEL_NAME, show_default=True)
 @click.option("--family", default="rf", show_default=True, help="rf or nn")
-@click.option("--n-trials", type=INT, default=30, show_default=True,
-              help="trials this worker runs (0: nothing to do)")
-@click.option("--timeout", type=float, default=0, show_default=True,
-              help="seconds after which this worker starts no new trial (0: none)")
-@click.option("--n-jobs", type=INT, default=1, show_default=True,
-              help="trials run in parallel threads by this worker")
-@click.option("--storage", default="", help="journal file path, sqlite:///… or postgresql://… "
-              "(default: a journal file under .mlcycle/)")
+@click.option(
+    "--n-trials",
+    type=INT,
+    default=30,
+    show_default=True,
+    help="trials this worker runs (0: nothing to do)",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=0,
+    show_default=True,
+    help="seconds after which this worker starts no new trial (0: none)",
+)
+@click.option(
+    "--n-jobs",
+    type=INT,
+    default=1,
+    show_default=True,
+    help="trials run in parallel threads by this worker",
+)
+@click.option(
+    "--storage",
+    default="",
+    help="journal file path, sqlite:///… or postgresql://… "
+    "(default: a journal file under .mlcycle/)",
+)
 @click.option("--study-name", default="", help="default: MODEL_NAME-FAMILY-METRIC")
 @click.option("--metric", default="", help="default: r2 (regression) or f1 (classification)")
 @click.option("--seed", type=INT, default=42, show_default=True)
 @step_command
-def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_name, metric,
-         seed):
+def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_name, metric, seed):
     tuning.check_family(family)
     tuning.check_metric_name(metric)
     if n_trials < 0:
@@ -49,58 +67,104 @@ def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_
     if n_jobs < 1 and n_jobs != -1:
         raise MlcycleError(f"parameter n_jobs must be >= 1 (or -1: one per core), got {n_jobs}")
     spec = tuning.parse_storage(storage)
-    params = {"etl_run": etl_run, "model_name": model_name, "family": family,
-              "n_trials": n_trials, "timeout": timeout, "n_jobs": n_jobs, "storage": storage,
-              "study_name": study_name, "metric": metric, "seed": seed}
+    params = {
+        "etl_run": etl_run,
+        "model_name": model_name,
+        "family": family,
+        "n_trials": n_trials,
+        "timeout": timeout,
+        "n_jobs": n_jobs,
+        "storage": storage,
+        "study_name": study_name,
+        "metric": metric,
+        "seed": seed,
+    }
     with step_run("optimize", params) as run:
-        mlflow.set_tags({"parameter_optimization": "true", "mlcycle.family": family,
-                         "mlcycle.model_name": model_name})
+        mlflow.set_tags(
+            {
+                "parameter_optimization": "true",
+                "mlcycle.family": family,
+                "mlcycle.model_name": model_name,
+            }
+        )
         if n_trials == 0:
             log.info("n_trials=0: nothing to tune, no model registered")
             mlflow.set_tag("mlcycle.skipped", "n_trials=0")
             return
-        _optimize(run, spec, etl_run, model_name, family, n_trials, timeout, n_jobs,
-                  study_name, metric, seed)
+        _optimize(
+            run,
+            spec,
+            etl_run,
+            model_name,
+            family,
+            n_trials,
+            timeout,
+            n_jobs,
+            study_name,
+            metric,
+            seed,
+        )
 
 
-def _optimize(run, spec, etl_run, model_name, family, n_trials, timeout, n_jobs, study_name,
-              metric, seed):
+def _optimize(
+    run, spec, etl_run, model_name, family, n_trials, timeout, n_jobs, study_name, metric, seed
+):
     storage = tuning.open_storage(spec)
     etl_run = resolve_etl_run(etl_run)
     schema, splits = load_splits(etl_run)
     metric, direction = tuning.resolve_metric(metric, schema.task)
     name = study_name or tuning.default_study_name(model_name, family, metric)
-    mlflow.set_tags({"mlcycle.etl_run": etl_run, "mlcycle.study_name": name,
-                     "mlcycle.storage": spec.display, "mlcycle.metric": metric})
+    mlflow.set_tags(
+        {
+            "mlcycle.etl_run": etl_run,
+            "mlcycle.study_name": name,
+            "mlcycle.storage": spec.display,
+            "mlcycle.metric": metric,
+        }
+    )
     if spec.is_sqlite and (n_jobs != 1):
         log.warning("SQLite serialises writers; a journal file suits parallel workers better")
-    study, _ = tuning.open_study(storage, name, direction,
-                                 {"family": family, "metric": metric, "task": schema.task,
-                                  "etl_run": etl_run},
-                                 seed, tuning.pruner_for(family))
+    study, _ = tuning.open_study(
+        storage,
+        name,
+        direction,
+        {"family": family, "metric": metric, "task": schema.task, "etl_run": etl_run},
+        seed,
+        tuning.pruner_for(family),
+    )
     # Tuned on current_train: the challenger is judged on current data (DESIGN.md).
-    objective = tuning.make_objective(family, schema, splits.current_train, metric,
-                                      direction, seed)
-    trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric,
-                                name)
-    tuning.run_search(study, trials, n_trials, timeout or None, n_jobs,
-                      progress=sys.stderr.isatty())
+    objective = tuning.make_objective(family, schema, splits.current_train, metric, direction, seed)
+    trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
+    tuning.run_search(
+        study, trials, n_trials, timeout or None, n_jobs, progress=sys.stderr.isatty()
+    )
     counts = trials.counts()
     log.info("this worker: %s", {k: int(v) for k, v in counts.items()})
     best = tuning.best_trial(study)
     best_params = tuning.best_params(family, best, schema.task, seed)
     mlflow.log_dict(best_params, "best_params.json")
-    mlflow.log_metrics({**counts, f"best_validation_{metric}": float(best.value),
-                        "study_trials": float(len(study.trials))})
-    mlflow.set_tags({"mlcycle.best_trial": str(best.number),
-                     "mlcycle.best_trial_run": best.user_attrs.get("mlflow_run_id", "")})
+    mlflow.log_metrics(
+        {
+            **counts,
+            f"best_validation_{metric}": float(best.value),
+            "study_trials": float(len(study.trials)),
+        }
+    )
+    mlflow.set_tags(
+        {
+            "mlcycle.best_trial": str(best.number),
+            "mlcycle.best_trial_run": best.user_attrs.get("mlflow_run_id", ""),
+        }
+    )
     _log_charts(study)
     _refit_and_register(family, best_params, schema, splits, model_name, etl_run, run)
 
 
 def _log_charts(study) -> None:
-    for figure, path in ((tuning.history_figure(study), "charts/optuna_history.png"),
-                         (tuning.importance_figure(study), "charts/param_importances.png")):
+    for figure, path in (
+        (tuning.history_figure(study), "charts/optuna_history.png"),
+        (tuning.importance_figure(study), "charts/param_importances.png"),
+    ):
         if figure is not None:
             mlflow.log_figure(figure, path)
             charts.close(figure)
@@ -124,9 +188,15 @@ def _refit_and_register(family, best_params, schema, splits, model_name, etl_run
         mlflow.log_metrics(score(model, schema, splits))
         info = log_network(model, schema, train, model_name)
     version = info.registered_model_version
-    registry.tag_version(model_name, version, {"mlcycle.family": family,
-                                              "mlcycle.etl_run": etl_run,
-                                              "mlcycle.optimize_run": run.info.run_id})
+    registry.tag_version(
+        model_name,
+        version,
+        {
+            "mlcycle.family": family,
+            "mlcycle.etl_run": etl_run,
+            "mlcycle.optimize_run": run.info.run_id,
+        },
+    )
     registry.set_alias(model_name, config.CHALLENGER, version)
     mlflow.set_tag("mlcycle.model_version", version)
 

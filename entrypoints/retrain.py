@@ -59,26 +59,67 @@ class Base:
 @click.option("--batch-size", type=INT, default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
 @click.option("--base-model", default="", help="model URI (default: models:/NAME@champion)")
-@click.option("--strategy", default="finetune", show_default=True,
-              help="finetune (continue the base network's weights) or scratch")
-@click.option("--window", default="current", show_default=True,
-              help="current (current train only) or all (reference train + current train)")
-@click.option("--params-from", default="", help="an optimize run (family nn) whose best "
-              "network hyper-parameters to use")
-@click.option("--patience", type=INT, default=10, show_default=True,
-              help="early-stopping patience in epochs; 0 turns it off")
+@click.option(
+    "--strategy",
+    default="finetune",
+    show_default=True,
+    help="finetune (continue the base network's weights) or scratch",
+)
+@click.option(
+    "--window",
+    default="current",
+    show_default=True,
+    help="current (current train only) or all (reference train + current train)",
+)
+@click.option(
+    "--params-from",
+    default="",
+    help="an optimize run (family nn) whose best network hyper-parameters to use",
+)
+@click.option(
+    "--patience",
+    type=INT,
+    default=10,
+    show_default=True,
+    help="early-stopping patience in epochs; 0 turns it off",
+)
 @click.option("--seed", type=INT, default=42, show_default=True)
 @step_command
-def main(etl_run, model_name, epochs, batch_size, learning_rate, base_model, strategy, window,
-         params_from, patience, seed):
+def main(
+    etl_run,
+    model_name,
+    epochs,
+    batch_size,
+    learning_rate,
+    base_model,
+    strategy,
+    window,
+    params_from,
+    patience,
+    seed,
+):
     _check_choice("strategy", strategy, STRATEGIES)
     _check_choice("window", window, WINDOWS)
-    params = NetworkParams(learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-                           patience=patience, seed=seed).validate()
-    flags = {"etl_run": etl_run, "model_name": model_name, "epochs": epochs,
-             "batch_size": batch_size, "learning_rate": learning_rate,
-             "base_model": base_model, "strategy": strategy, "window": window,
-             "params_from": params_from, "patience": patience, "seed": seed}
+    params = NetworkParams(
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+    ).validate()
+    flags = {
+        "etl_run": etl_run,
+        "model_name": model_name,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "base_model": base_model,
+        "strategy": strategy,
+        "window": window,
+        "params_from": params_from,
+        "patience": patience,
+        "seed": seed,
+    }
     with step_run("retrain", flags):
         # The base and tuned parameters first: a wrong URI or run id fails before any work.
         if params_from:
@@ -90,33 +131,44 @@ def main(etl_run, model_name, epochs, batch_size, learning_rate, base_model, str
         schema, splits = load_splits(etl_run)
         used, start_from = choose_strategy(strategy, base, schema)
         train = training_rows(splits, window)
-        log.info("training %s on %d %s rows (%s)", used, len(train), window,
-                 f"from {base.uri}" if start_from else "fresh network")
+        log.info(
+            "training %s on %d %s rows (%s)",
+            used,
+            len(train),
+            window,
+            f"from {base.uri}" if start_from else "fresh network",
+        )
 
         before = prefixed(score(base.pyfunc, schema, splits), "before") if base else {}
         model, history = fit_network(schema, params, train, base=start_from)
         after = score(model, schema, splits)
-        mlflow.log_metrics({**before, **prefixed(after, "after"), **after,
-                            **training_summary(history)})
+        mlflow.log_metrics(
+            {**before, **prefixed(after, "after"), **after, **training_summary(history)}
+        )
         log_history(history)
         _report(schema.task, before, after)
 
         # Registered only once fitted and evaluated; the alias moves last.
-        tags = {"mlcycle.family": FAMILY, "mlcycle.etl_run": etl_run,
-                "mlcycle.strategy": used, "mlcycle.window": window,
-                "mlcycle.base_model": base.uri if base else "",
-                "mlcycle.base_model_version": base.version if base else ""}
-        version = log_network(model, schema, train, model_name,
-                              version_tags=tags).registered_model_version
+        tags = {
+            "mlcycle.family": FAMILY,
+            "mlcycle.etl_run": etl_run,
+            "mlcycle.strategy": used,
+            "mlcycle.window": window,
+            "mlcycle.base_model": base.uri if base else "",
+            "mlcycle.base_model_version": base.version if base else "",
+        }
+        version = log_network(
+            model, schema, train, model_name, version_tags=tags
+        ).registered_model_version
         registry.set_alias(model_name, config.CHALLENGER, version)
-        mlflow.set_tags({**tags, "mlcycle.model_name": model_name,
-                         "mlcycle.model_version": version})
+        mlflow.set_tags(
+            {**tags, "mlcycle.model_name": model_name, "mlcycle.model_version": version}
+        )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise MlcycleError(f"parameter {name} must be one of {', '.join(choices)}, "
-                           f"got {value!r}")
+        raise MlcycleError(f"parameter {name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def tuned_params(run_id: str, params: NetworkParams) -> NetworkParams:
@@ -129,16 +181,22 @@ def tuned_params(run_id: str, params: NetworkParams) -> NetworkParams:
     try:
         best = mlflow.artifacts.load_dict(f"runs:/{run_id}/{BEST_PARAMS}")
     except Exception as exc:  # noqa: BLE001 - missing artifact: MlflowException or OSError
-        raise MlcycleError(f"parameter params_from: run {run_id} has no {BEST_PARAMS} "
-                           "(is it an optimize run?)") from exc
+        raise MlcycleError(
+            f"parameter params_from: run {run_id} has no {BEST_PARAMS} (is it an optimize run?)"
+        ) from exc
     if best.get("family") != FAMILY:
-        raise MlcycleError(f"parameter params_from: run {run_id} tuned family "
-                           f"{best.get('family')!r}, not a network ({FAMILY!r})")
+        raise MlcycleError(
+            f"parameter params_from: run {run_id} tuned family "
+            f"{best.get('family')!r}, not a network ({FAMILY!r})"
+        )
     names = {f.name for f in fields(NetworkParams)} - set(TRAINING_BUDGET)
     tuned = NetworkParams.from_dict({k: v for k, v in best.items() if k in names})
     params = replace(params, **{k: getattr(tuned, k) for k in names if k in best}).validate()
-    log.info("network hyper-parameters from optimize run %s: %s", run_id,
-             {k: best[k] for k in sorted(names) if k in best})
+    log.info(
+        "network hyper-parameters from optimize run %s: %s",
+        run_id,
+        {k: best[k] for k in sorted(names) if k in best},
+    )
     return params
 
 
@@ -165,9 +223,11 @@ def choose_strategy(strategy: str, base: Base | None, schema):
         return "scratch", None
     network = network_of(base.pyfunc) if is_network(base.uri) else None
     if network is None:
-        log.warning("strategy finetune: the base model %s is not a network (e.g. the "
-                    "RandomForest champion), fine-tuning is impossible: training from scratch",
-                    base.uri)
+        log.warning(
+            "strategy finetune: the base model %s is not a network (e.g. the "
+            "RandomForest champion), fine-tuning is impossible: training from scratch",
+            base.uri,
+        )
         return "scratch", None
     if reason := finetune_obstacle(network, schema):
         log.warning("strategy finetune: %s; training from scratch", reason)

@@ -64,8 +64,7 @@ def configure() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("alembic", "mlflow.store", "urllib3", "evidently", "absl", "h5py",
-                  "tensorflow"):
+    for noisy in ("alembic", "mlflow.store", "urllib3", "evidently", "absl", "h5py", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not sys.stderr.isatty():

@@ -117,8 +117,9 @@ def build_schema(
     numeric = [c for c in features if _is_numeric(reference[c])]
     categorical = [c for c in features if c not in numeric]
     resolved = infer_task(reference[target], task)
-    return Schema(target=target, task=resolved, numeric=numeric, categorical=categorical,
-                  dropped=dropped)
+    return Schema(
+        target=target, task=resolved, numeric=numeric, categorical=categorical, dropped=dropped
+    )
 
 
 def _is_numeric(column: pd.Series) -> bool:

@@ -14,19 +14,83 @@ import numpy as np
 import pandas as pd
 
 NOMS = [
-    "Martin", "Bernard", "Thomas", "Petit", "Robert", "Richard", "Durand", "Dubois",
-    "Moreau", "Laurent", "Simon", "Michel", "Lefebvre", "Leroy", "Roux", "David",
-    "Bertrand", "Morel", "Fournier", "Girard", "Bonnet", "Dupont", "Lambert", "Fontaine",
-    "Rousseau", "Vincent", "Muller", "Lefevre", "Faure", "Andre", "Mercier", "Blanc",
+    "Martin",
+    "Bernard",
+    "Thomas",
+    "Petit",
+    "Robert",
+    "Richard",
+    "Durand",
+    "Dubois",
+    "Moreau",
+    "Laurent",
+    "Simon",
+    "Michel",
+    "Lefebvre",
+    "Leroy",
+    "Roux",
+    "David",
+    "Bertrand",
+    "Morel",
+    "Fournier",
+    "Girard",
+    "Bonnet",
+    "Dupont",
+    "Lambert",
+    "Fontaine",
+    "Rousseau",
+    "Vincent",
+    "Muller",
+    "Lefevre",
+    "Faure",
+    "Andre",
+    "Mercier",
+    "Blanc",
 ]
-PRENOMS_H = ["Jean", "Pierre", "Louis", "Paul", "Hugo", "Lucas", "Nathan", "Julien",
-             "Nicolas", "Antoine", "Thomas", "Mathieu", "Karim", "Yanis", "Olivier"]
-PRENOMS_F = ["Marie", "Camille", "Léa", "Chloé", "Manon", "Julie", "Sarah", "Inès",
-             "Emma", "Claire", "Sophie", "Amina", "Laura", "Nathalie", "Lucie"]
+PRENOMS_H = [
+    "Jean",
+    "Pierre",
+    "Louis",
+    "Paul",
+    "Hugo",
+    "Lucas",
+    "Nathan",
+    "Julien",
+    "Nicolas",
+    "Antoine",
+    "Thomas",
+    "Mathieu",
+    "Karim",
+    "Yanis",
+    "Olivier",
+]
+PRENOMS_F = [
+    "Marie",
+    "Camille",
+    "Léa",
+    "Chloé",
+    "Manon",
+    "Julie",
+    "Sarah",
+    "Inès",
+    "Emma",
+    "Claire",
+    "Sophie",
+    "Amina",
+    "Laura",
+    "Nathalie",
+    "Lucie",
+]
 NIVEAUX = ["aucun", "bac", "bac+2", "master", "doctorat"]
 REGIONS = [
-    "Île-de-France", "Auvergne-Rhône-Alpes", "Occitanie", "Nouvelle-Aquitaine",
-    "Hauts-de-France", "Provence-Alpes-Côte d'Azur", "Bretagne", "Grand Est",
+    "Île-de-France",
+    "Auvergne-Rhône-Alpes",
+    "Occitanie",
+    "Nouvelle-Aquitaine",
+    "Hauts-de-France",
+    "Provence-Alpes-Côte d'Azur",
+    "Bretagne",
+    "Grand Est",
 ]
 
 
@@ -54,18 +118,38 @@ class Population:
 
 
 OLD = Population(
-    age_mean=46, age_sd=10, share_men=0.62, share_sport=0.48, share_smoker=0.18,
+    age_mean=46,
+    age_sd=10,
+    share_men=0.62,
+    share_sport=0.48,
+    share_smoker=0.18,
     region_weights=(0.34, 0.15, 0.10, 0.10, 0.10, 0.09, 0.06, 0.06),
     niveau_weights=(0.10, 0.30, 0.30, 0.22, 0.08),
-    intercept=1500, income_coef=5.0, age_coef=-90, smoker_effect=-2500, sport_effect=1200,
-    idf_bonus=2500, niveau_bonus=(0, 500, 1500, 3500, 5000), noise_sd=1200,
+    intercept=1500,
+    income_coef=5.0,
+    age_coef=-90,
+    smoker_effect=-2500,
+    sport_effect=1200,
+    idf_bonus=2500,
+    niveau_bonus=(0, 500, 1500, 3500, 5000),
+    noise_sd=1200,
 )
 NEW = Population(
-    age_mean=35, age_sd=14, share_men=0.45, share_sport=0.30, share_smoker=0.34,
+    age_mean=35,
+    age_sd=14,
+    share_men=0.45,
+    share_sport=0.30,
+    share_smoker=0.34,
     region_weights=(0.125,) * 8,
     niveau_weights=(0.08, 0.27, 0.30, 0.25, 0.10),
-    intercept=0, income_coef=4.3, age_coef=30, smoker_effect=-4000, sport_effect=600,
-    idf_bonus=4000, niveau_bonus=(0, 300, 1000, 2000, 2500), noise_sd=1200,
+    intercept=0,
+    income_coef=4.3,
+    age_coef=30,
+    smoker_effect=-4000,
+    sport_effect=600,
+    idf_bonus=4000,
+    niveau_bonus=(0, 300, 1000, 2000, 2500),
+    noise_sd=1200,
 )
 
 
@@ -97,21 +181,23 @@ def generate(pop: Population, n: int, seed: int) -> pd.DataFrame:
     )
     montant = np.clip(montant, 500, 40000).round()
     prenom = np.where(men, rng.choice(PRENOMS_H, n), rng.choice(PRENOMS_F, n))
-    frame = pd.DataFrame({
-        "nom": rng.choice(NOMS, n),
-        "prenom": prenom,
-        "age": age,
-        "taille": taille,
-        "poids": poids,
-        "sexe": sexe,
-        "sport_licence": np.where(sport, "oui", "non"),
-        "niveau_etude": np.array(NIVEAUX)[niveau_idx],
-        "region": region,
-        "smoker": np.where(smoker, "oui", "non"),
-        "nationalité_francaise": np.where(french, "oui", "non"),
-        "revenu_estime_mois": revenu,
-        "montant_pret": montant,
-    })
+    frame = pd.DataFrame(
+        {
+            "nom": rng.choice(NOMS, n),
+            "prenom": prenom,
+            "age": age,
+            "taille": taille,
+            "poids": poids,
+            "sexe": sexe,
+            "sport_licence": np.where(sport, "oui", "non"),
+            "niveau_etude": np.array(NIVEAUX)[niveau_idx],
+            "region": region,
+            "smoker": np.where(smoker, "oui", "non"),
+            "nationalité_francaise": np.where(french, "oui", "non"),
+            "revenu_estime_mois": revenu,
+            "montant_pret": montant,
+        }
+    )
     # Real exports have holes: an unknown income here and there, a few loans not booked.
     frame.loc[rng.random(n) < 0.02, "revenu_estime_mois"] = np.nan
     frame.loc[rng.random(n) < 0.01, "montant_pret"] = np.nan

@@ -68,8 +68,10 @@ class DriftResult:
 
     @property
     def sampled(self) -> bool:
-        return (self.sample_rows["reference"] < self.reference_rows
-                or self.sample_rows["current"] < self.current_rows)
+        return (
+            self.sample_rows["reference"] < self.reference_rows
+            or self.sample_rows["current"] < self.current_rows
+        )
 
     def by_role(self, role: str) -> list[ColumnDrift]:
         return [c for c in self.columns if c.role == role]
@@ -81,8 +83,9 @@ class DriftResult:
 def sample_size_for(rows: int, sample_size: int) -> int:
     """sample_size 0 means automatic: every row up to AUTO_SAMPLE_SIZE."""
     if sample_size < 0:
-        raise MlcycleError(f"parameter sample_size must be 0 (automatic) or positive, "
-                           f"got {sample_size}")
+        raise MlcycleError(
+            f"parameter sample_size must be 0 (automatic) or positive, got {sample_size}"
+        )
     limit = sample_size or AUTO_SAMPLE_SIZE
     return min(rows, limit)
 
@@ -96,13 +99,20 @@ def sample_rows(frame: pd.DataFrame, size: int, seed: int = SAMPLE_SEED) -> pd.D
 
 def reference_and_current(splits: Splits) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every old row against every new row: drift is about the data, not the split."""
-    return (pd.concat([splits.reference_train, splits.reference_test], ignore_index=True),
-            pd.concat([splits.current_train, splits.current_test], ignore_index=True))
+    return (
+        pd.concat([splits.reference_train, splits.reference_test], ignore_index=True),
+        pd.concat([splits.current_train, splits.current_test], ignore_index=True),
+    )
 
 
-def run_drift(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema,
-              predictors: dict | None = None, sample_size: int = 0,
-              drift_share: float = DRIFT_SHARE) -> DriftResult:
+def run_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    predictors: dict | None = None,
+    sample_size: int = 0,
+    drift_share: float = DRIFT_SHARE,
+) -> DriftResult:
     """Evidently's DataDriftPreset (with its tests) on the features, plus ValueDrift on the
     target and on each model's predictions. `predictors` maps a column name to a model
     (anything `evaluate.predict` takes); it predicts on the sampled rows of both sides."""
@@ -110,8 +120,10 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema,
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    sizes = {"reference": sample_size_for(len(reference), sample_size),
-             "current": sample_size_for(len(current), sample_size)}
+    sizes = {
+        "reference": sample_size_for(len(reference), sample_size),
+        "current": sample_size_for(len(current), sample_size),
+    }
     ref = sample_rows(reference, sizes["reference"])
     cur = sample_rows(current, sizes["current"])
     predictors = predictors or {}
@@ -126,24 +138,44 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema,
     (numeric if schema.task == "regression" else categorical).extend(extra)
     ref, cur = _for_evidently(ref, numeric, categorical), _for_evidently(cur, numeric, categorical)
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    report = Report([DataDriftPreset(columns=schema.features, drift_share=drift_share),
-                     *[ValueDrift(column=c) for c in extra]], include_tests=True)
+    report = Report(
+        [
+            DataDriftPreset(columns=schema.features, drift_share=drift_share),
+            *[ValueDrift(column=c) for c in extra],
+        ],
+        include_tests=True,
+    )
     with warnings.catch_warnings():
         # scipy warns about empty bins of categories absent on one side; the test copes.
         warnings.simplefilter("ignore", RuntimeWarning)
-        snapshot = report.run(Dataset.from_pandas(cur, data_definition=definition),
-                              Dataset.from_pandas(ref, data_definition=definition))
+        snapshot = report.run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
     roles = {c: "feature" for c in schema.features}
     roles.update({schema.target: "target", **{p: "prediction" for p in predictions}})
     kinds = {**{c: "numerical" for c in numeric}, **{c: "categorical" for c in categorical}}
     columns, share, count = parse_snapshot(snapshot.dict(), roles, kinds)
     n_features = len(schema.features)
-    log.info("drift: %d of %d features drifted (share %.2f) on %d/%d rows", count, n_features,
-             share, sizes["reference"], sizes["current"])
-    return DriftResult(columns=columns, drift_share=share, n_drifted=count,
-                       n_features=n_features, share_threshold=drift_share,
-                       reference_rows=len(reference), current_rows=len(current),
-                       sample_rows=sizes, snapshot=snapshot)
+    log.info(
+        "drift: %d of %d features drifted (share %.2f) on %d/%d rows",
+        count,
+        n_features,
+        share,
+        sizes["reference"],
+        sizes["current"],
+    )
+    return DriftResult(
+        columns=columns,
+        drift_share=share,
+        n_drifted=count,
+        n_features=n_features,
+        share_threshold=drift_share,
+        reference_rows=len(reference),
+        current_rows=len(current),
+        sample_rows=sizes,
+        snapshot=snapshot,
+    )
 
 
 def _for_evidently(frame: pd.DataFrame, numeric: list[str], categorical: list[str]):
@@ -157,8 +189,9 @@ def _for_evidently(frame: pd.DataFrame, numeric: list[str], categorical: list[st
     return out
 
 
-def parse_snapshot(data: dict, roles: dict[str, str],
-                   kinds: dict[str, str]) -> tuple[list[ColumnDrift], float, int]:
+def parse_snapshot(
+    data: dict, roles: dict[str, str], kinds: dict[str, str]
+) -> tuple[list[ColumnDrift], float, int]:
     """Per-column drift and the features' drifted share from `snapshot.dict()`.
 
     Metrics are found by their config type and column; a column's verdict is the status of
@@ -185,17 +218,29 @@ def parse_snapshot(data: dict, roles: dict[str, str],
             drifted = verdicts.get(metric.get("id"))
             if drifted is None:  # tests disabled: fall back to the method's direction
                 drifted = _drifted(config.get("method", ""), score, threshold)
-            columns.append(ColumnDrift(column=name, role=roles[name],
-                                       kind=kinds.get(name, "?"),
-                                       method=str(config.get("method", "?")), score=score,
-                                       threshold=threshold, drifted=bool(drifted)))
+            columns.append(
+                ColumnDrift(
+                    column=name,
+                    role=roles[name],
+                    kind=kinds.get(name, "?"),
+                    method=str(config.get("method", "?")),
+                    score=score,
+                    threshold=threshold,
+                    drifted=bool(drifted),
+                )
+            )
     if share is None:
         raise MlcycleError("the Evidently snapshot has no DriftedColumnsCount metric")
     # Drifted features first; target and predictions after, in the order they were given.
     order = {"feature": 0, "target": 1, "prediction": 2}
     position = {name: i for i, name in enumerate(roles)}
-    columns.sort(key=lambda c: (order.get(c.role, 3), c.role == "feature" and not c.drifted,
-                                c.column if c.role == "feature" else position[c.column]))
+    columns.sort(
+        key=lambda c: (
+            order.get(c.role, 3),
+            c.role == "feature" and not c.drifted,
+            c.column if c.role == "feature" else position[c.column],
+        )
+    )
     return columns, float(share), int(count)
 
 
@@ -218,10 +263,16 @@ def data_quality(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema)
     out = []
     for col in schema.features:
         ref, cur = reference[col], current[col]
-        row = {"column": col, "kind": "numerical" if col in schema.numeric else "categorical",
-               "missing_reference": _share(ref.isna()), "missing_current": _share(cur.isna()),
-               "new_categories": [], "new_category_share": 0.0, "out_of_range_share": 0.0,
-               "reference_range": None}
+        row = {
+            "column": col,
+            "kind": "numerical" if col in schema.numeric else "categorical",
+            "missing_reference": _share(ref.isna()),
+            "missing_current": _share(cur.isna()),
+            "new_categories": [],
+            "new_category_share": 0.0,
+            "out_of_range_share": 0.0,
+            "reference_range": None,
+        }
         if col in schema.numeric:
             ref_num = pd.to_numeric(ref, errors="coerce")
             cur_num = pd.to_numeric(cur, errors="coerce").dropna()

@@ -50,8 +50,9 @@ def prepare(params: EtlParams) -> EtlResult:
     """Read, validate, conform and split both files. Pure: no MLflow."""
     paths = {"reference": resolve_path(params.reference), "current": resolve_path(params.current)}
     raw = {role: data.read_csv(path, role) for role, path in paths.items()}
-    schema = data.build_schema(raw["reference"], params.target, params.task,
-                               data.parse_columns(params.drop_columns))
+    schema = data.build_schema(
+        raw["reference"], params.target, params.task, data.parse_columns(params.drop_columns)
+    )
     frames, removed = {}, {}
     for role, frame in raw.items():
         conformed = data.conform(frame, schema, role, paths[role])
@@ -61,8 +62,9 @@ def prepare(params: EtlParams) -> EtlResult:
     if schema.task == "classification":
         labels = pd.concat([frames["reference"][schema.target], frames["current"][schema.target]])
         schema.classes = sorted(labels.unique().tolist(), key=str)
-    splits, leaks = make_splits(frames["reference"], frames["current"], schema,
-                                params.test_size, params.seed)
+    splits, leaks = make_splits(
+        frames["reference"], frames["current"], schema, params.test_size, params.seed
+    )
     quality = data.quality_summary(frames["reference"], frames["current"], schema, removed)
     quality["removed_leaked_test_rows"] = leaks
     quality["split_rows"] = {name: len(frame) for name, frame in splits.items()}
@@ -84,24 +86,27 @@ def log_etl(result: EtlResult, params: EtlParams) -> None:
         out.mkdir()
         for name, frame in result.splits.items():
             frame.to_parquet(out / f"{name}.parquet", index=False)
-        (out / "schema.json").write_text(json.dumps(result.schema.to_dict(), indent=2,
-                                                    ensure_ascii=False))
-        (out / "quality.json").write_text(json.dumps(result.quality, indent=2,
-                                                     ensure_ascii=False))
+        (out / "schema.json").write_text(
+            json.dumps(result.schema.to_dict(), indent=2, ensure_ascii=False)
+        )
+        (out / "quality.json").write_text(json.dumps(result.quality, indent=2, ensure_ascii=False))
         mlflow.log_artifacts(str(out), DATASETS_DIR)
     for role, path in (("reference", params.reference), ("current", params.current)):
         frame = result.raw[role]
-        dataset = mlflow.data.from_pandas(frame, source=str(resolve_path(path)), name=role,
-                                          targets=result.schema.target)
+        dataset = mlflow.data.from_pandas(
+            frame, source=str(resolve_path(path)), name=role, targets=result.schema.target
+        )
         mlflow.log_input(dataset, context=role)
     q = result.quality
-    mlflow.log_metrics({
-        **{f"{name}_rows": float(n) for name, n in q["split_rows"].items()},
-        "reference_removed_missing_target": float(q["removed_missing_target"]["reference"]),
-        "current_removed_missing_target": float(q["removed_missing_target"]["current"]),
-        "removed_leaked_test_rows": float(sum(q["removed_leaked_test_rows"].values())),
-        "n_new_categories": float(sum(len(v) for v in q["new_categories_in_current"].values())),
-    })
+    mlflow.log_metrics(
+        {
+            **{f"{name}_rows": float(n) for name, n in q["split_rows"].items()},
+            "reference_removed_missing_target": float(q["removed_missing_target"]["reference"]),
+            "current_removed_missing_target": float(q["removed_missing_target"]["current"]),
+            "removed_leaked_test_rows": float(sum(q["removed_leaked_test_rows"].values())),
+            "n_new_categories": float(sum(len(v) for v in q["new_categories_in_current"].values())),
+        }
+    )
     mlflow.set_tags({"mlcycle.task": result.schema.task, "mlcycle.target": result.schema.target})
 
 
@@ -109,8 +114,12 @@ def execute(params: EtlParams) -> EtlResult:
     """prepare + log_etl, in the active run."""
     result = prepare(params)
     log_etl(result, params)
-    log.info("etl: %s task on target %r; rows %s", result.schema.task, result.schema.target,
-             result.quality["split_rows"])
+    log.info(
+        "etl: %s task on target %r; rows %s",
+        result.schema.task,
+        result.schema.target,
+        result.quality["split_rows"],
+    )
     return result
 
 
@@ -148,8 +157,9 @@ def resolve_etl_run(etl_run: str | None) -> str:
         if run.data.tags.get(config.STEP_TAG) != "etl":
             raise MlcycleError(f"parameter etl_run: run {etl_run} is not an etl run")
         if run.info.status != "FINISHED":
-            raise MlcycleError(f"parameter etl_run: run {etl_run} is {run.info.status}, "
-                               "not FINISHED")
+            raise MlcycleError(
+                f"parameter etl_run: run {etl_run} is {run.info.status}, not FINISHED"
+            )
         return etl_run
     found = latest_etl_run()
     if found:
@@ -168,8 +178,11 @@ def load_splits(etl_run: str) -> tuple[Schema, Splits]:
     """Download an etl run's splits and schema."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(
-                run_id=etl_run, artifact_path=DATASETS_DIR, dst_path=tmp))
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=etl_run, artifact_path=DATASETS_DIR, dst_path=tmp
+                )
+            )
         except (MlflowException, OSError) as exc:
             raise MlcycleError(f"etl run {etl_run} has no datasets artifacts: {exc}") from exc
         schema = Schema.from_dict(json.loads((local / "schema.json").read_text()))

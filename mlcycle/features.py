@@ -15,15 +15,19 @@ from mlcycle.data import Schema
 
 def build_preprocessor(schema: Schema) -> ColumnTransformer:
     """Impute and scale numbers; impute and one-hot categories, ignoring unseen ones."""
-    numeric = Pipeline([
-        ("impute", SimpleImputer(strategy="median")),
-        ("scale", StandardScaler()),
-    ])
-    categorical = Pipeline([
-        # A missing category is information ("unknown"), not a value to guess.
-        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-    ])
+    numeric = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median")),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            # A missing category is information ("unknown"), not a value to guess.
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
     return ColumnTransformer(
         [("numeric", numeric, schema.numeric), ("categorical", categorical, schema.categorical)],
         remainder="drop",

@@ -31,21 +31,29 @@ class ForestParams:
             raise MlcycleError(f"parameter max_depth must be >= 1 or empty, got {self.max_depth}")
         if self.min_samples_split < 2:
             raise MlcycleError(
-                f"parameter min_samples_split must be >= 2, got {self.min_samples_split}")
+                f"parameter min_samples_split must be >= 2, got {self.min_samples_split}"
+            )
         if self.min_samples_leaf < 1:
             raise MlcycleError(
-                f"parameter min_samples_leaf must be >= 1, got {self.min_samples_leaf}")
+                f"parameter min_samples_leaf must be >= 1, got {self.min_samples_leaf}"
+            )
         if self.class_weight not in (None, "balanced", "balanced_subsample"):
-            raise MlcycleError("parameter class_weight must be empty, balanced or "
-                               f"balanced_subsample, got {self.class_weight!r}")
+            raise MlcycleError(
+                "parameter class_weight must be empty, balanced or "
+                f"balanced_subsample, got {self.class_weight!r}"
+            )
         return self
 
 
 def build_forest(schema: Schema, params: ForestParams) -> Pipeline:
     common = dict(
-        n_estimators=params.n_estimators, max_depth=params.max_depth,
-        min_samples_split=params.min_samples_split, min_samples_leaf=params.min_samples_leaf,
-        max_features=params.max_features, random_state=params.seed, n_jobs=params.n_jobs,
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth,
+        min_samples_split=params.min_samples_split,
+        min_samples_leaf=params.min_samples_leaf,
+        max_features=params.max_features,
+        random_state=params.seed,
+        n_jobs=params.n_jobs,
     )
     if schema.task == "classification":
         forest = RandomForestClassifier(class_weight=params.class_weight, **common)

@@ -31,8 +31,9 @@ def classification_metrics(y_true, y_pred, proba: pd.DataFrame | None = None) ->
     """Weighted averages so that multi-class and binary read the same way."""
     out = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "precision": float(skm.precision_score(y_true, y_pred, average="weighted",
-                                               zero_division=0)),
+        "precision": float(
+            skm.precision_score(y_true, y_pred, average="weighted", zero_division=0)
+        ),
         "recall": float(skm.recall_score(y_true, y_pred, average="weighted", zero_division=0)),
         "f1": float(skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)),
     }
@@ -53,9 +54,15 @@ def roc_auc(y_true, proba: pd.DataFrame | None) -> float:
         return float(skm.roc_auc_score(y_true == positive, proba[positive]))
     # Multi-class: rows whose class the model never saw cannot be scored one-vs-rest.
     known = y_true.isin(proba.columns).to_numpy()
-    return float(skm.roc_auc_score(y_true[known], proba[known].to_numpy(),
-                                   multi_class="ovr", average="weighted",
-                                   labels=list(proba.columns)))
+    return float(
+        skm.roc_auc_score(
+            y_true[known],
+            proba[known].to_numpy(),
+            multi_class="ovr",
+            average="weighted",
+            labels=list(proba.columns),
+        )
+    )
 
 
 def evaluate(task: str, y_true, y_pred, proba: pd.DataFrame | None = None) -> dict[str, float]:

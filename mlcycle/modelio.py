@@ -33,8 +33,9 @@ def input_example(train: pd.DataFrame, schema: Schema, rows: int = 3) -> pd.Data
     return train[schema.features].head(rows).reset_index(drop=True)
 
 
-def signature(schema: Schema, example: pd.DataFrame, predictions,
-              predict_method_param: bool = True) -> ModelSignature:
+def signature(
+    schema: Schema, example: pd.DataFrame, predictions, predict_method_param: bool = True
+) -> ModelSignature:
     """Raw-row inputs. Every column is required (a request without one gets "Model is
     missing inputs [...]"), and any value may be missing: MLflow lets None through a
     required column. With predict_method_param, the model also answers
@@ -59,13 +60,13 @@ def log_sklearn(pipeline, schema: Schema, train: pd.DataFrame, model_name: str |
     info = mlflow.sklearn.log_model(
         pipeline,
         name=MODEL_ARTIFACT,
-        signature=signature(schema, example, pipeline.predict(example),
-                            predict_method_param=False),
+        signature=signature(schema, example, pipeline.predict(example), predict_method_param=False),
         input_example=example,
         registered_model_name=model_name,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         pip_requirements=pip_requirements("scikit-learn", "numpy", "pandas", "skops"),
     )
-    log.info("logged model %s (registered version %s)", info.model_uri,
-             info.registered_model_version)
+    log.info(
+        "logged model %s (registered version %s)", info.model_uri, info.registered_model_version
+    )
     return info

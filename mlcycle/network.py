@@ -43,6 +43,7 @@ TRAINING_BUDGET = ("epochs", "patience", "seed")
 
 # --------------------------------------------------------------------------- parameters
 
+
 @dataclass(frozen=True)
 class NetworkParams:
     """Everything that defines a network and how it is trained; saved with the model."""
@@ -62,11 +63,13 @@ class NetworkParams:
 
     def validate(self) -> NetworkParams:
         checks = [
-            ("hidden_units", bool(self.hidden_units) and min(self.hidden_units) >= 1,
-             "one or more layer sizes >= 1"),
+            (
+                "hidden_units",
+                bool(self.hidden_units) and min(self.hidden_units) >= 1,
+                "one or more layer sizes >= 1",
+            ),
             ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate),
-             "> 0"),
+            ("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("epochs", self.epochs >= 1, ">= 1"),
             ("patience", self.patience >= 0, ">= 0 (0 turns early stopping off)"),
@@ -74,11 +77,14 @@ class NetworkParams:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise MlcycleError(f"parameter {name} must be {expected}, "
-                                   f"got {getattr(self, name)!r}")
+                raise MlcycleError(
+                    f"parameter {name} must be {expected}, got {getattr(self, name)!r}"
+                )
         if self.patience and not self.validation_share:
-            raise MlcycleError("parameter patience needs a validation slice: "
-                               "validation_share must be > 0 when patience > 0")
+            raise MlcycleError(
+                "parameter patience needs a validation slice: "
+                "validation_share must be > 0 when patience > 0"
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -126,6 +132,7 @@ def _units(value) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------ preprocessing
 
+
 @dataclass
 class Preprocessing:
     """The preprocessing of mlcycle.features.build_preprocessor (median impute + standard
@@ -153,8 +160,9 @@ class Preprocessing:
             means.append(float(filled.mean()))
             scales.append(std if std > 0 else 1.0)  # as StandardScaler: constant -> 1
         categories = [_categories(frame[col]) for col in schema.categorical]
-        return cls(list(schema.numeric), medians, means, scales, list(schema.categorical),
-                   categories)
+        return cls(
+            list(schema.numeric), medians, means, scales, list(schema.categorical), categories
+        )
 
     @property
     def width(self) -> int:
@@ -172,8 +180,9 @@ class Preprocessing:
         for col, cats in zip(self.categorical, self.categories, strict=True):
             index = {c: i for i, c in enumerate(cats)}
             raw = frame[col] if col in frame.columns else pd.Series([None] * n)
-            codes = np.fromiter((index.get(v, -1) for v in _category_values(raw)),
-                                dtype="int64", count=n)
+            codes = np.fromiter(
+                (index.get(v, -1) for v in _category_values(raw)), dtype="int64", count=n
+            )
             known = codes >= 0
             out[np.flatnonzero(known), offset + codes[known]] = 1.0
             offset += len(cats)
@@ -211,11 +220,13 @@ def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = values.isna() & frame[col].notna()
         # A ValueError: the scoring server answers it with a 400 naming the column.
-        raise ValueError(f"column {col!r} should be numeric but holds "
-                         f"{frame[col][bad].iloc[0]!r}") from None
+        raise ValueError(
+            f"column {col!r} should be numeric but holds {frame[col][bad].iloc[0]!r}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------ network
+
 
 def tensorflow_and_keras():
     """Import TensorFlow and Keras on first need, with TF's C++ start-up chatter off."""
@@ -245,8 +256,10 @@ def output_spec(schema: Schema) -> tuple[int, str, str]:
     if schema.task == "regression":
         return 1, "linear", "mse"
     if len(schema.classes) < 2:
-        raise MlcycleError(f"classification target {schema.target!r} needs at least two "
-                           f"classes, the schema has {schema.classes}")
+        raise MlcycleError(
+            f"classification target {schema.target!r} needs at least two "
+            f"classes, the schema has {schema.classes}"
+        )
     if len(schema.classes) == 2:
         return 1, "sigmoid", "binary_crossentropy"
     return len(schema.classes), "softmax", "sparse_categorical_crossentropy"
@@ -271,8 +284,15 @@ def build_network(n_inputs: int, schema: Schema, params: NetworkParams):
 class NetworkModel:
     """In memory: preprocessing + Keras model + target scaling + classes + params."""
 
-    def __init__(self, schema: Schema, params: NetworkParams, preprocessing: Preprocessing,
-                 network, target_mean: float = 0.0, target_scale: float = 1.0):
+    def __init__(
+        self,
+        schema: Schema,
+        params: NetworkParams,
+        preprocessing: Preprocessing,
+        network,
+        target_mean: float = 0.0,
+        target_scale: float = 1.0,
+    ):
         self.schema = schema
         self.params = params
         self.preprocessing = preprocessing
@@ -296,8 +316,9 @@ class NetworkModel:
             spec = tf.TensorSpec([None, self.preprocessing.width], tf.float32)
             # A partial, not a lambda: TF counts traces per code object, so lambdas of
             # several models in one process (a tuning study) would warn of retracing.
-            self._forward = tf.function(functools.partial(self.network, training=False),
-                                        input_signature=[spec])
+            self._forward = tf.function(
+                functools.partial(self.network, training=False), input_signature=[spec]
+            )
         return self._forward
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -325,9 +346,15 @@ class NetworkModel:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.network.save(path / _WEIGHTS_FILE)
-        meta = {"format": _FORMAT, "family": FAMILY, "schema": self.schema.to_dict(),
-                "params": self.params.to_dict(), "preprocessing": self.preprocessing.to_dict(),
-                "target_mean": self.target_mean, "target_scale": self.target_scale}
+        meta = {
+            "format": _FORMAT,
+            "family": FAMILY,
+            "schema": self.schema.to_dict(),
+            "params": self.params.to_dict(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "target_mean": self.target_mean,
+            "target_scale": self.target_scale,
+        }
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return path
 
@@ -337,12 +364,18 @@ class NetworkModel:
         path = Path(path)
         meta = json.loads((path / _META_FILE).read_text())
         network = keras.models.load_model(path / _WEIGHTS_FILE, compile=False)
-        return cls(Schema.from_dict(meta["schema"]), NetworkParams.from_dict(meta["params"]),
-                   Preprocessing.from_dict(meta["preprocessing"]), network,
-                   meta["target_mean"], meta["target_scale"])
+        return cls(
+            Schema.from_dict(meta["schema"]),
+            NetworkParams.from_dict(meta["params"]),
+            Preprocessing.from_dict(meta["preprocessing"]),
+            network,
+            meta["target_mean"],
+            meta["target_scale"],
+        )
 
 
 # ----------------------------------------------------------------------------- training
+
 
 def finetune_obstacle(base: NetworkModel, schema: Schema) -> str | None:
     """Why base cannot be fine-tuned on data of this schema, or None when it can."""
@@ -364,8 +397,9 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def fit_network(schema: Schema, params: NetworkParams, train: pd.DataFrame, *, base=None,
-                on_epoch_end=None) -> tuple[NetworkModel, dict[str, list[float]]]:
+def fit_network(
+    schema: Schema, params: NetworkParams, train: pd.DataFrame, *, base=None, on_epoch_end=None
+) -> tuple[NetworkModel, dict[str, list[float]]]:
     """Train on `train` (schema.features + schema.target).
 
     base: a NetworkModel to fine-tune: its preprocessing, target scaling and architecture
@@ -378,8 +412,7 @@ def fit_network(schema: Schema, params: NetworkParams, train: pd.DataFrame, *, b
         if reason := finetune_obstacle(base, schema):
             raise MlcycleError(f"cannot fine-tune: {reason}")
         # The weights only fit the base's shape: its architecture wins over params'.
-        params = replace(params, hidden_units=base.params.hidden_units,
-                         dropout=base.params.dropout)
+        params = replace(params, hidden_units=base.params.hidden_units, dropout=base.params.dropout)
     tf, keras = tensorflow_and_keras()
     seed_everything(params.seed)
     fit_rows, val_rows = split_validation(train, params.validation_share, params.seed)
@@ -392,20 +425,35 @@ def fit_network(schema: Schema, params: NetworkParams, train: pd.DataFrame, *, b
         network = keras.models.clone_model(base.network)
         network.set_weights(base.network.get_weights())
     model = NetworkModel(schema, params, preprocessing, network, mean, scale)
-    network.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
-                    loss=output_spec(schema)[2])
+    network.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+        loss=output_spec(schema)[2],
+    )
     x, y = preprocessing.transform(fit_rows), encode_target(model, fit_rows[schema.target])
     validation = None
     if len(val_rows):
-        validation = (preprocessing.transform(val_rows),
-                      encode_target(model, val_rows[schema.target]))
+        validation = (
+            preprocessing.transform(val_rows),
+            encode_target(model, val_rows[schema.target]),
+        )
     callbacks = [_epoch_callback(keras, on_epoch_end, params.epochs)]
     if params.patience and validation is not None:
-        callbacks.insert(0, keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=params.patience, restore_best_weights=True))
-    history = network.fit(x, y, validation_data=validation, epochs=params.epochs,
-                          batch_size=params.batch_size, shuffle=True, callbacks=callbacks,
-                          verbose=0)
+        callbacks.insert(
+            0,
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=params.patience, restore_best_weights=True
+            ),
+        )
+    history = network.fit(
+        x,
+        y,
+        validation_data=validation,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
     curves = {k: [float(v) for v in history.history.get(k, [])] for k in ("loss", "val_loss")}
     return model, curves
 
@@ -421,24 +469,32 @@ def _epoch_callback(keras, on_epoch_end, epochs: int):
             logs = dict(logs or {})
             if (epoch + 1) % every == 0 or epoch + 1 == epochs:
                 val = f", val_loss {logs['val_loss']:.4f}" if "val_loss" in logs else ""
-                log.info("epoch %d/%d: loss %.4f%s", epoch + 1, epochs,
-                         logs.get("loss", float("nan")), val)
+                log.info(
+                    "epoch %d/%d: loss %.4f%s",
+                    epoch + 1,
+                    epochs,
+                    logs.get("loss", float("nan")),
+                    val,
+                )
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs)
 
     return EpochHook()
 
 
-def split_validation(train: pd.DataFrame, share: float,
-                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_validation(
+    train: pd.DataFrame, share: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A seeded random slice of the training rows for validation (none when share is 0
     or there are too few rows to spare one)."""
     n_val = 0
     if share and len(train) >= 2:
         n_val = min(max(int(round(len(train) * share)), 1), len(train) - 1)
     order = np.random.default_rng(seed).permutation(len(train))
-    return (train.iloc[order[n_val:]].reset_index(drop=True),
-            train.iloc[order[:n_val]].reset_index(drop=True))
+    return (
+        train.iloc[order[n_val:]].reset_index(drop=True),
+        train.iloc[order[:n_val]].reset_index(drop=True),
+    )
 
 
 def target_scaling(schema: Schema, target: pd.Series) -> tuple[float, float]:
@@ -461,12 +517,15 @@ def encode_target(model: NetworkModel, target: pd.Series) -> np.ndarray:
     codes = target.map(index)
     if codes.isna().any():
         unknown = target[codes.isna()].iloc[0]
-        raise MlcycleError(f"target {model.schema.target!r} holds {unknown!r}, which is not "
-                           f"one of the schema's classes {model.classes_}")
+        raise MlcycleError(
+            f"target {model.schema.target!r} holds {unknown!r}, which is not "
+            f"one of the schema's classes {model.classes_}"
+        )
     return codes.to_numpy(dtype="int64")
 
 
 # ------------------------------------------------------------------------------- pyfunc
+
 
 class NetworkPyfunc(mlflow.pyfunc.PythonModel):
     """The logged model: raw rows in; values or labels out, or class probabilities with
@@ -482,8 +541,7 @@ class NetworkPyfunc(mlflow.pyfunc.PythonModel):
 
     # The pd.DataFrame hint tells MLflow that the signature given at logging time rules.
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(
-            model_input)
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         method = (params or {}).get("predict_method", "predict")
         if method == "predict_proba":
             return pd.DataFrame(self.model.predict_proba(frame), columns=self.model.classes_)
@@ -502,8 +560,14 @@ _MODEL_CODE = (
 )
 
 
-def log_network(model: NetworkModel, schema: Schema, train: pd.DataFrame,
-                model_name: str | None, *, version_tags: dict[str, str] | None = None):
+def log_network(
+    model: NetworkModel,
+    schema: Schema,
+    train: pd.DataFrame,
+    model_name: str | None,
+    *,
+    version_tags: dict[str, str] | None = None,
+):
     """Log the network as a pyfunc named 'model' (raw-row signature and input example);
     register it under model_name when given, with version_tags set in the same call
     (one registry write instead of one per tag). Returns MLflow's ModelInfo."""
@@ -515,8 +579,11 @@ def log_network(model: NetworkModel, schema: Schema, train: pd.DataFrame,
         model.save(tmp / NETWORK_ARTIFACT)
         (tmp / "network_model.py").write_text(_MODEL_CODE)
         package = Path(__file__).resolve().parent
-        shutil.copytree(package, tmp / "code" / package.name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            package,
+            tmp / "code" / package.name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
         info = mlflow.pyfunc.log_model(
             name=modelio.MODEL_ARTIFACT,
             python_model=str(tmp / "network_model.py"),
@@ -530,8 +597,9 @@ def log_network(model: NetworkModel, schema: Schema, train: pd.DataFrame,
     if model_name:
         version = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
         info.registered_model_version = version.version
-    log.info("logged network %s (registered version %s)", info.model_uri,
-             info.registered_model_version)
+    log.info(
+        "logged network %s (registered version %s)", info.model_uri, info.registered_model_version
+    )
     return info
 
 
@@ -541,8 +609,10 @@ def _pip_requirements() -> list[str]:
     pins = modelio.pip_requirements("keras", "numpy", "pandas")
     tf_version = _installed("tensorflow-cpu") or _installed("tensorflow")
     # Same markers as conda.yaml: there is no tensorflow-cpu wheel off Linux.
-    return pins + [f'tensorflow-cpu=={tf_version}; sys_platform == "linux"',
-                   f'tensorflow=={tf_version}; sys_platform != "linux"']
+    return pins + [
+        f'tensorflow-cpu=={tf_version}; sys_platform == "linux"',
+        f'tensorflow=={tf_version}; sys_platform != "linux"',
+    ]
 
 
 def _installed(name: str) -> str | None:
@@ -597,8 +667,11 @@ def log_history(history: dict[str, list[float]]) -> None:
 
     curves = history_metrics(history)
     now = int(time.time() * 1000)
-    metrics = [Metric(name, value, now, step) for name, values in curves.items()
-               for step, value in enumerate(values, start=1)]
+    metrics = [
+        Metric(name, value, now, step)
+        for name, values in curves.items()
+        for step, value in enumerate(values, start=1)
+    ]
     if metrics:
         mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
         fig = charts.learning_curve_figure(curves, "learning curve")

@@ -65,11 +65,18 @@ class Decision:
         return "not promoted"
 
 
-def decide(task: str, champion: dict[str, float] | None, challenger: dict[str, float] | None,
-           *, min_improvement: float = 0.0, tolerance: float | None = None,
-           requested: bool = True,
-           champion_error: str | None = None, challenger_error: str | None = None,
-           same_version: bool = False) -> Decision:
+def decide(
+    task: str,
+    champion: dict[str, float] | None,
+    challenger: dict[str, float] | None,
+    *,
+    min_improvement: float = 0.0,
+    tolerance: float | None = None,
+    requested: bool = True,
+    champion_error: str | None = None,
+    challenger_error: str | None = None,
+    same_version: bool = False,
+) -> Decision:
     """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
     the model is absent; *_error says why a model could not be loaded or scored."""
     primary = PRIMARY[task]
@@ -89,36 +96,47 @@ def decide(task: str, champion: dict[str, float] | None, challenger: dict[str, f
     if champion_error:
         return no(f"the champion failed: {champion_error}")
     if champion is None:
-        return Decision(True, "there is no champion: the challenger takes the place", [],
-                        requested)
+        return Decision(True, "there is no champion: the challenger takes the place", [], requested)
     if not _finite(champion, cur, ref):
         return no(f"the champion has no finite {cur} / {ref}")
     gain = challenger[cur] - champion[cur]
     loss = champion[ref] - challenger[ref]
     allowed = max(gain, 0.0) if tolerance is None else tolerance
-    limit = (f"its gain on current_test ({allowed:.4f})" if tolerance is None
-             else f"{tolerance:g}")
+    limit = f"its gain on current_test ({allowed:.4f})" if tolerance is None else f"{tolerance:g}"
     checks = [
-        Check(f"better on current_test by at least {min_improvement:g}",
-              gain > 0 and gain >= min_improvement,
-              f"{primary} {challenger[cur]:.4f} vs {champion[cur]:.4f} ({gain:+.4f})"),
-        Check(f"not worse on reference_test by more than {limit}", loss <= allowed,
-              f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f})"),
+        Check(
+            f"better on current_test by at least {min_improvement:g}",
+            gain > 0 and gain >= min_improvement,
+            f"{primary} {challenger[cur]:.4f} vs {champion[cur]:.4f} ({gain:+.4f})",
+        ),
+        Check(
+            f"not worse on reference_test by more than {limit}",
+            loss <= allowed,
+            f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f})",
+        ),
     ]
     failed = [c for c in checks if not c.passed]
     if failed:
         return no("; ".join(f"failed: {c.name} ({c.detail})" for c in failed), checks)
-    return Decision(True, f"the challenger is better on current_test ({checks[0].detail}) "
-                          f"and holds on reference_test ({checks[1].detail})", checks, requested)
+    return Decision(
+        True,
+        f"the challenger is better on current_test ({checks[0].detail}) "
+        f"and holds on reference_test ({checks[1].detail})",
+        checks,
+        requested,
+    )
 
 
 def _finite(metrics: dict[str, float], *keys: str) -> bool:
-    return all(isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k])
-               for k in keys)
+    return all(isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k]) for k in keys)
 
 
-def apply(decision: Decision, model_name: str, champion_version: str | None,
-          challenger_version: str | None) -> bool:
+def apply(
+    decision: Decision,
+    model_name: str,
+    champion_version: str | None,
+    challenger_version: str | None,
+) -> bool:
     """Move the aliases when the decision says so and promotion was requested.
 
     The challenger alias is removed only once the champion alias points at its version."""
@@ -130,8 +148,12 @@ def apply(decision: Decision, model_name: str, champion_version: str | None,
     still = registry.version_for_alias(model_name, config.CHALLENGER)
     if still is not None and str(still.version) == str(challenger_version):
         registry.client().delete_registered_model_alias(model_name, config.CHALLENGER)
-    log.info("%s: version %s is the champion now (previous: %s)", model_name,
-             challenger_version, champion_version)
+    log.info(
+        "%s: version %s is the champion now (previous: %s)",
+        model_name,
+        challenger_version,
+        champion_version,
+    )
     return True
 
 

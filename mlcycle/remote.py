@@ -21,12 +21,20 @@ MEMBER_GRANTS = (("experiment", "*", "EDIT"), ("registered_model", "*", "EDIT"))
 CREATE_USER = "/api/2.0/mlflow/users/create"
 GRANT_PERMISSION = "/api/3.0/mlflow/users/permissions/grant"
 # Bounded retries for clients of a remote server: MLflow's default retries for minutes.
-CLIENT_RETRY_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+CLIENT_RETRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 # Words of the exceptions requests/urllib3 raise when nothing answers on the other end.
-_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish",
-                "ConnectionError", "RemoteDisconnected", "Read timed out")
+_UNREACHABLE = (
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to establish",
+    "ConnectionError",
+    "RemoteDisconnected",
+    "Read timed out",
+)
 
 
 def is_remote(uri: str) -> bool:
@@ -48,9 +56,11 @@ def unreachable_message(exc: BaseException, tracking_uri: str) -> str | None:
     if not any(word in text for text in texts for word in _UNREACHABLE):
         return None
     retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7 (MLflow's default)")
-    return (f"tracking server {tracking_uri} is unreachable (gave up after {retries} "
-            "retries). Start it again and re-run: finished steps are reused, aliases "
-            "were not moved by the failed step")
+    return (
+        f"tracking server {tracking_uri} is unreachable (gave up after {retries} "
+        "retries). Start it again and re-run: finished steps are reused, aliases "
+        "were not moved by the failed step"
+    )
 
 
 def wait_until_up(url: str, timeout: float = 120.0, alive=lambda: True) -> None:
@@ -73,6 +83,7 @@ def add_member(url: str, username: str, password: str, admin: tuple[str, str]) -
 
     Plain REST calls (the basic-auth app's API), so no mlflow import: seconds matter in
     start-up scripts. An existing user keeps their password; grants are idempotent."""
+
     def post(path: str, payload: dict) -> requests.Response:
         return requests.post(f"{url}{path}", json=payload, auth=admin, timeout=60)
 
@@ -81,8 +92,15 @@ def add_member(url: str, username: str, password: str, admin: tuple[str, str]) -
     if not created and "RESOURCE_ALREADY_EXISTS" not in response.text:
         response.raise_for_status()
     for resource_type, pattern, permission in MEMBER_GRANTS:
-        response = post(GRANT_PERMISSION, {"username": username, "resource_type": resource_type,
-                                           "resource_id": pattern, "permission": permission})
+        response = post(
+            GRANT_PERMISSION,
+            {
+                "username": username,
+                "resource_type": resource_type,
+                "resource_id": pattern,
+                "permission": permission,
+            },
+        )
         if response.status_code != 200 and "RESOURCE_ALREADY_EXISTS" not in response.text:
             response.raise_for_status()
     return created
@@ -99,6 +117,7 @@ def cli():
 @click.option("--pid", type=int, default=0, help="server process id: fail fast if it exits")
 def wait(url, timeout, pid):
     """Wait until the tracking server at URL answers."""
+
     def alive() -> bool:
         if not pid:
             return True
@@ -123,14 +142,19 @@ def add_user(url, username):
     admin's credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD."""
     password = os.environ.get("MLCYCLE_NEW_USER_PASSWORD", "")
     if not password:
-        click.echo("team-server: set MLCYCLE_NEW_USER_PASSWORD to the new user's password",
-                   err=True)
+        click.echo(
+            "team-server: set MLCYCLE_NEW_USER_PASSWORD to the new user's password", err=True
+        )
         sys.exit(2)
-    admin = (os.environ.get("MLFLOW_TRACKING_USERNAME", ""),
-             os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    admin = (
+        os.environ.get("MLFLOW_TRACKING_USERNAME", ""),
+        os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
+    )
     created = add_member(url, username, password, admin)
-    click.echo(f"team member {username}: {'created' if created else 'exists'}, "
-               + ", ".join(f"{p} on {t} {r}" for t, r, p in MEMBER_GRANTS))
+    click.echo(
+        f"team member {username}: {'created' if created else 'exists'}, "
+        + ", ".join(f"{p} on {t} {r}" for t, r, p in MEMBER_GRANTS)
+    )
 
 
 if __name__ == "__main__":

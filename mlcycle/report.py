@@ -59,15 +59,19 @@ class ModelResult:
         return self.error is None and bool(self.metrics)
 
 
-def score_model(result: ModelResult, model, schema: Schema, frames: dict[str, pd.DataFrame],
-                names=TEST_SPLITS) -> ModelResult:
+def score_model(
+    result: ModelResult, model, schema: Schema, frames: dict[str, pd.DataFrame], names=TEST_SPLITS
+) -> ModelResult:
     """Predict once per split and compute the same metrics `evaluate.score` logs."""
     for name in names:
         frame = frames[name]
         features, target = frame[schema.features], frame[schema.target]
         predicted = predict(model, features)
-        proba = (predict_proba(model, features, schema.classes)
-                 if schema.task == "classification" else None)
+        proba = (
+            predict_proba(model, features, schema.classes)
+            if schema.task == "classification"
+            else None
+        )
         result.predictions[name], result.probabilities[name] = predicted, proba
         result.metrics.update(prefixed(evaluate(schema.task, target, predicted, proba), name))
     return result
@@ -90,9 +94,17 @@ def comparison(task: str, models: dict[str, ModelResult]) -> list[dict]:
                 else:
                     better = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
                     mark = "better" if better else "worse"
-            rows.append({"split": split, "metric": metric, "champion": old, "challenger": new,
-                         "delta": delta, "mark": mark,
-                         "primary": metric == PRIMARY[task]})
+            rows.append(
+                {
+                    "split": split,
+                    "metric": metric,
+                    "champion": old,
+                    "challenger": new,
+                    "delta": delta,
+                    "mark": mark,
+                    "primary": metric == PRIMARY[task],
+                }
+            )
     return rows
 
 
@@ -100,21 +112,30 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def per_class(schema: Schema, frames: dict[str, pd.DataFrame],
-              models: dict[str, ModelResult], split: str = "current_test") -> list[dict]:
+def per_class(
+    schema: Schema,
+    frames: dict[str, pd.DataFrame],
+    models: dict[str, ModelResult],
+    split: str = "current_test",
+) -> list[dict]:
     """Precision, recall, F1 and support per class, for each model that scored."""
     y_true = frames[split][schema.target].to_numpy()
     labels = list(schema.classes) or sorted(pd.unique(y_true).tolist(), key=str)
-    rows = [{"label": label, "support": int((y_true == label).sum()), "models": {}}
-            for label in labels]
+    rows = [
+        {"label": label, "support": int((y_true == label).sum()), "models": {}} for label in labels
+    ]
     for role, model in models.items():
         if not model.ok or split not in model.predictions:
             continue
         p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, model.predictions[split], labels=labels, zero_division=0)
+            y_true, model.predictions[split], labels=labels, zero_division=0
+        )
         for i, row in enumerate(rows):
-            row["models"][role] = {"precision": float(p[i]), "recall": float(r[i]),
-                                   "f1": float(f[i])}
+            row["models"][role] = {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+            }
     return rows
 
 
@@ -126,8 +147,9 @@ def figure_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def performance_charts(schema: Schema, frames: dict[str, pd.DataFrame],
-                       models: dict[str, ModelResult]) -> list[dict]:
+def performance_charts(
+    schema: Schema, frames: dict[str, pd.DataFrame], models: dict[str, ModelResult]
+) -> list[dict]:
     """Regression: predicted vs actual and error distribution per split, both models on one
     chart. Classification: confusion matrix and ROC per split and model."""
     scored = {role: m for role, m in models.items() if m.ok}
@@ -138,14 +160,23 @@ def performance_charts(schema: Schema, frames: dict[str, pd.DataFrame],
         y_true = frames[split][schema.target].to_numpy()
         if schema.task == "regression":
             preds = {role: m.predictions[split] for role, m in scored.items()}
-            out.append({"title": f"predicted vs actual, {split}",
-                        "uri": figure_uri(_scatter_figure(y_true, preds, split))})
-            out.append({"title": f"error distribution, {split}",
-                        "uri": figure_uri(_error_figure(y_true, preds, split))})
+            out.append(
+                {
+                    "title": f"predicted vs actual, {split}",
+                    "uri": figure_uri(_scatter_figure(y_true, preds, split)),
+                }
+            )
+            out.append(
+                {
+                    "title": f"error distribution, {split}",
+                    "uri": figure_uri(_error_figure(y_true, preds, split)),
+                }
+            )
             continue
         for role, m in scored.items():
-            fig = charts.confusion_matrix_figure(y_true, m.predictions[split], schema.classes,
-                                                 f"{role}, {split}")
+            fig = charts.confusion_matrix_figure(
+                y_true, m.predictions[split], schema.classes, f"{role}, {split}"
+            )
             out.append({"title": f"confusion matrix, {role}, {split}", "uri": figure_uri(fig)})
             proba = m.probabilities.get(split)
             if proba is not None:
@@ -165,8 +196,7 @@ def _scatter_figure(y_true, preds: dict[str, np.ndarray], split: str):
     if len(keep) > MAX_SCATTER_POINTS:
         keep = np.random.default_rng(0).choice(keep, MAX_SCATTER_POINTS, replace=False)
     for role, pred in preds.items():
-        ax.scatter(y_true[keep], pred[keep], s=6, alpha=0.45, label=role,
-                   color=_COLORS.get(role))
+        ax.scatter(y_true[keep], pred[keep], s=6, alpha=0.45, label=role, color=_COLORS.get(role))
     low, high = float(np.nanmin(y_true)), float(np.nanmax(y_true))
     ax.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("actual")
@@ -186,8 +216,7 @@ def _error_figure(y_true, preds: dict[str, np.ndarray], split: str):
     everything = np.concatenate(list(errors.values()))
     bins = np.histogram_bin_edges(everything[np.isfinite(everything)], bins=40)
     for role, err in errors.items():
-        ax.hist(err, bins=bins, histtype="step", linewidth=1.6, label=role,
-                color=_COLORS.get(role))
+        ax.hist(err, bins=bins, histtype="step", linewidth=1.6, label=role, color=_COLORS.get(role))
     ax.axvline(0, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("predicted - actual")
     ax.set_ylabel("rows")
@@ -199,9 +228,13 @@ def _error_figure(y_true, preds: dict[str, np.ndarray], split: str):
 
 def environment(templates: Path = config.TEMPLATES_DIR) -> jinja2.Environment:
     """Autoescape everywhere: values from data (column names, categories) are never markup."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = _num
     env.filters["pct"] = _pct
     return env
@@ -210,7 +243,7 @@ def environment(templates: Path = config.TEMPLATES_DIR) -> jinja2.Environment:
 def _num(value, digits: int = 4) -> str:
     if not _finite(value):
         return "—"
-    if value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** -digits):
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 10**-digits):
         return f"{value:.{digits - 1}e}"
     return f"{value:,.{digits}f}"
 
@@ -249,13 +282,17 @@ def write_report(folder: Path, context: dict, snapshot=None) -> dict[str, Path]:
     if snapshot is not None:
         paths["evidently"] = folder / EVIDENTLY_FILE
         save_evidently_html(snapshot, paths["evidently"])
-    links = {"evidently_href": EVIDENTLY_FILE if snapshot is not None else None,
-             "self_href": REPORT_FILE}
+    links = {
+        "evidently_href": EVIDENTLY_FILE if snapshot is not None else None,
+        "self_href": REPORT_FILE,
+    }
     paths["report"].write_text(render({**context, **links}), encoding="utf-8")
     paths["latest"] = folder.parent / LATEST_FILE
     prefix = f"{folder.name}/"
-    latest = {"evidently_href": prefix + EVIDENTLY_FILE if snapshot is not None else None,
-              "self_href": prefix + REPORT_FILE}
+    latest = {
+        "evidently_href": prefix + EVIDENTLY_FILE if snapshot is not None else None,
+        "self_href": prefix + REPORT_FILE,
+    }
     paths["latest"].write_text(render({**context, **latest}), encoding="utf-8")
     log.info("report: %s", paths["report"])
     return paths
@@ -269,35 +306,55 @@ def prediction_column(role: str, taken) -> str:
     return name
 
 
-def assemble(*, model_name: str, schema: Schema, frames: dict[str, pd.DataFrame],
-             models: dict[str, ModelResult], decision, gate: dict, quality: list[dict],
-             drift=None, drift_error: str | None = None, prediction_owner=None,
-             provenance: list[tuple[str, str]] = (), moved: str | None = None,
-             run_id: str = "", experiment_id: str = "", tracking_uri: str = "",
-             generated_at: str | None = None) -> dict:
+def assemble(
+    *,
+    model_name: str,
+    schema: Schema,
+    frames: dict[str, pd.DataFrame],
+    models: dict[str, ModelResult],
+    decision,
+    gate: dict,
+    quality: list[dict],
+    drift=None,
+    drift_error: str | None = None,
+    prediction_owner=None,
+    provenance: list[tuple[str, str]] = (),
+    moved: str | None = None,
+    run_id: str = "",
+    experiment_id: str = "",
+    tracking_uri: str = "",
+    generated_at: str | None = None,
+) -> dict:
     """Everything the template reads, computed once; the template only formats."""
     import evidently
 
     scored = {role: m for role, m in models.items() if m.ok}
     per = per_class(schema, frames, models) if schema.task == "classification" else None
     return {
-        "model_name": model_name, "task": schema.task, "target": schema.target,
+        "model_name": model_name,
+        "task": schema.task,
+        "target": schema.target,
         "primary": PRIMARY[schema.task],
         "generated_at": generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "drift": drift, "drift_error": drift_error,
+        "drift": drift,
+        "drift_error": drift_error,
         "drifted_features": drift.drifted_features() if drift else [],
         "prediction_owner": prediction_owner or {},
         "sample_seed": SAMPLE_SEED,
         "evidently_version": evidently.__version__,
-        "roles": ROLES, "models": models,
+        "roles": ROLES,
+        "models": models,
         "comparison": comparison(schema.task, models) if scored else [],
         "test_rows": {name: len(frames[name]) for name in TEST_SPLITS},
         "charts": performance_charts(schema, frames, models),
         "per_class": per if scored else None,
         "per_class_roles": list(scored),
-        "decision": decision, "gate": gate, "moved": moved,
+        "decision": decision,
+        "gate": gate,
+        "moved": moved,
         "quality": quality,
         "provenance": list(provenance),
-        "run_id": run_id, "experiment_id": experiment_id,
+        "run_id": run_id,
+        "experiment_id": experiment_id,
         "ui_hint": f"mlflow ui --backend-store-uri {tracking_uri or config.tracking_uri()}",
     }

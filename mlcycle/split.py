@@ -53,9 +53,7 @@ def split_frame(
             stratify = frame[schema.target]
         else:
             log.warning("some class has fewer than 2 rows: split without stratification")
-    train, test = train_test_split(
-        frame, test_size=test_size, random_state=seed, stratify=stratify
-    )
+    train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -75,8 +73,11 @@ def remove_leaks(splits: Splits, features: list[str]) -> tuple[Splits, dict[str,
         leaked = row_keys(test, features).isin(train_keys).to_numpy()
         removed[name] = int(leaked.sum())
         if leaked.any():
-            log.info("%s: removed %d row(s) whose features also appear in a train split",
-                     name, removed[name])
+            log.info(
+                "%s: removed %d row(s) whose features also appear in a train split",
+                name,
+                removed[name],
+            )
         setattr(splits, name, test.loc[~leaked].reset_index(drop=True))
         if getattr(splits, name).empty:
             raise MlcycleError(f"{name} is empty once rows seen in training are removed")

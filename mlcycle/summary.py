@@ -15,8 +15,9 @@ def lines(model_name: str = config.DEFAULT_MODEL_NAME) -> list[str]:
         version = registry.version_for_alias(model_name, alias)
         if version is not None:
             family = version.tags.get("mlcycle.family", "?")
-            out.append(f"{alias:>10}: models:/{model_name}@{alias} = version {version.version}"
-                       f" ({family})")
+            out.append(
+                f"{alias:>10}: models:/{model_name}@{alias} = version {version.version} ({family})"
+            )
     latest = config.REPORTS_DIR / model_name / "latest.html"
     if latest.exists():
         out.append(f"report: {latest}")

@@ -60,10 +60,10 @@ MIN_EPOCHS_BEFORE_PRUNING = 3
 
 # --- parameters -------------------------------------------------------------------------
 
+
 def check_family(family: str) -> str:
     if family not in FAMILIES:
-        raise MlcycleError(f"parameter family must be one of {', '.join(FAMILIES)}, "
-                           f"got {family!r}")
+        raise MlcycleError(f"parameter family must be one of {', '.join(FAMILIES)}, got {family!r}")
     return family
 
 
@@ -71,8 +71,10 @@ def check_metric_name(metric: str) -> str:
     """Refuse a name no task knows, before any data is read ('' means the primary one)."""
     known = REGRESSION_METRICS + CLASSIFICATION_METRICS
     if metric and metric not in known:
-        raise MlcycleError(f"parameter metric must be one of {', '.join(known)} "
-                           f"(or empty for the task's primary metric), got {metric!r}")
+        raise MlcycleError(
+            f"parameter metric must be one of {', '.join(known)} "
+            f"(or empty for the task's primary metric), got {metric!r}"
+        )
     return metric
 
 
@@ -80,8 +82,10 @@ def resolve_metric(metric: str, task: str) -> tuple[str, str]:
     """The metric to optimise and its direction ('maximize' or 'minimize')."""
     metric = check_metric_name(metric) or PRIMARY[task]
     if metric not in metric_names(task):
-        raise MlcycleError(f"parameter metric {metric!r} does not apply to a {task} task: "
-                           f"use one of {', '.join(metric_names(task))}")
+        raise MlcycleError(
+            f"parameter metric {metric!r} does not apply to a {task} task: "
+            f"use one of {', '.join(metric_names(task))}"
+        )
     return metric, "minimize" if metric in LOWER_IS_BETTER else "maximize"
 
 
@@ -91,6 +95,7 @@ def default_study_name(model_name: str, family: str, metric: str) -> str:
 
 
 # --- storage ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StorageSpec:
@@ -121,7 +126,8 @@ def parse_storage(text: str | None, state_dir: Path = config.STATE_DIR) -> Stora
             return StorageSpec("rdb", url, _redact(url))
         raise MlcycleError(
             f"parameter storage: unsupported scheme {scheme!r} in {_redact(text)!r}; use a "
-            "journal file path, sqlite:///FILE or postgresql://USER@HOST/DB")
+            "journal file path, sqlite:///FILE or postgresql://USER@HOST/DB"
+        )
     return _journal_spec(text, text)
 
 
@@ -132,8 +138,10 @@ def _journal_spec(path_text: str, given: str) -> StorageSpec:
     if path.is_dir():
         raise MlcycleError(f"parameter storage: {path} is a folder; a journal file is needed")
     if path.is_file() and path.read_bytes()[:16].startswith(b"SQLite format 3"):
-        raise MlcycleError(f"parameter storage: {path} is an SQLite database, not a journal "
-                           f"file: pass sqlite:///{path}")
+        raise MlcycleError(
+            f"parameter storage: {path} is an SQLite database, not a journal "
+            f"file: pass sqlite:///{path}"
+        )
     return StorageSpec("journal", str(path), str(path))
 
 
@@ -165,8 +173,9 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
             # (and threads in one) share it without SQLite's "database is locked".
             return JournalStorage(JournalFileBackend(str(path)))
         except (OSError, ValueError) as exc:
-            raise MlcycleError(f"parameter storage: cannot open journal file {path}: "
-                               f"{exc}") from exc
+            raise MlcycleError(
+                f"parameter storage: cannot open journal file {path}: {exc}"
+            ) from exc
     engine_kwargs = {}
     if spec.is_sqlite:
         # Writers wait for each other instead of failing at once; still, SQLite serialises
@@ -181,8 +190,15 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
 
 # --- study ------------------------------------------------------------------------------
 
-def open_study(storage, name: str, direction: str, attrs: dict[str, str], seed: int,
-               pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, bool]:
+
+def open_study(
+    storage,
+    name: str,
+    direction: str,
+    attrs: dict[str, str],
+    seed: int,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> tuple[optuna.Study, bool]:
     """Load the study or create it; returns (study, created).
 
     The process that creates the study samples from `seed`, so one worker is
@@ -203,26 +219,40 @@ def open_study(storage, name: str, direction: str, attrs: dict[str, str], seed: 
     sampler_seed = seed if created else _joiner_seed(seed, len(study.trials))
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    log.info("%s study %s (%d trial(s) so far, %s %s)", "created" if created else "resuming",
-             name, len(study.trials), direction, attrs.get("metric"))
+    log.info(
+        "%s study %s (%d trial(s) so far, %s %s)",
+        "created" if created else "resuming",
+        name,
+        len(study.trials),
+        direction,
+        attrs.get("metric"),
+    )
     return study, created
 
 
 def _check_study(study: optuna.Study, name: str, direction: str, attrs: dict) -> None:
     if study.direction.name.lower() != direction:
-        raise MlcycleError(f"study {name!r} exists and is to {study.direction.name.lower()}, "
-                           f"but metric {attrs.get('metric')!r} is to {direction}: pass "
-                           "another study_name")
+        raise MlcycleError(
+            f"study {name!r} exists and is to {study.direction.name.lower()}, "
+            f"but metric {attrs.get('metric')!r} is to {direction}: pass "
+            "another study_name"
+        )
     existing = study.user_attrs
     for key in STUDY_ATTRS:
         if key in existing and key in attrs and existing[key] != attrs[key]:
-            raise MlcycleError(f"study {name!r} exists with {key}={existing[key]!r}, not "
-                               f"{attrs[key]!r}: pass another study_name")
+            raise MlcycleError(
+                f"study {name!r} exists with {key}={existing[key]!r}, not "
+                f"{attrs[key]!r}: pass another study_name"
+            )
     if existing.get("etl_run") and attrs.get("etl_run") not in (None, existing["etl_run"]):
         # Allowed (main re-runs on new data), but earlier trials were scored on other rows.
-        log.warning("study %s was created on etl run %s; this run tunes on etl run %s: "
-                    "earlier trials' values were measured on other rows", name,
-                    existing["etl_run"], attrs["etl_run"])
+        log.warning(
+            "study %s was created on etl run %s; this run tunes on etl run %s: "
+            "earlier trials' values were measured on other rows",
+            name,
+            existing["etl_run"],
+            attrs["etl_run"],
+        )
 
 
 def _joiner_seed(seed: int, n_trials: int) -> int:
@@ -240,31 +270,49 @@ def pruner_for(family: str) -> optuna.pruners.BasePruner:
     intermediate values: nothing to prune."""
     if family == "nn":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=MIN_EPOCHS_BEFORE_PRUNING, reduction_factor=3)
+            min_resource=MIN_EPOCHS_BEFORE_PRUNING, reduction_factor=3
+        )
     return optuna.pruners.NopPruner()
 
 
-def run_search(study: optuna.Study, objective, n_trials: int, timeout: float | None,
-               n_jobs: int, progress: bool) -> None:
+def run_search(
+    study: optuna.Study,
+    objective,
+    n_trials: int,
+    timeout: float | None,
+    n_jobs: int,
+    progress: bool,
+) -> None:
     """Run trials; a failing trial is recorded as failed and the search goes on."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
-                       catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=timeout,
+            n_jobs=n_jobs,
+            catch=(Exception,),
+            show_progress_bar=progress,
+            gc_after_trial=False,
+        )
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     try:
         return study.best_trial
     except ValueError as exc:
-        raise MlcycleError(f"study {study.study_name!r} has no completed trial yet "
-                           "(every trial failed or was pruned)") from exc
+        raise MlcycleError(
+            f"study {study.study_name!r} has no completed trial yet "
+            "(every trial failed or was pruned)"
+        ) from exc
 
 
 # --- search spaces ----------------------------------------------------------------------
 
-def suggest_forest(trial: optuna.trial.BaseTrial, task: str, seed: int,
-                   n_jobs: int = 1) -> ForestParams:
+
+def suggest_forest(
+    trial: optuna.trial.BaseTrial, task: str, seed: int, n_jobs: int = 1
+) -> ForestParams:
     """n_jobs=1 inside a trial: parallel trials, not parallel trees, use the cores."""
     return ForestParams(
         n_estimators=trial.suggest_int("n_estimators", 50, 400, step=25),
@@ -272,10 +320,13 @@ def suggest_forest(trial: optuna.trial.BaseTrial, task: str, seed: int,
         min_samples_split=trial.suggest_int("min_samples_split", 2, 20),
         min_samples_leaf=trial.suggest_int("min_samples_leaf", 1, 10),
         max_features=trial.suggest_float("max_features", 0.2, 1.0),
-        class_weight=(trial.suggest_categorical("class_weight",
-                                                [None, "balanced", "balanced_subsample"])
-                      if task == "classification" else None),
-        seed=seed, n_jobs=n_jobs,
+        class_weight=(
+            trial.suggest_categorical("class_weight", [None, "balanced", "balanced_subsample"])
+            if task == "classification"
+            else None
+        ),
+        seed=seed,
+        n_jobs=n_jobs,
     )
 
 
@@ -284,8 +335,9 @@ def suggest_network(trial: optuna.trial.BaseTrial, seed: int):
 
     layers = trial.suggest_int("n_layers", 1, 3)
     return NetworkParams(
-        hidden_units=tuple(trial.suggest_int(f"units_{i}", 8, 128, log=True)
-                           for i in range(layers)),
+        hidden_units=tuple(
+            trial.suggest_int(f"units_{i}", 8, 128, log=True) for i in range(layers)
+        ),
         dropout=trial.suggest_float("dropout", 0.0, 0.5),
         learning_rate=trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
         batch_size=trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
@@ -308,6 +360,7 @@ def best_params(family: str, trial: optuna.trial.FrozenTrial, task: str, seed: i
 
 # --- objectives over preloaded data -----------------------------------------------------
 
+
 def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) -> float:
     features, target = frame[schema.features], frame[schema.target]
     proba = None
@@ -319,8 +372,9 @@ def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) ->
 class ForestObjective:
     """Mean k-fold cross-validated score of a forest on the training rows."""
 
-    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, seed: int,
-                 folds: int = CV_FOLDS):
+    def __init__(
+        self, schema: Schema, train: pd.DataFrame, metric: str, seed: int, folds: int = CV_FOLDS
+    ):
         self.schema, self.train, self.metric, self.seed = schema, train, metric, seed
         self.folds = list(_folds(schema, train, folds, seed))
         self.curves: dict[int, dict[str, list[float]]] = {}
@@ -338,8 +392,9 @@ class ForestObjective:
 
 def _folds(schema: Schema, train: pd.DataFrame, folds: int, seed: int):
     if len(train) < 2 * folds:
-        raise MlcycleError(f"{len(train)} training rows are too few for {folds}-fold "
-                           "cross-validation")
+        raise MlcycleError(
+            f"{len(train)} training rows are too few for {folds}-fold cross-validation"
+        )
     if schema.task == "classification" and train[schema.target].value_counts().min() >= folds:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
         return splitter.split(train, train[schema.target])
@@ -350,8 +405,7 @@ class NetworkObjective:
     """Validation score of a network fitted on the rest of the training rows. Each epoch
     reports its validation loss, so the pruner can stop a hopeless trial."""
 
-    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, direction: str,
-                 seed: int):
+    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, direction: str, seed: int):
         self.schema, self.metric, self.seed = schema, metric, seed
         self.fit_rows, self.valid_rows = split_frame(train, schema, VALIDATION_SHARE, seed)
         # Pruners compare intermediate values in the study's direction: a loss is to be
@@ -377,8 +431,9 @@ class NetworkObjective:
         return validation_score(model, self.schema, self.valid_rows, self.metric)
 
 
-def make_objective(family: str, schema: Schema, train: pd.DataFrame, metric: str,
-                   direction: str, seed: int):
+def make_objective(
+    family: str, schema: Schema, train: pd.DataFrame, metric: str, direction: str, seed: int
+):
     if family == "rf":
         return ForestObjective(schema, train, metric, seed)
     return NetworkObjective(schema, train, metric, direction, seed)
@@ -386,14 +441,16 @@ def make_objective(family: str, schema: Schema, train: pd.DataFrame, metric: str
 
 # --- MLflow: one nested run per trial ---------------------------------------------------
 
+
 class TrialLogger:
     """Wrap an objective so that each trial is an MLflow run nested under `parent_run_id`.
 
     Uses MlflowClient with explicit run ids, never the fluent active-run stack, because
     trials run in worker threads when n_jobs > 1."""
 
-    def __init__(self, objective, parent_run_id: str, experiment_id: str, metric: str,
-                 study_name: str):
+    def __init__(
+        self, objective, parent_run_id: str, experiment_id: str, metric: str, study_name: str
+    ):
         self.objective, self.parent_run_id = objective, parent_run_id
         self.experiment_id, self.metric, self.study_name = experiment_id, metric, study_name
         self.client = MlflowClient()
@@ -402,10 +459,15 @@ class TrialLogger:
 
     def __call__(self, trial: optuna.Trial) -> float:
         run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{trial.number}",
-            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, config.STEP_TAG: TRIAL_STEP_TAG,
-                  "optuna.study_name": self.study_name,
-                  "optuna.trial_number": str(trial.number)})
+            self.experiment_id,
+            run_name=f"trial-{trial.number}",
+            tags={
+                MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+                config.STEP_TAG: TRIAL_STEP_TAG,
+                "optuna.study_name": self.study_name,
+                "optuna.trial_number": str(trial.number),
+            },
+        )
         run_id = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
@@ -423,11 +485,18 @@ class TrialLogger:
             self._finish(run_id, trial, "complete", value)
         return value
 
-    def _finish(self, run_id: str, trial: optuna.Trial, state: str, value: float | None,
-                error: str | None = None) -> None:
+    def _finish(
+        self,
+        run_id: str,
+        trial: optuna.Trial,
+        state: str,
+        value: float | None,
+        error: str | None = None,
+    ) -> None:
         now = int(time.time() * 1000)
-        metrics = ([Metric(f"validation_{self.metric}", float(value), now, 0)]
-                   if value is not None else [])
+        metrics = (
+            [Metric(f"validation_{self.metric}", float(value), now, 0)] if value is not None else []
+        )
         curves = getattr(self.objective, "curves", {}).pop(trial.number, {})
         for key, values in curves.items():
             metrics += [Metric(key, float(v), now, step) for step, v in enumerate(values, 1)]
@@ -437,8 +506,9 @@ class TrialLogger:
         params = [Param(k, _text(v)) for k, v in trial.params.items()]
         try:
             self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
-            self.client.set_terminated(run_id, {"complete": "FINISHED", "pruned": "KILLED",
-                                                "failed": "FAILED"}[state])
+            self.client.set_terminated(
+                run_id, {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}[state]
+            )
         except Exception:  # noqa: BLE001 - a logging hiccup must not lose the Optuna trial
             log.exception("could not log trial %d to MLflow run %s", trial.number, run_id)
         with self._lock:
@@ -455,6 +525,7 @@ def _text(value) -> str:
 
 
 # --- charts -----------------------------------------------------------------------------
+
 
 def history_figure(study: optuna.Study):
     from mlcycle import charts  # noqa: F401 - selects the headless Agg backend

@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 CACHE_KEY_TAG = "mlcycle.cache_key"
 CODE_VERSION_TAG = "mlcycle.code_version"
 # What a hash of the code covers when the project is not a git checkout.
-CODE_GLOBS = ("MLproject", "conda.yaml", "mlcycle/**/*.py", "entrypoints/*.py",
-              "reports/templates/*")
+CODE_GLOBS = (
+    "MLproject",
+    "conda.yaml",
+    "mlcycle/**/*.py",
+    "entrypoints/*.py",
+    "reports/templates/*",
+)
 
 
 def file_digest(path: Path) -> str:
@@ -42,9 +47,12 @@ def file_digest(path: Path) -> str:
 
 def code_version(root: Path = config.PROJECT_ROOT) -> str:
     """'<commit>+<hash of uncommitted changes>' in a git checkout, else a content hash."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+
     try:
         commit = git("rev-parse", "HEAD").strip()
         changes = git("diff", "HEAD", "--binary")
@@ -106,12 +114,23 @@ def find_finished(key: str, experiment_id: str):
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
         filter_string=f"tags.`{CACHE_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
     return runs[0] if runs else None
 
 
-def run_or_reuse(step: Step, *, parent_run_id: str, experiment_id: str, env_manager: str,
-                 use_cache: bool, code: str, root: Path = config.PROJECT_ROOT):
+def run_or_reuse(
+    step: Step,
+    *,
+    parent_run_id: str,
+    experiment_id: str,
+    env_manager: str,
+    use_cache: bool,
+    code: str,
+    root: Path = config.PROJECT_ROOT,
+):
     """Reuse a finished identical run, or run the step as a child of the parent run.
 
     Returns (run, reused)."""
@@ -122,20 +141,33 @@ def run_or_reuse(step: Step, *, parent_run_id: str, experiment_id: str, env_mana
     client = mlflow.MlflowClient()
     # Created here, so the step is a child of main and carries its key from the start;
     # `mlflow.projects.run` then logs into this very run.
-    child = client.create_run(experiment_id, tags={
-        MLFLOW_PARENT_RUN_ID: parent_run_id, MLFLOW_RUN_NAME: step.name,
-        CACHE_KEY_TAG: key, CODE_VERSION_TAG: code, config.STEP_TAG: step.name})
+    child = client.create_run(
+        experiment_id,
+        tags={
+            MLFLOW_PARENT_RUN_ID: parent_run_id,
+            MLFLOW_RUN_NAME: step.name,
+            CACHE_KEY_TAG: key,
+            CODE_VERSION_TAG: code,
+            config.STEP_TAG: step.name,
+        },
+    )
     run_id = child.info.run_id
     log.info("step %s: running as child run %s", step.name, run_id)
     try:
         mlflow.projects.run(
-            str(root), entry_point=step.name, parameters=step.parameters,
-            env_manager=env_manager, experiment_id=experiment_id, run_id=run_id,
-            synchronous=True)
+            str(root),
+            entry_point=step.name,
+            parameters=step.parameters,
+            env_manager=env_manager,
+            experiment_id=experiment_id,
+            run_id=run_id,
+            synchronous=True,
+        )
     except ExecutionException as exc:
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, "FAILED")
         raise MlcycleError(
             f"step {step.name} failed (child run {run_id}); see its log above. "
-            "Run main again once fixed: finished steps are reused") from exc
+            "Run main again once fixed: finished steps are reused"
+        ) from exc
     return client.get_run(run_id), False

@@ -29,37 +29,54 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
 
 
 def step_env(tracking_uri: str, **extra) -> dict:
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, PATH=f"{BIN}:{os.environ['PATH']}",
-               TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=tracking_uri,
+        PATH=f"{BIN}:{os.environ['PATH']}",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        **extra,
+    )
     env.pop("MLFLOW_RUN_ID", None)
     return env
 
 
-def mlflow_run(entry: str, tracking_uri: str, params: dict | None = None, *, uri: str = ".",
-               env_manager: str = "local", extra_args: tuple = (), timeout: int = 900,
-               cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def mlflow_run(
+    entry: str,
+    tracking_uri: str,
+    params: dict | None = None,
+    *,
+    uri: str = ".",
+    env_manager: str = "local",
+    extra_args: tuple = (),
+    timeout: int = 900,
+    cwd: Path = ROOT,
+) -> subprocess.CompletedProcess:
     """The real `mlflow run` command, as a user types it."""
-    cmd = [str(BIN / "mlflow"), "run", uri, "-e", entry, "--env-manager", env_manager,
-           *extra_args]
+    cmd = [str(BIN / "mlflow"), "run", uri, "-e", entry, "--env-manager", env_manager, *extra_args]
     for key, value in (params or {}).items():
         cmd += ["-P", f"{key}={value}"]
-    return subprocess.run(cmd, cwd=cwd, env=step_env(tracking_uri), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=cwd, env=step_env(tracking_uri), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_step(module: str, tracking_uri: str, *args: str, timeout: int = 600):
     """An entry point script run directly, as `python -m entrypoints.X --flag value`."""
-    return subprocess.run([sys.executable, "-m", f"entrypoints.{module}", *args], cwd=ROOT,
-                          env=step_env(tracking_uri), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"entrypoints.{module}", *args],
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
-def make_classification_csv(path: Path, rows: int = 300, seed: int = 0,
-                            shift: float = 0.0) -> Path:
+def make_classification_csv(path: Path, rows: int = 300, seed: int = 0, shift: float = 0.0) -> Path:
     """A small churn-like CSV: numbers and text, holes in both, a text target."""
     rng = np.random.default_rng(seed)
     tenure = rng.normal(24 + shift * 10, 10, rows).round(1)
@@ -68,9 +85,16 @@ def make_classification_csv(path: Path, rows: int = 300, seed: int = 0,
     support = rng.poisson(2 + shift, rows).astype(float)
     score = -0.08 * tenure + 0.03 * spend + 0.5 * support + (plan == "basic") * 1.0
     churn = np.where(score + rng.normal(0, 0.8, rows) > np.median(score), "yes", "no")
-    frame = pd.DataFrame({"customer_id": [f"c{seed}-{i}" for i in range(rows)],
-                          "tenure": tenure, "spend": spend, "plan": plan,
-                          "support_calls": support, "churn": churn})
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{seed}-{i}" for i in range(rows)],
+            "tenure": tenure,
+            "spend": spend,
+            "plan": plan,
+            "support_calls": support,
+            "churn": churn,
+        }
+    )
     frame.loc[rng.random(rows) < 0.05, "spend"] = np.nan
     frame.loc[rng.random(rows) < 0.05, "plan"] = None
     frame.to_csv(path, index=False)
@@ -79,5 +103,7 @@ def make_classification_csv(path: Path, rows: int = 300, seed: int = 0,
 
 @pytest.fixture
 def classification_csvs(tmp_path) -> tuple[Path, Path]:
-    return (make_classification_csv(tmp_path / "old.csv", seed=1),
-            make_classification_csv(tmp_path / "new.csv", seed=2, shift=1.0))
+    return (
+        make_classification_csv(tmp_path / "old.csv", seed=1),
+        make_classification_csv(tmp_path / "new.csv", seed=2, shift=1.0),
+    )

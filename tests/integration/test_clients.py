@@ -32,8 +32,10 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n"
-                                 f"{proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"server exited with {proc.returncode}:\n"
+                f"{proc.stdout.read() if proc.stdout else ''}"
+            )
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
@@ -53,8 +55,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def _etl_runs():
-    return mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`{config.STEP_TAG}` = 'etl'")
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'etl'",
+    )
 
 
 def test_mlflow_run_with_uv_builds_an_isolated_env_from_conda_yaml(tracking_uri):
@@ -68,9 +73,12 @@ def test_mlflow_run_with_uv_builds_an_isolated_env_from_conda_yaml(tracking_uri)
     assert Path(python).parent.parent != Path(sys.executable).parent.parent, python
     assert ".venv" not in python.split(os.sep), python
     # The isolated interpreter carries the pins of conda.yaml, not whatever is here.
-    probe = subprocess.run([python, "-c", "import mlflow, pandas; "
-                            "print(mlflow.__version__, pandas.__version__)"],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [python, "-c", "import mlflow, pandas; print(mlflow.__version__, pandas.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.split() == ["3.17.2", "2.3.3"]
 
 
@@ -82,20 +90,34 @@ def git_daemon(tmp_path):
     bare = base / "project.git"
     subprocess.run(["git", "clone", "--quiet", "--bare", str(ROOT), str(bare)], check=True)
     # A commit SHA as --version needs the server to hand out any reachable object.
-    subprocess.run(["git", "-C", str(bare), "config", "uploadpack.allowAnySHA1InWant",
-                    "true"], check=True)
+    subprocess.run(
+        ["git", "-C", str(bare), "config", "uploadpack.allowAnySHA1InWant", "true"], check=True
+    )
     port = free_port()
-    proc = subprocess.Popen(["git", "daemon", f"--base-path={base}", "--export-all",
-                             "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", str(base)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            f"--base-path={base}",
+            "--export-all",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.2)
-    commit = subprocess.run(["git", "-C", str(bare), "rev-parse", "HEAD"], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(bare), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     yield f"git://127.0.0.1:{port}/project.git", commit
     stop(proc)
 
@@ -104,8 +126,9 @@ def test_mlflow_run_from_a_git_url_at_a_commit(tracking_uri, git_daemon, tmp_pat
     url, commit = git_daemon
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = mlflow_run("etl", tracking_uri, uri=url, extra_args=("--version", commit),
-                        cwd=elsewhere)
+    result = mlflow_run(
+        "etl", tracking_uri, uri=url, extra_args=("--version", commit), cwd=elsewhere
+    )
     assert_ok(result)
     (run,) = _etl_runs()
     assert run.info.status == "FINISHED"
@@ -118,8 +141,18 @@ def test_mlflow_run_from_a_git_url_at_a_commit(tracking_uri, git_daemon, tmp_pat
 
 
 # ---------------------------------------------------------------- serving
-RAW_COLUMNS = ["age", "taille", "poids", "sexe", "sport_licence", "niveau_etude", "region",
-               "smoker", "nationalité_francaise", "revenu_estime_mois"]
+RAW_COLUMNS = [
+    "age",
+    "taille",
+    "poids",
+    "sexe",
+    "sport_licence",
+    "niveau_etude",
+    "region",
+    "smoker",
+    "nationalité_francaise",
+    "revenu_estime_mois",
+]
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +167,24 @@ def served_store(tmp_path_factory):
 def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=step_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=step_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/ping", proc)
     return proc, base
@@ -152,28 +200,42 @@ def raw_rows(n: int = 3) -> pd.DataFrame:
 
 def check_server(base: str) -> None:
     rows = raw_rows()
-    split = {"dataframe_split": {"columns": list(rows.columns),
-                                 "data": rows.astype(object).where(rows.notna(), None)
-                                 .values.tolist()}}
-    records = {"dataframe_records": rows.astype(object).where(rows.notna(), None)
-               .to_dict(orient="records")}
+    split = {
+        "dataframe_split": {
+            "columns": list(rows.columns),
+            "data": rows.astype(object).where(rows.notna(), None).values.tolist(),
+        }
+    }
+    records = {
+        "dataframe_records": rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    }
     for body in (split, records):
         answer = requests.post(f"{base}/invocations", json=body, timeout=30)
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == 3
 
     def post(data, content_type="application/json"):
-        return requests.post(f"{base}/invocations", data=data, timeout=30,
-                             headers={"Content-Type": content_type})
+        return requests.post(
+            f"{base}/invocations", data=data, timeout=30, headers={"Content-Type": content_type}
+        )
 
     bad = {
         "malformed JSON": post("{not json"),
         "empty body": post(""),
-        "missing column": requests.post(f"{base}/invocations", timeout=30, json={
-            "dataframe_records": [{k: v for k, v in r.items() if k != "age"}
-                                  for r in records["dataframe_records"]]}),
-        "wrong type": requests.post(f"{base}/invocations", timeout=30, json={
-            "dataframe_records": [dict(records["dataframe_records"][2], age="old")]}),
+        "missing column": requests.post(
+            f"{base}/invocations",
+            timeout=30,
+            json={
+                "dataframe_records": [
+                    {k: v for k, v in r.items() if k != "age"} for r in records["dataframe_records"]
+                ]
+            },
+        ),
+        "wrong type": requests.post(
+            f"{base}/invocations",
+            timeout=30,
+            json={"dataframe_records": [dict(records["dataframe_records"][2], age="old")]},
+        ),
     }
     for case, answer in bad.items():
         assert 400 <= answer.status_code < 500, (case, answer.status_code, answer.text)
@@ -206,15 +268,23 @@ def test_served_network_champion_answers_raw_rows(served_store):
 
 def test_make_serve_serves_the_champion(served_store):
     port = free_port()
-    proc = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=ROOT,
-                            env=step_env(served_store), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["make", "serve", f"PORT={port}"],
+        cwd=ROOT,
+        env=step_env(served_store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/ping", proc)
         rows = raw_rows().head(1).astype(object)
-        answer = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
-                               json={"dataframe_records": rows.where(rows.notna(), None)
-                                     .to_dict(orient="records")})
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            timeout=30,
+            json={"dataframe_records": rows.where(rows.notna(), None).to_dict(orient="records")},
+        )
         assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
     finally:
         os.killpg(proc.pid, 15)

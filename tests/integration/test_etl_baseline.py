@@ -18,31 +18,31 @@ pytestmark = pytest.mark.integration
 
 
 def _runs(step):
-    return mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`{config.STEP_TAG}` = '{step}'")
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = '{step}'",
+    )
 
 
 def test_etl_then_baseline_on_the_bundled_data(tracking_uri):
     assert_ok(mlflow_run("etl", tracking_uri))
     (etl,) = _runs("etl")
     assert etl.info.status == "FINISHED"
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(etl.info.run_id,
-                                                                      "datasets")}
-    assert {f"datasets/{s}_{p}.parquet" for s in ("reference", "current")
-            for p in ("train", "test")} <= artifacts
-    schema = json.loads(mlflow.artifacts.load_text(
-        f"runs:/{etl.info.run_id}/datasets/schema.json"))
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(etl.info.run_id, "datasets")}
+    assert {
+        f"datasets/{s}_{p}.parquet" for s in ("reference", "current") for p in ("train", "test")
+    } <= artifacts
+    schema = json.loads(mlflow.artifacts.load_text(f"runs:/{etl.info.run_id}/datasets/schema.json"))
     assert schema["task"] == "regression" and schema["target"] == "montant_pret"
     assert "nom" not in schema["numeric"] + schema["categorical"]
     assert {i.dataset.name for i in etl.inputs.dataset_inputs} == {"reference", "current"}
     assert etl.data.metrics["reference_removed_missing_target"] > 0
 
-    result = mlflow_run("baseline", tracking_uri, {"etl_run": etl.info.run_id,
-                                                   "n_estimators": 30})
+    result = mlflow_run("baseline", tracking_uri, {"etl_run": etl.info.run_id, "n_estimators": 30})
     assert_ok(result)
     (base,) = _runs("baseline")
-    assert {"reference_test_r2", "current_test_mae", "current_test_rmse"} <= set(
-        base.data.metrics)
+    assert {"reference_test_r2", "current_test_mae", "current_test_rmse"} <= set(base.data.metrics)
     # The champion was trained on old data: the new data is where it struggles.
     assert base.data.metrics["reference_test_r2"] > base.data.metrics["current_test_r2"]
     model = mlflow.pyfunc.load_model("models:/loan-amount@champion")
@@ -67,14 +67,24 @@ def test_baseline_alone_runs_etl_first_and_keeps_an_existing_champion(tracking_u
 
 def test_classification_csv_with_missing_values(tracking_uri, classification_csvs):
     old, new = classification_csvs
-    assert_ok(mlflow_run("etl", tracking_uri, {
-        "reference": old, "current": new, "target": "churn", "drop_columns": "customer_id"}))
-    assert_ok(mlflow_run("baseline", tracking_uri, {"model_name": "churn",
-                                                   "n_estimators": 20,
-                                                   "class_weight": "balanced"}))
+    assert_ok(
+        mlflow_run(
+            "etl",
+            tracking_uri,
+            {"reference": old, "current": new, "target": "churn", "drop_columns": "customer_id"},
+        )
+    )
+    assert_ok(
+        mlflow_run(
+            "baseline",
+            tracking_uri,
+            {"model_name": "churn", "n_estimators": 20, "class_weight": "balanced"},
+        )
+    )
     (base,) = _runs("baseline")
     assert {"current_test_f1", "current_test_roc_auc", "reference_test_accuracy"} <= set(
-        base.data.metrics)
+        base.data.metrics
+    )
     charts = {a.path for a in mlflow.MlflowClient().list_artifacts(base.info.run_id, "charts")}
     assert "charts/confusion_matrix_current_test.png" in charts
     assert "charts/roc_current_test.png" in charts
@@ -87,8 +97,11 @@ def test_classification_csv_with_missing_values(tracking_uri, classification_csv
 @pytest.fixture
 def bad_inputs(tmp_path):
     good = ROOT / "data" / "df_old.csv"
-    files = {"empty.csv": b"", "header.csv": b"a,b,montant_pret\n",
-             "binary.csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR"}
+    files = {
+        "empty.csv": b"",
+        "header.csv": b"a,b,montant_pret\n",
+        "binary.csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR",
+    }
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     frame = pd.read_csv(good)
@@ -98,21 +111,33 @@ def bad_inputs(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--reference", "{d}/missing.csv"], "reference file not found: {d}/missing.csv"),
-    (["--current", "{d}/empty.csv"], "current file {d}/empty.csv is empty"),
-    (["--reference", "{d}/header.csv"], "reference file {d}/header.csv has a header but no rows"),
-    (["--reference", "{d}/binary.csv"], "reference file {d}/binary.csv is not CSV text"),
-    (["--target", "montant"], "target column 'montant' is not in the reference file"),
-    (["--reference", "{d}/text_target.csv", "--task", "regression"],
-     "target column 'montant_pret' is not numeric"),
-    (["--current", "{d}/no_age.csv"],
-     "current file {d}/no_age.csv is missing feature columns of the reference: age, region"),
-    (["--reference", "{d}/one_class.csv", "--target", "kind"],
-     "classification target 'kind' of the reference data has a single class"),
-    (["--task", "clustering"], "parameter task must be one of"),
-    (["--test-size", "1.5"], "parameter test_size must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--reference", "{d}/missing.csv"], "reference file not found: {d}/missing.csv"),
+        (["--current", "{d}/empty.csv"], "current file {d}/empty.csv is empty"),
+        (
+            ["--reference", "{d}/header.csv"],
+            "reference file {d}/header.csv has a header but no rows",
+        ),
+        (["--reference", "{d}/binary.csv"], "reference file {d}/binary.csv is not CSV text"),
+        (["--target", "montant"], "target column 'montant' is not in the reference file"),
+        (
+            ["--reference", "{d}/text_target.csv", "--task", "regression"],
+            "target column 'montant_pret' is not numeric",
+        ),
+        (
+            ["--current", "{d}/no_age.csv"],
+            "current file {d}/no_age.csv is missing feature columns of the reference: age, region",
+        ),
+        (
+            ["--reference", "{d}/one_class.csv", "--target", "kind"],
+            "classification target 'kind' of the reference data has a single class",
+        ),
+        (["--task", "clustering"], "parameter task must be one of"),
+        (["--test-size", "1.5"], "parameter test_size must be between 0 and 1"),
+    ],
+)
 def test_bad_input_gets_one_clear_message(tracking_uri, bad_inputs, args, message):
     """The real etl command, in-process (an MLflow import per case would cost minutes)."""
     args = [a.format(d=bad_inputs) for a in args]

@@ -15,8 +15,9 @@ CHEAP = {"n_trials": 2, "optimize_family": "rf", "test_size": 0.2}
 
 
 def runs(filter_string: str):
-    return mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=filter_string)
+    return mlflow.search_runs(
+        search_all_experiments=True, output_format="list", filter_string=filter_string
+    )
 
 
 def aliases(name="loan-amount"):
@@ -41,8 +42,10 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     for step in ("etl", "optimize"):
         assert f"step {step}: reusing finished identical run" in resumed.stderr, step
         assert len(runs(f"tags.`{config.STEP_TAG}` = '{step}'")) == 1, step
-    assert f"step baseline: skipped, loan-amount has a champion (version {champion_before})" \
+    assert (
+        f"step baseline: skipped, loan-amount has a champion (version {champion_before})"
         in resumed.stderr
+    )
     assert len(runs(f"tags.`{config.STEP_TAG}` = 'baseline'")) == 1
     (main_run,) = runs(f"tags.`{config.STEP_TAG}` = 'main' and attributes.status = 'FINISHED'")
     assert main_run.data.metrics["steps_reused"] == 2
@@ -61,6 +64,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     assert_ok(warm)
     assert re.search(r"main: (\d+) of \1 steps reused", warm.stderr), warm.stderr[-2000:]
     for step in ("etl", "retrain", "monitor"):
-        assert len(runs(f"tags.`{config.STEP_TAG}` = '{step}'")) == (2 if step == "retrain"
-                                                                     else 1), step
+        assert len(runs(f"tags.`{config.STEP_TAG}` = '{step}'")) == (
+            2 if step == "retrain" else 1
+        ), step
     assert aliases() == state

@@ -52,9 +52,12 @@ def _monitor(*args: str):
 
 
 def _monitor_runs():
-    return mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`{config.STEP_TAG}` = 'monitor'",
-                              order_by=["attributes.start_time DESC"])
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'monitor'",
+        order_by=["attributes.start_time DESC"],
+    )
 
 
 def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, tmp_path):
@@ -70,8 +73,11 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
     out = tmp_path / "reports"
 
     # 1. An impossible min_improvement: nothing moves, and the reason says which check.
-    result = mlflow_run("monitor", tracking_uri, {"etl_run": etl_run, "promote": "true",
-                                                  "min_improvement": 1.0, "output": out})
+    result = mlflow_run(
+        "monitor",
+        tracking_uri,
+        {"etl_run": etl_run, "promote": "true", "min_improvement": 1.0, "output": out},
+    )
     assert_ok(result)
     assert _aliases(name) == {"champion": first, "challenger": second}
     (run,) = _monitor_runs()
@@ -81,28 +87,35 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
     version_tags = registry.client().get_model_version(name, second).tags
     assert version_tags["mlcycle.promotion.decision"] == "not_promoted"
     assert version_tags["mlcycle.promotion.monitor_run"] == run.info.run_id
-    assert {"drift_share", "n_drifted_columns", "champion_current_test_r2",
-            "challenger_reference_test_rmse", "target_drift"} <= set(metrics)
+    assert {
+        "drift_share",
+        "n_drifted_columns",
+        "champion_current_test_r2",
+        "challenger_reference_test_rmse",
+        "target_drift",
+    } <= set(metrics)
     assert metrics["n_drifted_columns"] >= 1  # the bundled new data drifted on purpose
     report_html = Path(tags["mlcycle.report"])
     assert report_html.parent.parent == out / name and report_html.exists()
     assert (report_html.parent / "evidently.html").exists()
     assert (out / name / "latest.html").exists()
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id,
-                                                                      "report")}
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "report")}
     assert {"report/report.html", "report/evidently.html"} <= artifacts
     html = report_html.read_text()
     assert "Not promoted" in html.split('id="drift"')[0]
 
     # 2. The default gate with a loose tolerance: the better challenger becomes champion.
-    result = _monitor("--etl-run", etl_run, "--promote", "true", "--tolerance", "1",
-                      "--output", str(out))
+    result = _monitor(
+        "--etl-run", etl_run, "--promote", "true", "--tolerance", "1", "--output", str(out)
+    )
     assert _aliases(name) == {"champion": second, "previous": first}
     run = _monitor_runs()[0]
     assert run.data.tags["mlcycle.promotion.decision"] == "promoted"
     assert run.data.metrics["promoted"] == 1.0
-    assert (registry.client().get_model_version(name, second)
-            .tags["mlcycle.promotion.decision"] == "promoted")
+    assert (
+        registry.client().get_model_version(name, second).tags["mlcycle.promotion.decision"]
+        == "promoted"
+    )
     assert f"report: {out / name}" in result.output
     latest = (out / name / "latest.html").read_text()
     assert "Challenger promoted to champion" in latest
@@ -118,10 +131,10 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
 
 
 def test_classification_report_without_models_then_with_a_qualified_challenger(
-        tracking_uri, tmp_path, classification_csvs):
+    tracking_uri, tmp_path, classification_csvs
+):
     old, new = classification_csvs
-    etl_run = _etl(reference=str(old), current=str(new), target="churn",
-                   drop_columns="customer_id")
+    etl_run = _etl(reference=str(old), current=str(new), target="churn", drop_columns="customer_id")
     out = tmp_path / "reports"
     # No champion, no challenger: the drift report alone, exit 0.
     _monitor("--etl-run", etl_run, "--model-name", "churn", "--output", str(out))
@@ -132,13 +145,20 @@ def test_classification_report_without_models_then_with_a_qualified_challenger(
     challenger, _ = _forest(etl_run, "churn", n_estimators=20, class_weight="balanced")
     registry.set_alias("churn", config.CHAMPION, champion)
     # The challenger is named by version, as optimize or retrain may hand it over.
-    _monitor("--etl-run", etl_run, "--model-name", "churn",
-             "--challenger", f"models:/churn/{challenger}", "--output", str(out))
+    _monitor(
+        "--etl-run",
+        etl_run,
+        "--model-name",
+        "churn",
+        "--challenger",
+        f"models:/churn/{challenger}",
+        "--output",
+        str(out),
+    )
     assert _aliases("churn") == {"champion": champion}  # promote=false: nothing moves
     run = _monitor_runs()[0]
     assert run.data.tags["mlcycle.promotion.decision"] in ("qualified", "not_promoted")
-    assert {"champion_current_test_f1", "challenger_current_test_roc_auc"} <= set(
-        run.data.metrics)
+    assert {"champion_current_test_f1", "challenger_current_test_roc_auc"} <= set(run.data.metrics)
     html = (out / "churn" / "latest.html").read_text()
     assert 'id="per-class"' in html and "confusion matrix, challenger" in html
 

@@ -29,8 +29,14 @@ def _start_worker(tracking_uri, params) -> subprocess.Popen:
     cmd = [str(BIN / "mlflow"), "run", ".", "-e", "optimize", "--env-manager", "local"]
     for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=step_env(tracking_uri), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _finish(proc) -> subprocess.CompletedProcess:
@@ -39,38 +45,44 @@ def _finish(proc) -> subprocess.CompletedProcess:
 
 
 def _runs(filter_string):
-    return mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=filter_string)
+    return mlflow.search_runs(
+        search_all_experiments=True, output_format="list", filter_string=filter_string
+    )
 
 
 def _trials_of(parent_id) -> list[int]:
-    return sorted(int(r.data.tags["optuna.trial_number"])
-                  for r in _runs(f"tags.`mlflow.parentRunId` = '{parent_id}' and "
-                                 f"tags.`{config.STEP_TAG}` = '{tuning.TRIAL_STEP_TAG}'"))
+    return sorted(
+        int(r.data.tags["optuna.trial_number"])
+        for r in _runs(
+            f"tags.`mlflow.parentRunId` = '{parent_id}' and "
+            f"tags.`{config.STEP_TAG}` = '{tuning.TRIAL_STEP_TAG}'"
+        )
+    )
 
 
-def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, etl_run,
-                                                                 tmp_path):
+def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, etl_run, tmp_path):
     journal = tmp_path / "study.journal"
     common = {"etl_run": etl_run, "storage": journal, "study_name": "shared", "n_trials": 3}
-    workers = [_start_worker(tracking_uri, {**common, "seed": 1}),
-               _start_worker(tracking_uri, {**common, "seed": 1, "n_jobs": 2})]
+    workers = [
+        _start_worker(tracking_uri, {**common, "seed": 1}),
+        _start_worker(tracking_uri, {**common, "seed": 1, "n_jobs": 2}),
+    ]
     for result in map(_finish, workers):
         assert_ok(result)
         assert "database is locked" not in result.stderr
 
     parents = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
     assert len(parents) == 2
-    study = optuna.load_study(study_name="shared",
-                              storage=tuning.open_storage(tuning.parse_storage(str(journal))))
+    study = optuna.load_study(
+        study_name="shared", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+    )
     assert sorted(t.number for t in study.trials) == list(range(6))  # none lost, none twice
     for parent in parents:
         pid = parent.info.run_id
         assert parent.data.tags["parameter_optimization"] == "true"
         assert parent.data.tags["mlcycle.study_name"] == "shared"
         assert parent.data.tags["mlcycle.storage"] == str(journal)
-        own = sorted(t.number for t in study.trials
-                     if t.user_attrs["mlflow_parent_run_id"] == pid)
+        own = sorted(t.number for t in study.trials if t.user_attrs["mlflow_parent_run_id"] == pid)
         assert _trials_of(pid) == own and len(own) == 3  # each parent holds its own trials
         assert parent.data.metrics["trials_complete"] == 3
         # The best of the whole study when this worker finished, other workers' included.
@@ -87,31 +99,67 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
 
     # Re-running with the same storage and study name adds to the study (in-process: the
     # command is the same, a third process would cost ~20 s of imports).
-    result = CliRunner().invoke(optimize_command, ["--etl-run", etl_run, "--storage",
-                                                   str(journal), "--study-name", "shared",
-                                                   "--n-trials", "2"])
+    result = CliRunner().invoke(
+        optimize_command,
+        [
+            "--etl-run",
+            etl_run,
+            "--storage",
+            str(journal),
+            "--study-name",
+            "shared",
+            "--n-trials",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert len(optuna.load_study(study_name="shared", storage=tuning.open_storage(
-        tuning.parse_storage(str(journal)))).trials) == 8
+    assert (
+        len(
+            optuna.load_study(
+                study_name="shared", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+            ).trials
+        )
+        == 8
+    )
 
 
 def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
-        tracking_uri, classification_csvs, tmp_path):
+    tracking_uri, classification_csvs, tmp_path
+):
     old, new = classification_csvs
     with mlflow.start_run(run_name="etl") as etl:
         mlflow.set_tag(config.STEP_TAG, "etl")
-        execute(EtlParams(reference=str(old), current=str(new), target="churn",
-                          drop_columns="customer_id"))
-    result = CliRunner().invoke(optimize_command, [
-        "--etl-run", etl.info.run_id, "--model-name", "churn", "--family", "nn",
-        "--n-trials", "3", "--metric", "roc_auc", "--storage", str(tmp_path / "j.log")])
+        execute(
+            EtlParams(
+                reference=str(old), current=str(new), target="churn", drop_columns="customer_id"
+            )
+        )
+    result = CliRunner().invoke(
+        optimize_command,
+        [
+            "--etl-run",
+            etl.info.run_id,
+            "--model-name",
+            "churn",
+            "--family",
+            "nn",
+            "--n-trials",
+            "3",
+            "--metric",
+            "roc_auc",
+            "--storage",
+            str(tmp_path / "j.log"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (parent,) = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
     pid = parent.info.run_id
     assert parent.data.tags["mlcycle.study_name"] == "churn-nn-roc_auc"
     assert _trials_of(pid) == [0, 1, 2]
-    trial_runs = _runs(f"tags.`mlflow.parentRunId` = '{pid}' and "
-                       f"tags.`{config.STEP_TAG}` = '{tuning.TRIAL_STEP_TAG}'")
+    trial_runs = _runs(
+        f"tags.`mlflow.parentRunId` = '{pid}' and "
+        f"tags.`{config.STEP_TAG}` = '{tuning.TRIAL_STEP_TAG}'"
+    )
     assert {r.data.tags["trial_state"] for r in trial_runs} <= {"complete", "pruned"}
     client = mlflow.MlflowClient()
     for run in trial_runs:  # each epoch's validation loss, which the pruner judged
@@ -132,11 +180,15 @@ BAD_PARAMETERS = [
     (["--metric", "accuracy_score"], "parameter metric must be one of"),
     (["--metric", "f1"], "parameter metric 'f1' does not apply to a regression task"),
     (["--storage", "redis://127.0.0.1:6379"], "parameter storage: unsupported scheme 'redis'"),
-    (["--storage", "sqlite:////nonexistent-dir/x/optuna.db"],
-     "parameter storage: cannot open sqlite:////nonexistent-dir/x/optuna.db"),
-    (["--storage", "postgresql://nobody:pw@127.0.0.1:1/optuna"],
-     "parameter storage: cannot open postgresql+psycopg2://nobody:***@127.0.0.1:1/optuna: "
-     "(psycopg2.OperationalError) connection to server at \"127.0.0.1\", port 1 failed"),
+    (
+        ["--storage", "sqlite:////nonexistent-dir/x/optuna.db"],
+        "parameter storage: cannot open sqlite:////nonexistent-dir/x/optuna.db",
+    ),
+    (
+        ["--storage", "postgresql://nobody:pw@127.0.0.1:1/optuna"],
+        "parameter storage: cannot open postgresql+psycopg2://nobody:***@127.0.0.1:1/optuna: "
+        '(psycopg2.OperationalError) connection to server at "127.0.0.1", port 1 failed',
+    ),
     (["--n-trials", "-1"], "parameter n_trials must be >= 0"),
 ]
 
@@ -144,8 +196,9 @@ BAD_PARAMETERS = [
 def test_bad_parameters_get_one_message_and_touch_no_alias(tracking_uri, etl_run, tmp_path):
     """The real command in-process (an MLflow import per case would cost minutes)."""
     for args, message in BAD_PARAMETERS:
-        result = CliRunner().invoke(optimize_command, ["--etl-run", etl_run, "--n-trials",
-                                                       "1", *args])
+        result = CliRunner().invoke(
+            optimize_command, ["--etl-run", etl_run, "--n-trials", "1", *args]
+        )
         assert result.exit_code == 2, (args, result.output)
         assert f"mlcycle error: {message}" in result.stderr, args
         assert "pw@" not in result.stderr and "Traceback" not in result.stderr
@@ -154,10 +207,13 @@ def test_bad_parameters_get_one_message_and_touch_no_alias(tracking_uri, etl_run
     assert mlflow.MlflowClient().search_registered_models() == []
 
     # n_trials=0 (how main skips the step) is nothing to do: exit 0, nothing registered.
-    result = CliRunner().invoke(optimize_command, ["--etl-run", etl_run, "--n-trials", "0",
-                                                   "--storage", str(tmp_path / "j")])
+    result = CliRunner().invoke(
+        optimize_command,
+        ["--etl-run", etl_run, "--n-trials", "0", "--storage", str(tmp_path / "j")],
+    )
     assert result.exit_code == 0, result.output
-    skipped = [r for r in _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
-               if r.info.status == "FINISHED"]
+    skipped = [
+        r for r in _runs(f"tags.`{config.STEP_TAG}` = 'optimize'") if r.info.status == "FINISHED"
+    ]
     assert [r.data.tags["mlcycle.skipped"] for r in skipped] == ["n_trials=0"]
     assert mlflow.MlflowClient().search_registered_models() == []

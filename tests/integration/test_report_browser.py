@@ -18,15 +18,24 @@ from mlcycle import config, report
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str:
     """Debian's Chromium, installed when missing: this test must not skip."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        subprocess.run(["bash", str(config.PROJECT_ROOT / "scripts" / "system-deps.sh")],
-                       check=True)
+        subprocess.run(
+            ["bash", str(config.PROJECT_ROOT / "scripts" / "system-deps.sh")], check=True
+        )
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
@@ -38,8 +47,9 @@ class Visit:
 
 
 def open_page(browser, html: Path, visit: Visit, width: int = 1200, height: int = 900):
-    context = browser.new_context(viewport={"width": width, "height": height},
-                                  offline=True, device_scale_factor=1)
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, offline=True, device_scale_factor=1
+    )
 
     def route(request_route):
         url = request_route.request.url
@@ -102,8 +112,10 @@ def test_report_opens_offline_with_the_verdict_on_screen_and_no_errors(tmp_path)
             assert page.locator("#drift-table script").count() == 0
             images = page.locator("img")
             assert images.count() == 4
-            assert all(images.nth(i).evaluate("i => i.complete && i.naturalWidth > 100")
-                       for i in range(images.count()))
+            assert all(
+                images.nth(i).evaluate("i => i.complete && i.naturalWidth > 100")
+                for i in range(images.count())
+            )
             page.screenshot(path=str(png))
             assert (visit.network, visit.errors, visit.dialogs) == ([], [], [])
 
@@ -132,5 +144,4 @@ def _assert_not_blank(png: Path) -> None:
 if __name__ == "__main__":
     source, target = Path(sys.argv[1]), Path(sys.argv[2])
     seen = screenshot(source, target)
-    print(f"{target}: {target.stat().st_size} bytes; requests {seen.network}, "
-          f"errors {seen.errors}")
+    print(f"{target}: {target.stat().st_size} bytes; requests {seen.network}, errors {seen.errors}")

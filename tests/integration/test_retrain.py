@@ -22,9 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 def _runs(step):
-    return mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`{config.STEP_TAG}` = '{step}'",
-                              order_by=["attributes.start_time ASC"])
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = '{step}'",
+        order_by=["attributes.start_time ASC"],
+    )
 
 
 def _aliases(name):
@@ -45,8 +48,7 @@ def _raw_rows_with_holes(n=6):
     return rows.drop(columns=["montant_pret", "nom", "prenom"])
 
 
-def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(tracking_uri,
-                                                                         caplog):
+def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(tracking_uri, caplog):
     caplog.set_level(logging.INFO)
     result = mlflow_run("retrain", tracking_uri, {"epochs": 2})
     assert_ok(result)
@@ -55,7 +57,8 @@ def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(track
     (first,) = _runs("retrain")
     assert first.data.tags["mlcycle.strategy"] == "scratch"
     assert {"after_current_test_r2", "after_reference_test_mae", "current_test_r2"} <= set(
-        first.data.metrics)
+        first.data.metrics
+    )
     assert not [k for k in first.data.metrics if k.startswith("before_")]
     client = mlflow.MlflowClient()
     history = client.get_metric_history(first.info.run_id, "train_loss")
@@ -72,8 +75,12 @@ def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(track
     assert "base model models:/loan-amount@champion (version 1)" in caplog.text
     second = _runs("retrain")[-1]
     assert second.data.tags["mlcycle.strategy"] == "finetune"
-    assert {"before_current_test_r2", "before_reference_test_mae", "after_current_test_r2",
-            "after_current_test_mae"} <= set(second.data.metrics)
+    assert {
+        "before_current_test_r2",
+        "before_reference_test_mae",
+        "after_current_test_r2",
+        "after_current_test_mae",
+    } <= set(second.data.metrics)
     version = client.get_model_version("loan-amount", "2")
     assert version.tags["mlcycle.strategy"] == "finetune"
     assert version.tags["mlcycle.base_model_version"] == "1"
@@ -90,28 +97,55 @@ def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(track
     assert len(predictions) == 6 and np.isfinite(predictions).all()
 
 
-def test_classification_network_over_a_forest_champion(tracking_uri, classification_csvs,
-                                                       caplog):
+def test_classification_network_over_a_forest_champion(tracking_uri, classification_csvs, caplog):
     caplog.set_level(logging.INFO)
     old, new = classification_csvs
-    _invoke(etl_command, "--reference", old, "--current", new, "--target", "churn",
-            "--drop-columns", "customer_id")
+    _invoke(
+        etl_command,
+        "--reference",
+        old,
+        "--current",
+        new,
+        "--target",
+        "churn",
+        "--drop-columns",
+        "customer_id",
+    )
     _invoke(baseline_command, "--model-name", "churn", "--n-estimators", "10")
     # A stand-in for an optimize run of family nn (its step is not ours to run here).
     with mlflow.start_run() as tuning:
         mlflow.set_tag(config.STEP_TAG, "optimize")
-        mlflow.log_dict({"family": "nn", "hidden_units": [16], "dropout": 0.1,
-                         "learning_rate": 0.005, "epochs": 999}, "best_params.json")
+        mlflow.log_dict(
+            {
+                "family": "nn",
+                "hidden_units": [16],
+                "dropout": 0.1,
+                "learning_rate": 0.005,
+                "epochs": 999,
+            },
+            "best_params.json",
+        )
 
-    _invoke(retrain_command, "--model-name", "churn", "--epochs", "2",
-            "--params-from", tuning.info.run_id)
+    _invoke(
+        retrain_command,
+        "--model-name",
+        "churn",
+        "--epochs",
+        "2",
+        "--params-from",
+        tuning.info.run_id,
+    )
     assert "fine-tuning is impossible" in caplog.text
     run = _runs("retrain")[-1]
     assert run.data.tags["mlcycle.strategy"] == "scratch"
     assert run.data.params["network.hidden_units"] == "[16]"
     assert run.data.params["network.epochs"] == "2"
-    assert {"before_current_test_f1", "after_current_test_f1", "after_current_test_roc_auc",
-            "before_reference_test_accuracy"} <= set(run.data.metrics)
+    assert {
+        "before_current_test_f1",
+        "after_current_test_f1",
+        "after_current_test_roc_auc",
+        "before_reference_test_accuracy",
+    } <= set(run.data.metrics)
     assert _aliases("churn") == {"champion": "1", "challenger": "2"}
 
     model = mlflow.pyfunc.load_model("models:/churn@challenger")
@@ -141,23 +175,31 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
         (["--epochs", "0"], "parameter epochs must be >= 1, got 0"),
         (["--batch-size", "0"], "parameter batch_size must be >= 1, got 0"),
         (["--learning-rate", "-1"], "parameter learning_rate must be > 0"),
-        (["--strategy", "warm"], "parameter strategy must be one of finetune, scratch, "
-                                 "got 'warm'"),
+        (["--strategy", "warm"], "parameter strategy must be one of finetune, scratch, got 'warm'"),
         (["--window", "last"], "parameter window must be one of current, all, got 'last'"),
-        (["--base-model", "models:/loan-amount/42"],
-         "model models:/loan-amount/42 does not exist in the registry"),
-        (["--base-model", "models:/nope@champion"],
-         "model models:/nope@champion does not exist in the registry"),
-        (["--base-model", "runs:/0123456789abcdef/model"],
-         "model runs:/0123456789abcdef/model cannot be loaded"),
-        (["--params-from", "0123456789abcdef"],
-         "parameter params_from: no run with id '0123456789abcdef'"),
+        (
+            ["--base-model", "models:/loan-amount/42"],
+            "model models:/loan-amount/42 does not exist in the registry",
+        ),
+        (
+            ["--base-model", "models:/nope@champion"],
+            "model models:/nope@champion does not exist in the registry",
+        ),
+        (
+            ["--base-model", "runs:/0123456789abcdef/model"],
+            "model runs:/0123456789abcdef/model cannot be loaded",
+        ),
+        (
+            ["--params-from", "0123456789abcdef"],
+            "parameter params_from: no run with id '0123456789abcdef'",
+        ),
         (["--params-from", forest_run.info.run_id], "has no best_params.json"),
         (["--params-from", rf_tuning.info.run_id], "tuned family 'rf', not a network"),
     ]
     for args, message in cases:
-        result = CliRunner().invoke(retrain_command, [*args, "--epochs", "1"] if
-                                    args[0] != "--epochs" else args)
+        result = CliRunner().invoke(
+            retrain_command, [*args, "--epochs", "1"] if args[0] != "--epochs" else args
+        )
         assert result.exit_code == 2, (args, result.output, result.exception)
         assert result.stderr.startswith("mlcycle error: "), (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)

@@ -32,15 +32,23 @@ MAIN_PARAMS = {"n_trials": 2, "optimize_family": "rf", "epochs": 2}
 
 def read_env(path: Path) -> dict[str, str]:
     """The `export KEY=VALUE` lines of a file team-server.sh wrote."""
-    pairs = (line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines()
-             if line.startswith("export "))
+    pairs = (
+        line.removeprefix("export ").split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.startswith("export ")
+    )
     return dict(pairs)
 
 
 def snapshot(folder: Path) -> Path:
     """The project's files (tracked and new, not ignored) copied to folder, outside git."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for name in listed:
         if (ROOT / name).is_file():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -64,12 +72,21 @@ class Team:
         return self.env["MLFLOW_TRACKING_USERNAME"], self.env["MLFLOW_TRACKING_PASSWORD"]
 
     def script(self, action: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(SCRIPT), action, str(self.folder)],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            ["bash", str(SCRIPT), action, str(self.folder)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     def api(self, method: str, path: str, auth=None, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.url}/api/2.0/mlflow/{path}", timeout=60,
-                                auth=self.member if auth is None else auth, **kwargs)
+        return requests.request(
+            method,
+            f"{self.url}/api/2.0/mlflow/{path}",
+            timeout=60,
+            auth=self.member if auth is None else auth,
+            **kwargs,
+        )
 
     def ok(self, method: str, path: str, **kwargs) -> dict:
         response = self.api(method, path, **kwargs)
@@ -77,27 +94,42 @@ class Team:
         return response.json()
 
     def runs(self, filter_string: str) -> list[dict]:
-        return self.ok("POST", "runs/search", json={
-            "experiment_ids": ["0"], "filter": filter_string, "max_results": 1000,
-            "order_by": ["attributes.start_time DESC"]}).get("runs", [])
+        return self.ok(
+            "POST",
+            "runs/search",
+            json={
+                "experiment_ids": ["0"],
+                "filter": filter_string,
+                "max_results": 1000,
+                "order_by": ["attributes.start_time DESC"],
+            },
+        ).get("runs", [])
 
     def aliases(self, model: str) -> dict[str, str]:
         response = self.api("GET", "registered-models/get", params={"name": model})
         if response.status_code == 404:
             return {}
         assert response.status_code == 200, response.text
-        return {a["alias"]: a["version"]
-                for a in response.json()["registered_model"].get("aliases", [])}
+        return {
+            a["alias"]: a["version"] for a in response.json()["registered_model"].get("aliases", [])
+        }
 
     def start_run(self, entry: str, params: dict) -> subprocess.Popen:
         """`mlflow run . -e ENTRY` as a team member types it, after `source team.env`."""
         cmd = [str(BIN / "mlflow"), "run", ".", "-e", entry, "--env-manager", "local"]
         for key, value in params.items():
             cmd += ["-P", f"{key}={value}"]
-        env = step_env(self.url, **{k: v for k, v in self.env.items()
-                                    if k != "MLFLOW_TRACKING_URI"})
-        return subprocess.Popen(cmd, cwd=self.project, env=env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        env = step_env(
+            self.url, **{k: v for k, v in self.env.items() if k != "MLFLOW_TRACKING_URI"}
+        )
+        return subprocess.Popen(
+            cmd,
+            cwd=self.project,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
 
 def tags(run: dict) -> dict[str, str]:
@@ -119,40 +151,71 @@ def team(request) -> Team:
     folder = Path(tempfile.mkdtemp(prefix="mlcycle-team-"))
 
     def stop():
-        result = subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run(
+            ["bash", str(SCRIPT), "stop", str(folder)], capture_output=True, text=True, timeout=300
+        )
         shutil.rmtree(folder, ignore_errors=True)
         assert result.returncode == 0, result.stderr
 
     request.addfinalizer(stop)  # before start: a half-started setup is stopped too
-    started = subprocess.run(["bash", str(SCRIPT), "start", str(folder)], capture_output=True,
-                             text=True, timeout=600)
+    started = subprocess.run(
+        ["bash", str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=600
+    )
     assert started.returncode == 0, f"{started.stdout}\n{started.stderr}"
     admin = read_env(folder / "admin.env")
-    return Team(folder, snapshot(folder / "project"), read_env(folder / "team.env"),
-                (admin["MLFLOW_TRACKING_USERNAME"], admin["MLFLOW_TRACKING_PASSWORD"]))
+    return Team(
+        folder,
+        snapshot(folder / "project"),
+        read_env(folder / "team.env"),
+        (admin["MLFLOW_TRACKING_USERNAME"], admin["MLFLOW_TRACKING_PASSWORD"]),
+    )
 
 
 def test_server_refuses_missing_credentials_and_missing_permissions(team):
-    assert team.api("GET", "experiments/search", auth=False,
-                    params={"max_results": 5}).status_code == 401
-    assert team.api("GET", "experiments/search", auth=(team.member[0], "wrong"),
-                    params={"max_results": 5}).status_code == 401
+    assert (
+        team.api("GET", "experiments/search", auth=False, params={"max_results": 5}).status_code
+        == 401
+    )
+    assert (
+        team.api(
+            "GET", "experiments/search", auth=(team.member[0], "wrong"), params={"max_results": 5}
+        ).status_code
+        == 401
+    )
     # A registered user the team granted nothing.
     outsider = ("outsider", "outsider-password-1")
-    created = requests.post(f"{team.url}{remote.CREATE_USER}", auth=team.admin, timeout=60,
-                            json={"username": outsider[0], "password": outsider[1]})
+    created = requests.post(
+        f"{team.url}{remote.CREATE_USER}",
+        auth=team.admin,
+        timeout=60,
+        json={"username": outsider[0], "password": outsider[1]},
+    )
     assert created.status_code == 200, created.text
     team.ok("POST", "registered-models/create", json={"name": "team-probe"})
 
-    assert team.api("GET", "experiments/get", auth=outsider,
-                    params={"experiment_id": "0"}).status_code == 403
-    assert team.api("POST", "runs/create", auth=outsider,
-                    json={"experiment_id": "0"}).status_code == 403
-    assert team.api("GET", "registered-models/get", auth=outsider,
-                    params={"name": "team-probe"}).status_code == 403
-    assert team.api("POST", "registered-models/set-tag", auth=outsider, json={
-        "name": "team-probe", "key": "owner", "value": "outsider"}).status_code == 403
+    assert (
+        team.api("GET", "experiments/get", auth=outsider, params={"experiment_id": "0"}).status_code
+        == 403
+    )
+    assert (
+        team.api("POST", "runs/create", auth=outsider, json={"experiment_id": "0"}).status_code
+        == 403
+    )
+    assert (
+        team.api(
+            "GET", "registered-models/get", auth=outsider, params={"name": "team-probe"}
+        ).status_code
+        == 403
+    )
+    assert (
+        team.api(
+            "POST",
+            "registered-models/set-tag",
+            auth=outsider,
+            json={"name": "team-probe", "key": "owner", "value": "outsider"},
+        ).status_code
+        == 403
+    )
     # Nothing was written by the refused calls.
     assert team.runs("") == []
     probe = team.ok("GET", "registered-models/get", params={"name": "team-probe"})
@@ -182,8 +245,10 @@ def test_main_through_the_server_fails_cleanly_when_it_goes_away_then_resumes(te
     assert restarted.returncode == 0, restarted.stderr
     assert team.aliases(MODEL) == aliases_before  # the failed step moved nothing
     failed_main = next(r for r in team.runs("tags.`mlcycle.step` = 'main'"))
-    first_etl = tags(failed_main).get("mlcycle.run.etl") or team.runs(
-        "tags.`mlcycle.step` = 'etl'")[0]["info"]["run_id"]
+    first_etl = (
+        tags(failed_main).get("mlcycle.run.etl")
+        or team.runs("tags.`mlcycle.step` = 'etl'")[0]["info"]["run_id"]
+    )
 
     code, output = finish(team.start_run("main", MAIN_PARAMS))
     assert code == 0, output
@@ -203,11 +268,21 @@ def test_main_through_the_server_fails_cleanly_when_it_goes_away_then_resumes(te
     monitor_id = main_tags["mlcycle.run.monitor"]
     listed = team.ok("GET", "artifacts/list", params={"run_id": monitor_id, "path": "report"})
     assert "report/report.html" in {f["path"] for f in listed["files"]}
-    report = requests.get(f"{team.url}/get-artifact", auth=team.member, timeout=60,
-                          params={"run_id": monitor_id, "path": "report/report.html"})
+    report = requests.get(
+        f"{team.url}/get-artifact",
+        auth=team.member,
+        timeout=60,
+        params={"run_id": monitor_id, "path": "report/report.html"},
+    )
     assert report.status_code == 200 and "<html" in report.text.lower()
-    assert requests.get(f"{team.url}/get-artifact", timeout=60, params={
-        "run_id": monitor_id, "path": "report/report.html"}).status_code == 401
+    assert (
+        requests.get(
+            f"{team.url}/get-artifact",
+            timeout=60,
+            params={"run_id": monitor_id, "path": "report/report.html"},
+        ).status_code
+        == 401
+    )
 
 
 def test_two_optimize_workers_share_one_postgresql_study(team):
@@ -215,25 +290,33 @@ def test_two_optimize_workers_share_one_postgresql_study(team):
     assert etl_run, "no finished etl run on the server"
     storage = team.env["OPTUNA_STORAGE"]
     assert storage.startswith("postgresql")
-    common = {"etl_run": etl_run[0]["info"]["run_id"], "storage": storage,
-              "study_name": "team-shared", "n_trials": 3, "model_name": "team-tuning"}
+    common = {
+        "etl_run": etl_run[0]["info"]["run_id"],
+        "storage": storage,
+        "study_name": "team-shared",
+        "n_trials": 3,
+        "model_name": "team-tuning",
+    }
     workers = [team.start_run("optimize", {**common, "seed": seed}) for seed in (1, 2)]
     for code, output in map(finish, workers):
         assert code == 0, output
 
-    study = optuna.load_study(study_name="team-shared",
-                              storage=tuning.open_storage(tuning.parse_storage(storage)))
+    study = optuna.load_study(
+        study_name="team-shared", storage=tuning.open_storage(tuning.parse_storage(storage))
+    )
     assert sorted(t.number for t in study.trials) == list(range(6))  # none lost, none twice
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    parents = team.runs("tags.`mlcycle.study_name` = 'team-shared' and "
-                        "tags.`mlcycle.step` = 'optimize'")
+    parents = team.runs(
+        "tags.`mlcycle.study_name` = 'team-shared' and tags.`mlcycle.step` = 'optimize'"
+    )
     assert len(parents) == 2
     for parent in parents:
         pid = parent["info"]["run_id"]
-        own = sorted(t.number for t in study.trials
-                     if t.user_attrs["mlflow_parent_run_id"] == pid)
-        logged = sorted(int(tags(r)["optuna.trial_number"])
-                        for r in team.runs(f"tags.`mlflow.parentRunId` = '{pid}'"))
+        own = sorted(t.number for t in study.trials if t.user_attrs["mlflow_parent_run_id"] == pid)
+        logged = sorted(
+            int(tags(r)["optuna.trial_number"])
+            for r in team.runs(f"tags.`mlflow.parentRunId` = '{pid}'")
+        )
         assert logged == own and len(own) == 3  # each worker's parent holds its own trials
 
 

@@ -8,8 +8,9 @@ from mlcycle.errors import MlcycleError
 
 
 def frame():
-    return pd.DataFrame({"id": ["a", "b", "c"], "x": [1, 2, None], "c": ["u", None, "v"],
-                         "y": [10.5, 20.25, 30.0]})
+    return pd.DataFrame(
+        {"id": ["a", "b", "c"], "x": [1, 2, None], "c": ["u", None, "v"], "y": [10.5, 20.25, 30.0]}
+    )
 
 
 def test_schema_splits_numeric_and_text_and_drops_identifiers():
@@ -24,12 +25,15 @@ def test_missing_target_column_is_named():
         data.build_schema(frame(), "nope", "auto", [])
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([1.5, 2.25, 3.0, 4.0], "regression"),
-    (["yes", "no", "yes", "no"], "classification"),
-    ([0, 1, 1, 0], "classification"),
-    (list(range(50)), "regression"),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.5, 2.25, 3.0, 4.0], "regression"),
+        (["yes", "no", "yes", "no"], "classification"),
+        ([0, 1, 1, 0], "classification"),
+        (list(range(50)), "regression"),
+    ],
+)
 def test_task_auto_detection(values, expected):
     assert data.infer_task(pd.Series(values, name="t")) == expected
 
@@ -67,7 +71,8 @@ def test_text_in_a_numeric_column_is_named():
 
 def test_rows_with_missing_target_are_removed_and_counted():
     kept, removed = data.drop_missing_target(
-        pd.DataFrame({"x": [1, 2, 3], "y": [1.0, None, 3.0]}), "y", "reference")
+        pd.DataFrame({"x": [1, 2, 3], "y": [1.0, None, 3.0]}), "y", "reference"
+    )
     assert removed == 1 and kept["y"].tolist() == [1.0, 3.0]
 
 
@@ -86,12 +91,15 @@ def test_quality_summary_lists_new_categories():
     assert summary["missing_share"]["current"]["c"] == pytest.approx(1 / 3, abs=1e-3)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "is empty"),
-    (b"a,b\n", "header but no rows"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "not CSV text"),
-    (b"a;b;c\n1;2;3\n", "single column"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"a,b\n", "header but no rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not CSV text"),
+        (b"a;b;c\n1;2;3\n", "single column"),
+    ],
+)
 def test_unreadable_files_are_named(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)

@@ -13,11 +13,14 @@ SCHEMA = Schema(target="y", task="regression", numeric=["a", "b"], categorical=[
 
 def _frame(rows, seed, shift=0.0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "a": rng.normal(shift, 1, rows), "b": rng.normal(2 * shift, 1, rows),
-        "c": rng.choice(["x", "y", "z"], rows, p=[0.5 - shift / 4, 0.3, 0.2 + shift / 4]),
-        "y": rng.normal(shift, 1, rows),
-    })
+    return pd.DataFrame(
+        {
+            "a": rng.normal(shift, 1, rows),
+            "b": rng.normal(2 * shift, 1, rows),
+            "c": rng.choice(["x", "y", "z"], rows, p=[0.5 - shift / 4, 0.3, 0.2 + shift / 4]),
+            "y": rng.normal(shift, 1, rows),
+        }
+    )
 
 
 class _Doubler:
@@ -26,8 +29,9 @@ class _Doubler:
 
 
 def test_shifted_data_drifts_in_every_column_and_the_target_and_predictions():
-    result = drift.run_drift(_frame(300, 1), _frame(300, 2, shift=1.0), SCHEMA,
-                             {"model_prediction": _Doubler()})
+    result = drift.run_drift(
+        _frame(300, 1), _frame(300, 2, shift=1.0), SCHEMA, {"model_prediction": _Doubler()}
+    )
     assert result.dataset_drift and result.n_drifted == 3 and result.drift_share == 1.0
     assert set(result.drifted_features()) == {"a", "b", "c"}
     (target,) = result.by_role("target")
@@ -41,8 +45,10 @@ def test_shifted_data_drifts_in_every_column_and_the_target_and_predictions():
 
 
 def test_same_distribution_rarely_raises_a_false_alarm_over_20_resamples():
-    alarms = sum(drift.run_drift(_frame(150, 100 + i), _frame(150, 200 + i), SCHEMA)
-                 .dataset_drift for i in range(20))
+    alarms = sum(
+        drift.run_drift(_frame(150, 100 + i), _frame(150, 200 + i), SCHEMA).dataset_drift
+        for i in range(20)
+    )
     assert alarms <= 1  # at most 5 %
 
 
@@ -59,34 +65,66 @@ def test_sample_size_caps_the_rows_per_side_and_is_reported():
 def test_parse_snapshot_reads_by_config_not_position_and_verdicts_from_tests():
     data = {
         "metrics": [
-            {"id": "m2", "config": {"type": "evidently:metric_v2:ValueDrift", "column": "b",
-                                    "method": "Wasserstein distance (normed)",
-                                    "threshold": 0.1}, "value": 0.3},
-            {"id": "m1", "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
-             "value": {"count": 1.0, "share": 0.5}},
-            {"id": "m3", "config": {"type": "evidently:metric_v2:ValueDrift", "column": "a",
-                                    "method": "K-S p_value", "threshold": 0.05},
-             "value": 0.5},
-            {"id": "m4", "config": {"type": "evidently:metric_v2:MeanValue", "column": "a"},
-             "value": 9.0},
+            {
+                "id": "m2",
+                "config": {
+                    "type": "evidently:metric_v2:ValueDrift",
+                    "column": "b",
+                    "method": "Wasserstein distance (normed)",
+                    "threshold": 0.1,
+                },
+                "value": 0.3,
+            },
+            {
+                "id": "m1",
+                "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
+                "value": {"count": 1.0, "share": 0.5},
+            },
+            {
+                "id": "m3",
+                "config": {
+                    "type": "evidently:metric_v2:ValueDrift",
+                    "column": "a",
+                    "method": "K-S p_value",
+                    "threshold": 0.05,
+                },
+                "value": 0.5,
+            },
+            {
+                "id": "m4",
+                "config": {"type": "evidently:metric_v2:MeanValue", "column": "a"},
+                "value": 9.0,
+            },
         ],
-        "tests": [{"metric_config": {"metric_id": "m2"}, "status": "FAIL"},
-                  {"metric_config": {"metric_id": "m3"}, "status": "SUCCESS"}],
+        "tests": [
+            {"metric_config": {"metric_id": "m2"}, "status": "FAIL"},
+            {"metric_config": {"metric_id": "m3"}, "status": "SUCCESS"},
+        ],
     }
-    columns, share, count = drift.parse_snapshot(data, {"a": "feature", "b": "feature"},
-                                                 {"a": "numerical", "b": "numerical"})
+    columns, share, count = drift.parse_snapshot(
+        data, {"a": "feature", "b": "feature"}, {"a": "numerical", "b": "numerical"}
+    )
     assert (share, count) == (0.5, 1)
-    assert [(c.column, c.drifted, c.score) for c in columns] == [("b", True, 0.3),
-                                                                 ("a", False, 0.5)]
+    assert [(c.column, c.drifted, c.score) for c in columns] == [
+        ("b", True, 0.3),
+        ("a", False, 0.5),
+    ]
     with pytest.raises(MlcycleError, match="DriftedColumnsCount"):
         drift.parse_snapshot({"metrics": []}, {}, {})
 
 
 def test_data_quality_finds_missing_values_unseen_categories_and_out_of_range_numbers():
-    reference = pd.DataFrame({"a": [1.0, 2.0, 3.0, None], "b": [0.0] * 4,
-                              "c": ["x", "y", None, "x"], "y": [1.0] * 4})
-    current = pd.DataFrame({"a": [0.0, 2.0, 5.0, 2.5], "b": [None] * 4,
-                            "c": ["x", "new", "newer", "new"], "y": [1.0] * 4})
+    reference = pd.DataFrame(
+        {"a": [1.0, 2.0, 3.0, None], "b": [0.0] * 4, "c": ["x", "y", None, "x"], "y": [1.0] * 4}
+    )
+    current = pd.DataFrame(
+        {
+            "a": [0.0, 2.0, 5.0, 2.5],
+            "b": [None] * 4,
+            "c": ["x", "new", "newer", "new"],
+            "y": [1.0] * 4,
+        }
+    )
     rows = {q["column"]: q for q in drift.data_quality(reference, current, SCHEMA)}
     assert rows["a"]["missing_reference"] == 0.25 and rows["a"]["out_of_range_share"] == 0.5
     assert rows["a"]["reference_range"] == (1.0, 3.0)

@@ -21,10 +21,12 @@ from mlcycle.network import (
 )
 
 REG = Schema(target="y", task="regression", numeric=["x", "z"], categorical=["c"])
-BIN = Schema(target="y", task="classification", numeric=["x", "z"], categorical=["c"],
-             classes=["no", "yes"])
-MULTI = Schema(target="y", task="classification", numeric=["x", "z"], categorical=["c"],
-               classes=[0, 1, 2])
+BIN = Schema(
+    target="y", task="classification", numeric=["x", "z"], categorical=["c"], classes=["no", "yes"]
+)
+MULTI = Schema(
+    target="y", task="classification", numeric=["x", "z"], categorical=["c"], classes=[0, 1, 2]
+)
 TINY = NetworkParams(hidden_units=(8,), epochs=3, batch_size=16, patience=0, seed=3)
 
 
@@ -32,8 +34,7 @@ def rows(n=80, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x, z = rng.normal(size=n), rng.normal(5, 2, size=n)
     c = rng.choice(["a", "b", "c"], n).astype(object)
-    frame = pd.DataFrame({"x": x, "z": z, "c": c,
-                          "y": 20_000 + 3_000 * x + 500 * (c == "a")})
+    frame = pd.DataFrame({"x": x, "z": z, "c": c, "y": 20_000 + 3_000 * x + 500 * (c == "a")})
     frame.loc[::7, "z"] = np.nan
     frame.loc[::9, "c"] = None
     return frame
@@ -43,8 +44,9 @@ def rows(n=80, seed=0) -> pd.DataFrame:
 def reg_fit():
     """One small regression fit shared by the tests that only read it (fits cost ~2 s)."""
     seen = []
-    model, history = fit_network(REG, TINY, rows(seed=1),
-                                 on_epoch_end=lambda e, logs: seen.append((e, "val_loss" in logs)))
+    model, history = fit_network(
+        REG, TINY, rows(seed=1), on_epoch_end=lambda e, logs: seen.append((e, "val_loss" in logs))
+    )
     return model, history, seen
 
 
@@ -64,10 +66,19 @@ def labelled(schema, n=80, seed=0) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- NetworkParams
 
+
 def test_params_defaults_are_the_documented_ones_and_frozen():
     p = NetworkParams()
-    assert (p.hidden_units, p.dropout, p.learning_rate, p.batch_size, p.epochs, p.patience,
-            p.seed, p.validation_share) == ((64, 32), 0.0, 1e-3, 32, 60, 10, 42, 0.15)
+    assert (
+        p.hidden_units,
+        p.dropout,
+        p.learning_rate,
+        p.batch_size,
+        p.epochs,
+        p.patience,
+        p.seed,
+        p.validation_share,
+    ) == ((64, 32), 0.0, 1e-3, 32, 60, 10, 42, 0.15)
     with pytest.raises(AttributeError):
         p.epochs = 1  # type: ignore[misc]
 
@@ -79,26 +90,38 @@ def test_params_round_trip_through_json_types():
 
 
 def test_from_dict_is_tolerant_of_strings_and_extra_keys():
-    p = NetworkParams.from_dict({"hidden_units": "[32, 16]", "epochs": "60.0", "dropout": "0.1",
-                                 "batch_size": 64.0, "family": "nn", "learning_rate": "",
-                                 "patience": "0"})
-    assert p == NetworkParams(hidden_units=(32, 16), epochs=60, dropout=0.1, batch_size=64,
-                              patience=0)
+    p = NetworkParams.from_dict(
+        {
+            "hidden_units": "[32, 16]",
+            "epochs": "60.0",
+            "dropout": "0.1",
+            "batch_size": 64.0,
+            "family": "nn",
+            "learning_rate": "",
+            "patience": "0",
+        }
+    )
+    assert p == NetworkParams(
+        hidden_units=(32, 16), epochs=60, dropout=0.1, batch_size=64, patience=0
+    )
     assert NetworkParams.from_dict({"hidden_units": "64,32"}).hidden_units == (64, 32)
     assert NetworkParams(hidden_units=[10]).hidden_units == (10,)
     with pytest.raises(MlcycleError, match="epochs"):
         NetworkParams.from_dict({"epochs": "2.5"})
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"epochs": 0}, "parameter epochs must be >= 1, got 0"),
-    ({"batch_size": 0}, "parameter batch_size must be >= 1"),
-    ({"learning_rate": 0.0}, "parameter learning_rate must be > 0"),
-    ({"dropout": 1.0}, "parameter dropout must be in [0, 1)"),
-    ({"patience": -1}, "parameter patience must be >= 0"),
-    ({"hidden_units": ()}, "parameter hidden_units"),
-    ({"validation_share": 0.0}, "patience needs a validation slice"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs": 0}, "parameter epochs must be >= 1, got 0"),
+        ({"batch_size": 0}, "parameter batch_size must be >= 1"),
+        ({"learning_rate": 0.0}, "parameter learning_rate must be > 0"),
+        ({"dropout": 1.0}, "parameter dropout must be in [0, 1)"),
+        ({"patience": -1}, "parameter patience must be >= 0"),
+        ({"hidden_units": ()}, "parameter hidden_units"),
+        ({"validation_share": 0.0}, "patience needs a validation slice"),
+    ],
+)
 def test_bad_params_are_refused_with_the_name(change, message):
     with pytest.raises(MlcycleError) as err:
         NetworkParams(**change).validate()
@@ -106,6 +129,7 @@ def test_bad_params_are_refused_with_the_name(change, message):
 
 
 # ---------------------------------------------------------------- preprocessing
+
 
 def test_preprocessing_matches_the_forest_preprocessor():
     train, test = rows(120, seed=1), rows(40, seed=2)
@@ -128,15 +152,24 @@ def test_preprocessing_takes_holes_missing_columns_and_refuses_text_numbers():
 
 # ---------------------------------------------------------------- builder
 
+
 def _layers(model):
-    return [(type(layer).__name__, getattr(layer, "units", None),
-             getattr(getattr(layer, "activation", None), "__name__", None))
-            for layer in model.layers[1:]]
+    return [
+        (
+            type(layer).__name__,
+            getattr(layer, "units", None),
+            getattr(getattr(layer, "activation", None), "__name__", None),
+        )
+        for layer in model.layers[1:]
+    ]
 
 
 def test_default_architecture_per_task():
     assert _layers(build_network(7, REG, NetworkParams())) == [
-        ("Dense", 64, "relu"), ("Dense", 32, "relu"), ("Dense", 1, "linear")]
+        ("Dense", 64, "relu"),
+        ("Dense", 32, "relu"),
+        ("Dense", 1, "linear"),
+    ]
     assert _layers(build_network(7, BIN, NetworkParams()))[-1] == ("Dense", 1, "sigmoid")
     assert _layers(build_network(7, MULTI, NetworkParams()))[-1] == ("Dense", 3, "softmax")
     with_dropout = _layers(build_network(7, REG, NetworkParams(hidden_units=(5,), dropout=0.3)))
@@ -150,6 +183,7 @@ def test_single_class_schema_is_refused():
 
 # ---------------------------------------------------------------- target scaling
 
+
 def test_target_scaling_standardises_regression_and_is_identity_for_classes():
     target = pd.Series([10.0, 20.0, 30.0])
     mean, scale = target_scaling(REG, target)
@@ -159,8 +193,14 @@ def test_target_scaling_standardises_regression_and_is_identity_for_classes():
 
 
 def test_targets_are_encoded_for_training_and_decoded_in_predictions():
-    model = NetworkModel(REG, TINY, Preprocessing.fit(REG, rows()), network=None,
-                         target_mean=100.0, target_scale=10.0)
+    model = NetworkModel(
+        REG,
+        TINY,
+        Preprocessing.fit(REG, rows()),
+        network=None,
+        target_mean=100.0,
+        target_scale=10.0,
+    )
     np.testing.assert_allclose(encode_target(model, pd.Series([90.0, 120.0])), [-1.0, 2.0])
     clf = NetworkModel(BIN, TINY, Preprocessing.fit(BIN, rows()), network=None)
     assert encode_target(clf, pd.Series(["yes", "no"])).tolist() == [1, 0]
@@ -170,8 +210,9 @@ def test_targets_are_encoded_for_training_and_decoded_in_predictions():
 
 def test_regression_predictions_come_back_in_target_units():
     train = rows(200)
-    model, history = fit_network(REG, NetworkParams(epochs=25, batch_size=64, patience=0,
-                                                    learning_rate=0.03), train)
+    model, history = fit_network(
+        REG, NetworkParams(epochs=25, batch_size=64, patience=0, learning_rate=0.03), train
+    )
     predicted = model.predict(train)
     assert abs(predicted.mean() - train["y"].mean()) < 0.2 * train["y"].std()
     assert np.corrcoef(predicted, train["y"])[0, 1] > 0.9
@@ -179,6 +220,7 @@ def test_regression_predictions_come_back_in_target_units():
 
 
 # ---------------------------------------------------------------- training
+
 
 def test_validation_slice_is_seeded_and_never_empties_training():
     fit, val = split_validation(rows(100), 0.15, seed=1)
@@ -210,8 +252,9 @@ def test_an_exception_from_the_epoch_hook_stops_training():
 
 
 def test_early_stopping_restores_the_best_epoch():
-    params = NetworkParams(hidden_units=(8,), epochs=40, patience=2, learning_rate=0.05,
-                           batch_size=8, seed=1)
+    params = NetworkParams(
+        hidden_units=(8,), epochs=40, patience=2, learning_rate=0.05, batch_size=8, seed=1
+    )
     _, history = fit_network(REG, params, rows(60))
     best = int(np.argmin(history["val_loss"]))
     assert len(history["loss"]) == best + 1 + 2 < 40
@@ -221,15 +264,17 @@ def test_finetune_keeps_shape_and_preprocessing_and_leaves_the_base_alone(reg_fi
     base = reg_fit[0]
     before = [w.copy() for w in base.network.get_weights()]
     shifted = rows(seed=2).assign(y=lambda f: f["y"] + 5_000)
-    tuned, _ = fit_network(REG, NetworkParams(hidden_units=(99, 99), epochs=2, patience=0),
-                           shifted, base=base)
+    tuned, _ = fit_network(
+        REG, NetworkParams(hidden_units=(99, 99), epochs=2, patience=0), shifted, base=base
+    )
     assert tuned.params.hidden_units == (8,)
     assert tuned.preprocessing is base.preprocessing
     assert tuned.target_mean == base.target_mean
     shapes = [w.shape for w in tuned.network.get_weights()]
     assert shapes == [w.shape for w in before]
-    assert any(not np.array_equal(a, b) for a, b in zip(tuned.network.get_weights(), before,
-                                                         strict=True))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(tuned.network.get_weights(), before, strict=True)
+    )
     for a, b in zip(base.network.get_weights(), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -262,6 +307,5 @@ def test_save_and_load_give_the_same_predictions(tmp_path, bin_model):
     model = bin_model
     loaded = NetworkModel.load(model.save(tmp_path / "net"))
     frame = labelled(BIN, 10, seed=5)
-    np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame),
-                               rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame), rtol=1e-6)
     assert loaded.params == model.params and loaded.classes_ == ["no", "yes"]

@@ -17,8 +17,10 @@ def test_a_better_challenger_is_promoted_with_both_checks_passed():
 
 
 def test_improvement_below_min_improvement_or_a_tie_is_not_enough():
-    assert decide("regression", _m(0.60, 0.9), _m(0.62, 0.9),
-                  min_improvement=0.05).status == NOT_PROMOTED
+    assert (
+        decide("regression", _m(0.60, 0.9), _m(0.62, 0.9), min_improvement=0.05).status
+        == NOT_PROMOTED
+    )
     tie = decide("regression", _m(0.60, 0.9), _m(0.60, 0.9))
     assert tie.status == NOT_PROMOTED and "failed: better on current_test" in tie.reason
 
@@ -27,8 +29,7 @@ def test_forgetting_the_reference_data_beyond_the_tolerance_blocks_promotion():
     decision = decide("regression", _m(0.60, 0.90), _m(0.80, 0.80), tolerance=0.05)
     assert decision.status == NOT_PROMOTED
     assert "reference_test" in decision.reason and "-0.1000" in decision.reason
-    assert decide("regression", _m(0.60, 0.90), _m(0.80, 0.86),
-                  tolerance=0.05).status == PROMOTED
+    assert decide("regression", _m(0.60, 0.90), _m(0.80, 0.86), tolerance=0.05).status == PROMOTED
 
 
 def test_classification_decides_on_f1():

@@ -20,8 +20,9 @@ HOSTILE = "<script>alert(1)</script>"
 def _frames(task, rows=120, seed=0):
     rng = np.random.default_rng(seed)
     frames = {}
-    for i, name in enumerate(("reference_train", "reference_test", "current_train",
-                              "current_test")):
+    for i, name in enumerate(
+        ("reference_train", "reference_test", "current_train", "current_test")
+    ):
         shift = 1.0 if name.startswith("current") else 0.0
         x = rng.normal(shift, 1, rows)
         z = rng.normal(0, 1, rows)
@@ -35,8 +36,13 @@ def _frames(task, rows=120, seed=0):
 
 
 def _schema(task):
-    return Schema(target="target", task=task, numeric=["x", HOSTILE], categorical=[],
-                  classes=["hi", "lo"] if task == "classification" else [])
+    return Schema(
+        target="target",
+        task=task,
+        numeric=["x", HOSTILE],
+        categorical=[],
+        classes=["hi", "lo"] if task == "classification" else [],
+    )
 
 
 def _models(task, frames, schema):
@@ -48,14 +54,18 @@ def _models(task, frames, schema):
         champion_model = _Columns(champion, ["x"])
         challenger_model = _Columns(challenger, features)
     else:
-        champion_model = _Columns(DummyClassifier(strategy="most_frequent")
-                                  .fit(train[features], train["target"]), features)
-        challenger_model = _Columns(make_pipeline(LogisticRegression())
-                                    .fit(train[features], train["target"]), features)
+        champion_model = _Columns(
+            DummyClassifier(strategy="most_frequent").fit(train[features], train["target"]),
+            features,
+        )
+        challenger_model = _Columns(
+            make_pipeline(LogisticRegression()).fit(train[features], train["target"]), features
+        )
     out = {}
     for role, model in (("champion", champion_model), ("challenger", challenger_model)):
-        result = ModelResult(role=role, uri=f"models:/m@{role}", name="m", version="1",
-                             aliases=[role])
+        result = ModelResult(
+            role=role, uri=f"models:/m@{role}", name="m", version="1", aliases=[role]
+        )
         out[role] = (report.score_model(result, model, schema, frames), model)
     return out
 
@@ -82,20 +92,33 @@ def sample_context(task):
     results = {role: r for role, (r, _) in models.items()}
     reference = pd.concat([frames["reference_train"], frames["reference_test"]])
     current = pd.concat([frames["current_train"], frames["current_test"]])
-    schema_for_drift = Schema(target="target", task=task, numeric=["x", HOSTILE],
-                              categorical=["kind"], classes=schema.classes)
-    columns = {report.prediction_column(role, set(reference.columns)): m
-               for role, (_, m) in models.items()}
+    schema_for_drift = Schema(
+        target="target",
+        task=task,
+        numeric=["x", HOSTILE],
+        categorical=["kind"],
+        classes=schema.classes,
+    )
+    columns = {
+        report.prediction_column(role, set(reference.columns)): m for role, (_, m) in models.items()
+    }
     result = drift.run_drift(reference, current, schema_for_drift, columns)
-    decision = promotion.decide(task, results["champion"].metrics,
-                                results["challenger"].metrics)
+    decision = promotion.decide(task, results["champion"].metrics, results["challenger"].metrics)
     return report.assemble(
-        model_name="m", schema=schema, frames=frames, models=results, decision=decision,
+        model_name="m",
+        schema=schema,
+        frames=frames,
+        models=results,
+        decision=decision,
         gate={"promote": True, "min_improvement": 0.0, "tolerance": 0.05},
-        quality=drift.data_quality(reference, current, schema_for_drift), drift=result,
+        quality=drift.data_quality(reference, current, schema_for_drift),
+        drift=result,
         prediction_owner={c: c.split("_")[0] for c in columns},
-        provenance=[("etl run", "abc"), ("reference data", "old.csv")], run_id="r1",
-        experiment_id="0", tracking_uri="sqlite:///x.db"), result
+        provenance=[("etl run", "abc"), ("reference data", "old.csv")],
+        run_id="r1",
+        experiment_id="0",
+        tracking_uri="sqlite:///x.db",
+    ), result
 
 
 @pytest.mark.parametrize("task", ["regression", "classification"])
@@ -133,14 +156,21 @@ def test_missing_challenger_still_reports_the_champion_and_says_why(tmp_path):
     frames, schema = _frames("regression"), _schema("regression")
     models = _models("regression", frames, schema)
     champion = models["champion"][0]
-    missing = ModelResult(role="challenger", uri="models:/m@challenger",
-                          error="missing: not in the registry")
+    missing = ModelResult(
+        role="challenger", uri="models:/m@challenger", error="missing: not in the registry"
+    )
     decision = promotion.decide("regression", champion.metrics, None)
     context = report.assemble(
-        model_name="m", schema=schema, frames=frames,
-        models={"champion": champion, "challenger": missing}, decision=decision,
-        gate={"promote": True, "min_improvement": 0.0, "tolerance": 0.05}, quality=[],
-        drift=None, drift_error="drift could not be measured: test")
+        model_name="m",
+        schema=schema,
+        frames=frames,
+        models={"champion": champion, "challenger": missing},
+        decision=decision,
+        gate={"promote": True, "min_improvement": 0.0, "tolerance": 0.05},
+        quality=[],
+        drift=None,
+        drift_error="drift could not be measured: test",
+    )
     html = report.render(context | {"evidently_href": None, "self_href": "report.html"})
     assert "no challenger" in html and "missing: not in the registry" in html
     assert "Data drift: not measured" in html
@@ -162,12 +192,16 @@ def test_report_folders_never_collide_and_relative_output_is_under_the_project(t
 
 
 def test_comparison_marks_lower_is_better_metrics_correctly():
-    champion = ModelResult("champion", "a", metrics={"current_test_mae": 2.0,
-                                                     "current_test_r2": 0.5})
-    challenger = ModelResult("challenger", "b", metrics={"current_test_mae": 1.0,
-                                                         "current_test_r2": 0.4})
-    rows = {(r["split"], r["metric"]): r for r in report.comparison(
-        "regression", {"champion": champion, "challenger": challenger})}
+    champion = ModelResult(
+        "champion", "a", metrics={"current_test_mae": 2.0, "current_test_r2": 0.5}
+    )
+    challenger = ModelResult(
+        "challenger", "b", metrics={"current_test_mae": 1.0, "current_test_r2": 0.4}
+    )
+    rows = {
+        (r["split"], r["metric"]): r
+        for r in report.comparison("regression", {"champion": champion, "challenger": challenger})
+    }
     assert rows[("current_test", "mae")]["mark"] == "better"
     assert rows[("current_test", "r2")]["mark"] == "worse"
     assert rows[("current_test", "r2")]["delta"] == pytest.approx(-0.1)

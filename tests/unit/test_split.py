@@ -32,7 +32,8 @@ def test_no_feature_row_of_a_test_split_is_in_any_train_split():
     cur = pd.concat([frame(200, seed=2), ref.head(30)], ignore_index=True)
     splits, removed = make_splits(ref, cur, REG, 0.2, seed=42)
     train = set(row_keys(splits.reference_train, REG.features)) | set(
-        row_keys(splits.current_train, REG.features))
+        row_keys(splits.current_train, REG.features)
+    )
     for name in ("reference_test", "current_test"):
         assert not set(row_keys(getattr(splits, name), REG.features)) & train
     assert sum(removed.values()) > 0

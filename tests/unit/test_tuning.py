@@ -18,6 +18,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # --- storage ----------------------------------------------------------------------------
 
+
 def test_empty_storage_means_the_journal_file_under_the_state_folder(tmp_path):
     spec = tuning.parse_storage("", state_dir=tmp_path / ".mlcycle")
     assert spec.kind == "journal"
@@ -27,13 +28,16 @@ def test_empty_storage_means_the_journal_file_under_the_state_folder(tmp_path):
     assert (tmp_path / ".mlcycle" / tuning.JOURNAL_FILE).is_file()
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("sqlite:///{d}/optuna.db", "rdb"),
-    ("postgresql://user@localhost:5432/optuna", "rdb"),
-    ("postgresql+psycopg2://user@localhost/optuna", "rdb"),
-    ("{d}/journal.log", "journal"),
-    ("file://{d}/journal.log", "journal"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("sqlite:///{d}/optuna.db", "rdb"),
+        ("postgresql://user@localhost:5432/optuna", "rdb"),
+        ("postgresql+psycopg2://user@localhost/optuna", "rdb"),
+        ("{d}/journal.log", "journal"),
+        ("file://{d}/journal.log", "journal"),
+    ],
+)
 def test_storage_kinds(tmp_path, text, kind):
     spec = tuning.parse_storage(text.format(d=tmp_path))
     assert spec.kind == kind
@@ -53,12 +57,15 @@ def test_a_password_in_a_storage_url_is_never_displayed():
     assert spec.location.endswith("me:s3cret@db.example:5432/optuna")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("redis://localhost:6379", "unsupported scheme 'redis'"),
-    ("http://example.com/db", "unsupported scheme 'http'"),
-    ("{d}", "is a folder; a journal file is needed"),
-    ("{d}/existing.db", "is an SQLite database, not a journal file"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("redis://localhost:6379", "unsupported scheme 'redis'"),
+        ("http://example.com/db", "unsupported scheme 'http'"),
+        ("{d}", "is a folder; a journal file is needed"),
+        ("{d}/existing.db", "is an SQLite database, not a journal file"),
+    ],
+)
 def test_bad_storage_text_is_refused_with_one_message(tmp_path, text, message):
     import sqlite3
 
@@ -67,11 +74,14 @@ def test_bad_storage_text_is_refused_with_one_message(tmp_path, text, message):
         tuning.parse_storage(text.format(d=tmp_path))
 
 
-@pytest.mark.parametrize("url", [
-    "sqlite:////nonexistent-folder/sub/optuna.db",
-    "postgresql://nobody@127.0.0.1:1/optuna",
-    "postgresql://nobody@127.0.0.1:notaport/optuna",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////nonexistent-folder/sub/optuna.db",
+        "postgresql://nobody@127.0.0.1:1/optuna",
+        "postgresql://nobody@127.0.0.1:notaport/optuna",
+    ],
+)
 def test_storage_that_cannot_be_opened_is_one_clear_error(url):
     with pytest.raises(MlcycleError, match="parameter storage: cannot open") as caught:
         tuning.open_storage(tuning.parse_storage(url))
@@ -86,6 +96,7 @@ def test_sqlite_storage_opens(tmp_path):
 
 # --- parameters -------------------------------------------------------------------------
 
+
 def test_metric_defaults_to_the_primary_one_with_its_direction():
     assert tuning.resolve_metric("", "regression") == ("r2", "maximize")
     assert tuning.resolve_metric("", "classification") == ("f1", "maximize")
@@ -93,12 +104,15 @@ def test_metric_defaults_to_the_primary_one_with_its_direction():
     assert tuning.resolve_metric("roc_auc", "classification") == ("roc_auc", "maximize")
 
 
-@pytest.mark.parametrize(("metric", "task", "message"), [
-    ("auc", "regression", "parameter metric must be one of"),
-    ("current_test_r2", "regression", "parameter metric must be one of"),
-    ("r2", "classification", "does not apply to a classification task"),
-    ("f1", "regression", "does not apply to a regression task"),
-])
+@pytest.mark.parametrize(
+    ("metric", "task", "message"),
+    [
+        ("auc", "regression", "parameter metric must be one of"),
+        ("current_test_r2", "regression", "parameter metric must be one of"),
+        ("r2", "classification", "does not apply to a classification task"),
+        ("f1", "regression", "does not apply to a regression task"),
+    ],
+)
 def test_bad_metric_is_refused(metric, task, message):
     with pytest.raises(MlcycleError, match=message):
         tuning.resolve_metric(metric, task)
@@ -116,6 +130,7 @@ def test_default_study_name_is_stable():
 
 # --- search spaces ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_forest_space_gives_valid_params_with_one_job(task):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -129,15 +144,16 @@ def test_forest_space_gives_valid_params_with_one_job(task):
         if task == "regression":
             assert params.class_weight is None and "class_weight" not in trial.params
     assert {t.params.get("class_weight") for t in study.trials} >= (
-        {None, "balanced"} if task == "classification" else {None})
+        {None, "balanced"} if task == "classification" else {None}
+    )
 
 
 def test_best_params_of_the_forest_round_trip_through_json():
     study = optuna.create_study()
-    study.optimize(lambda t: tuning.suggest_forest(t, "classification", 1).n_estimators,
-                   n_trials=3)
-    best = json.loads(json.dumps(tuning.best_params("rf", study.best_trial, "classification",
-                                                    seed=1)))
+    study.optimize(lambda t: tuning.suggest_forest(t, "classification", 1).n_estimators, n_trials=3)
+    best = json.loads(
+        json.dumps(tuning.best_params("rf", study.best_trial, "classification", seed=1))
+    )
     assert best.pop("family") == "rf"
     params = ForestParams(**best).validate()
     assert params.n_estimators == study.best_trial.params["n_estimators"]
@@ -145,6 +161,7 @@ def test_best_params_of_the_forest_round_trip_through_json():
 
 
 # --- studies ----------------------------------------------------------------------------
+
 
 def _journal(tmp_path):
     return tuning.open_storage(tuning.parse_storage(str(tmp_path / "j.log")))
@@ -183,6 +200,7 @@ def test_no_completed_trial_is_a_clear_error(tmp_path):
 
 # --- objectives and trial logging -------------------------------------------------------
 
+
 def _frame(rows=120, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=rows)
@@ -213,15 +231,17 @@ def test_each_trial_is_a_nested_run_with_its_state_even_in_threads(tracking_uri)
         return float(x)
 
     with mlflow.start_run() as parent:
-        logger = tuning.TrialLogger(objective, parent.info.run_id, parent.info.experiment_id,
-                                    "r2", "s")
+        logger = tuning.TrialLogger(
+            objective, parent.info.run_id, parent.info.experiment_id, "r2", "s"
+        )
         study = optuna.create_study(direction="maximize")
         tuning.run_search(study, logger, n_trials=6, timeout=None, n_jobs=2, progress=False)
-    assert logger.counts() == {"trials_complete": 4.0, "trials_pruned": 1.0,
-                               "trials_failed": 1.0}
+    assert logger.counts() == {"trials_complete": 4.0, "trials_pruned": 1.0, "trials_failed": 1.0}
     children = mlflow.search_runs(
-        experiment_ids=[parent.info.experiment_id], output_format="list",
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        experiment_ids=[parent.info.experiment_id],
+        output_format="list",
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
     assert len(children) == 6
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     assert sorted(by_number) == list(range(6))

@@ -37,6 +37,7 @@ def test_key_follows_the_version_an_alias_resolves_to(monkeypatch):
 def repo(tmp_path):
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
     git("init", "-q")
     (tmp_path / "a.py").write_text("x = 1\n")
     git("add", "a.py")
