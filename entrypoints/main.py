@@ -12,8 +12,8 @@ import mlflow
 
 from mlcycle import config, registry
 from mlcycle.cli import BOOL, INT, step_command, step_run
+from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
-from mlcycle.etl import resolve_path
 from mlcycle.workflow import Step, code_version, file_digest, run_or_reuse
 
 log = logging.getLogger("mlcycle.main")

@@ -34,3 +34,11 @@ def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI wins; otherwise the project's own SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def resolve_path(path: str) -> Path:
+    """Relative paths are read from the project root, so `mlflow run` from anywhere works."""
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and not candidate.exists():
+        candidate = PROJECT_ROOT / candidate
+    return candidate

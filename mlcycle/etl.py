@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from mlcycle import config, data
+from mlcycle.config import resolve_path
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.split import SPLIT_NAMES, Splits, make_splits
@@ -69,14 +70,6 @@ def prepare(params: EtlParams) -> EtlResult:
     quality["removed_leaked_test_rows"] = leaks
     quality["split_rows"] = {name: len(frame) for name, frame in splits.items()}
     return EtlResult(schema=schema, splits=splits, quality=quality, raw=raw)
-
-
-def resolve_path(path: str) -> Path:
-    """Relative paths are read from the project root, so `mlflow run` from anywhere works."""
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute() and not candidate.exists():
-        candidate = config.PROJECT_ROOT / candidate
-    return candidate
 
 
 def log_etl(result: EtlResult, params: EtlParams) -> None:
