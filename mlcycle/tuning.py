@@ -181,11 +181,30 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
         # Writers wait for each other instead of failing at once; still, SQLite serialises
         # every write, and the journal file is the better choice for parallel workers.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        return optuna.storages.RDBStorage(spec.location, engine_kwargs=engine_kwargs)
-    except Exception as exc:  # noqa: BLE001 - driver errors have no common base
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MlcycleError(f"parameter storage: cannot open {spec.display}: {reason}") from exc
+    attempt = 1
+    while True:
+        try:
+            return optuna.storages.RDBStorage(spec.location, engine_kwargs=engine_kwargs)
+        except Exception as exc:  # noqa: BLE001 - driver errors have no common base
+            if attempt < SCHEMA_ATTEMPTS and _lost_schema_race(exc):
+                # Two workers starting on an empty database both create Optuna's tables;
+                # PostgreSQL lets one win and fails the other. The tables exist now.
+                time.sleep(0.5 * attempt)
+                attempt += 1
+                continue
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MlcycleError(
+                f"parameter storage: cannot open {spec.display}: {reason}"
+            ) from exc
+
+
+SCHEMA_ATTEMPTS = 4
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    """Did creating the schema fail because another process created it at the same time?"""
+    text = str(exc).lower()
+    return "already exists" in text or "duplicate key" in text
 
 
 # --- study ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import optuna
 import pytest
 import requests
 
-from mlcycle import remote, tuning
+from mlcycle import promotion, remote, tuning
 from tests.conftest import BIN, ROOT, step_env
 
 pytestmark = pytest.mark.integration
@@ -262,10 +262,18 @@ def test_main_through_the_server_fails_cleanly_when_it_goes_away_then_resumes(te
     optimize_id = main_tags["mlcycle.run.optimize"]
     trials = team.runs(f"tags.`mlflow.parentRunId` = '{optimize_id}'")
     assert len(trials) == MAIN_PARAMS["n_trials"]  # nested trial runs on the server
-    aliases = team.aliases(MODEL)
-    assert aliases["champion"] and aliases["challenger"]
-    # The report, uploaded through the server and read back through it.
+    # The aliases follow the monitor's decision: a promoted challenger becomes champion
+    # (the old one kept as previous); otherwise champion stays and challenger is set.
     monitor_id = main_tags["mlcycle.run.monitor"]
+    monitor_run = team.ok("GET", "runs/get", params={"run_id": monitor_id})["run"]
+    decision = tags(monitor_run)[promotion.DECISION_TAG]
+    aliases = team.aliases(MODEL)
+    if decision == promotion.PROMOTED:
+        assert "challenger" not in aliases
+        assert aliases["previous"] == aliases_before["champion"] != aliases["champion"]
+    else:
+        assert aliases["champion"] == aliases_before["champion"] and aliases["challenger"]
+    # The report, uploaded through the server and read back through it.
     listed = team.ok("GET", "artifacts/list", params={"run_id": monitor_id, "path": "report"})
     assert "report/report.html" in {f["path"] for f in listed["files"]}
     report = requests.get(

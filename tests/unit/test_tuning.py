@@ -94,6 +94,37 @@ def test_sqlite_storage_opens(tmp_path):
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 2
 
 
+def test_a_worker_that_loses_the_schema_race_opens_the_storage_on_retry(tmp_path, monkeypatch):
+    """Two workers on an empty PostgreSQL database both create Optuna's tables and one
+    gets "duplicate key ... pg_type_typname_nsp_index"; it must retry, not fail the run."""
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def racing(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise RuntimeError(
+                '(psycopg2.errors.UniqueViolation) duplicate key value violates unique '
+                'constraint "pg_type_typname_nsp_index"'
+            )
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(tuning.time, "sleep", lambda seconds: None)
+    storage = tuning.open_storage(tuning.parse_storage(f"sqlite:///{tmp_path}/o.db"))
+    assert len(calls) == 2 and isinstance(storage, real)
+
+
+def test_a_schema_error_that_persists_is_still_one_clear_error(monkeypatch):
+    def always(url, **kwargs):
+        raise RuntimeError('relation "studies" already exists')
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", always)
+    monkeypatch.setattr(tuning.time, "sleep", lambda seconds: None)
+    with pytest.raises(MlcycleError, match='cannot open .*"studies" already exists'):
+        tuning.open_storage(tuning.parse_storage("sqlite:////tmp/never-created.db"))
+
+
 # --- parameters -------------------------------------------------------------------------
 
 
