@@ -193,9 +193,7 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
                 attempt += 1
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MlcycleError(
-                f"parameter storage: cannot open {spec.display}: {reason}"
-            ) from exc
+            raise MlcycleError(f"parameter storage: cannot open {spec.display}: {reason}") from exc
 
 
 SCHEMA_ATTEMPTS = 4

@@ -104,7 +104,7 @@ def test_a_worker_that_loses_the_schema_race_opens_the_storage_on_retry(tmp_path
         calls.append(url)
         if len(calls) == 1:
             raise RuntimeError(
-                '(psycopg2.errors.UniqueViolation) duplicate key value violates unique '
+                "(psycopg2.errors.UniqueViolation) duplicate key value violates unique "
                 'constraint "pg_type_typname_nsp_index"'
             )
         return real(url, **kwargs)
