@@ -9,11 +9,13 @@ others commit to this checkout."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -62,6 +64,7 @@ class Team:
     project: Path
     env: dict[str, str]  # the team member's: tracking URI, credentials, Optuna storage
     admin: tuple[str, str]
+    started: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -122,14 +125,24 @@ class Team:
         env = step_env(
             self.url, **{k: v for k, v in self.env.items() if k != "MLFLOW_TRACKING_URI"}
         )
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             cwd=self.project,
             env=env,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its children (the steps) are stopped with it
         )
+        self.started.append(proc)
+        return proc
+
+    def stop_started(self) -> None:
+        """Kill what a failed test left running, so the server can be stopped."""
+        for proc in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=60)
 
 
 def tags(run: dict) -> dict[str, str]:
@@ -149,8 +162,11 @@ def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
 def team(request) -> Team:
     # Under /tmp (world-searchable): the cluster runs as the postgres user when we are root.
     folder = Path(tempfile.mkdtemp(prefix="mlcycle-team-"))
+    members: list[Team] = []
 
     def stop():
+        for member in members:
+            member.stop_started()
         result = subprocess.run(
             ["bash", str(SCRIPT), "stop", str(folder)], capture_output=True, text=True, timeout=300
         )
@@ -163,12 +179,15 @@ def team(request) -> Team:
     )
     assert started.returncode == 0, f"{started.stdout}\n{started.stderr}"
     admin = read_env(folder / "admin.env")
-    return Team(
-        folder,
-        snapshot(folder / "project"),
-        read_env(folder / "team.env"),
-        (admin["MLFLOW_TRACKING_USERNAME"], admin["MLFLOW_TRACKING_PASSWORD"]),
+    members.append(
+        Team(
+            folder,
+            snapshot(folder / "project"),
+            read_env(folder / "team.env"),
+            (admin["MLFLOW_TRACKING_USERNAME"], admin["MLFLOW_TRACKING_PASSWORD"]),
+        )
     )
+    return members[0]
 
 
 def test_server_refuses_missing_credentials_and_missing_permissions(team):
@@ -179,6 +198,16 @@ def test_server_refuses_missing_credentials_and_missing_permissions(team):
     assert (
         team.api(
             "GET", "experiments/search", auth=(team.member[0], "wrong"), params={"max_results": 5}
+        ).status_code
+        == 401
+    )
+    # Writes without credentials are refused too, and write nothing.
+    assert (
+        team.api("POST", "runs/create", auth=False, json={"experiment_id": "0"}).status_code == 401
+    )
+    assert (
+        team.api(
+            "POST", "registered-models/create", auth=False, json={"name": "anonymous"}
         ).status_code
         == 401
     )
@@ -218,6 +247,12 @@ def test_server_refuses_missing_credentials_and_missing_permissions(team):
     )
     # Nothing was written by the refused calls.
     assert team.runs("") == []
+    assert (
+        team.api(
+            "GET", "registered-models/get", auth=team.admin, params={"name": "anonymous"}
+        ).status_code
+        == 404
+    )
     probe = team.ok("GET", "registered-models/get", params={"name": "team-probe"})
     assert not probe["registered_model"].get("tags")
 
