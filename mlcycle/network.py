@@ -211,6 +211,10 @@ def _category_values(column: pd.Series):
             yield str(value)
 
 
+class BadInput(ValueError):
+    """A row the model cannot read (text where a number belongs), named by column."""
+
+
 def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
     if col not in frame.columns:
         return np.full(n, np.nan)
@@ -219,8 +223,7 @@ def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
     except (TypeError, ValueError):
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = values.isna() & frame[col].notna()
-        # A ValueError: the scoring server answers it with a 400 naming the column.
-        raise ValueError(
+        raise BadInput(
             f"column {col!r} should be numeric but holds {frame[col][bad].iloc[0]!r}"
         ) from None
 
@@ -543,11 +546,23 @@ class NetworkPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         method = (params or {}).get("predict_method", "predict")
-        if method == "predict_proba":
-            return pd.DataFrame(self.model.predict_proba(frame), columns=self.model.classes_)
-        if method != "predict":
-            raise ValueError(f"predict_method must be predict or predict_proba, got {method!r}")
-        return self.model.predict(frame)
+        if method not in ("predict", "predict_proba"):
+            raise _bad_request(f"predict_method must be predict or predict_proba, got {method!r}")
+        try:
+            if method == "predict_proba":
+                return pd.DataFrame(self.model.predict_proba(frame), columns=self.model.classes_)
+            return self.model.predict(frame)
+        except BadInput as exc:
+            raise _bad_request(str(exc)) from None
+
+
+def _bad_request(message: str):
+    """What the scoring server answers with a 400 carrying this message; any other
+    exception becomes its generic "unexpected error while evaluating the model"."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 # The file MLflow executes to build the pyfunc on load ("models from code"): MLflow 3.17

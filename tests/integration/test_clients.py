@@ -241,6 +241,7 @@ def check_server(base: str) -> None:
         assert 400 <= answer.status_code < 500, (case, answer.status_code, answer.text)
         assert answer.json().get("message"), case
     assert "age" in bad["missing column"].json()["message"]
+    return bad["wrong type"].json()
 
 
 def test_served_forest_champion_answers_raw_rows(served_store):
@@ -261,9 +262,11 @@ def test_served_network_champion_answers_raw_rows(served_store):
     client.set_registered_model_alias("loan-nn", "champion", version)
     proc, base = serve(served_store, "models:/loan-nn@champion")
     try:
-        check_server(base)
+        wrong_type = check_server(base)
     finally:
         stop(proc)
+    # The network reads its own input: the message names the column and the value.
+    assert "column 'age' should be numeric but holds 'old'" in wrong_type["message"]
 
 
 def test_make_serve_serves_the_champion(served_store):
