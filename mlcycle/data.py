@@ -174,6 +174,15 @@ def drop_missing_target(frame: pd.DataFrame, target: str, role: str) -> tuple[pd
     return frame.loc[keep].reset_index(drop=True), removed
 
 
+def whole_labels(labels: pd.Series) -> pd.Series:
+    """Class labels 0/1 read from a file with a hole come back as 0.0/1.0: once the holes
+    are gone, whole numbers are integers again, so both files name a class the same way
+    (else "1.0" and "1" read as two classes and as target drift)."""
+    if pd.api.types.is_float_dtype(labels) and (labels == labels.round()).all():
+        return labels.astype("int64")
+    return labels
+
+
 def check_classes(frame: pd.DataFrame, schema: Schema, role: str) -> None:
     """A classifier needs at least two classes to tell apart."""
     classes = frame[schema.target].dropna().unique()

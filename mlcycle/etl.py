@@ -58,8 +58,10 @@ def prepare(params: EtlParams) -> EtlResult:
     for role, frame in raw.items():
         conformed = data.conform(frame, schema, role, paths[role])
         frames[role], removed[role] = data.drop_missing_target(conformed, schema.target, role)
-        if role == "reference" and schema.task == "classification":
-            data.check_classes(frames[role], schema, role)
+        if schema.task == "classification":
+            frames[role][schema.target] = data.whole_labels(frames[role][schema.target])
+            if role == "reference":
+                data.check_classes(frames[role], schema, role)
     if schema.task == "classification":
         labels = pd.concat([frames["reference"][schema.target], frames["current"][schema.target]])
         schema.classes = sorted(labels.unique().tolist(), key=str)

@@ -111,3 +111,37 @@ def test_unreadable_files_are_named(tmp_path, content, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(MlcycleError, match="reference file not found: .*nope.csv"):
         data.read_csv(tmp_path / "nope.csv", "reference")
+
+
+def test_numeric_class_labels_read_the_same_from_both_files(tmp_path):
+    """0/1 labels with a hole in one file (read as 0.0/1.0) are one set of classes."""
+    from mlcycle.etl import EtlParams, prepare
+
+    rng = np.random.default_rng(0)
+    paths = {}
+    for role, hole in (("old", False), ("new", True)):
+        rows = pd.DataFrame({"x": rng.normal(size=80), "y": rng.integers(0, 2, 80)})
+        if hole:
+            rows["y"] = rows["y"].astype("float64")
+            rows.loc[3, "y"] = np.nan
+        paths[role] = tmp_path / f"{role}.csv"
+        rows.to_csv(paths[role], index=False)
+    result = prepare(
+        EtlParams(
+            reference=str(paths["old"]),
+            current=str(paths["new"]),
+            target="y",
+            task="classification",
+            drop_columns="",
+        )
+    )
+    assert result.schema.classes == [0, 1]
+    for name, split in result.splits.items():
+        assert split["y"].dtype == "int64", name
+        assert {str(v) for v in split["y"]} <= {"0", "1"}, name
+    assert result.quality["removed_missing_target"]["current"] == 1
+
+
+def test_fractional_labels_stay_as_they_are():
+    labels = pd.Series([0.5, 1.0, 1.5])
+    assert data.whole_labels(labels).tolist() == [0.5, 1.0, 1.5]
