@@ -76,6 +76,23 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
+def assert_raw_row_contract(model_uri: str, schema: dict) -> None:
+    """The logged model declares raw rows (the features, no target, no identifiers) and
+    carries an input example of such rows that it predicts."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(model_uri)
+    features = schema["numeric"] + schema["categorical"]
+    assert sorted(info.signature.inputs.input_names()) == sorted(features)
+    assert schema["target"] not in info.signature.inputs.input_names()
+    assert not {"nom", "prenom"} & set(info.signature.inputs.input_names())
+    example = mlflow.models.Model.load(model_uri).load_input_example(
+        mlflow.artifacts.download_artifacts(model_uri)
+    )
+    assert list(example.columns) == features and len(example) >= 1
+    assert len(mlflow.pyfunc.load_model(model_uri).predict(example)) == len(example)
+
+
 def make_classification_csv(path: Path, rows: int = 300, seed: int = 0, shift: float = 0.0) -> Path:
     """A small churn-like CSV: numbers and text, holes in both, a text target."""
     rng = np.random.default_rng(seed)

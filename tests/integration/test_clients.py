@@ -3,6 +3,7 @@ URL served by a real git daemon, and `mlflow models serve` answering HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,7 +18,8 @@ import pytest
 import requests
 
 from mlcycle import config
-from tests.conftest import BIN, ROOT, assert_ok, mlflow_run, step_env
+from mlcycle.etl import latest_etl_run
+from tests.conftest import BIN, ROOT, assert_ok, assert_raw_row_contract, mlflow_run, step_env
 
 pytestmark = pytest.mark.integration
 
@@ -260,6 +262,10 @@ def test_served_network_champion_answers_raw_rows(served_store):
     version = client.get_model_version_by_alias("loan-nn", "challenger").version
     assert client.get_model_version("loan-nn", version).tags["mlcycle.family"] == "nn"
     client.set_registered_model_alias("loan-nn", "champion", version)
+    schema = json.loads(
+        mlflow.artifacts.load_text(f"runs:/{latest_etl_run()}/datasets/schema.json")
+    )
+    assert_raw_row_contract("models:/loan-nn@champion", schema)
     proc, base = serve(served_store, "models:/loan-nn@champion")
     try:
         wrong_type = check_server(base)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from entrypoints.baseline import main as baseline_command
 from entrypoints.etl import main as etl_command
 from mlcycle import config
-from tests.conftest import ROOT, assert_ok, mlflow_run, run_step
+from tests.conftest import ROOT, assert_ok, assert_raw_row_contract, mlflow_run, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,7 @@ def test_etl_then_baseline_on_the_bundled_data(tracking_uri):
     rows.loc[1, "region"] = None
     predictions = model.predict(rows.drop(columns=["montant_pret", "nom", "prenom"]))
     assert len(predictions) == 5 and np.isfinite(predictions).all()
+    assert_raw_row_contract("models:/loan-amount@champion", schema)
 
 
 def test_baseline_alone_runs_etl_first_and_keeps_an_existing_champion(tracking_uri):
