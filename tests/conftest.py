@@ -17,10 +17,21 @@ ROOT = config.PROJECT_ROOT
 BIN = Path(sys.executable).parent
 
 
+def sqlite_store(folder: Path) -> str:
+    """A new SQLite store whose artifacts stay in folder too. Left to itself, the first
+    process to open the store puts them under ./mlruns of its working directory: the
+    project folder, mixing every test's models with the user's own."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    SqlAlchemyStore(uri, (folder / "artifacts").as_uri())
+    return uri
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch) -> str:
     """A fresh SQLite store for this test, for this process and the ones it starts."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     import mlflow
 

@@ -19,7 +19,15 @@ import requests
 
 from mlcycle import config
 from mlcycle.etl import latest_etl_run
-from tests.conftest import BIN, ROOT, assert_ok, assert_raw_row_contract, mlflow_run, step_env
+from tests.conftest import (
+    BIN,
+    ROOT,
+    assert_ok,
+    assert_raw_row_contract,
+    mlflow_run,
+    sqlite_store,
+    step_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +169,7 @@ RAW_COLUMNS = [
 def served_store(tmp_path_factory):
     """A store whose champion is a forest (trained once for the module)."""
     folder = tmp_path_factory.mktemp("served")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = sqlite_store(folder)
     assert_ok(mlflow_run("baseline", uri, {"n_estimators": 20}))
     return uri
 
