@@ -27,7 +27,8 @@ def _frames(task, rows=120, seed=0):
         x = rng.normal(shift, 1, rows)
         z = rng.normal(0, 1, rows)
         y = 3 * x + z + rng.normal(0, 0.3, rows)
-        frame = pd.DataFrame({"x": x, HOSTILE: z, "kind": rng.choice(["a", "b"], rows)})
+        kinds = rng.choice(["a", "b"], rows, p=[0.8, 0.2] if shift else [0.5, 0.5])
+        frame = pd.DataFrame({"x": x, HOSTILE: z, "kind": kinds})
         if name == "current_test":
             frame.loc[:4, "kind"] = "<b>unseen</b>"
         frame["target"] = y if task == "regression" else np.where(y > 1.5 + i * 0, "hi", "lo")
