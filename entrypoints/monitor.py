@@ -75,6 +75,7 @@ def main(
         sample_size=sample_size,
         **({} if tolerance is None else {"tolerance": tolerance}),
     )
+    report.output_folder(output, model_name)
     uris = {
         "champion": champion or registry.alias_uri(model_name, config.CHAMPION),
         "challenger": challenger or registry.alias_uri(model_name, config.CHALLENGER),
@@ -100,7 +101,9 @@ def main(
             role: _score(result, model, schema, frames) for role, (result, model) in loaded.items()
         }
         decision = _decide(schema.task, results, model_name, min_improvement, tolerance, promote)
-        moved = _promote(decision, model_name, results)
+        # Everything that can fail comes first: the aliases move last, once the report,
+        # its artifacts and the metrics are logged, so a failure leaves them where they were.
+        moved = _planned_move(decision, model_name, results)
         drift_result, drift_error, owners = _drift(schema, splits, loaded, results, sample_size)
         quality = drift.data_quality(*drift.reference_and_current(splits), schema)
         _log_numbers(drift_result, results, decision)
@@ -131,7 +134,9 @@ def main(
             folder, context, drift_result.snapshot if drift_result else None
         )
         mlflow.log_artifacts(str(folder), "report")
-        _tag(decision, results, paths, model_name)
+        if moved:
+            _promote(decision, model_name, results)
+        _tag(decision, results, paths)
     click.echo(f"report: {paths['report']}")
     click.echo(f"latest: {paths['latest']}")
 
@@ -218,19 +223,37 @@ def _decide(task, results, model_name, min_improvement, tolerance, promote) -> p
     )
 
 
-def _promote(decision, model_name, results) -> str | None:
-    champion, challenger = results["champion"], results["challenger"]
-    previous = champion.version if champion.name == model_name else None
-    if not promotion.apply(decision, model_name, previous, challenger.version):
+def _previous(model_name, results) -> str | None:
+    champion = results["champion"]
+    return champion.version if champion.name == model_name else None
+
+
+def _planned_move(decision, model_name, results) -> str | None:
+    """What promotion will do, for the report; the table shows the aliases as they will
+    be. None when nothing moves."""
+    challenger = results["challenger"]
+    if decision.status != promotion.PROMOTED or challenger.version is None:
         return None
-    for result in results.values():  # the table shows the aliases as they are now
-        if result.version is not None:
-            fresh = registry.client().get_model_version(result.name, result.version)
-            result.aliases = sorted(fresh.aliases or [])
+    previous = _previous(model_name, results)
+    for result in results.values():
+        if result.name != model_name or result.version is None:
+            continue
+        aliases = set(result.aliases)
+        if result.version == challenger.version:
+            aliases = (aliases - {config.CHALLENGER, config.PREVIOUS}) | {config.CHAMPION}
+        elif result.version == previous:
+            aliases = (aliases - {config.CHAMPION}) | {config.PREVIOUS}
+        result.aliases = sorted(aliases)
     moved = f"champion = version {challenger.version}"
     if previous:
         moved += f", previous = version {previous}"
     return moved
+
+
+def _promote(decision, model_name, results) -> None:
+    promotion.apply(
+        decision, model_name, _previous(model_name, results), results["challenger"].version
+    )
 
 
 def _drift(schema, splits, loaded, results, sample_size):
@@ -272,7 +295,7 @@ def _log_numbers(drift_result, results, decision) -> None:
     mlflow.log_metrics(numbers)
 
 
-def _tag(decision, results, paths, model_name) -> None:
+def _tag(decision, results, paths) -> None:
     tags = promotion.tags(decision)
     mlflow.set_tags(
         {
@@ -284,7 +307,7 @@ def _tag(decision, results, paths, model_name) -> None:
     challenger = results["challenger"]
     if challenger.version is not None:
         registry.tag_version(
-            model_name,
+            challenger.name,
             challenger.version,
             {**tags, "mlcycle.promotion.monitor_run": mlflow.active_run().info.run_id},
         )

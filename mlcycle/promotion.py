@@ -142,9 +142,19 @@ def apply(
     The challenger alias is removed only once the champion alias points at its version."""
     if decision.status != PROMOTED or challenger_version is None:
         return False
+    before = registry.version_for_alias(model_name, config.PREVIOUS)
     if champion_version is not None:
         registry.set_alias(model_name, config.PREVIOUS, champion_version)
-    registry.set_alias(model_name, config.CHAMPION, challenger_version)
+    try:
+        registry.set_alias(model_name, config.CHAMPION, challenger_version)
+    except Exception:
+        # The champion did not move: neither does previous.
+        if champion_version is not None:
+            if before is None:
+                registry.client().delete_registered_model_alias(model_name, config.PREVIOUS)
+            else:
+                registry.set_alias(model_name, config.PREVIOUS, before.version)
+        raise
     still = registry.version_for_alias(model_name, config.CHALLENGER)
     if still is not None and str(still.version) == str(challenger_version):
         registry.client().delete_registered_model_alias(model_name, config.CHALLENGER)

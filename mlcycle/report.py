@@ -12,6 +12,7 @@ import base64
 import io
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from sklearn import metrics as skm
 from mlcycle import charts, config
 from mlcycle.data import Schema
 from mlcycle.drift import SAMPLE_SEED, save_evidently_html
+from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import TEST_SPLITS, predict, predict_proba
 from mlcycle.metrics import LOWER_IS_BETTER, PRIMARY, evaluate, metric_names, prefixed
 
@@ -260,12 +262,28 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def report_folder(output: str | Path, model_name: str, stamp: str) -> Path:
-    """OUTPUT/<model_name>/<stamp>/, a relative OUTPUT taken from the project root; a
-    suffix keeps two reports of the same second apart."""
+def output_folder(output: str | Path, model_name: str) -> Path:
+    """OUTPUT/<model_name>/, created now: a relative OUTPUT is taken from the project root.
+    A folder that cannot be written is a bad `output` parameter, found before any work."""
     base = Path(output).expanduser()
     if not base.is_absolute():
         base = config.PROJECT_ROOT / base
+    folder = base / model_name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlcycleError(
+            f"parameter output: cannot write reports to {folder}: {exc.strerror or exc}"
+        ) from exc
+    if not os.access(folder, os.W_OK):
+        raise MlcycleError(f"parameter output: cannot write reports to {folder}: not writable")
+    return folder
+
+
+def report_folder(output: str | Path, model_name: str, stamp: str) -> Path:
+    """OUTPUT/<model_name>/<stamp>/, a relative OUTPUT taken from the project root; a
+    suffix keeps two reports of the same second apart."""
+    base = output_folder(output, model_name).parent
     folder = base / model_name / stamp
     n = 1
     while folder.exists():

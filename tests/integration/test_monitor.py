@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from click.testing import CliRunner
+from mlflow.exceptions import MlflowException
 
 from entrypoints.monitor import main as monitor_command
 from mlcycle import config, registry
@@ -104,6 +105,29 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
     html = report_html.read_text()
     assert "Not promoted" in html.split('id="drift"')[0]
 
+    # 1b. The same promotion failing after the decision (the artifact store goes away while
+    #     the report is uploaded): the run fails, the aliases have not moved.
+    with pytest.MonkeyPatch.context() as patch:
+
+        def unreachable(*args, **kwargs):
+            raise MlflowException("artifact store unreachable")
+
+        patch.setattr("entrypoints.monitor.mlflow.log_artifacts", unreachable)
+        failed = CliRunner().invoke(
+            monitor_command,
+            ["--etl-run", etl_run, "--promote", "true", "--tolerance", "1", "--output", str(out)],
+        )
+    assert failed.exit_code != 0 and "artifact store unreachable" in str(failed.exception)
+    assert _aliases(name) == {"champion": first, "challenger": second}
+    assert _monitor_runs()[0].info.status == "FAILED"
+    # An output folder that cannot be written is named before any work is done.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    refused = CliRunner().invoke(monitor_command, ["--output", str(blocker / "reports")])
+    assert refused.exit_code == 2
+    assert f"parameter output: cannot write reports to {blocker}" in refused.output
+    assert len(_monitor_runs()) == 2
+
     # 2. The default gate with a loose tolerance: the better challenger becomes champion.
     result = _monitor(
         "--etl-run", etl_run, "--promote", "true", "--tolerance", "1", "--output", str(out)
@@ -127,7 +151,7 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
     assert "no challenger" in run.data.tags["mlcycle.promotion.reason"]
     assert "champion_current_test_r2" in run.data.metrics
     assert "challenger_current_test_r2" not in run.data.metrics
-    assert len(list((out / name).glob("2*/report.html"))) == 3
+    assert len(list((out / name).glob("2*/report.html"))) == 4  # the failed run's too
 
 
 def test_classification_report_without_models_then_with_a_qualified_challenger(
