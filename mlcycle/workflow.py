@@ -99,11 +99,18 @@ def resolved_models(uris: list[str]) -> dict[str, str]:
 
 
 def step_key(step: Step, code: str, root: Path = config.PROJECT_ROOT) -> str:
+    """A data file counts by its content, not its path: `mlflow run <git URL>` runs in a
+    new temporary checkout each time, and the same files there must find the same runs."""
+    digests = {str(p): file_digest(p) for p in step.data_files}
+    parameters = {
+        name: f"data:{digests[value]}" if value in digests else value
+        for name, value in full_parameters(step.name, step.parameters, root).items()
+    }
     payload = {
         "entry_point": step.name,
-        "parameters": full_parameters(step.name, step.parameters, root),
+        "parameters": parameters,
         "code": code,
-        "data": {str(p): file_digest(p) for p in step.data_files},
+        "data": sorted(digests.values()),
         "models": resolved_models(step.model_uris),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -24,6 +24,27 @@ def test_key_changes_with_parameters_code_and_data(tmp_path):
     assert step_key(base, "code-1") != key
 
 
+def test_key_holds_data_by_content_not_by_path(tmp_path):
+    """Two checkouts (a git-URL run gets a fresh temporary one each time) with the same
+    files give the same key; other content in the same place does not."""
+    keys = []
+    for checkout in ("one", "two"):
+        folder = tmp_path / checkout / "data"
+        folder.mkdir(parents=True)
+        files = [folder / "old.csv", folder / "new.csv"]
+        files[0].write_text("x,y\n1,2\n")
+        files[1].write_text("x,y\n3,4\n")
+        params = {"reference": str(files[0]), "current": str(files[1])}
+        keys.append(step_key(Step("etl", params, data_files=files), "code-1"))
+    assert keys[0] == keys[1]
+    files[1].write_text("x,y\n3,5\n")
+    assert step_key(Step("etl", params, data_files=files), "code-1") != keys[0]
+    # The two files swapped: the same contents, other roles.
+    swapped = {"reference": str(files[1]), "current": str(files[0])}
+    files[1].write_text("x,y\n3,4\n")
+    assert step_key(Step("etl", swapped, data_files=files), "code-1") != keys[0]
+
+
 def test_key_follows_the_version_an_alias_resolves_to(monkeypatch):
     versions = {"models:/m@champion": "m/1"}
     monkeypatch.setattr(workflow, "resolved_models", lambda uris: {u: versions[u] for u in uris})
