@@ -32,8 +32,41 @@ def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI wins; otherwise the project's own SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """MLFLOW_TRACKING_URI wins; otherwise the project's own SQLite store.
+
+    A relative SQLite URI is MLflow's own default (`sqlite:///mlflow.db`), which `mlflow
+    run` hands to the step as it is. The step runs in the project folder, for a git URL a
+    temporary checkout, while `mlflow run` created the run in the folder it was started
+    from: the URI is made absolute against that folder, where `mlflow ui` will look."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return default_tracking_uri()
+    return absolute_sqlite_uri(uri, launcher_folder())
+
+
+def absolute_sqlite_uri(uri: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path, mark, query = uri.removeprefix(prefix).partition("?")
+    if not path or path.startswith("/") or path == ":memory:":
+        return uri
+    return f"{prefix}{(base / path).resolve()}{mark}{query}"
+
+
+def launcher_folder() -> Path:
+    """The working folder of the `mlflow run` command this process runs under, if any."""
+    import psutil
+
+    try:
+        for process in psutil.Process().parents():
+            args = process.cmdline()
+            for i, arg in enumerate(args[:-1]):
+                if Path(arg).name == "mlflow" and args[i + 1] == "run":
+                    return Path(process.cwd())
+    except psutil.Error:
+        pass
+    return Path.cwd()
 
 
 def resolve_path(path: str) -> Path:

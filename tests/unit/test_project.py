@@ -116,3 +116,16 @@ def test_bundled_data_regenerates_byte_for_byte(tmp_path):
     write_bundled(tmp_path)
     for name in BUNDLED:
         assert (tmp_path / name).read_bytes() == (ROOT / "data" / name).read_bytes(), name
+
+
+def test_relative_sqlite_uris_are_made_absolute_against_the_launch_folder(tmp_path):
+    from mlcycle import config
+
+    assert config.absolute_sqlite_uri("sqlite:///mlflow.db", tmp_path) == (
+        f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )
+    assert config.absolute_sqlite_uri("sqlite:///a/m.db?timeout=5", tmp_path) == (
+        f"sqlite:///{tmp_path / 'a' / 'm.db'}?timeout=5"
+    )
+    for kept in ("sqlite:////srv/m.db", "http://127.0.0.1:5000", "postgresql://h/db"):
+        assert config.absolute_sqlite_uri(kept, tmp_path) == kept
