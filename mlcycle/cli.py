@@ -72,7 +72,12 @@ def configure() -> None:
     # Advice MLflow prints for every logged frame; our schema already makes numbers doubles.
     warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent")
     warnings.filterwarnings("ignore", message=".*dataset source can be interpreted")
-    mlflow.set_tracking_uri(config.tracking_uri())
+    uri = config.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        # MLflow's own default retries a server that went away for about four minutes.
+        for name, value in remote.CLIENT_RETRY_ENV.items():
+            os.environ.setdefault(name, value)
+    mlflow.set_tracking_uri(uri)
 
 
 def step_command(func):

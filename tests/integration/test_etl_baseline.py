@@ -2,6 +2,7 @@
 classification CSV with holes; every bad input gets one message and a non-zero exit."""
 
 import json
+import socket
 
 import mlflow
 import numpy as np
@@ -161,3 +162,15 @@ def test_baseline_refuses_an_etl_run_that_does_not_exist(tracking_uri):
     assert result.exit_code == 2
     assert "parameter etl_run: no run with id '0123456789abcdef'" in result.stderr
     assert mlflow.MlflowClient().search_registered_models() == []
+
+
+def test_an_unreachable_tracking_server_is_named_in_one_line_and_not_waited_for():
+    """Bounded HTTP retries without any team.env: MLflow's default would retry for ~4
+    minutes, past this subprocess timeout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
+    result = run_step("etl", url, timeout=150)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("mlcycle error:")]
+    assert url in line and "Traceback" not in result.stderr
