@@ -68,3 +68,26 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
             2 if step == "retrain" else 1
         ), step
     assert aliases() == state
+
+    # 4. use_cache=false, n_trials=0, force_baseline=true: every step runs again (none is
+    #    reused), optimize is skipped, a new forest is trained next to the champion.
+    counts = {
+        step: len(runs(f"tags.`{config.STEP_TAG}` = '{step}'"))
+        for step in ("etl", "baseline", "optimize", "retrain", "monitor")
+    }
+    forced = mlflow_run(
+        "main",
+        tracking_uri,
+        {**CHEAP, "epochs": 2, "n_trials": 0, "use_cache": "false", "force_baseline": "true"},
+    )
+    assert_ok(forced)
+    assert "step optimize: skipped (n_trials=0)" in forced.stderr
+    assert "reusing finished identical run" not in forced.stderr
+    after = {step: len(runs(f"tags.`{config.STEP_TAG}` = '{step}'")) for step in counts}
+    assert after == {**{s: n + 1 for s, n in counts.items()}, "optimize": counts["optimize"]}
+    (last,) = runs(
+        f"tags.`{config.STEP_TAG}` = 'main' and attributes.status = 'FINISHED'"
+        " and metrics.steps_reused = 0"
+    )
+    retrain = mlflow.get_run(last.data.tags["mlcycle.run.retrain"])
+    assert retrain.data.params.get("params_from", "") == ""  # nothing tuned to take from
