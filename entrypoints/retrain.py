@@ -139,7 +139,7 @@ def main(
             f"from {base.uri}" if start_from else "fresh network",
         )
 
-        before = prefixed(score(base.pyfunc, schema, splits), "before") if base else {}
+        before = _before(base, schema, splits, etl_run) if base else {}
         model, history = fit_network(schema, params, train, base=start_from)
         after = score(model, schema, splits)
         mlflow.log_metrics(
@@ -164,6 +164,19 @@ def main(
         mlflow.set_tags(
             {**tags, "mlcycle.model_name": model_name, "mlcycle.model_version": version}
         )
+
+
+def _before(base, schema, splits, etl_run: str) -> dict[str, float]:
+    """The base model on the held-out rows; one line when it cannot read them at all."""
+    try:
+        return prefixed(score(base.pyfunc, schema, splits), "before")
+    except Exception as exc:  # noqa: BLE001 - any model may refuse foreign rows
+        text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
+        reason = " ".join(text.split())[:300]
+        raise MlcycleError(
+            f"base model {base.uri} cannot score the rows of etl run {etl_run} (trained on "
+            f"other columns or another task?): {reason}"
+        ) from exc
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

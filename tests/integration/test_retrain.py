@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from sklearn.dummy import DummyRegressor
 
 from entrypoints.baseline import main as baseline_command
 from entrypoints.etl import main as etl_command
@@ -171,7 +172,19 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
         mlflow.set_tag(config.STEP_TAG, "baseline")
     with mlflow.start_run() as rf_tuning:
         mlflow.log_dict({"family": "rf", "n_estimators": 50}, "best_params.json")
+    # A model of another dataset: it cannot even be scored on these rows.
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            DummyRegressor().fit(pd.DataFrame({"z": [1.0, 2.0]}), [1.0, 2.0]),
+            name="model",
+            registered_model_name="other-data",
+            input_example=pd.DataFrame({"z": [1.0, 2.0]}),
+        )
     cases = [
+        (
+            ["--base-model", "models:/other-data/1"],
+            "base model models:/other-data/1 cannot score the rows of etl run",
+        ),
         (["--epochs", "0"], "parameter epochs must be >= 1, got 0"),
         (["--batch-size", "0"], "parameter batch_size must be >= 1, got 0"),
         (["--learning-rate", "-1"], "parameter learning_rate must be > 0"),
