@@ -55,23 +55,21 @@ def absolute_sqlite_uri(uri: str, base: Path) -> str:
 
 
 def launcher_folder() -> Path:
-    """The working folder of the `mlflow run` command this process runs under, if any."""
-    import psutil
+    """The working folder of the `mlflow run` command this process runs under, if any.
 
-    try:
-        for process in psutil.Process().parents():
-            args = process.cmdline()
+    Read from /proc (Linux), so the step's isolated environment needs no extra package;
+    elsewhere, or with no such parent, the working folder."""
+    pid = os.getppid()
+    for _ in range(12):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
             for i, arg in enumerate(args[:-1]):
                 if Path(arg).name == "mlflow" and args[i + 1] == "run":
-                    return Path(process.cwd())
-    except psutil.Error:
-        pass
+                    return Path(os.readlink(f"/proc/{pid}/cwd"))
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if pid <= 1:
+            break
     return Path.cwd()
-
-
-def resolve_path(path: str) -> Path:
-    """Relative paths are read from the project root, so `mlflow run` from anywhere works."""
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute() and not candidate.exists():
-        candidate = PROJECT_ROOT / candidate
-    return candidate
