@@ -73,3 +73,11 @@ def launcher_folder() -> Path:
         if pid <= 1:
             break
     return Path.cwd()
+
+
+def resolve_path(path: str) -> Path:
+    """Relative paths are read from the project root, so `mlflow run` from anywhere works."""
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and not candidate.exists():
+        candidate = PROJECT_ROOT / candidate
+    return candidate
