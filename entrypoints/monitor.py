@@ -4,14 +4,11 @@ Reads an etl run's splits and the models behind two URIs (by default
 models:/NAME@champion and models:/NAME@challenger). Writes report.html and Evidently's
 HTML to OUTPUT/<model_name>/<timestamp>/ and to the run's artifacts under report/,
 OUTPUT/<model_name>/latest.html, drift and performance metrics, and the promotion
-decision as tags on the run and on the challenger's model version, then moves the aliases
-(last: a step that fails before leaves them as they were). A missing challenger (or
-champion), or one that fails to load, is reported, not an error: the drift report is made
-whatever exists. A registry that refuses or cannot be reached is an error."""
+decision as tags on the run and on the challenger's model version. A missing challenger
+(or champion) is reported, not an error: the drift report is made whatever exists."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
@@ -98,18 +95,15 @@ def main(
         etl_run = resolve_etl_run(etl_run)
         mlflow.set_tags({"mlcycle.etl_run": etl_run, "mlcycle.model_name": model_name})
         schema, splits = load_splits(etl_run)
-        etl_params = mlflow.get_run(etl_run).data.params
         frames = dict(splits.items())
         loaded = {role: _load(role, uri) for role, uri in uris.items()}
         results = {
             role: _score(result, model, schema, frames) for role, (result, model) in loaded.items()
         }
         decision = _decide(schema.task, results, model_name, min_improvement, tolerance, promote)
-        # Everything that can fail comes first: the report, its artifacts, the metrics and
-        # the tags are logged, then the aliases move, so a failure on the way leaves them
-        # where they were. The page states the move about to be made; if it fails, the
-        # page is rewritten to say so.
-        shown, moved = _planned_move(decision, model_name, results)
+        # Everything that can fail comes first: the aliases move last, once the report,
+        # its artifacts and the metrics are logged, so a failure leaves them where they were.
+        moved = _planned_move(decision, model_name, results)
         drift_result, drift_error, owners = _drift(schema, splits, loaded, results, sample_size)
         quality = drift.data_quality(*drift.reference_and_current(splits), schema)
         _log_numbers(drift_result, results, decision)
@@ -117,7 +111,7 @@ def main(
             model_name=model_name,
             schema=schema,
             frames=frames,
-            models=shown,
+            models=results,
             decision=decision,
             moved=moved,
             quality=quality,
@@ -131,7 +125,7 @@ def main(
                 if tolerance is None
                 else f"{tolerance:g} (absolute)",
             },
-            provenance=_provenance(run, etl_run, etl_params, shown, sample_size),
+            provenance=_provenance(run, etl_run, results, sample_size),
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,
         )
@@ -140,14 +134,9 @@ def main(
             folder, context, drift_result.snapshot if drift_result else None
         )
         mlflow.log_artifacts(str(folder), "report")
-        _tag(decision, results, paths)
         if moved:
-            try:
-                _promote(decision, model_name, results)
-            except MlcycleError as exc:
-                provenance = _provenance(run, etl_run, etl_params, results, sample_size)
-                _unannounce(exc, decision, {**context, "provenance": provenance}, results, paths)
-                raise
+            _promote(decision, model_name, results)
+        _tag(decision, results, paths)
     click.echo(f"report: {paths['report']}")
     click.echo(f"latest: {paths['latest']}")
 
@@ -175,8 +164,7 @@ def _load(role: str, uri: str) -> tuple[ModelResult, object]:
     result = ModelResult(role=role, uri=uri)
     try:
         version = registry.resolve_version(uri)
-    except registry.ModelNotFound as exc:
-        # Absent, not unreadable: a refusing or unreachable registry fails the run.
+    except MlcycleError as exc:
         log.info("%s %s: %s", role, uri, exc)
         result.error = "missing: not in the registry"
         return result, None
@@ -240,53 +228,32 @@ def _previous(model_name, results) -> str | None:
     return champion.version if champion.name == model_name else None
 
 
-def _planned_move(decision, model_name, results) -> tuple[dict, str | None]:
-    """(the results as the report shows them, what promotion will do). When the aliases
-    are to move, the report's table shows them as they will be, and says when they move;
-    the results themselves keep the aliases as they are."""
+def _planned_move(decision, model_name, results) -> str | None:
+    """What promotion will do, for the report; the table shows the aliases as they will
+    be. None when nothing moves."""
     challenger = results["challenger"]
     if decision.status != promotion.PROMOTED or challenger.version is None:
-        return results, None
+        return None
     previous = _previous(model_name, results)
-    shown = {}
-    for role, result in results.items():
+    for result in results.values():
+        if result.name != model_name or result.version is None:
+            continue
         aliases = set(result.aliases)
-        if result.name == model_name and result.version == challenger.version:
+        if result.version == challenger.version:
             aliases = (aliases - {config.CHALLENGER, config.PREVIOUS}) | {config.CHAMPION}
-        elif result.name == model_name and result.version == previous:
+        elif result.version == previous:
             aliases = (aliases - {config.CHAMPION}) | {config.PREVIOUS}
-        shown[role] = dataclasses.replace(result, aliases=sorted(aliases))
+        result.aliases = sorted(aliases)
     moved = f"champion = version {challenger.version}"
     if previous:
         moved += f", previous = version {previous}"
-    moved += (
-        " (set right after this report and the run's metrics and tags were logged; a move "
-        "that fails changes no alias, fails the run and rewrites this page to say so)"
-    )
-    return shown, moved
+    return moved
 
 
 def _promote(decision, model_name, results) -> None:
     promotion.apply(
         decision, model_name, _previous(model_name, results), results["challenger"].version
     )
-
-
-def _unannounce(exc, decision, context, results, paths) -> None:
-    """The promotion failed and no alias moved (promotion.apply put back any it had
-    moved): the page, its artifact copy, the tags and the `promoted` metric say so. Best
-    effort: the registry or server that refused the move may refuse these too, and the
-    error that fails the run is what matters."""
-    failed = promotion.Decision(False, str(exc), decision.checks, decision.requested)
-    folder = paths["report"].parent
-    try:
-        context = {**context, "decision": failed, "moved": None, "models": results}
-        report.write_pages(folder, context, evidently="evidently" in paths)
-        mlflow.log_artifacts(str(folder), "report")
-        mlflow.log_metric("promoted", 0.0)
-        _tag(failed, results, paths)
-    except Exception:  # noqa: BLE001 - the promotion error is raised whatever happens here
-        log.exception("the failed promotion could not be recorded everywhere")
 
 
 def _drift(schema, splits, loaded, results, sample_size):
@@ -346,7 +313,8 @@ def _tag(decision, results, paths) -> None:
         )
 
 
-def _provenance(run, etl_run, etl_params, results, sample_size) -> list[tuple[str, str]]:
+def _provenance(run, etl_run, results, sample_size) -> list[tuple[str, str]]:
+    etl_params = mlflow.get_run(etl_run).data.params
     rows = [
         ("monitor run", run.info.run_id),
         ("experiment", run.info.experiment_id),

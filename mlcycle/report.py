@@ -2,16 +2,14 @@
 
 Reads a schema, the test splits and models; writes `report.html` (Jinja templates of
 `reports/templates/`, autoescaped: column names and categories come from data) and
-Evidently's own HTML and `quality.json` to `OUTPUT/<model_name>/<timestamp>/`, and
-`latest.html` beside the timestamped folders. Charts are inline PNGs (base64), so the page
-opens offline and makes no request."""
+Evidently's own HTML to `OUTPUT/<model_name>/<timestamp>/`, and `latest.html` beside the
+timestamped folders. Charts are inline PNGs (base64), so the page opens offline and
+makes no request."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-import json
 import logging
 import math
 import os
@@ -24,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mlcycle import charts, config, summary
+from mlcycle import charts, config
 from mlcycle.data import Schema
 from mlcycle.drift import SAMPLE_SEED, save_evidently_html
 from mlcycle.errors import MlcycleError
@@ -36,8 +34,6 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 EVIDENTLY_FILE = "evidently.html"
 LATEST_FILE = "latest.html"
-# The data-quality table as data, for whoever compares runs without reading the page.
-QUALITY_FILE = "quality.json"
 ROLES = ("champion", "challenger")
 # Points drawn in a scatter: more only blurs it and grows the page.
 MAX_SCATTER_POINTS = 4000
@@ -293,52 +289,31 @@ def report_folder(output: str | Path, model_name: str, stamp: str) -> Path:
     while folder.exists():
         n += 1
         folder = base / model_name / f"{stamp}-{n}"
-    with _writing(folder):
-        folder.mkdir(parents=True)
+    folder.mkdir(parents=True)
     return folder
 
 
 def write_report(folder: Path, context: dict, snapshot=None) -> dict[str, Path]:
-    """report.html, quality.json and evidently.html in the folder, latest.html one level
-    up (the same page, its links pointing into the folder)."""
+    """report.html and evidently.html in the folder, latest.html one level up (the same
+    page, its links pointing into the folder)."""
+    paths = {"report": folder / REPORT_FILE}
     if snapshot is not None:
-        with _writing(folder / EVIDENTLY_FILE):
-            save_evidently_html(snapshot, folder / EVIDENTLY_FILE)
-    return write_pages(folder, context, evidently=snapshot is not None)
-
-
-def write_pages(folder: Path, context: dict, evidently: bool) -> dict[str, Path]:
-    """The report's own files (not Evidently's): written again when the promotion they
-    announce fails, so the page never claims a move that did not happen."""
-    paths = {"report": folder / REPORT_FILE, "quality": folder / QUALITY_FILE}
-    if evidently:
         paths["evidently"] = folder / EVIDENTLY_FILE
-    links = {"evidently_href": EVIDENTLY_FILE if evidently else None, "self_href": REPORT_FILE}
+        save_evidently_html(snapshot, paths["evidently"])
+    links = {
+        "evidently_href": EVIDENTLY_FILE if snapshot is not None else None,
+        "self_href": REPORT_FILE,
+    }
+    paths["report"].write_text(render({**context, **links}), encoding="utf-8")
+    paths["latest"] = folder.parent / LATEST_FILE
     prefix = f"{folder.name}/"
     latest = {
-        "evidently_href": prefix + EVIDENTLY_FILE if evidently else None,
+        "evidently_href": prefix + EVIDENTLY_FILE if snapshot is not None else None,
         "self_href": prefix + REPORT_FILE,
     }
-    paths["latest"] = folder.parent / LATEST_FILE
-    pages = {
-        paths["report"]: render({**context, **links}),
-        paths["quality"]: json.dumps(context["quality"], indent=1, default=str),
-        paths["latest"]: render({**context, **latest}),
-    }
-    for path, text in pages.items():
-        with _writing(path):
-            path.write_text(text, encoding="utf-8")
+    paths["latest"].write_text(render({**context, **latest}), encoding="utf-8")
     log.info("report: %s", paths["report"])
     return paths
-
-
-@contextlib.contextmanager
-def _writing(path: Path):
-    """A file or folder of the report that cannot be written is one line naming it."""
-    try:
-        yield
-    except OSError as exc:
-        raise MlcycleError(f"parameter output: cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def prediction_column(role: str, taken) -> str:
@@ -399,5 +374,5 @@ def assemble(
         "provenance": list(provenance),
         "run_id": run_id,
         "experiment_id": experiment_id,
-        "ui_hint": summary.ui_hint(tracking_uri or config.tracking_uri(), experiment_id, run_id),
+        "ui_hint": f"mlflow ui --backend-store-uri {tracking_uri or config.tracking_uri()}",
     }

@@ -1,7 +1,6 @@
 """The HTML report on small frames: both tasks render, data is escaped, files land where
 `make run` and the browser look for them."""
 
-import json
 import re
 
 import numpy as np
@@ -11,9 +10,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from mlcycle import drift, promotion, report, summary
+from mlcycle import drift, promotion, report
 from mlcycle.data import Schema
-from mlcycle.errors import MlcycleError
 from mlcycle.report import ModelResult
 
 HOSTILE = "<script>alert(1)</script>"
@@ -88,7 +86,7 @@ class _Columns:
         return self.model.predict_proba(features[self.columns])
 
 
-def sample_context(task, sample_size=0, tracking_uri="sqlite:///x.db"):
+def sample_context(task):
     frames = _frames(task)
     schema = _schema(task)
     models = _models(task, frames, schema)
@@ -105,7 +103,7 @@ def sample_context(task, sample_size=0, tracking_uri="sqlite:///x.db"):
     columns = {
         report.prediction_column(role, set(reference.columns)): m for role, (_, m) in models.items()
     }
-    result = drift.run_drift(reference, current, schema_for_drift, columns, sample_size)
+    result = drift.run_drift(reference, current, schema_for_drift, columns)
     decision = promotion.decide(task, results["champion"].metrics, results["challenger"].metrics)
     return report.assemble(
         model_name="m",
@@ -120,7 +118,7 @@ def sample_context(task, sample_size=0, tracking_uri="sqlite:///x.db"):
         provenance=[("etl run", "abc"), ("reference data", "old.csv")],
         run_id="r1",
         experiment_id="0",
-        tracking_uri=tracking_uri,
+        tracking_uri="sqlite:///x.db",
     ), result
 
 
@@ -208,44 +206,3 @@ def test_comparison_marks_lower_is_better_metrics_correctly():
     assert rows[("current_test", "mae")]["mark"] == "better"
     assert rows[("current_test", "r2")]["mark"] == "worse"
     assert rows[("current_test", "r2")]["delta"] == pytest.approx(-0.1)
-
-
-def test_drift_on_a_sample_says_so_and_the_quality_table_is_saved_as_data(tmp_path):
-    context, result = sample_context("regression", sample_size=100)
-    paths = report.write_report(report.report_folder(tmp_path, "m", "s"), context)
-    text = " ".join(paths["report"].read_text().split())
-    assert 'id="sample-note"' in text
-    assert "random sample of 100 of 240 reference rows and 100 of 240 current rows" in text
-    quality = json.loads(paths["quality"].read_text())
-    assert paths["quality"] == paths["report"].parent / "quality.json"
-    assert [q["column"] for q in quality] == ["x", HOSTILE, "kind"]
-    assert quality[2]["new_categories"] == ["<b>unseen</b>"]  # data, not markup
-    assert quality == json.loads(json.dumps(context["quality"]))
-    assert quality[0]["reference_range"][0] < quality[0]["reference_range"][1]
-    # Every row, when the sides fit in sample_size: no note.
-    whole, _ = sample_context("regression", sample_size=240)
-    assert 'id="sample-note"' not in report.render(
-        whole | {"evidently_href": None, "self_href": ""}
-    )
-
-
-def test_a_report_file_that_cannot_be_written_is_one_line_naming_it(tmp_path):
-    context, _ = sample_context("regression")
-    folder = report.report_folder(tmp_path, "m", "s")
-    (tmp_path / "m" / "latest.html").mkdir()  # latest.html taken by a folder
-    with pytest.raises(MlcycleError) as caught:
-        report.write_report(folder, context)
-    latest = tmp_path / "m" / "latest.html"
-    assert str(caught.value) == f"parameter output: cannot write {latest}: Is a directory"
-
-
-def test_the_way_to_open_the_runs_depends_on_the_store(tracking_uri):
-    local, _ = sample_context("regression")
-    assert local["ui_hint"] == "mlflow ui --backend-store-uri sqlite:///x.db"
-    served, _ = sample_context("regression", tracking_uri="https://mlflow.team.example/")
-    html = report.render(served | {"evidently_href": None, "self_href": "report.html"})
-    assert "<code>https://mlflow.team.example/#/experiments/0/runs/r1</code>" in html
-    assert "mlflow ui" not in html and "backend-store-uri" not in html
-    # The end of `make run`: the same advice.
-    assert summary.ui_hint("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    assert f"inspect: mlflow ui --backend-store-uri {tracking_uri}" in summary.lines("m")
