@@ -1,9 +1,9 @@
 """The promotion gate: does the challenger replace the champion, and why.
 
 `decide` is a pure function of the two models' metrics on the same rows; `apply` moves the
-aliases, all or nothing (champion -> challenger's version, previous -> the old champion's
-version, and the challenger alias is removed: that version is the champion now, and
-leaving the alias would make the next monitor compare the champion with itself).
+aliases (champion -> challenger's version, previous -> the old champion's version, and
+the challenger alias is removed: that version is the champion now, and leaving the alias
+would make the next monitor compare the champion with itself).
 
 The rule, on the task's primary metric (R² for regression, F1 for classification):
   - on current_test the challenger beats the champion, by at least `min_improvement`
@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass, field
 
 from mlcycle import config, registry
-from mlcycle.errors import MlcycleError
 from mlcycle.metrics import PRIMARY
 
 log = logging.getLogger(__name__)
@@ -140,36 +139,25 @@ def apply(
 ) -> bool:
     """Move the aliases when the decision says so and promotion was requested.
 
-    All or nothing: when any move fails, the aliases already moved are put back as they
-    were and MlcycleError says why, so no alias is left half-moved. Previous moves first:
-    a process killed right after leaves previous = champion, which misleads nobody."""
+    The challenger alias is removed only once the champion alias points at its version."""
     if decision.status != PROMOTED or challenger_version is None:
         return False
-    challenger_version = str(challenger_version)
-    before = {alias: _pointed(model_name, alias) for alias in (config.CHAMPION, config.PREVIOUS)}
-    moves = []
+    before = registry.version_for_alias(model_name, config.PREVIOUS)
     if champion_version is not None:
-        moves.append((config.PREVIOUS, str(champion_version)))
-    moves.append((config.CHAMPION, challenger_version))
-    # The challenger alias goes once the champion points at its version: left, the next
-    # monitor would compare the champion with itself.
-    if _pointed(model_name, config.CHALLENGER) == challenger_version:
-        moves.append((config.CHALLENGER, None))
-        before[config.CHALLENGER] = challenger_version
-    done = []
+        registry.set_alias(model_name, config.PREVIOUS, champion_version)
     try:
-        for alias, version in moves:
-            _point(model_name, alias, version)
-            done.append(alias)
-    except Exception as exc:  # noqa: BLE001 - whatever failed, put the moved ones back
-        failed = f"promotion of {model_name} version {challenger_version} failed"
-        broken = _restore(model_name, before, done)
-        if broken:
-            raise MlcycleError(
-                f"{failed} ({registry.cause(exc)}) and aliases {', '.join(broken)} could "
-                f"not be put back: check them (they were {before})"
-            ) from exc
-        raise MlcycleError(f"{failed}, aliases unchanged: {registry.cause(exc)}") from exc
+        registry.set_alias(model_name, config.CHAMPION, challenger_version)
+    except Exception:
+        # The champion did not move: neither does previous.
+        if champion_version is not None:
+            if before is None:
+                registry.client().delete_registered_model_alias(model_name, config.PREVIOUS)
+            else:
+                registry.set_alias(model_name, config.PREVIOUS, before.version)
+        raise
+    still = registry.version_for_alias(model_name, config.CHALLENGER)
+    if still is not None and str(still.version) == str(challenger_version):
+        registry.client().delete_registered_model_alias(model_name, config.CHALLENGER)
     log.info(
         "%s: version %s is the champion now (previous: %s)",
         model_name,
@@ -177,30 +165,6 @@ def apply(
         champion_version,
     )
     return True
-
-
-def _pointed(model_name: str, alias: str) -> str | None:
-    version = registry.version_for_alias(model_name, alias)
-    return None if version is None else str(version.version)
-
-
-def _point(model_name: str, alias: str, version: str | None) -> None:
-    if version is None:
-        registry.delete_alias(model_name, alias)
-    else:
-        registry.set_alias(model_name, alias, version)
-
-
-def _restore(model_name: str, before: dict[str, str | None], done: list[str]) -> list[str]:
-    """Put the moved aliases back, last moved first; the ones that could not be."""
-    broken = []
-    for alias in reversed(done):
-        try:
-            _point(model_name, alias, before[alias])
-        except Exception:  # noqa: BLE001 - keep restoring the others
-            log.exception("alias %s of %s could not be put back", alias, model_name)
-            broken.append(alias)
-    return broken
 
 
 def tags(decision: Decision) -> dict[str, str]:
