@@ -14,7 +14,13 @@ from mlcycle import config, registry
 from mlcycle.cli import BOOL, INT, step_command, step_run
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
-from mlcycle.workflow import Step, code_version, file_digest, run_or_reuse
+from mlcycle.workflow import (
+    Step,
+    adopt_baseline,
+    code_version,
+    data_identity,
+    run_or_reuse,
+)
 
 log = logging.getLogger("mlcycle.main")
 
@@ -87,7 +93,7 @@ def registered_version(model_name: str, run_id: str) -> str | None:
     "--force-baseline",
     type=BOOL,
     default=False,
-    help="train a new forest even when a champion exists",
+    help="train a new forest even when a champion exists, and make it the champion",
 )
 @click.option(
     "--env-manager",
@@ -134,7 +140,7 @@ def run_pipeline(
     pipeline_key = file_digest_of(
         {
             "code": code,
-            "data": [file_digest(p) for p in data_files],
+            "data": [data_identity(p) for p in data_files],
             "params": [
                 target,
                 task,
@@ -183,12 +189,19 @@ def run_pipeline(
 
     champion = state[config.CHAMPION]
     if not champion or force_baseline:
+        # With force_baseline the new forest replaces the champion: retrain starts from it
+        # and monitor compares with it. A reused baseline moved nothing itself, hence here.
         baseline_run = step("baseline", dict(etl_run=etl_run, model_name=model_name, seed=seed))
-        if not champion:
-            champion = registered_version(model_name, baseline_run)
-            # A reused baseline did not move anything: make sure the alias is there.
-            if registry.version_for_alias(model_name, config.CHAMPION) is None:
-                registry.set_alias(model_name, config.CHAMPION, champion)
+        forest = registered_version(model_name, baseline_run)
+        if forest is None:
+            raise MlcycleError(f"step baseline (run {baseline_run}) registered no model")
+        if adopt_baseline(model_name, forest, champion):
+            log.info(
+                "step baseline: version %s is the champion now (previous: %s)",
+                forest,
+                champion or "none",
+            )
+        champion = forest
     else:
         log.info("step baseline: skipped, %s has a champion (version %s)", model_name, champion)
     champion_uri = f"models:/{model_name}/{champion}"

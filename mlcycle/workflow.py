@@ -2,9 +2,9 @@
 
 A step is identical when its entry point, its parameters (as the strings MLflow logs),
 the code version (git commit plus a hash of uncommitted changes to tracked files), the
-content of the data files it reads, and the model versions its model URIs resolve to all
-match. These go into one key, stored as a tag on the step's run; a FINISHED run with the
-same key is reused."""
+data files it reads (content, and path relative to the project root), and the model
+versions its model URIs resolve to all match. These go into one key, stored as a tag on
+the step's run; a FINISHED run with the same key is reused."""
 
 from __future__ import annotations
 
@@ -98,22 +98,54 @@ def resolved_models(uris: list[str]) -> dict[str, str]:
     return out
 
 
+def data_identity(path: Path, root: Path = config.PROJECT_ROOT) -> str:
+    """How a data file counts in a key: its content, and its path relative to the project
+    root when it lies inside (`mlflow run <git URL>` runs in a new temporary checkout each
+    time, and the same files there must find the same runs). The path stays in because the
+    reused run's logged dataset inputs name it; a file outside keeps its absolute path,
+    which no checkout changes."""
+    resolved = path.resolve()
+    try:
+        name = resolved.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        name = str(resolved)
+    return f"{name}@sha256:{file_digest(resolved)}"
+
+
 def step_key(step: Step, code: str, root: Path = config.PROJECT_ROOT) -> str:
-    """A data file counts by its content, not its path: `mlflow run <git URL>` runs in a
-    new temporary checkout each time, and the same files there must find the same runs."""
-    digests = {str(p): file_digest(p) for p in step.data_files}
+    """The step's cache key; a parameter naming one of its data files counts as that
+    file's identity (data_identity), not as the path string it was given."""
+    identities = {str(p): data_identity(p, root) for p in step.data_files}
     parameters = {
-        name: f"data:{digests[value]}" if value in digests else value
+        name: f"data:{identities[value]}" if value in identities else value
         for name, value in full_parameters(step.name, step.parameters, root).items()
     }
     payload = {
         "entry_point": step.name,
         "parameters": parameters,
         "code": code,
-        "data": sorted(digests.values()),
+        "data": sorted(identities.values()),
         "models": resolved_models(step.model_uris),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def adopt_baseline(model_name: str, forest: str, started_from: str) -> bool:
+    """Make the baseline's forest the champion that retrain starts from and monitor
+    compares with; the champion it replaces becomes `previous`, as a promotion leaves it.
+
+    The alias moves only while it still points where this pipeline started (started_from,
+    '' for no champion): a re-run that replays an earlier identical run's starting state
+    (main's starting_state) must not undo what that run's monitor promoted since.
+    True when an alias moved."""
+    current = registry.version_for_alias(model_name, config.CHAMPION)
+    current_version = str(current.version) if current else ""
+    if current_version != str(started_from) or current_version == str(forest):
+        return False
+    if current_version:
+        registry.set_alias(model_name, config.PREVIOUS, current_version)
+    registry.set_alias(model_name, config.CHAMPION, forest)
+    return True
 
 
 def find_finished(key: str, experiment_id: str):

@@ -1,5 +1,6 @@
 """`mlflow run . -e main`: five child runs, a failure that names its step, a resume
-that reuses what finished, and a warm re-run that reuses everything."""
+that reuses what finished, a warm re-run that reuses everything, and use_cache=false,
+n_trials=0 and force_baseline=true in one more run (then warm)."""
 
 import re
 
@@ -22,7 +23,15 @@ def runs(filter_string: str):
 
 def aliases(name="loan-amount"):
     model = mlflow.MlflowClient().get_registered_model(name)
-    return dict(model.aliases)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def registered(run_id: str, name="loan-amount") -> str:
+    """The version a step's run registered."""
+    (version,) = mlflow.MlflowClient().search_model_versions(
+        f"name = '{name}' and run_id = '{run_id}'"
+    )
+    return str(version.version)
 
 
 def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
@@ -70,16 +79,14 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     assert aliases() == state
 
     # 4. use_cache=false, n_trials=0, force_baseline=true: every step runs again (none is
-    #    reused), optimize is skipped, a new forest is trained next to the champion.
+    #    reused), optimize is skipped, and the new forest replaces the champion: retrain
+    #    starts from it, monitor compares with it, the old champion becomes previous.
     counts = {
         step: len(runs(f"tags.`{config.STEP_TAG}` = '{step}'"))
         for step in ("etl", "baseline", "optimize", "retrain", "monitor")
     }
-    forced = mlflow_run(
-        "main",
-        tracking_uri,
-        {**CHEAP, "epochs": 2, "n_trials": 0, "use_cache": "false", "force_baseline": "true"},
-    )
+    forced_params = {**CHEAP, "epochs": 2, "n_trials": 0, "force_baseline": "true"}
+    forced = mlflow_run("main", tracking_uri, {**forced_params, "use_cache": "false"})
     assert_ok(forced)
     assert "step optimize: skipped (n_trials=0)" in forced.stderr
     assert "reusing finished identical run" not in forced.stderr
@@ -89,5 +96,27 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
         f"tags.`{config.STEP_TAG}` = 'main' and attributes.status = 'FINISHED'"
         " and metrics.steps_reused = 0"
     )
+    forest = registered(last.data.tags["mlcycle.run.baseline"])
+    assert forest not in (state["champion"], state.get("previous"))
+    assert (
+        f"step baseline: version {forest} is the champion now (previous: {state['champion']})"
+        in forced.stderr
+    )
     retrain = mlflow.get_run(last.data.tags["mlcycle.run.retrain"])
     assert retrain.data.params.get("params_from", "") == ""  # nothing tuned to take from
+    assert retrain.data.params["base_model"] == f"models:/loan-amount/{forest}"
+    monitor = mlflow.get_run(last.data.tags["mlcycle.run.monitor"])
+    assert monitor.data.params["champion"] == f"models:/loan-amount/{forest}"
+    forced_state = aliases()
+    if forced_state["champion"] == forest:
+        assert forced_state["previous"] == state["champion"]
+    else:  # monitor promoted the network retrained from the forest
+        assert forced_state["champion"] == registered(retrain.info.run_id)
+        assert forced_state["previous"] == forest
+
+    # 5. The same with the cache: everything is reused, and the forest does not take back
+    #    the champion alias that step 4 left (it may have been promoted past the forest).
+    again = mlflow_run("main", tracking_uri, {**forced_params, "use_cache": "true"})
+    assert_ok(again)
+    assert "main: 4 of 4 steps reused" in again.stderr, again.stderr[-2000:]
+    assert aliases() == forced_state
