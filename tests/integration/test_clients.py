@@ -149,27 +149,31 @@ def test_mlflow_run_from_a_git_url_at_a_commit(tracking_uri, git_daemon, tmp_pat
     assert len(sources) == 2
     assert all("df_" in s and str(ROOT / "data") not in s for s in sources), sources
 
-    # No MLFLOW_TRACKING_URI at all: MLflow's default, sqlite:///mlflow.db, relative. The
-    # run lands in the folder `mlflow run` was started from, not in the temporary checkout.
-    bare = tmp_path / "no-uri"
-    bare.mkdir()
-    env = step_env(tracking_uri)
-    env.pop("MLFLOW_TRACKING_URI")
-    result = subprocess.run(
-        [str(BIN / "mlflow"), "run", url, "--version", commit, "-e", "etl"]
-        + ["--env-manager", "local"],
-        cwd=bare,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert_ok(result)
-    mlflow.set_tracking_uri(f"sqlite:///{bare / 'mlflow.db'}")
-    (run,) = _etl_runs()
-    assert run.info.status == "FINISHED" and run.data.tags["mlflow.source.name"] == url
-    artifacts = mlflow.MlflowClient().list_artifacts(run.info.run_id, "datasets")
-    assert "datasets/schema.json" in {a.path for a in artifacts}
+    # No MLFLOW_TRACKING_URI at all (MLflow's default, sqlite:///mlflow.db), or the same
+    # relative URI exported, which MLflow hands to the step as it is: either way the run
+    # lands in the folder `mlflow run` was started from, not in the temporary checkout.
+    for folder, exported in (("no-uri", None), ("relative-uri", "sqlite:///mlflow.db")):
+        user = tmp_path / folder
+        user.mkdir()
+        env = step_env(tracking_uri)
+        env.pop("MLFLOW_TRACKING_URI")
+        if exported:
+            env["MLFLOW_TRACKING_URI"] = exported
+        result = subprocess.run(
+            [str(BIN / "mlflow"), "run", url, "--version", commit, "-e", "etl"]
+            + ["--env-manager", "local"],
+            cwd=user,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert_ok(result)
+        mlflow.set_tracking_uri(f"sqlite:///{user / 'mlflow.db'}")
+        (run,) = _etl_runs()
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.source.name"] == url
+        artifacts = mlflow.MlflowClient().list_artifacts(run.info.run_id, "datasets")
+        assert "datasets/schema.json" in {a.path for a in artifacts}, folder
 
 
 # ---------------------------------------------------------------- serving

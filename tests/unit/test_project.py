@@ -129,3 +129,36 @@ def test_relative_sqlite_uris_are_made_absolute_against_the_launch_folder(tmp_pa
     )
     for kept in ("sqlite:////srv/m.db", "http://127.0.0.1:5000", "postgresql://h/db"):
         assert config.absolute_sqlite_uri(kept, tmp_path) == kept
+
+
+def test_a_relative_sqlite_uri_resolves_against_the_folder_mlflow_run_started_in(tmp_path):
+    """Real processes, real /proc: a step (cwd: MLflow's checkout) under a process whose
+    command line is `mlflow run` (cwd: the user's folder) resolves sqlite:///mlflow.db in
+    the user's folder; with no such parent, in its own working folder."""
+    import os
+    import subprocess
+    import sys
+
+    user, checkout = tmp_path / "user", tmp_path / "checkout"
+    user.mkdir()
+    checkout.mkdir()
+    step = [sys.executable, "-c", "from mlcycle import config; print(config.tracking_uri())"]
+    launcher = tmp_path / "bin" / "mlflow"
+    launcher.parent.mkdir()
+    # Starts the step through a shell, as MLflow does, from the checkout.
+    launcher.write_text(
+        "import shlex, subprocess, sys\n"
+        f"subprocess.run(['/bin/sh', '-c', shlex.join({step!r})], cwd={str(checkout)!r},"
+        " check=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI="sqlite:///mlflow.db")
+
+    def uri(*cmd, cwd):
+        return subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert uri(sys.executable, str(launcher), "run", ".", cwd=user) == (
+        f"sqlite:///{user.resolve() / 'mlflow.db'}"
+    )
+    assert uri(*step, cwd=checkout) == f"sqlite:///{checkout.resolve() / 'mlflow.db'}"
