@@ -3,9 +3,12 @@ challenger, with the base model's metrics before and the new model's after, on t
 held-out rows.
 
 Reads the etl run's splits and the base model (models:/NAME@champion unless told);
-writes `before_*`, `after_*` (and the new model's plain `<split>_<metric>`) metrics, the
-per-epoch `train_loss`/`val_loss` curves, `charts/learning_curve.png`, and a registered
-pyfunc with alias `challenger`, tagged with the base version and the strategy used."""
+writes the `network.*` params of the network actually trained, `before_*`, `after_*` (and
+the new model's plain `<split>_<metric>`) metrics, `train_rows`, `epochs_trained`,
+`kept_epoch`, the per-epoch `train_loss`/`val_loss` curves, `charts/learning_curve.png`,
+and a registered pyfunc with alias `challenger`, tagged with the base version and the
+strategy used. A base model of other data is refused for finetune; with scratch the run
+has no `before_*` metrics and says why in the tag `mlcycle.before_skipped`."""
 
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from mlcycle.network import (
     FAMILY,
     TRAINING_BUDGET,
     NetworkParams,
+    base_mismatch,
     finetune_obstacle,
+    finetune_params,
     fit_network,
     is_network,
     log_history,
@@ -124,12 +129,16 @@ def main(
         # The base and tuned parameters first: a wrong URI or run id fails before any work.
         if params_from:
             params = tuned_params(params_from, params)
-        mlflow.log_params({f"network.{k}": v for k, v in params.to_dict().items()})
         base = load_base(base_model, model_name)
         etl_run = resolve_etl_run(etl_run)
         mlflow.set_tag("mlcycle.etl_run", etl_run)
         schema, splits = load_splits(etl_run)
+        comparable = check_base(base, schema, strategy, etl_run)
         used, start_from = choose_strategy(strategy, base, schema)
+        if start_from is not None:
+            params = _finetuned(params, start_from)
+        # Logged once the architecture is settled: they describe the network trained.
+        mlflow.log_params({f"network.{k}": v for k, v in params.to_dict().items()})
         train = training_rows(splits, window)
         log.info(
             "training %s on %d %s rows (%s)",
@@ -139,11 +148,17 @@ def main(
             f"from {base.uri}" if start_from else "fresh network",
         )
 
-        before = _before(base, schema, splits, etl_run) if base else {}
+        before = _before(base, schema, splits, etl_run, strategy) if comparable else {}
         model, history = fit_network(schema, params, train, base=start_from)
         after = score(model, schema, splits)
         mlflow.log_metrics(
-            {**before, **prefixed(after, "after"), **after, **training_summary(history)}
+            {
+                **before,
+                **prefixed(after, "after"),
+                **after,
+                **training_summary(history, params),
+                "train_rows": float(len(train)),
+            }
         )
         log_history(history)
         _report(schema.task, before, after)
@@ -166,17 +181,65 @@ def main(
         )
 
 
-def _before(base, schema, splits, etl_run: str) -> dict[str, float]:
-    """The base model on the held-out rows; one line when it cannot read them at all."""
+def check_base(base: Base | None, schema, strategy: str, etl_run: str) -> bool:
+    """Whether the base model can be compared with on this data (before_* metrics).
+
+    A base of another task, target or columns (a model of another dataset) cannot be
+    continued nor compared: with strategy finetune that is an error before any training;
+    with scratch (the base was only the yardstick) the network trains without before_*
+    metrics, and the run says why in the tag mlcycle.before_skipped."""
+    if base is None:
+        return False
+    reason = base_mismatch(base.pyfunc, schema)
+    if reason is None:
+        return True
+    where = f"base model {base.uri} does not model the data of etl run {etl_run}: {reason}"
+    if strategy == "finetune":
+        raise MlcycleError(
+            f"{where}; it can be neither fine-tuned nor compared with: pass a base_model of "
+            "this data, or strategy=scratch to train without before_ metrics"
+        )
+    _skip_before(f"{where}; no before_ metrics")
+    return False
+
+
+def _skip_before(reason: str) -> None:
+    log.warning("%s", reason)
+    mlflow.set_tag("mlcycle.before_skipped", reason[:5000])
+
+
+def _before(base, schema, splits, etl_run: str, strategy: str) -> dict[str, float]:
+    """The base model on the held-out rows. When it cannot read them at all (a model that
+    did not say what it reads): an error for finetune, no before_ metrics for scratch."""
     try:
         return prefixed(score(base.pyfunc, schema, splits), "before")
     except Exception as exc:  # noqa: BLE001 - any model may refuse foreign rows
         text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
         reason = " ".join(text.split())[:300]
-        raise MlcycleError(
-            f"base model {base.uri} cannot score the rows of etl run {etl_run} (trained on "
-            f"other columns or another task?): {reason}"
-        ) from exc
+        where = f"base model {base.uri} cannot score the rows of etl run {etl_run}: {reason}"
+        if strategy == "finetune":
+            raise MlcycleError(
+                f"{where}; pass a base_model of this data, or strategy=scratch to train "
+                "without before_ metrics"
+            ) from exc
+        _skip_before(f"{where}; no before_ metrics")
+        return {}
+
+
+def _finetuned(params: NetworkParams, base) -> NetworkParams:
+    """The base network's architecture, saying so when it replaces the one asked for."""
+    continued = finetune_params(params, base)
+    if continued != params:
+        log.warning(
+            "strategy finetune: the base network's architecture (hidden_units %s, dropout %s) "
+            "replaces the one asked for (hidden_units %s, dropout %s): the weights only fit "
+            "its shape",
+            list(continued.hidden_units),
+            continued.dropout,
+            list(params.hidden_units),
+            params.dropout,
+        )
+    return continued
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

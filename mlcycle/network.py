@@ -380,6 +380,58 @@ class NetworkModel:
 # ----------------------------------------------------------------------------- training
 
 
+def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
+    """Why a base model (any loaded pyfunc) does not model this schema's data: another
+    task, another target, or input columns the data lacks. None when it does, or when the
+    model does not say (no signature, an unknown flavour): scoring it will tell.
+
+    Data columns the base does not read are no mismatch: a champion that predates a new
+    column still scores the rows (MLflow drops what its signature does not name)."""
+    reasons = []
+    network = network_of(pyfunc_model)
+    if network is not None:
+        task, target, inputs = network.schema.task, network.schema.target, network.schema.features
+    else:
+        task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
+    if task and task != schema.task:
+        reasons.append(f"it is a {task} model and the data is {schema.task}")
+    if target and target != schema.target:
+        reasons.append(f"it predicts {target!r}, not the data's target {schema.target!r}")
+    lacking = [c for c in inputs or [] if c not in schema.features]
+    if lacking:
+        reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
+    return "; ".join(reasons) or None
+
+
+def _signature_inputs(pyfunc_model) -> list[str] | None:
+    try:
+        inputs = pyfunc_model.metadata.get_input_schema()
+    except Exception:  # noqa: BLE001 - a model without metadata says nothing
+        return None
+    if inputs is None or not inputs.has_input_names():
+        return None
+    return list(inputs.input_names())
+
+
+def _flavour_task(pyfunc_model) -> str | None:
+    """regression / classification for an sklearn model (e.g. the forest), else None."""
+    from sklearn.base import is_classifier, is_regressor
+
+    try:
+        raw = pyfunc_model.get_raw_model()
+    except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
+        return None
+    if is_classifier(raw):
+        return "classification"
+    return "regression" if is_regressor(raw) else None
+
+
+def finetune_params(params: NetworkParams, base: NetworkModel) -> NetworkParams:
+    """params as fine-tuning base trains them: the weights only fit the base's shape, so
+    its architecture (layer sizes, dropout) wins over the one asked for."""
+    return replace(params, hidden_units=base.params.hidden_units, dropout=base.params.dropout)
+
+
 def finetune_obstacle(base: NetworkModel, schema: Schema) -> str | None:
     """Why base cannot be fine-tuned on data of this schema, or None when it can."""
     if base.schema.task != schema.task:
@@ -414,8 +466,7 @@ def fit_network(
     if base is not None:
         if reason := finetune_obstacle(base, schema):
             raise MlcycleError(f"cannot fine-tune: {reason}")
-        # The weights only fit the base's shape: its architecture wins over params'.
-        params = replace(params, hidden_units=base.params.hidden_units, dropout=base.params.dropout)
+        params = finetune_params(params, base)
     tf, keras = tensorflow_and_keras()
     seed_everything(params.seed)
     fit_rows, val_rows = split_validation(train, params.validation_share, params.seed)
@@ -694,10 +745,16 @@ def log_history(history: dict[str, list[float]]) -> None:
         charts.close(fig)
 
 
-def training_summary(history: dict[str, list[float]]) -> dict[str, float]:
-    """Epochs run and the epoch whose weights were kept (the best val_loss)."""
-    out = {"epochs_trained": float(len(history.get("loss", [])))}
+def training_summary(history: dict[str, list[float]], params: NetworkParams) -> dict[str, float]:
+    """Epochs run, the epoch of the lowest val_loss, and the epoch whose weights the model
+    kept: the best one under early stopping (its weights are restored), the last one with
+    patience 0 (nothing is restored)."""
+    epochs = len(history.get("loss", []))
+    out = {"epochs_trained": float(epochs), "kept_epoch": float(epochs)}
     if history.get("val_loss"):
-        out["best_epoch"] = float(int(np.argmin(history["val_loss"])) + 1)
+        best = int(np.argmin(history["val_loss"])) + 1
+        out["best_epoch"] = float(best)
         out["best_val_loss"] = float(min(history["val_loss"]))
+        if params.patience:
+            out["kept_epoch"] = float(best)
     return out

@@ -10,14 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from sklearn.dummy import DummyRegressor
 
 from entrypoints.baseline import main as baseline_command
 from entrypoints.etl import main as etl_command
 from entrypoints.retrain import main as retrain_command
 from mlcycle import config
+from mlcycle.data import Schema
+from mlcycle.etl import load_splits
+from mlcycle.forest import ForestParams, fit_forest
+from mlcycle.modelio import SKOPS_TRUSTED_TYPES, log_sklearn
 from mlcycle.network import load_network
-from tests.conftest import ROOT, assert_ok, mlflow_run
+from tests.conftest import ROOT, assert_ok, make_classification_csv, mlflow_run
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +52,22 @@ def _raw_rows_with_holes(n=6):
     return rows.drop(columns=["montant_pret", "nom", "prenom"])
 
 
-def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(tracking_uri, caplog):
+def _stand_in_optimize_run(best: dict) -> str:
+    """A run holding what an optimize run of family nn leaves for retrain (the real step
+    feeding retrain is tested in test_optimize.py)."""
+    with mlflow.start_run() as tuning:
+        mlflow.set_tag(config.STEP_TAG, "optimize")
+        mlflow.log_dict({"family": "nn", **best}, "best_params.json")
+    return tuning.info.run_id
+
+
+def _network_params(run) -> dict[str, str]:
+    return {k.removeprefix("network."): v for k, v in run.data.params.items() if "network." in k}
+
+
+def test_fresh_store_trains_from_scratch_then_continues_or_replaces_a_network_champion(
+    tracking_uri, caplog
+):
     caplog.set_level(logging.INFO)
     result = mlflow_run("retrain", tracking_uri, {"epochs": 2})
     assert_ok(result)
@@ -61,6 +79,8 @@ def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(track
         first.data.metrics
     )
     assert not [k for k in first.data.metrics if k.startswith("before_")]
+    _, splits = load_splits(first.data.tags["mlcycle.etl_run"])
+    assert first.data.metrics["train_rows"] == len(splits.current_train)  # window=current
     client = mlflow.MlflowClient()
     history = client.get_metric_history(first.info.run_id, "train_loss")
     assert [m.step for m in history] == [1, 2]
@@ -71,9 +91,15 @@ def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(track
 
     # The network becomes champion (as monitor would promote it); retrain continues it.
     # In-process this time: a second `mlflow run` would only repeat ~60 s of imports.
+    # Tuned parameters ask for another architecture: fine-tuning cannot honour it, and
+    # the logged params must say what was trained, not what was asked for.
     client.set_registered_model_alias("loan-amount", "champion", "1")
-    _invoke(retrain_command, "--epochs", "2")
+    tuning_run = _stand_in_optimize_run(
+        {"hidden_units": [16], "dropout": 0.1, "learning_rate": 0.005}
+    )
+    _invoke(retrain_command, "--epochs", "2", "--params-from", tuning_run)
     assert "base model models:/loan-amount@champion (version 1)" in caplog.text
+    assert "replaces the one asked for (hidden_units [16], dropout 0.1)" in caplog.text
     second = _runs("retrain")[-1]
     assert second.data.tags["mlcycle.strategy"] == "finetune"
     assert {
@@ -92,10 +118,48 @@ def test_fresh_store_trains_from_scratch_then_finetunes_a_network_champion(track
     pairs = list(zip(base.network.get_weights(), tuned.network.get_weights(), strict=True))
     assert all(a.shape == b.shape for a, b in pairs)
     assert any(not np.array_equal(a, b) for a, b in pairs)
+    logged = _network_params(second)
+    assert (logged["hidden_units"], logged["dropout"]) == ("[64, 32]", "0.0")
+    assert logged["learning_rate"] == "0.005"  # not architecture: the tuned value holds
+    assert logged == {k: str(v) for k, v in tuned.params.to_dict().items()}
 
     model = mlflow.pyfunc.load_model("models:/loan-amount@challenger")
     predictions = model.predict(_raw_rows_with_holes())
     assert len(predictions) == 6 and np.isfinite(predictions).all()
+
+    # strategy=scratch over the same network champion, on reference + current train,
+    # without early stopping: a fresh network (its preprocessing fitted on all those
+    # rows), still measured against the champion, every epoch run, the last one kept.
+    _invoke(
+        retrain_command,
+        "--strategy",
+        "scratch",
+        "--window",
+        "all",
+        "--patience",
+        "0",
+        "--epochs",
+        "3",
+    )
+    third = _runs("retrain")[-1]
+    assert third.data.tags["mlcycle.strategy"] == "scratch"
+    assert third.data.tags["mlcycle.window"] == "all"
+    assert third.data.metrics["train_rows"] == len(splits.reference_train) + len(
+        splits.current_train
+    )
+    assert {"before_current_test_r2", "after_current_test_r2"} <= set(third.data.metrics)
+    assert third.data.metrics["before_current_test_r2"] == pytest.approx(
+        first.data.metrics["current_test_r2"]
+    )  # the champion is version 1, scored on the same rows
+    assert _network_params(third)["patience"] == "0"
+    assert third.data.metrics["epochs_trained"] == third.data.metrics["kept_epoch"] == 3
+    assert len(client.get_metric_history(third.info.run_id, "val_loss")) == 3
+    version = client.get_model_version("loan-amount", "3")
+    assert version.tags["mlcycle.strategy"] == "scratch"
+    assert version.tags["mlcycle.base_model_version"] == "1"
+    fresh = load_network("models:/loan-amount/3")
+    assert fresh.preprocessing.means != base.preprocessing.means  # fitted on other rows
+    assert _aliases("loan-amount") == {"champion": "1", "challenger": "3"}
 
 
 def test_classification_network_over_a_forest_champion(tracking_uri, classification_csvs, caplog):
@@ -113,29 +177,10 @@ def test_classification_network_over_a_forest_champion(tracking_uri, classificat
         "customer_id",
     )
     _invoke(baseline_command, "--model-name", "churn", "--n-estimators", "10")
-    # A stand-in for an optimize run of family nn (its step is not ours to run here).
-    with mlflow.start_run() as tuning:
-        mlflow.set_tag(config.STEP_TAG, "optimize")
-        mlflow.log_dict(
-            {
-                "family": "nn",
-                "hidden_units": [16],
-                "dropout": 0.1,
-                "learning_rate": 0.005,
-                "epochs": 999,
-            },
-            "best_params.json",
-        )
-
-    _invoke(
-        retrain_command,
-        "--model-name",
-        "churn",
-        "--epochs",
-        "2",
-        "--params-from",
-        tuning.info.run_id,
+    tuning = _stand_in_optimize_run(
+        {"hidden_units": [16], "dropout": 0.1, "learning_rate": 0.005, "epochs": 999}
     )
+    _invoke(retrain_command, "--model-name", "churn", "--epochs", "2", "--params-from", tuning)
     assert "fine-tuning is impossible" in caplog.text
     run = _runs("retrain")[-1]
     assert run.data.tags["mlcycle.strategy"] == "scratch"
@@ -167,23 +212,74 @@ def store_with_aliases(tracking_uri):
     return tracking_uri
 
 
-def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases):
+def _register_forest(name, schema, frame, signed=True):
+    """A real mlcycle forest of other data, registered in the store under test."""
+    pipeline = fit_forest(schema, ForestParams(n_estimators=5), frame)
+    with mlflow.start_run():
+        if signed:  # as baseline logs it: raw-row signature and input example
+            return log_sklearn(pipeline, schema, frame, name)
+        # As a hand-made model may come: no signature, nothing says what it reads.
+        return mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            registered_model_name=name,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+
+
+def _models_of_other_data(tmp_path) -> str:
+    """Register models:/churn/1 (another dataset: other columns, a classifier),
+    models:/loan-class/1 (the loan columns, but a classifier) and models:/tenure/1 (a
+    regressor of other columns with no signature). Returns the etl run they are foreign to."""
+    churn = pd.read_csv(make_classification_csv(tmp_path / "churn.csv", rows=80))
+    churn_schema = Schema(
+        "churn",
+        "classification",
+        ["tenure", "spend", "support_calls"],
+        ["plan"],
+        classes=["no", "yes"],
+    )
+    _register_forest("churn", churn_schema, churn)
+    tenure_schema = Schema("tenure", "regression", ["spend", "support_calls"], ["plan"])
+    _register_forest("tenure", tenure_schema, churn, signed=False)
+    etl_run = _runs("etl")[-1].info.run_id
+    schema, splits = load_splits(etl_run)
+    loans = splits.reference_train.assign(
+        big=lambda f: np.where(f[schema.target] > f[schema.target].median(), "yes", "no")
+    )
+    loan_class = Schema(
+        "big", "classification", schema.numeric, schema.categorical, classes=["no", "yes"]
+    )
+    _register_forest("loan-class", loan_class, loans)
+    return etl_run
+
+
+def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases, tmp_path):
     with mlflow.start_run() as forest_run:  # a run that is not an optimize run
         mlflow.set_tag(config.STEP_TAG, "baseline")
     with mlflow.start_run() as rf_tuning:
         mlflow.log_dict({"family": "rf", "n_estimators": 50}, "best_params.json")
-    # A model of another dataset: it cannot even be scored on these rows.
-    with mlflow.start_run():
-        mlflow.sklearn.log_model(
-            DummyRegressor().fit(pd.DataFrame({"z": [1.0, 2.0]}), [1.0, 2.0]),
-            name="model",
-            registered_model_name="other-data",
-            input_example=pd.DataFrame({"z": [1.0, 2.0]}),
-        )
+    etl_run = _models_of_other_data(tmp_path)
+    foreign = f"does not model the data of etl run {etl_run}: "
+    refused = "; it can be neither fine-tuned nor compared with: pass a base_model of this data"
     cases = [
+        # A base model of another dataset cannot be continued (finetune is the default)
+        # nor measured on these rows: refused before any training, naming what differs.
         (
-            ["--base-model", "models:/other-data/1"],
-            "base model models:/other-data/1 cannot score the rows of etl run",
+            ["--base-model", "models:/churn/1"],
+            f"base model models:/churn/1 {foreign}it is a classification model and the data "
+            "is regression; it reads columns the data lacks (plan, spend, support_calls, "
+            f"tenure){refused}, or strategy=scratch to train without before_ metrics",
+        ),
+        (
+            ["--base-model", "models:/loan-class/1"],
+            f"base model models:/loan-class/1 {foreign}it is a classification model and the "
+            f"data is regression{refused}",
+        ),
+        (
+            # Nothing says what it reads: scoring it is what fails, still one line.
+            ["--base-model", "models:/tenure/1"],
+            f"base model models:/tenure/1 cannot score the rows of etl run {etl_run}: ",
         ),
         (["--epochs", "0"], "parameter epochs must be >= 1, got 0"),
         (["--batch-size", "0"], "parameter batch_size must be >= 1, got 0"),
@@ -215,10 +311,27 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
         )
         assert result.exit_code == 2, (args, result.output, result.exception)
         assert result.stderr.startswith("mlcycle error: "), (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, args
         assert message in result.stderr, (args, result.stderr)
     assert _aliases("loan-amount") == {"champion": "1", "challenger": "1"}
     assert len(mlflow.MlflowClient().search_model_versions("name='loan-amount'")) == 1
     assert all(r.info.status == "FAILED" for r in _runs("retrain"))
+
+    # strategy=scratch does not continue the base, which was only the yardstick: the
+    # network trains, with no before_ metrics and the reason on the run.
+    _invoke(
+        retrain_command, "--base-model", "models:/churn/1", "--strategy", "scratch", "--epochs", "1"
+    )
+    run = _runs("retrain")[-1]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlcycle.before_skipped"].startswith(
+        f"base model models:/churn/1 {foreign}it is a classification model"
+    )
+    assert not [k for k in run.data.metrics if k.startswith("before_")]
+    assert "after_current_test_r2" in run.data.metrics
+    version = mlflow.MlflowClient().get_model_version("loan-amount", "2")
+    assert version.tags["mlcycle.base_model"] == "models:/churn/1"
+    assert _aliases("loan-amount") == {"champion": "1", "challenger": "2"}
 
 
 def test_best_params_file_is_what_optimize_writes():

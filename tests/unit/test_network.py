@@ -1,5 +1,7 @@
 """The network: hyper-parameters, preprocessing, builder, target scaling, training."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,12 +14,15 @@ from mlcycle.network import (
     NetworkModel,
     NetworkParams,
     Preprocessing,
+    base_mismatch,
     build_network,
     encode_target,
     finetune_obstacle,
+    finetune_params,
     fit_network,
     split_validation,
     target_scaling,
+    training_summary,
 )
 
 REG = Schema(target="y", task="regression", numeric=["x", "z"], categorical=["c"])
@@ -251,13 +256,41 @@ def test_an_exception_from_the_epoch_hook_stops_training():
         fit_network(REG, TINY, rows(), on_epoch_end=prune)
 
 
-def test_early_stopping_restores_the_best_epoch():
-    params = NetworkParams(
-        hidden_units=(8,), epochs=40, patience=2, learning_rate=0.05, batch_size=8, seed=1
-    )
-    _, history = fit_network(REG, params, rows(60))
+def _val_loss(model, train, params) -> float:
+    """The fitted model's MSE on the validation slice fit_network carved from train."""
+    _, val = split_validation(train, params.validation_share, params.seed)
+    out = model.raw_output(val)[:, 0]
+    return float(np.mean((out - encode_target(model, val["y"])) ** 2))
+
+
+# A learning rate high enough that the validation loss turns up well before 40 epochs.
+OVERSHOOT = NetworkParams(
+    hidden_units=(8,), epochs=40, patience=2, learning_rate=0.05, batch_size=8, seed=1
+)
+
+
+def test_early_stopping_keeps_the_best_epoch_and_patience_zero_the_last():
+    train = rows(60)
+    model, history = fit_network(REG, OVERSHOOT, train)
     best = int(np.argmin(history["val_loss"]))
-    assert len(history["loss"]) == best + 1 + 2 < 40
+    epochs = len(history["loss"])
+    assert epochs == best + 1 + 2 < 40
+    # The weights kept are the best epoch's, not the last one's.
+    assert _val_loss(model, train, OVERSHOOT) == pytest.approx(history["val_loss"][best], rel=1e-4)
+    summary = training_summary(history, OVERSHOOT)
+    assert (summary["epochs_trained"], summary["kept_epoch"]) == (epochs, best + 1)
+
+    # The same training with patience 0 and two epochs more: nothing stops it where early
+    # stopping did, and nothing is restored: the last epoch's weights, whose loss is worse.
+    params = replace(OVERSHOOT, patience=0, epochs=epochs + 2)
+    last_model, again = fit_network(REG, params, train)
+    assert len(again["loss"]) == epochs + 2
+    assert again["val_loss"][:epochs] == history["val_loss"]  # same seed, same epochs so far
+    assert again["val_loss"][-1] > min(again["val_loss"])
+    assert _val_loss(last_model, train, params) == pytest.approx(again["val_loss"][-1], rel=1e-4)
+    summary = training_summary(again, params)
+    assert (summary["epochs_trained"], summary["kept_epoch"]) == (epochs + 2, epochs + 2)
+    assert summary["best_epoch"] < epochs + 2
 
 
 def test_finetune_keeps_shape_and_preprocessing_and_leaves_the_base_alone(reg_fit):
@@ -277,6 +310,74 @@ def test_finetune_keeps_shape_and_preprocessing_and_leaves_the_base_alone(reg_fi
     )
     for a, b in zip(base.network.get_weights(), before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_finetune_params_take_the_base_architecture_and_keep_the_training_knobs(reg_fit):
+    base = reg_fit[0]
+    asked = NetworkParams(hidden_units=(99, 99), dropout=0.4, learning_rate=0.01, epochs=7)
+    assert finetune_params(asked, base) == replace(asked, hidden_units=(8,), dropout=0.0)
+
+
+class _Pyfunc:
+    """What base_mismatch reads of a loaded pyfunc: its signature and its raw model."""
+
+    def __init__(self, inputs=None, raw=None):
+        from mlflow.models import Model, ModelSignature
+        from mlflow.types import ColSpec, DataType
+        from mlflow.types import Schema as TypeSchema
+
+        self.metadata = Model()
+        if inputs is not None:
+            self.metadata.signature = ModelSignature(
+                TypeSchema([ColSpec(DataType.double, c) for c in inputs])
+            )
+        self._raw = raw
+
+    def get_raw_model(self):
+        if self._raw is None:
+            raise ValueError("no raw model")
+        return self._raw
+
+    def unwrap_python_model(self):
+        raise ValueError("not a custom python model")
+
+
+def test_base_mismatch_names_task_target_and_missing_columns(bin_model, reg_fit):
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    class Network(_Pyfunc):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def unwrap_python_model(self):
+            return self
+
+    assert base_mismatch(Network(bin_model), BIN) is None
+    assert base_mismatch(Network(reg_fit[0]), REG) is None
+    assert "it is a classification model and the data is regression" in base_mismatch(
+        Network(bin_model), REG
+    )
+    other_target = Schema("price", "regression", ["x", "z"], ["c"])
+    assert "it predicts 'y', not the data's target 'price'" in base_mismatch(
+        Network(reg_fit[0]), other_target
+    )
+    fewer = Schema("y", "regression", ["x"], ["c"])
+    assert base_mismatch(Network(reg_fit[0]), fewer) == "it reads columns the data lacks (z)"
+    more = Schema("y", "regression", ["x", "z", "w"], ["c"])
+    assert base_mismatch(Network(reg_fit[0]), more) is None  # a new column is no obstacle
+
+    # Any other model: its signature's columns and, for sklearn, its estimator type.
+    forest_like = _Pyfunc(["x", "z", "c"], DummyRegressor())
+    assert base_mismatch(forest_like, REG) is None
+    assert base_mismatch(_Pyfunc(["x", "z", "c"], DummyClassifier()), REG) == (
+        "it is a classification model and the data is regression"
+    )
+    assert base_mismatch(_Pyfunc(["tenure", "x"], DummyClassifier()), REG) == (
+        "it is a classification model and the data is regression; "
+        "it reads columns the data lacks (tenure)"
+    )
+    assert base_mismatch(_Pyfunc(), REG) is None  # says nothing: scoring will tell
 
 
 def test_finetune_obstacles_are_named(bin_model):
