@@ -50,7 +50,7 @@ log = logging.getLogger("mlcycle.optimize")
 @click.option(
     "--storage",
     default="",
-    help="journal file path, sqlite:///… or postgresql://… "
+    help="journal file path, sqlite:///FILE, postgresql://USER@HOST/DB or mysql://… "
     "(default: a journal file under .mlcycle/)",
 )
 @click.option("--study-name", default="", help="default: MODEL_NAME-FAMILY-METRIC")
@@ -109,10 +109,14 @@ def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_
 def _optimize(
     run, spec, etl_run, model_name, family, n_trials, timeout, n_jobs, study_name, metric, seed
 ):
-    storage = tuning.open_storage(spec)
+    # A database that refuses the connection fails before any data is read; a journal
+    # file is created only once the metric is known to fit the task (no stray file).
+    storage = tuning.open_storage(spec) if spec.kind == "rdb" else None
     etl_run = resolve_etl_run(etl_run)
     schema, splits = load_splits(etl_run)
     metric, direction = tuning.resolve_metric(metric, schema.task)
+    if storage is None:
+        storage = tuning.open_storage(spec)
     name = study_name or tuning.default_study_name(model_name, family, metric)
     mlflow.set_tags(
         {

@@ -8,10 +8,12 @@ under the worker's own run, with the trial's parameters, validation score and st
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import math
 import os
+import re
 import threading
 import time
 import warnings
@@ -110,25 +112,101 @@ class StorageSpec:
         return self.kind == "rdb" and self.location.startswith("sqlite")
 
 
+# An RFC 3986 scheme and its colon, before any slash: "postgresql:", "sqlite:", "host:".
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
+URL_FORMS = "sqlite:///FILE, postgresql://USER@HOST[:PORT]/DB or mysql://USER@HOST[:PORT]/DB"
+
+
 def parse_storage(text: str | None, state_dir: Path = config.STATE_DIR) -> StorageSpec:
-    """'' -> the project's journal file; 'sqlite:///…', 'postgresql://…' -> an RDB;
-    'file:///path' or any other text -> a journal file at that path."""
+    """'' -> the project's journal file; a path (or file:///path) -> a journal file there;
+    sqlite:///FILE, postgresql(+driver)://USER@HOST/DB, mysql(+driver)://… -> an RDB.
+
+    Anything else that starts like a URL (a scheme and a colon: 'postgresql:/host/db',
+    'sqlite:/x.db', 'host:5432/db', 'redis://…') is refused rather than taken for a file
+    name, which would silently start a new study in a stray file. A file whose name
+    holds a colon is written './NAME'."""
     text = (text or "").strip()
     if not text:
         path = Path(state_dir) / JOURNAL_FILE
         return StorageSpec("journal", str(path), str(path))
-    if "://" in text:
-        scheme = text.split("://", 1)[0].lower()
-        if scheme == "file":
-            return _journal_spec(urlsplit(text).path, text)
-        if scheme.split("+", 1)[0] in RDB_SCHEMES:
-            url = _with_driver(text, scheme)
-            return StorageSpec("rdb", url, _redact(url))
+    match = _SCHEME.match(text)
+    if match is None or _is_drive(text):
+        _refuse_missing_colon(text)
+        return _journal_spec(text, text)
+    scheme = match["scheme"].lower()
+    family = scheme.split("+", 1)[0]
+    known = family in (*RDB_SCHEMES, "file")
+    if not text[match.end() :].startswith("//"):
+        if known:
+            raise MlcycleError(
+                f"parameter storage: {_redact(text)!r} is not a valid {family} URL: "
+                f"write {_form(family)}"
+            )
         raise MlcycleError(
-            f"parameter storage: unsupported scheme {scheme!r} in {_redact(text)!r}; use a "
-            "journal file path, sqlite:///FILE or postgresql://USER@HOST/DB"
+            f"parameter storage: {_redact(text)!r} is neither a journal file path nor a "
+            f"storage URL ({URL_FORMS}); a file whose name holds ':' is written ./NAME"
         )
-    return _journal_spec(text, text)
+    if not known:
+        hint = difflib.get_close_matches(family, ("sqlite", "postgresql", "mysql", "file"), n=1)
+        raise MlcycleError(
+            f"parameter storage: unsupported scheme {scheme!r} in {_redact(text)!r}"
+            + (f" (did you mean {hint[0]}?)" if hint else "")
+            + f"; use a journal file path, {URL_FORMS}"
+        )
+    if family == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise MlcycleError(
+                f"parameter storage: {text!r} is not a valid file URL: write {_form('file')}"
+            )
+        return _journal_spec(parts.path, text)
+    url = _rdb_url(text, scheme, family)
+    return StorageSpec("rdb", url, _redact(url))
+
+
+def _is_drive(text: str) -> bool:
+    """C:\\x or C:/x: a Windows path, not a one-letter scheme."""
+    return len(text) >= 3 and text[0].isalpha() and text[1] == ":" and text[2] in "\\/"
+
+
+def _refuse_missing_colon(text: str) -> None:
+    """'postgresql//host/db' is a URL with its colon lost, never a folder to write in."""
+    head = text.split("//", 1)[0].lower()
+    if "//" in text and head.split("+", 1)[0] in (*RDB_SCHEMES, "file"):
+        raise MlcycleError(
+            f"parameter storage: {_redact(text)!r} looks like a URL without its ':': "
+            f"write {_form(head.split('+', 1)[0])}"
+        )
+
+
+def _form(family: str) -> str:
+    return {
+        "sqlite": "sqlite:///FILE (three slashes; four before an absolute path)",
+        "file": "file:///ABSOLUTE/PATH or just the path",
+        "mysql": "mysql://USER@HOST[:PORT]/DB",
+    }.get(family, "postgresql://USER@HOST[:PORT]/DB")
+
+
+def _rdb_url(text: str, scheme: str, family: str) -> str:
+    """The URL as SQLAlchemy must read it; refuses one that names no file or database."""
+    from sqlalchemy.engine import make_url
+
+    bad = f"parameter storage: {_redact(text)!r} is not a valid {family} URL"
+    try:
+        parsed = make_url(text)
+    except ValueError as exc:  # int() of the port
+        raise MlcycleError(f"{bad}: its port is not a number; write {_form(family)}") from exc
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy's ArgumentError
+        raise MlcycleError(f"{bad}: it cannot be parsed; write {_form(family)}") from exc
+    if family == "sqlite":
+        if parsed.host or not parsed.database or parsed.database == ":memory:":
+            raise MlcycleError(f"{bad}: it names no database file; write {_form(family)}")
+        return text
+    if not (parsed.host or parsed.query.get("host")) or not parsed.database:
+        raise MlcycleError(f"{bad}: it needs a host and a database; write {_form(family)}")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise MlcycleError(f"{bad}: port {parsed.port} is out of range")
+    return _with_driver(text, scheme)
 
 
 def _journal_spec(path_text: str, given: str) -> StorageSpec:
@@ -146,19 +224,24 @@ def _journal_spec(path_text: str, given: str) -> StorageSpec:
 
 
 def _with_driver(url: str, scheme: str) -> str:
-    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project ships psycopg2."""
-    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
-        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project ships psycopg2.
+    postgres:// (Heroku's spelling) is no SQLAlchemy dialect at all: it becomes postgresql."""
+    rest = url.split("://", 1)[1]
+    if scheme in ("postgresql", "postgres"):
+        driver = "+psycopg2" if importlib.util.find_spec("psycopg") is None else ""
+        return f"postgresql{driver}://{rest}"
+    if scheme.startswith("postgres+"):
+        return "postgresql+" + scheme.split("+", 1)[1] + "://" + rest
     return url
 
 
 def _redact(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
+    """The URL without its password (user:secret@host -> user:***@host), as typed: it
+    may be one that no parser reads."""
+    return _PASSWORD.sub(r"\1:***@", url)
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is reported when it is opened
-        return url.split("@", 1)[-1] if "@" in url else url
+
+_PASSWORD = re.compile(r"([^/:@\s]+):[^@/\s]*@")
 
 
 def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:

@@ -1,5 +1,6 @@
 """The real `mlflow run . -e optimize`: two workers sharing one journal-file study, a
-resumed study, the network family, and bad parameters refused before any alias moves."""
+resumed study, the network family (pruned trials, and retrain on its best parameters),
+and bad parameters refused before any alias moves or any state is written."""
 
 import subprocess
 
@@ -123,7 +124,7 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
     )
 
 
-def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
+def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
     tracking_uri, classification_csvs, tmp_path
 ):
     old, new = classification_csvs
@@ -134,6 +135,7 @@ def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
                 reference=str(old), current=str(new), target="churn", drop_columns="customer_id"
             )
         )
+    journal = tmp_path / "j.log"
     result = CliRunner().invoke(
         optimize_command,
         [
@@ -144,18 +146,18 @@ def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
             "--family",
             "nn",
             "--n-trials",
-            "3",
+            "4",
             "--metric",
             "roc_auc",
             "--storage",
-            str(tmp_path / "j.log"),
+            str(journal),
         ],
     )
     assert result.exit_code == 0, result.output
     (parent,) = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
     pid = parent.info.run_id
     assert parent.data.tags["mlcycle.study_name"] == "churn-nn-roc_auc"
-    assert _trials_of(pid) == [0, 1, 2]
+    assert _trials_of(pid) == [0, 1, 2, 3]
     trial_runs = _runs(
         f"tags.`mlflow.parentRunId` = '{pid}' and "
         f"tags.`{config.STEP_TAG}` = '{tuning.TRIAL_STEP_TAG}'"
@@ -164,8 +166,26 @@ def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
     client = mlflow.MlflowClient()
     for run in trial_runs:  # each epoch's validation loss, which the pruner judged
         assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
+
+    # The pruner really stopped trials (seeded: the same ones every time), and the
+    # Optuna study and the MLflow runs agree on which, and when.
+    study = optuna.load_study(
+        study_name="churn-nn-roc_auc",
+        storage=tuning.open_storage(tuning.parse_storage(str(journal))),
+    )
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and len(pruned) < len(study.trials)
+    assert parent.data.metrics["trials_pruned"] == len(pruned)
+    for trial in pruned:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["trial_state"] == "pruned" and run.info.status == "KILLED"
+        stopped_at = max(trial.intermediate_values)  # the epoch the pruner judged last
+        assert stopped_at < trial.params["epochs"]
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) == stopped_at
+        assert "validation_roc_auc" not in run.data.metrics
+
     best = mlflow.artifacts.load_dict(f"runs:/{pid}/best_params.json")
-    from mlcycle.network import NetworkParams
+    from mlcycle.network import TRAINING_BUDGET, NetworkParams, load_network
 
     assert best.pop("family") == "nn" and isinstance(best["hidden_units"], list)
     assert set(best) == set(NetworkParams.__dataclass_fields__)
@@ -174,12 +194,47 @@ def test_network_family_prunes_by_epoch_and_leaves_params_for_retrain(
     version = client.get_model_version_by_alias("churn", "challenger")
     assert version.tags["mlcycle.family"] == "nn" and version.run_id == pid
 
+    # retrain -P params_from=<this run> trains the tuned network: its logged params and
+    # the registered model hold best_params.json, except the training budget it keeps.
+    from entrypoints.retrain import main as retrain_command
+
+    result = CliRunner().invoke(
+        retrain_command,
+        [
+            "--etl-run",
+            etl.info.run_id,
+            "--model-name",
+            "churn",
+            "--epochs",
+            "2",
+            "--params-from",
+            pid,
+        ],
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    (retrained,) = _runs(f"tags.`{config.STEP_TAG}` = 'retrain'")
+    logged = {
+        k.removeprefix("network."): v
+        for k, v in retrained.data.params.items()
+        if k.startswith("network.")
+    }
+    tuned = {k: v for k, v in best.items() if k not in TRAINING_BUDGET}
+    assert {k: logged[k] for k in tuned} == {k: str(v) for k, v in tuned.items()}
+    assert (logged["epochs"], logged["patience"], logged["seed"]) == ("2", "10", "42")
+    assert best["epochs"] != 2  # the tuned epochs were not taken
+    network = load_network(f"models:/churn/{retrained.data.tags['mlcycle.model_version']}")
+    assert network.params == NetworkParams.from_dict({**best, "epochs": 2, "patience": 10})
+
 
 BAD_PARAMETERS = [
     (["--family", "xgboost"], "parameter family must be one of rf, nn, got 'xgboost'"),
     (["--metric", "accuracy_score"], "parameter metric must be one of"),
     (["--metric", "f1"], "parameter metric 'f1' does not apply to a regression task"),
     (["--storage", "redis://127.0.0.1:6379"], "parameter storage: unsupported scheme 'redis'"),
+    (
+        ["--storage", "postgresql:/127.0.0.1/optuna"],
+        "parameter storage: 'postgresql:/127.0.0.1/optuna' is not a valid postgresql URL",
+    ),
     (
         ["--storage", "sqlite:////nonexistent-dir/x/optuna.db"],
         "parameter storage: cannot open sqlite:////nonexistent-dir/x/optuna.db",
@@ -194,14 +249,20 @@ BAD_PARAMETERS = [
 
 
 def test_bad_parameters_get_one_message_and_touch_no_alias(tracking_uri, etl_run, tmp_path):
-    """The real command in-process (an MLflow import per case would cost minutes)."""
+    """The real command in-process (an MLflow import per case would cost minutes). Every
+    case names a storage under tmp_path (a case's own --storage comes later and wins):
+    none may write a journal into the project's .mlcycle/."""
+    journal = tmp_path / "bad-parameters.journal"
     for args, message in BAD_PARAMETERS:
         result = CliRunner().invoke(
-            optimize_command, ["--etl-run", etl_run, "--n-trials", "1", *args]
+            optimize_command,
+            ["--etl-run", etl_run, "--n-trials", "1", "--storage", str(journal), *args],
         )
         assert result.exit_code == 2, (args, result.output)
         assert f"mlcycle error: {message}" in result.stderr, args
         assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+    # A metric that does not fit the task is found before the journal file is created.
+    assert not journal.exists()
     opened = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
     assert opened and {r.info.status for r in opened} == {"FAILED"}
     assert mlflow.MlflowClient().search_registered_models() == []

@@ -29,20 +29,38 @@ def test_empty_storage_means_the_journal_file_under_the_state_folder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("text", "kind"),
+    ("text", "kind", "location"),
     [
-        ("sqlite:///{d}/optuna.db", "rdb"),
-        ("postgresql://user@localhost:5432/optuna", "rdb"),
-        ("postgresql+psycopg2://user@localhost/optuna", "rdb"),
-        ("{d}/journal.log", "journal"),
-        ("file://{d}/journal.log", "journal"),
+        ("{d}/journal.log", "journal", "{d}/journal.log"),
+        ("file://{d}/journal.log", "journal", "{d}/journal.log"),
+        ("file://localhost{d}/journal.log", "journal", "{d}/journal.log"),
+        ("{d}/a:b.log", "journal", "{d}/a:b.log"),  # a colon after a slash is a file name
+        ("sqlite:///{d}/optuna.db", "rdb", "sqlite:///{d}/optuna.db"),
+        ("sqlite:///optuna.db", "rdb", "sqlite:///optuna.db"),
+        ("sqlite+pysqlite:///{d}/o.db", "rdb", "sqlite+pysqlite:///{d}/o.db"),
+        (
+            "postgresql://user@localhost:5432/optuna",
+            "rdb",
+            "postgresql+psycopg2://user@localhost:5432/optuna",
+        ),
+        (
+            "postgresql+psycopg2://user@localhost/optuna",
+            "rdb",
+            "postgresql+psycopg2://user@localhost/optuna",
+        ),
+        ("postgres+psycopg2://u@h/db", "rdb", "postgresql+psycopg2://u@h/db"),
+        (
+            "postgresql://u@/db?host=/var/run/postgresql",
+            "rdb",
+            "postgresql+psycopg2://u@/db?host=/var/run/postgresql",
+        ),
+        ("mysql://u@h/db", "rdb", "mysql://u@h/db"),
+        ("mysql+pymysql://u:pw@h:3306/db", "rdb", "mysql+pymysql://u:pw@h:3306/db"),
     ],
 )
-def test_storage_kinds(tmp_path, text, kind):
+def test_storage_that_is_accepted(tmp_path, text, kind, location):
     spec = tuning.parse_storage(text.format(d=tmp_path))
-    assert spec.kind == kind
-    if kind == "journal":
-        assert spec.location == str(tmp_path / "journal.log")
+    assert (spec.kind, spec.location) == (kind, location.format(d=tmp_path))
 
 
 def test_a_bare_postgresql_url_uses_the_installed_driver():
@@ -60,6 +78,30 @@ def test_a_password_in_a_storage_url_is_never_displayed():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        # A scheme and a colon that do not make a valid URL: never a journal file name.
+        (
+            "postgresql:/host/db",
+            "'postgresql:/host/db' is not a valid postgresql URL: write postgresql://",
+        ),
+        ("postgres:/host/db", "is not a valid postgres URL: write postgresql://USER@HOST"),
+        ("postgresql:/me:s3cret@host/db", "'postgresql:/me:\\*\\*\\*@host/db' is not a valid"),
+        ("postgresql//host/db", "'postgresql//host/db' looks like a URL without its ':'"),
+        ("sqlite:/x.db", "'sqlite:/x.db' is not a valid sqlite URL: write sqlite:///FILE"),
+        ("sqlite:x.db", "is not a valid sqlite URL"),
+        ("sqlite://x.db", "is not a valid sqlite URL: it names no database file"),
+        ("sqlite://", "it names no database file"),
+        ("sqlite:///:memory:", "it names no database file"),
+        ("mysql:/h/db", "is not a valid mysql URL: write mysql://USER@HOST"),
+        ("file:/x.log", "is not a valid file URL"),
+        ("file://otherhost/x.log", "is not a valid file URL"),
+        ("host:5432/db", "'host:5432/db' is neither a journal file path nor a storage URL"),
+        ("localhost:5432", "is neither a journal file path nor a storage URL"),
+        ("study:1.log", "a file whose name holds ':' is written ./NAME"),
+        ("postgresql://u@h", "it needs a host and a database"),
+        ("postgresql://u@h:notaport/db", "its port is not a number"),
+        ("postgresql://u@h:99999/db", "port 99999 is out of range"),
+        ("postgress://u@h/db", "unsupported scheme 'postgress' .*did you mean postgresql"),
+        ("sqlit:///x.db", "unsupported scheme 'sqlit' .*did you mean sqlite"),
         ("redis://localhost:6379", "unsupported scheme 'redis'"),
         ("http://example.com/db", "unsupported scheme 'http'"),
         ("{d}", "is a folder; a journal file is needed"),
@@ -67,11 +109,13 @@ def test_a_password_in_a_storage_url_is_never_displayed():
     ],
 )
 def test_bad_storage_text_is_refused_with_one_message(tmp_path, text, message):
+    """Each of these used to be taken for a journal file name (or a URL that fails late)."""
     import sqlite3
 
     sqlite3.connect(tmp_path / "existing.db").execute("create table t (x)").connection.commit()
-    with pytest.raises(MlcycleError, match="parameter storage: .*" + message):
+    with pytest.raises(MlcycleError, match="^parameter storage: .*" + message) as caught:
         tuning.parse_storage(text.format(d=tmp_path))
+    assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +123,7 @@ def test_bad_storage_text_is_refused_with_one_message(tmp_path, text, message):
     [
         "sqlite:////nonexistent-folder/sub/optuna.db",
         "postgresql://nobody@127.0.0.1:1/optuna",
-        "postgresql://nobody@127.0.0.1:notaport/optuna",
+        "mysql+nosuchdriver://nobody@127.0.0.1:1/optuna",
     ],
 )
 def test_storage_that_cannot_be_opened_is_one_clear_error(url):
