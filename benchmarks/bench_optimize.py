@@ -52,7 +52,7 @@ def _etl() -> str:
 
     from mlcycle import config
     from mlcycle.cli import configure
-    from mlcycle.etl import EtlParams, execute
+    from mlcycle.steps.etl import EtlParams, execute
 
     configure()
     with mlflow.start_run(run_name="etl") as run:
@@ -147,7 +147,7 @@ def bench_network_pruning(etl_run: str, n_trials: int) -> None:
     import optuna
 
     from mlcycle import tuning
-    from mlcycle.etl import load_splits
+    from mlcycle.datasets import load_splits
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     schema, splits = load_splits(etl_run)

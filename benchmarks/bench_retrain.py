@@ -195,7 +195,7 @@ def main() -> None:
 
     pyfunc = mlflow.pyfunc.load_model("models:/loan-amount@challenger")
     model = network_of(pyfunc)
-    from mlcycle.etl import load_splits
+    from mlcycle.datasets import load_splits
 
     schema, splits = load_splits(run.data.tags["mlcycle.etl_run"])
     row = splits.current_test[schema.features].head(1)
@@ -224,10 +224,10 @@ def drift_scenarios() -> None:
     from dataclasses import fields, replace
 
     from mlcycle import datagen
-    from mlcycle.etl import EtlParams, prepare
     from mlcycle.evaluate import score
     from mlcycle.forest import ForestParams, fit_forest
     from mlcycle.network import NetworkParams, fit_network
+    from mlcycle.steps.etl import EtlParams, prepare
 
     def between(a, b, t):
         mixed = {}

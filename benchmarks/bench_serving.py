@@ -39,10 +39,10 @@ def build_models(store: str) -> dict[str, str]:
     """A forest and a network trained on the bundled data, logged as mlcycle logs them."""
     import mlflow
 
-    from mlcycle.etl import EtlParams, prepare
     from mlcycle.forest import ForestParams, fit_forest
     from mlcycle.modelio import log_sklearn
     from mlcycle.network import NetworkParams, fit_network, log_network
+    from mlcycle.steps.etl import EtlParams, prepare
 
     mlflow.set_tracking_uri(store)
     result = prepare(EtlParams())

@@ -74,7 +74,7 @@ def step_times(stores: dict[str, dict], repeats: int) -> tuple[dict, dict]:
 
 def compute_time(etl_run: str, repeats: int) -> float:
     """The step's own work, no MLflow call: fit the forest and score it on the same rows."""
-    from mlcycle.etl import load_splits
+    from mlcycle.datasets import load_splits
     from mlcycle.evaluate import score
     from mlcycle.forest import ForestParams, fit_forest
 

@@ -8,12 +8,14 @@ import click
 import mlflow
 
 from mlcycle import charts, config, registry
-from mlcycle.cli import INT, step_command, step_run
+from mlcycle.cli import options_from, step_command, step_run
+from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
-from mlcycle.etl import load_splits, resolve_etl_run
 from mlcycle.evaluate import predict, predict_proba, score
 from mlcycle.forest import ForestParams, fit_forest
 from mlcycle.modelio import log_sklearn
+from mlcycle.steps.baseline import BaselineParams
+from mlcycle.steps.etl import resolve_etl_run
 
 log = logging.getLogger("mlcycle.baseline")
 
@@ -23,14 +25,7 @@ def _optional_int(value: str | None) -> int | None:
 
 
 @click.command()
-@click.option("--etl-run", default="", help="etl run id (default: the latest finished one)")
-@click.option("--model-name", default=config.DEFAULT_MODEL_NAME, show_default=True)
-@click.option("--n-estimators", type=INT, default=100, show_default=True)
-@click.option("--max-depth", default="", help="empty for unlimited")
-@click.option("--min-samples-split", type=INT, default=2, show_default=True)
-@click.option("--min-samples-leaf", type=INT, default=1, show_default=True)
-@click.option("--class-weight", default="", help="classification only: balanced, or empty")
-@click.option("--seed", type=INT, default=42, show_default=True)
+@options_from(BaselineParams)
 @step_command
 def main(
     etl_run,

@@ -11,9 +11,10 @@ import click
 import mlflow
 
 from mlcycle import config, registry
-from mlcycle.cli import BOOL, INT, step_command, step_run
+from mlcycle.cli import options_from, step_command, step_run
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
+from mlcycle.steps.main import MainParams
 from mlcycle.workflow import (
     Step,
     adopt_baseline,
@@ -76,30 +77,7 @@ def registered_version(model_name: str, run_id: str) -> str | None:
 
 
 @click.command()
-@click.option("--reference", default=str(config.REFERENCE_CSV))
-@click.option("--current", default=str(config.CURRENT_CSV))
-@click.option("--target", default=config.DEFAULT_TARGET)
-@click.option("--task", default="auto")
-@click.option("--drop-columns", default=config.DEFAULT_DROP_COLUMNS)
-@click.option("--test-size", type=float, default=0.2)
-@click.option("--seed", type=INT, default=42)
-@click.option("--model-name", default=config.DEFAULT_MODEL_NAME)
-@click.option("--n-trials", type=INT, default=20, help="0 skips optimize")
-@click.option("--optimize-family", default="nn", help="family optimize tunes (rf or nn)")
-@click.option("--epochs", type=INT, default=60)
-@click.option("--promote", type=BOOL, default=True)
-@click.option("--use-cache", type=BOOL, default=True)
-@click.option(
-    "--force-baseline",
-    type=BOOL,
-    default=False,
-    help="train a new forest even when a champion exists, and make it the champion",
-)
-@click.option(
-    "--env-manager",
-    default="local",
-    help="environment manager of the child runs (local inside an isolated env)",
-)
+@options_from(MainParams)
 @step_command
 def main(**opts):
     if opts["n_trials"] < 0:

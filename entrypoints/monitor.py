@@ -16,47 +16,18 @@ import click
 import mlflow
 
 from mlcycle import config, drift, promotion, registry, report
-from mlcycle.cli import BOOL, INT, step_command, step_run
+from mlcycle.cli import options_from, step_command, step_run
+from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
-from mlcycle.etl import load_splits, resolve_etl_run
 from mlcycle.report import ModelResult
+from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.monitor import MonitorParams
 
 log = logging.getLogger("mlcycle.monitor")
 
 
 @click.command()
-@click.option("--etl-run", default="", help="etl run id (default: the latest finished one)")
-@click.option("--model-name", default=config.DEFAULT_MODEL_NAME, show_default=True)
-@click.option("--champion", default="", help="model URI (default: models:/NAME@champion)")
-@click.option("--challenger", default="", help="model URI (default: models:/NAME@challenger)")
-@click.option(
-    "--output",
-    default="reports/",
-    show_default=True,
-    help="report folder; relative to the project root",
-)
-@click.option("--promote", type=BOOL, default=False, show_default=True)
-@click.option(
-    "--min-improvement",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="absolute gain needed on current_test's primary metric (R² or F1)",
-)
-@click.option(
-    "--tolerance",
-    default="auto",
-    show_default=True,
-    help="absolute loss allowed on reference_test's primary metric; auto: at "
-    "most the gain on current_test",
-)
-@click.option(
-    "--sample-size",
-    type=INT,
-    default=0,
-    show_default=True,
-    help=f"rows per side for drift; 0: all up to {drift.AUTO_SAMPLE_SIZE:,}",
-)
+@options_from(MonitorParams)
 @step_command
 def main(
     etl_run,

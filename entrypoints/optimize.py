@@ -14,48 +14,18 @@ import click
 import mlflow
 
 from mlcycle import charts, config, registry, tuning
-from mlcycle.cli import INT, step_command, step_run
+from mlcycle.cli import options_from, step_command, step_run
+from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
-from mlcycle.etl import load_splits, resolve_etl_run
 from mlcycle.evaluate import score
+from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.optimize import OptimizeParams
 
 log = logging.getLogger("mlcycle.optimize")
 
 
 @click.command()
-@click.option("--etl-run", default="", help="etl run id (default: the latest finished one)")
-@click.option("--model-name", default=config.DEFAULT_MODEL_NAME, show_default=True)
-@click.option("--family", default="rf", show_default=True, help="rf or nn")
-@click.option(
-    "--n-trials",
-    type=INT,
-    default=30,
-    show_default=True,
-    help="trials this worker runs (0: nothing to do)",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=0,
-    show_default=True,
-    help="seconds after which this worker starts no new trial (0: none)",
-)
-@click.option(
-    "--n-jobs",
-    type=INT,
-    default=1,
-    show_default=True,
-    help="trials run in parallel threads by this worker",
-)
-@click.option(
-    "--storage",
-    default="",
-    help="journal file path, sqlite:///FILE, postgresql://USER@HOST/DB or mysql://… "
-    "(default: a journal file under .mlcycle/)",
-)
-@click.option("--study-name", default="", help="default: MODEL_NAME-FAMILY-METRIC")
-@click.option("--metric", default="", help="default: r2 (regression) or f1 (classification)")
-@click.option("--seed", type=INT, default=42, show_default=True)
+@options_from(OptimizeParams)
 @step_command
 def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_name, metric, seed):
     tuning.check_family(family)

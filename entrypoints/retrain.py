@@ -21,9 +21,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from mlcycle import config, registry
-from mlcycle.cli import INT, step_command, step_run
+from mlcycle.cli import options_from, step_command, step_run
+from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
-from mlcycle.etl import load_splits, resolve_etl_run
 from mlcycle.evaluate import score
 from mlcycle.metrics import PRIMARY, prefixed
 from mlcycle.network import (
@@ -40,6 +40,8 @@ from mlcycle.network import (
     network_of,
     training_summary,
 )
+from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.retrain import RetrainParams
 
 log = logging.getLogger("mlcycle.retrain")
 
@@ -58,37 +60,7 @@ class Base:
 
 
 @click.command()
-@click.option("--etl-run", default="", help="etl run id (default: the latest finished one)")
-@click.option("--model-name", default=config.DEFAULT_MODEL_NAME, show_default=True)
-@click.option("--epochs", type=INT, default=60, show_default=True)
-@click.option("--batch-size", type=INT, default=32, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
-@click.option("--base-model", default="", help="model URI (default: models:/NAME@champion)")
-@click.option(
-    "--strategy",
-    default="finetune",
-    show_default=True,
-    help="finetune (continue the base network's weights) or scratch",
-)
-@click.option(
-    "--window",
-    default="current",
-    show_default=True,
-    help="current (current train only) or all (reference train + current train)",
-)
-@click.option(
-    "--params-from",
-    default="",
-    help="an optimize run (family nn) whose best network hyper-parameters to use",
-)
-@click.option(
-    "--patience",
-    type=INT,
-    default=10,
-    show_default=True,
-    help="early-stopping patience in epochs; 0 turns it off",
-)
-@click.option("--seed", type=INT, default=42, show_default=True)
+@options_from(RetrainParams)
 @step_command
 def main(
     etl_run,

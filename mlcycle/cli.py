@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from mlcycle import config, remote
 from mlcycle.errors import MlcycleError
+from mlcycle.params import fields_of
 
 log = logging.getLogger("mlcycle")
 
@@ -55,6 +56,32 @@ class Flag(click.ParamType):
 
 INT = WholeNumber()
 BOOL = Flag()
+
+
+_CLICK_TYPES = {int: INT, float: click.FLOAT, bool: BOOL, str: click.STRING}
+
+
+def options_from(params_cls):
+    """Decorate a click command with one option per field of a step's parameters
+    dataclass: the kebab-case name, the type, the default and the help all come from the
+    dataclass, the single source the MLproject agreement test compares with."""
+
+    def decorate(command):
+        for field, kind in reversed(fields_of(params_cls)):
+            text = field.metadata.get("help", "")
+            if field.metadata.get("choices"):
+                text += f" (one of: {', '.join(field.metadata['choices'])})"
+            command = click.option(
+                "--" + field.name.replace("_", "-"),
+                field.name,
+                type=_CLICK_TYPES[kind],
+                default=field.default,
+                show_default=True,
+                help=text,
+            )(command)
+        return command
+
+    return decorate
 
 
 def configure() -> None:

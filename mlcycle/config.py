@@ -14,6 +14,9 @@ REPORTS_DIR = PROJECT_ROOT / "reports"
 # Local state that is not tracked by git: Optuna journals, the workflow cache.
 STATE_DIR = PROJECT_ROOT / ".mlcycle"
 
+# As MLproject declares them: relative to the project root (config.resolve_path).
+DEFAULT_REFERENCE = "data/df_old.csv"
+DEFAULT_CURRENT = "data/df_new.csv"
 DEFAULT_TARGET = "montant_pret"
 DEFAULT_DROP_COLUMNS = "nom,prenom"
 DEFAULT_MODEL_NAME = "loan-amount"

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from mlcycle import config
-from mlcycle.etl import latest_etl_run
+from mlcycle.datasets import latest_etl_run
 from tests.conftest import (
     BIN,
     ROOT,

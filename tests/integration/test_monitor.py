@@ -11,10 +11,11 @@ from mlflow.exceptions import MlflowException
 
 from entrypoints.monitor import main as monitor_command
 from mlcycle import config, registry
-from mlcycle.etl import EtlParams, execute, load_splits
+from mlcycle.datasets import load_splits
 from mlcycle.evaluate import score
 from mlcycle.forest import ForestParams, fit_forest
 from mlcycle.modelio import log_sklearn
+from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import assert_ok, mlflow_run
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from entrypoints.optimize import main as optimize_command
 from mlcycle import config, tuning
-from mlcycle.etl import EtlParams, execute
+from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import BIN, ROOT, assert_ok, step_env
 
 pytestmark = pytest.mark.integration

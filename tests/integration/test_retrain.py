@@ -16,7 +16,7 @@ from entrypoints.etl import main as etl_command
 from entrypoints.retrain import main as retrain_command
 from mlcycle import config
 from mlcycle.data import Schema
-from mlcycle.etl import load_splits
+from mlcycle.datasets import load_splits
 from mlcycle.forest import ForestParams, fit_forest
 from mlcycle.modelio import SKOPS_TRUSTED_TYPES, log_sklearn
 from mlcycle.network import load_network

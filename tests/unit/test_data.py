@@ -115,7 +115,7 @@ def test_missing_file_is_named(tmp_path):
 
 def test_numeric_class_labels_read_the_same_from_both_files(tmp_path):
     """0/1 labels with a hole in one file (read as 0.0/1.0) are one set of classes."""
-    from mlcycle.etl import EtlParams, prepare
+    from mlcycle.steps.etl import EtlParams, prepare
 
     rng = np.random.default_rng(0)
     paths = {}

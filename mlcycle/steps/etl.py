@@ -20,23 +20,30 @@ from mlflow.exceptions import MlflowException
 from mlcycle import config, data
 from mlcycle.config import resolve_path
 from mlcycle.data import Schema
+from mlcycle.datasets import DATASETS_DIR, latest_etl_run
 from mlcycle.errors import MlcycleError
-from mlcycle.split import SPLIT_NAMES, Splits, make_splits
+from mlcycle.params import check, param
+from mlcycle.split import Splits, make_splits
 
 log = logging.getLogger(__name__)
-
-DATASETS_DIR = "datasets"
 
 
 @dataclass(frozen=True)
 class EtlParams:
-    reference: str = str(config.REFERENCE_CSV)
-    current: str = str(config.CURRENT_CSV)
-    target: str = config.DEFAULT_TARGET
-    task: str = "auto"
-    drop_columns: str = config.DEFAULT_DROP_COLUMNS
-    test_size: float = 0.2
-    seed: int = 42
+    reference: str = param(config.DEFAULT_REFERENCE, "CSV of the data the model learned on")
+    current: str = param(config.DEFAULT_CURRENT, "CSV of the new data")
+    target: str = param(config.DEFAULT_TARGET, "the column to predict")
+    task: str = param("auto", "what the target is", choices=data.TASKS)
+    drop_columns: str = param(
+        config.DEFAULT_DROP_COLUMNS,
+        "comma-separated identifier columns that must never be features",
+    )
+    test_size: float = param(0.2, "share of each file held out for testing")
+    seed: int = param(42, "seed of the splits", minimum=0)
+
+    def validate(self) -> EtlParams:
+        check(self)
+        return self
 
 
 @dataclass
@@ -118,28 +125,6 @@ def execute(params: EtlParams) -> EtlResult:
     return result
 
 
-def latest_etl_run(experiment_id: str | None = None) -> str | None:
-    """The id of the newest finished etl run of the experiment, or None."""
-    experiment_id = experiment_id or _current_experiment_id()
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`{config.STEP_TAG}` = 'etl' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def _current_experiment_id() -> str:
-    active = mlflow.active_run()
-    if active:
-        return active.info.experiment_id
-    from mlflow.tracking.fluent import _get_experiment_id
-
-    return _get_experiment_id()
-
-
 def resolve_etl_run(etl_run: str | None) -> str:
     """The given etl run, else the newest finished one, else a fresh etl on the defaults.
 
@@ -167,19 +152,3 @@ def resolve_etl_run(etl_run: str | None) -> str:
         mlflow.log_params(vars(params))
         execute(params)
     return run.info.run_id
-
-
-def load_splits(etl_run: str) -> tuple[Schema, Splits]:
-    """Download an etl run's splits and schema."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=etl_run, artifact_path=DATASETS_DIR, dst_path=tmp
-                )
-            )
-        except (MlflowException, OSError) as exc:
-            raise MlcycleError(f"etl run {etl_run} has no datasets artifacts: {exc}") from exc
-        schema = Schema.from_dict(json.loads((local / "schema.json").read_text()))
-        frames = {name: pd.read_parquet(local / f"{name}.parquet") for name in SPLIT_NAMES}
-    return schema, Splits(**frames)

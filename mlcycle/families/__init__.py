@@ -1,0 +1,3 @@
+"""Model families (rf: the forest, nn: the Keras network) behind one interface."""
+
+FAMILY_NAMES = ("rf", "nn")

@@ -1,0 +1,59 @@
+"""The one home of every entry point's parameters: a frozen dataclass per step.
+
+Each field is declared with `param(default, help, ...)`; the click command of the entry
+point builds its options from the dataclass (`mlcycle.cli.options_from`), and a test
+checks that MLproject declares the same names, types and defaults. `check` enforces what
+the metadata says (closed sets, lower bounds) with one line naming the parameter, before
+the step does any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any
+
+from mlcycle.errors import MlcycleError
+
+
+def param(
+    default: Any,
+    help: str,  # noqa: A002 - click's own name for it
+    *,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    allow: tuple = (),
+) -> Any:
+    """A dataclass field carrying its help text and its constraints.
+
+    `allow` lists values accepted beyond `minimum` (e.g. n_jobs=-1: one per core)."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "allow": allow}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def fields_of(cls) -> list[tuple[dataclasses.Field, type]]:
+    """(field, resolved type) pairs in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def check(params) -> None:
+    """Raise MlcycleError for the first value outside its closed set or below its bound."""
+    for field, kind in fields_of(type(params)):
+        value = getattr(params, field.name)
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            raise MlcycleError(
+                f"parameter {field.name} must be one of {', '.join(choices)}, got {value!r}"
+            )
+        minimum = field.metadata.get("minimum")
+        if minimum is None or kind not in (int, float) or value in field.metadata["allow"]:
+            continue
+        if not math.isfinite(value) or value < minimum:
+            extra = "".join(f" (or {v})" for v in field.metadata["allow"])
+            raise MlcycleError(f"parameter {field.name} must be >= {minimum:g}{extra}, got {value}")
+
+
+def as_logged(params) -> dict[str, Any]:
+    """The parameters as the step logs them (what `mlflow run` would have logged)."""
+    return dataclasses.asdict(params)

@@ -1,0 +1,93 @@
+"""Each step's parameters dataclass is the one source of its defaults: MLproject, the
+click options and the step agree with it, parameter by parameter."""
+
+import dataclasses
+import importlib
+import re
+
+import click
+import pytest
+from mlflow.projects._project_spec import load_project
+
+from mlcycle import config
+from mlcycle.errors import MlcycleError
+from mlcycle.params import check, fields_of
+
+STEPS = {
+    "etl": "EtlParams",
+    "baseline": "BaselineParams",
+    "optimize": "OptimizeParams",
+    "retrain": "RetrainParams",
+    "monitor": "MonitorParams",
+    "main": "MainParams",
+}
+# MLproject knows float and string only: whole numbers are floats, flags are strings.
+MLPROJECT_TYPE = {int: "float", float: "float", str: "string", bool: "string"}
+
+
+def _params_class(step):
+    return getattr(importlib.import_module(f"mlcycle.steps.{step}"), STEPS[step])
+
+
+def _as_mlproject(value, kind):
+    if kind is bool:
+        return str(value).lower()
+    if kind in (int, float):
+        return float(value)
+    return value
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_mlproject_declares_every_parameter_with_the_dataclass_default_and_type(step):
+    entry = load_project(str(config.PROJECT_ROOT)).get_entry_point(step)
+    cls = _params_class(step)
+    declared = {name: (p.type, p.default) for name, p in entry.parameters.items()}
+    expected = {
+        f.name: (MLPROJECT_TYPE[kind], _as_mlproject(f.default, kind)) for f, kind in fields_of(cls)
+    }
+    actual = {
+        name: (kind, float(default) if kind == "float" else str(default))
+        for name, (kind, default) in declared.items()
+    }
+    assert actual == expected
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_the_click_command_takes_its_options_from_the_dataclass(step):
+    command = importlib.import_module(f"entrypoints.{step}").main
+    cls = _params_class(step)
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    assert list(options) == [f.name for f in dataclasses.fields(cls)]
+    for field in dataclasses.fields(cls):
+        option = options[field.name]
+        assert option.default == field.default, field.name
+        assert option.show_default and option.help, field.name
+        assert option.opts == ["--" + field.name.replace("_", "-")]
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_the_defaults_pass_their_own_checks(step):
+    check(_params_class(step)())
+
+
+@pytest.mark.parametrize(
+    ("step", "changes", "message"),
+    [
+        ("etl", {"task": "clustering"}, "parameter task must be one of auto, regression"),
+        ("etl", {"seed": -1}, "parameter seed must be >= 0, got -1"),
+        ("optimize", {"family": "xgb"}, "parameter family must be one of rf, nn, got 'xgb'"),
+        ("optimize", {"n_jobs": 0}, "parameter n_jobs must be >= 1 (or -1), got 0"),
+        ("retrain", {"window": "last"}, "parameter window must be one of current, all"),
+        ("monitor", {"sample_size": -5}, "parameter sample_size must be >= 0, got -5"),
+        ("main", {"n_trials": -1}, "parameter n_trials must be >= 0, got -1"),
+    ],
+)
+def test_a_value_outside_its_set_or_bound_is_one_line_naming_the_parameter(step, changes, message):
+    params = dataclasses.replace(_params_class(step)(), **changes)
+    with pytest.raises(MlcycleError, match=re.escape(message)):
+        check(params)
+
+
+def test_n_jobs_minus_one_means_one_per_core_and_passes():
+    params = dataclasses.replace(_params_class("optimize")(), n_jobs=-1)
+    check(params)
