@@ -59,7 +59,7 @@ bench: venv ## run the benchmarks of benchmarks/ (see benchmarks/RESULTS.md)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 .PHONY: data
-data: venv ## regenerate data/df_old.csv and data/df_new.csv (byte for byte)
+data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte for byte)
 	$(BIN)/python -m mlcycle.datagen
 
 .PHONY: ui

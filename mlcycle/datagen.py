@@ -1,13 +1,16 @@
-"""Generate the bundled loan-amount data: `data/df_old.csv` (reference) and `data/df_new.csv`
-(current), byte for byte from a seed. The current data has drifted the way customer data
-does: the population is younger and more spread, with more women, fewer sport licences and
-more smokers, an even region mix, a lower loan level, and partly changed feature-target
-relationships. `python -m mlcycle.datagen` (or `make data`) rewrites both files."""
+"""Generate the bundled loan-amount data: `data/df_old.csv` (reference), `data/df_new.csv`
+(current) and `data/stream/batch_NN.csv` (what comes after), byte for byte from seeds.
+
+The current data has drifted the way customer data does: the population is younger and
+more spread, with more women, fewer sport licences and more smokers, an even region mix, a
+lower loan level, and partly changed feature-target relationships. The stream continues it
+in time: the customers keep moving the same way batch after batch, and the bank reprices
+its loans twice along the way. `python -m mlcycle.datagen` (or `make data`) rewrites all."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +118,8 @@ class Population:
     idf_bonus: float
     niveau_bonus: tuple[float, ...]
     noise_sd: float
+    # Every income is scaled by this (wage growth along the stream); 1 for the two files.
+    income_level: float = 1.0
 
 
 OLD = Population(
@@ -153,8 +158,9 @@ NEW = Population(
 )
 
 
-def generate(pop: Population, n: int, seed: int) -> pd.DataFrame:
-    """Draw n customers of a population; the same seed gives the same frame."""
+def generate(pop: Population, n: int, seed: int, unbooked: float = 0.01) -> pd.DataFrame:
+    """Draw n customers of a population; the same seed gives the same frame. A share
+    `unbooked` of the loans is left missing (0 for labelled batches)."""
     rng = np.random.default_rng(seed)
     sexe = np.where(rng.random(n) < pop.share_men, "H", "F")
     men = sexe == "H"
@@ -166,7 +172,7 @@ def generate(pop: Population, n: int, seed: int) -> pd.DataFrame:
     sport = rng.random(n) < pop.share_sport
     smoker = rng.random(n) < pop.share_smoker
     french = rng.random(n) < 0.86
-    base_income = np.array([1500, 1900, 2300, 3100, 3700])[niveau_idx]
+    base_income = np.array([1500, 1900, 2300, 3100, 3700])[niveau_idx] * pop.income_level
     revenu = base_income * (1 + 0.012 * (age - 40)).clip(0.6) * rng.lognormal(0, 0.22, n)
     revenu = revenu.round()
     montant = (
@@ -200,8 +206,80 @@ def generate(pop: Population, n: int, seed: int) -> pd.DataFrame:
     )
     # Real exports have holes: an unknown income here and there, a few loans not booked.
     frame.loc[rng.random(n) < 0.02, "revenu_estime_mois"] = np.nan
-    frame.loc[rng.random(n) < 0.01, "montant_pret"] = np.nan
+    frame.loc[rng.random(n) < unbooked, "montant_pret"] = np.nan
     return frame
+
+
+# The stream: where the customers are heading by its last batch. Each batch k of n sits k/n
+# of the way from NEW to here: younger still, more women and smokers, fewer sport licences,
+# the south and west growing at the expense of Île-de-France, more degrees, wages +25 %.
+HORIZON = replace(
+    NEW,
+    age_mean=26,
+    share_men=0.38,
+    share_sport=0.20,
+    share_smoker=0.42,
+    region_weights=(0.06, 0.12, 0.20, 0.16, 0.08, 0.20, 0.10, 0.08),
+    niveau_weights=(0.05, 0.20, 0.30, 0.30, 0.15),
+    income_level=1.25,
+)
+# Who the bank lends to moves smoothly; how it prices a loan changes at a date. From the
+# batch named here on, these fields of the relationship replace NEW's (cumulatively).
+REPRICINGS = {
+    # Rates rise: every loan shrinks, income buys less of it, older customers get less.
+    3: {"intercept": -1500, "income_coef": 3.6, "age_coef": -60},
+    # A new insurance contract: smoking no longer cuts the loan, degrees and sport count
+    # again, Île-de-France earns no bonus.
+    5: {
+        "smoker_effect": 0,
+        "niveau_bonus": (0, 800, 2500, 4500, 6000),
+        "sport_effect": 1500,
+        "idf_bonus": 0,
+    },
+}
+COVARIATES = (
+    "age_mean",
+    "age_sd",
+    "share_men",
+    "share_sport",
+    "share_smoker",
+    "region_weights",
+    "niveau_weights",
+    "income_level",
+)
+# Rows per batch (one period of loans, not every period alike); batch k is drawn with
+# seed STREAM_SEED + k, after df_new's 2025.
+STREAM_ROWS = (520, 610, 480, 700, 560, 640)
+STREAM_SEED = 2025
+STREAM_DIR = "stream"
+
+
+def _between(start, end, t: float):
+    """A number or a tuple of weights, a fraction t of the way from start to end."""
+    if isinstance(start, tuple):
+        return tuple(a + t * (b - a) for a, b in zip(start, end, strict=True))
+    return start + t * (end - start)
+
+
+def stream_population(batch: int, batches: int = len(STREAM_ROWS)) -> Population:
+    """The customers of batch `batch` (1-based) of the stream: covariates interpolated from
+    NEW to HORIZON, pricing as last repriced at or before that batch."""
+    if not 1 <= batch <= batches:
+        raise ValueError(f"batch must be between 1 and {batches}, got {batch}")
+    t = batch / batches
+    moved = {name: _between(getattr(NEW, name), getattr(HORIZON, name), t) for name in COVARIATES}
+    for start in sorted(REPRICINGS):
+        if start <= batch:
+            moved.update(REPRICINGS[start])
+    return replace(NEW, **moved)
+
+
+def stream_batches() -> dict[str, tuple[Population, int, int]]:
+    """File name -> (population, seed, rows) of every batch of the stream."""
+    return {
+        f"batch_{k:02d}.csv": (stream_population(k), STREAM_SEED + k, rows)
+        for k, rows in enumerate(STREAM_ROWS, start=1)
+    }
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -214,9 +292,18 @@ BUNDLED = {"df_old.csv": (OLD, 2024), "df_new.csv": (NEW, 2025)}
 
 
 def write_bundled(out: Path, rows: int = 2000) -> None:
+    """The two files, then the stream in out/stream/ (labelled: no loan left unbooked)."""
     out.mkdir(parents=True, exist_ok=True)
     for name, (population, seed) in BUNDLED.items():
         write_csv(generate(population, rows, seed), out / name)
+    stream, batches = out / STREAM_DIR, stream_batches()
+    stream.mkdir(exist_ok=True)
+    # A batch the design no longer has would be replayed as if it still belonged.
+    for stale in stream.glob("batch_*.csv"):
+        if stale.name not in batches:
+            stale.unlink()
+    for name, (population, seed, batch_rows) in batches.items():
+        write_csv(generate(population, batch_rows, seed, unbooked=0.0), stream / name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from mlflow.projects._project_spec import load_project
 from mlflow.utils.environment import _PythonEnv
 
 from mlcycle import config
-from mlcycle.datagen import BUNDLED, write_bundled
+from mlcycle.datagen import write_bundled
 
 ROOT = config.PROJECT_ROOT
 
@@ -113,8 +113,12 @@ def test_mlproject_entry_points_follow_the_design_contract():
 
 
 def test_bundled_data_regenerates_byte_for_byte(tmp_path):
+    """df_old, df_new and every stream batch; no batch in data/ that make data would not write."""
     write_bundled(tmp_path)
-    for name in BUNDLED:
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.csv"))
+    assert written == sorted(p.relative_to(ROOT / "data") for p in (ROOT / "data").rglob("*.csv"))
+    assert len(written) >= 8
+    for name in written:
         assert (tmp_path / name).read_bytes() == (ROOT / "data" / name).read_bytes(), name
 
 
