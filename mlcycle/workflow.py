@@ -130,24 +130,6 @@ def step_key(step: Step, code: str, root: Path = config.PROJECT_ROOT) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def adopt_baseline(model_name: str, forest: str, started_from: str) -> bool:
-    """Make the baseline's forest the champion that retrain starts from and monitor
-    compares with; the champion it replaces becomes `previous`, as a promotion leaves it.
-
-    The alias moves only while it still points where this pipeline started (started_from,
-    '' for no champion): a re-run that replays an earlier identical run's starting state
-    (main's starting_state) must not undo what that run's monitor promoted since.
-    True when an alias moved."""
-    current = registry.version_for_alias(model_name, config.CHAMPION)
-    current_version = str(current.version) if current else ""
-    if current_version != str(started_from) or current_version == str(forest):
-        return False
-    if current_version:
-        registry.set_alias(model_name, config.PREVIOUS, current_version)
-    registry.set_alias(model_name, config.CHAMPION, forest)
-    return True
-
-
 def find_finished(key: str, experiment_id: str):
     """The newest FINISHED run with this cache key, or None."""
     runs = mlflow.search_runs(

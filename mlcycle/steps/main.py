@@ -1,13 +1,35 @@
-"""The main step: etl -> baseline -> optimize -> retrain -> monitor as child runs."""
+"""The main step: etl -> baseline -> optimize -> retrain -> monitor, as child runs of one
+parent, reusing finished identical steps (mlcycle.workflow).
+
+Reads the two data files and the registry's aliases once, at the start; hands each step
+the run ids and model versions the earlier steps recorded (never an alias read back);
+writes the child runs' ids as tags `mlcycle.run.<step>`, `steps_reused`, and the registry
+state it started from and left (`mlcycle.registry_in` / `_out`), which lets a re-run with
+nothing changed reuse every step."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 
-from mlcycle import config
+import mlflow
+
+from mlcycle import aliases, config
+from mlcycle.config import resolve_path
 from mlcycle.data import TASKS
+from mlcycle.errors import MlcycleError
 from mlcycle.families import FAMILY_NAMES
-from mlcycle.params import param
+from mlcycle.params import check, param
+from mlcycle.workflow import Step, code_version, data_identity, run_or_reuse
+
+log = logging.getLogger(__name__)
+
+PIPELINE_KEY_TAG = "mlcycle.pipeline_key"
+REGISTRY_IN_TAG = "mlcycle.registry_in"
+REGISTRY_OUT_TAG = "mlcycle.registry_out"
+VERSION_TAG = "mlcycle.model_version"
 
 
 @dataclass(frozen=True)
@@ -25,7 +47,7 @@ class MainParams:
     model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
     n_trials: int = param(20, "optimize trials (0 skips optimize)", minimum=0)
     optimize_family: str = param("nn", "family optimize tunes", choices=FAMILY_NAMES)
-    epochs: int = param(60, "retrain's maximum epochs", minimum=1)
+    epochs: int = param(60, "retrain's maximum epochs")
     promote: bool = param(True, "let monitor move the champion alias")
     use_cache: bool = param(True, "reuse finished identical steps")
     force_baseline: bool = param(
@@ -34,3 +56,199 @@ class MainParams:
     env_manager: str = param(
         "local", "environment manager of the child runs (local inside an isolated env)"
     )
+
+    def validate(self) -> MainParams:
+        check(self)
+        return self
+
+
+def registry_state(model_name: str) -> dict[str, str]:
+    """alias -> version ('' when unset), as main records it in its tags."""
+    return {alias: version or "" for alias, version in aliases.read_state(model_name).items()}
+
+
+def pipeline_key(params: MainParams, code: str, data_files) -> str:
+    """What makes two main runs identical: code, data content and the parameters."""
+    payload = {
+        "code": code,
+        "data": [data_identity(p) for p in data_files],
+        "params": [
+            params.target,
+            params.task,
+            params.drop_columns,
+            params.test_size,
+            params.seed,
+            params.model_name,
+            params.n_trials,
+            params.optimize_family,
+            params.epochs,
+            params.promote,
+            params.force_baseline,
+        ],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def starting_state(
+    model_name: str, key: str, experiment_id: str, use_cache: bool
+) -> dict[str, str]:
+    """The registry state this pipeline starts from.
+
+    When the registry is exactly as the last identical main run left it (its own
+    promotion moved the champion), that run's starting state is used, so a re-run with
+    nothing changed reuses every step instead of retraining on its own output. An alias
+    moved by anyone else makes the steps that read it run again."""
+    now = registry_state(model_name)
+    if not use_cache:
+        return now
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if runs and json.loads(runs[0].data.tags.get(REGISTRY_OUT_TAG, "{}")) == now:
+        log.info(
+            "the registry is as main run %s left it: starting from its state", runs[0].info.run_id
+        )
+        return json.loads(runs[0].data.tags[REGISTRY_IN_TAG])
+    return now
+
+
+def registered_version(run, step: str) -> str:
+    """The model version a step's run recorded registering (its `mlcycle.model_version`)."""
+    version = run.data.tags.get(VERSION_TAG)
+    if not version:
+        raise MlcycleError(f"step {step} (run {run.info.run_id}) registered no model")
+    return version
+
+
+class Pipeline:
+    """The child runs of one main run, in order, each run or reused."""
+
+    def __init__(self, run, params: MainParams, code: str):
+        self.params = params
+        self.common = dict(
+            parent_run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            env_manager=params.env_manager,
+            use_cache=params.use_cache,
+            code=code,
+        )
+        self.done: dict[str, tuple[str, bool]] = {}
+
+    def step(self, name: str, parameters: dict, **kwargs):
+        child, reused = run_or_reuse(Step(name, parameters, **kwargs), **self.common)
+        self.done[name] = (child.info.run_id, reused)
+        return child
+
+
+def execute(params: MainParams, run) -> None:
+    """Run or reuse every step as a child of `run`, the active main run."""
+    code = code_version()
+    data_files = [resolve_path(params.reference), resolve_path(params.current)]
+    for path in data_files:
+        if not path.is_file():
+            raise MlcycleError(f"data file not found: {path}")
+    key = pipeline_key(params, code, data_files)
+    mlflow.set_tag(PIPELINE_KEY_TAG, key)
+    name = params.model_name
+    state = starting_state(name, key, run.info.experiment_id, params.use_cache)
+    mlflow.set_tag(REGISTRY_IN_TAG, json.dumps(state, sort_keys=True))
+    pipeline = Pipeline(run, params, code)
+
+    etl_run = pipeline.step(
+        "etl",
+        dict(
+            reference=str(data_files[0]),
+            current=str(data_files[1]),
+            target=params.target,
+            task=params.task,
+            drop_columns=params.drop_columns,
+            test_size=params.test_size,
+            seed=params.seed,
+        ),
+        data_files=data_files,
+    ).info.run_id
+
+    champion = _baseline(pipeline, etl_run, state[config.CHAMPION])
+    champion_uri = f"models:/{name}/{champion}"
+    params_from = _optimize(pipeline, etl_run)
+    retrained = pipeline.step(
+        "retrain",
+        dict(
+            etl_run=etl_run,
+            model_name=name,
+            epochs=params.epochs,
+            base_model=champion_uri,
+            params_from=params_from,
+            seed=params.seed,
+        ),
+    )
+    challenger = registered_version(retrained, "retrain")
+    pipeline.step(
+        "monitor",
+        dict(
+            etl_run=etl_run,
+            model_name=name,
+            champion=champion_uri,
+            challenger=f"models:/{name}/{challenger}",
+            promote=str(params.promote).lower(),
+        ),
+    )
+    mlflow.set_tag(REGISTRY_OUT_TAG, json.dumps(registry_state(name), sort_keys=True))
+    _summarise(pipeline.done)
+
+
+def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:
+    """The champion retrain starts from and monitor compares with: the one the pipeline
+    started from, or a new forest when there is none or force_baseline asks for one."""
+    params = pipeline.params
+    name = params.model_name
+    if champion and not params.force_baseline:
+        log.info("step baseline: skipped, %s has a champion (version %s)", name, champion)
+        return champion
+    # With force_baseline the new forest replaces the champion. A reused baseline moved
+    # nothing itself, hence the adoption here.
+    run = pipeline.step("baseline", dict(etl_run=etl_run, model_name=name, seed=params.seed))
+    forest = registered_version(run, "baseline")
+    moves = aliases.adoption(aliases.read_state(name), forest, champion)
+    if aliases.apply(name, moves):
+        log.info(
+            "step baseline: version %s is the champion now (previous: %s)",
+            forest,
+            champion or "none",
+        )
+    return forest
+
+
+def _optimize(pipeline: Pipeline, etl_run: str) -> str:
+    """The optimize run whose best network parameters retrain uses ('' for none)."""
+    params = pipeline.params
+    if params.n_trials == 0:
+        log.info("step optimize: skipped (n_trials=0)")
+        return ""
+    family = params.optimize_family
+    # A study per etl run: new data must not resume a study tuned on the old.
+    run = pipeline.step(
+        "optimize",
+        dict(
+            etl_run=etl_run,
+            model_name=params.model_name,
+            family=family,
+            n_trials=params.n_trials,
+            study_name=f"{params.model_name}-{family}-{etl_run[:12]}",
+            seed=params.seed,
+        ),
+    )
+    return run.info.run_id if family == "nn" else ""
+
+
+def _summarise(done: dict[str, tuple[str, bool]]) -> None:
+    reused = [name for name, (_, was_reused) in done.items() if was_reused]
+    mlflow.set_tags({f"mlcycle.run.{name}": run_id for name, (run_id, _) in done.items()})
+    mlflow.log_metric("steps_reused", len(reused))
+    for name, (run_id, was_reused) in done.items():
+        log.info("%-9s %s run %s", name, "reused" if was_reused else "ran   ", run_id)
+    log.info("main: %d of %d steps reused", len(reused), len(done))
