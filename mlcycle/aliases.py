@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from mlcycle import config, registry
+from mlcycle import config, registry, signals
 from mlcycle.errors import MlcycleError
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ def apply(model_name: str, moves: list[Move]) -> bool:
             f"aliases of {model_name} moved since they were read ({detail}): nothing moved; "
             "run the step again to decide on the registry as it is now"
         )
+    # A stop request now waits until the run has ended FINISHED (mlcycle.signals).
+    signals.hold()
     done: list[Move] = []
     try:
         for move in moves:

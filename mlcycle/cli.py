@@ -14,7 +14,7 @@ import click
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, remote
+from mlcycle import config, remote, signals
 from mlcycle.errors import MlcycleError
 from mlcycle.params import fields_of
 
@@ -113,8 +113,12 @@ def step_command(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         configure()
+        signals.install()
         try:
             return func(*args, **kwargs)
+        except signals.Interrupted as exc:
+            click.echo(f"mlcycle: stopped by {exc}", err=True)
+            sys.exit(exc.exit_code)
         except MlcycleError as exc:
             click.echo(f"mlcycle error: {exc}", err=True)
             sys.exit(2)
@@ -135,15 +139,36 @@ def step_run(step: str, params: dict, nested: bool = False):
 
     Params already logged by `mlflow run` are left as they are: MLflow refuses to log a
     key twice with a different spelling of the same value ('.2' vs '0.2')."""
+    # Stop requests wait while MLflow creates and ends the run (mlcycle.signals): a signal
+    # inside one of its store calls would leave the run RUNNING.
+    signals.hold()
     with mlflow.start_run(nested=nested) as run:
-        # Which interpreter ran the step: shows whether --env-manager isolated it.
-        mlflow.set_tags({config.STEP_TAG: step, "mlcycle.python": sys.executable})
-        existing = mlflow.get_run(run.info.run_id).data.params
-        fresh = {k: _param_text(v) for k, v in params.items() if k not in existing}
-        if fresh:
-            mlflow.log_params(fresh)
-        log.info("%s: run %s (experiment %s)", step, run.info.run_id, run.info.experiment_id)
-        yield run
+        try:
+            signals.release()
+            # Which interpreter ran the step: shows whether --env-manager isolated it.
+            mlflow.set_tags({config.STEP_TAG: step, "mlcycle.python": sys.executable})
+            existing = mlflow.get_run(run.info.run_id).data.params
+            fresh = {k: _param_text(v) for k, v in params.items() if k not in existing}
+            if fresh:
+                mlflow.log_params(fresh)
+            log.info("%s: run %s (experiment %s)", step, run.info.run_id, run.info.experiment_id)
+            yield run
+            signals.hold()
+        except signals.Interrupted:
+            signals.hold()
+            _end_killed(step, run.info.run_id)
+            raise
+    # The run has ended FINISHED: a stop request held meanwhile acts now.
+    signals.release()
+
+
+def _end_killed(step: str, run_id: str) -> None:
+    """End the run KILLED, through a fresh client if the signal broke the fluent one."""
+    log.warning("%s: stopped; run %s ends KILLED", step, run_id)
+    try:
+        mlflow.end_run("KILLED")
+    except Exception:  # noqa: BLE001 - the interrupted store call may have left it unusable
+        mlflow.MlflowClient().set_terminated(run_id, "KILLED")
 
 
 def _param_text(value) -> str:

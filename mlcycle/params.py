@@ -37,10 +37,31 @@ def fields_of(cls) -> list[tuple[dataclasses.Field, type]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
+# Characters a registered model name cannot hold: MLflow refuses '/', ':' and '%'; the
+# name is also a folder of reports and predictions ('\\') and the part of
+# models:/NAME@alias before the '@'.
+_NAME_FORBIDDEN = "/\\:%@"
+
+
+def check_model_name(name: str) -> None:
+    """One line for a name MLflow would refuse only after the model is trained and logged,
+    or that would escape the folder it names (reports/NAME/, predictions/NAME/)."""
+    bad = sorted({c for c in name if c in _NAME_FORBIDDEN or not c.isprintable()})
+    if not name.strip() or name != name.strip() or name in (".", "..") or bad:
+        why = f"holds {' '.join(repr(c) for c in bad)}" if bad else "is empty, dots or padded"
+        raise MlcycleError(
+            f"parameter model_name {name!r} cannot name a registered model: it {why} "
+            f"(not allowed: empty, '.', '..', spaces around, {' '.join(_NAME_FORBIDDEN)})"
+        )
+
+
 def check(params) -> None:
-    """Raise MlcycleError for the first value outside its closed set or below its bound."""
+    """Raise MlcycleError for the first value outside its closed set or below its bound,
+    or a model name the registry would refuse."""
     for field, kind in fields_of(type(params)):
         value = getattr(params, field.name)
+        if field.name == "model_name":
+            check_model_name(value)
         choices = field.metadata.get("choices")
         if choices and value not in choices:
             raise MlcycleError(

@@ -91,3 +91,18 @@ def test_a_value_outside_its_set_or_bound_is_one_line_naming_the_parameter(step,
 def test_n_jobs_minus_one_means_one_per_core_and_passes():
     params = dataclasses.replace(_params_class("optimize")(), n_jobs=-1)
     check(params)
+
+
+@pytest.mark.parametrize(
+    "name", ["a/b", "../../x", "", "  ", " padded", "a:b", "x%", "a@b", "..", "t\tx"]
+)
+@pytest.mark.parametrize("step", ["baseline", "optimize", "retrain", "monitor", "main"])
+def test_a_model_name_the_registry_would_refuse_or_that_escapes_a_folder_is_refused(step, name):
+    params = dataclasses.replace(_params_class(step)(), model_name=name)
+    with pytest.raises(MlcycleError, match=r"^parameter model_name .* cannot name a registered"):
+        check(params)
+
+
+@pytest.mark.parametrize("name", ["loan-amount", "churn v2", "Prêt_immobilier.2026"])
+def test_ordinary_model_names_pass(name):
+    check(dataclasses.replace(_params_class("baseline")(), model_name=name))

@@ -1,0 +1,160 @@
+"""A real SIGTERM or SIGINT sent to a real step at several moments (the run just opened,
+the model being logged, the version registered around the alias move, the network
+training) ends its run KILLED or FINISHED, never RUNNING; and an alias points at what a
+run produced only if that run ended FINISHED."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mlflow
+import pytest
+
+from mlcycle import config
+from tests.conftest import ROOT, assert_ok, run_step, step_env
+
+pytestmark = pytest.mark.integration
+
+
+def _start(module: str, tracking_uri: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", f"entrypoints.{module}", *args],
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"the step ended before {what}:\n{proc.stderr.read()[-3000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _step_run(step: str, model_name: str):
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = '{step}' and params.model_name = '{model_name}'",
+    )
+    return runs[0] if runs else None
+
+
+def _versions_of(model_name: str, run_id: str):
+    return mlflow.MlflowClient().search_model_versions(
+        f"name = '{model_name}' and run_id = '{run_id}'"
+    )
+
+
+def _check_invariant(model_name: str, run_id: str) -> str:
+    """The run is not left RUNNING; aliases point at its versions only if it FINISHED."""
+    status = mlflow.get_run(run_id).info.status
+    assert status in ("KILLED", "FAILED", "FINISHED"), status
+    produced = {str(v.version) for v in _versions_of(model_name, run_id)}
+    try:
+        aliased = mlflow.MlflowClient().get_registered_model(model_name).aliases
+    except mlflow.exceptions.MlflowException:
+        aliased = {}
+    pointing = {alias for alias, version in aliased.items() if str(version) in produced}
+    if status != "FINISHED":
+        assert not pointing, f"run {status} but {pointing} point at its versions"
+    return status
+
+
+@pytest.fixture
+def etl_run(tracking_uri):
+    assert_ok(run_step("etl", tracking_uri))
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    return run.info.run_id
+
+
+def _logged_model_of(run_id: str):
+    def found():
+        run = mlflow.get_run(run_id)
+        models = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}'",
+            output_format="list",
+        )
+        return models or None
+
+    return found
+
+
+# Each case is a real step process (~15 s here): SIGINT at one moment, SIGTERM at all three.
+@pytest.mark.parametrize(
+    ("moment", "signum"),
+    [
+        ("opened", signal.SIGINT),
+        ("opened", signal.SIGTERM),
+        ("logging", signal.SIGTERM),
+        ("registered", signal.SIGTERM),
+    ],
+)
+def test_a_stopped_baseline_ends_its_run_and_never_leaves_an_alias_of_an_unfinished_run(
+    tracking_uri, etl_run, moment, signum
+):
+    name = f"sig-{moment}-{signum.name.lower()}"
+    proc = _start("baseline", tracking_uri, "--etl-run", etl_run, "--model-name", name)
+    run = _wait_for(lambda: _step_run("baseline", name), proc, "the run opened")
+    run_id = run.info.run_id
+    if moment == "logging":
+        _wait_for(_logged_model_of(run_id), proc, "the model being logged")
+    elif moment == "registered":
+        _wait_for(lambda: _versions_of(name, run_id), proc, "the version registered")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    status = _check_invariant(name, run_id)
+    if proc.returncode == 0:
+        # The step had already finished when the signal arrived.
+        assert status == "FINISHED"
+    else:
+        assert proc.returncode == 128 + signum, err[-2000:]
+        assert f"stopped by {signum.name}" in err
+        assert status in ("KILLED", "FINISHED"), status
+        if moment == "opened":
+            assert status == "KILLED"
+
+
+def test_a_network_stopped_while_training_ends_killed_with_nothing_registered(
+    tracking_uri, etl_run
+):
+    name = "sig-training"
+    proc = _start(
+        "retrain", tracking_uri, "--etl-run", etl_run, "--model-name", name, "--epochs", "500"
+    )
+    run = _wait_for(lambda: _step_run("retrain", name), proc, "the run opened")
+    run_id = run.info.run_id
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+
+    def training():
+        return any("training scratch on" in line for line in lines)
+
+    _wait_for(training, proc, "the training to start")
+    time.sleep(3)  # inside the epochs
+    assert proc.poll() is None, "".join(lines)[-2000:]
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert time.monotonic() - started < 30, "the step took too long to stop"
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    assert not _versions_of(name, run_id)
