@@ -113,7 +113,7 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
         def unreachable(*args, **kwargs):
             raise MlflowException("artifact store unreachable")
 
-        patch.setattr("entrypoints.monitor.mlflow.log_artifacts", unreachable)
+        patch.setattr("mlcycle.steps.monitor.mlflow.log_artifacts", unreachable)
         failed = CliRunner().invoke(
             monitor_command,
             ["--etl-run", etl_run, "--promote", "true", "--tolerance", "1", "--output", str(out)],
