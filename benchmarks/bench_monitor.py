@@ -69,7 +69,7 @@ def generate(rows: int, seed: int, shift: float) -> pd.DataFrame:
 
 
 def run_one(rows: int, sample_size: int) -> dict:
-    from mlcycle import drift, promotion, report
+    from mlcycle import drift, evaluate, promotion, quality, report
     from mlcycle.data import Schema
     from mlcycle.forest import ForestParams, fit_forest
     from mlcycle.split import Splits
@@ -106,15 +106,17 @@ def run_one(rows: int, sample_size: int) -> dict:
     start = time.perf_counter()
     frames = dict(splits.items())
     results = {
-        role: report.score_model(report.ModelResult(role, f"bench:{role}"), model, schema, frames)
+        role: report.ModelResult(role, f"bench:{role}").with_scores(
+            evaluate.score_frames(model, schema, frames)
+        )
         for role, model in models.items()
     }
     timings["performance"] = time.perf_counter() - start
     mark = time.perf_counter()
     ref_all, cur_all = drift.reference_and_current(splits)
-    predictors = {report.prediction_column(r, set(ref_all.columns)): m for r, m in models.items()}
+    predictors = {drift.prediction_column(r, set(ref_all.columns)): m for r, m in models.items()}
     result = drift.run_drift(ref_all, cur_all, schema, predictors, sample_size)
-    quality = drift.data_quality(ref_all, cur_all, schema)
+    table = quality.by_feature(ref_all, cur_all, schema)
     timings["drift"] = time.perf_counter() - mark
     mark = time.perf_counter()
     decision = promotion.decide(
@@ -127,7 +129,7 @@ def run_one(rows: int, sample_size: int) -> dict:
         models=results,
         decision=decision,
         gate={"promote": False, "min_improvement": 0.0, "tolerance": 0.05},
-        quality=quality,
+        quality=table,
         drift=result,
         prediction_owner={c: c.split("_")[0] for c in predictors},
         provenance=[("benchmark", f"{rows:,} generated rows a side")],

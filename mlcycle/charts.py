@@ -1,6 +1,10 @@
-"""Matplotlib figures logged as artifacts. Headless: the Agg backend, nothing shown."""
+"""Matplotlib figures logged as artifacts or inlined in the report. Headless: the Agg
+backend, nothing shown."""
 
 from __future__ import annotations
+
+import base64
+import io
 
 import matplotlib
 
@@ -55,3 +59,53 @@ def learning_curve_figure(history: dict[str, list[float]], title: str):
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+# Points drawn in a scatter: more only blurs it and grows the page.
+MAX_SCATTER_POINTS = 4000
+COLORS = {"champion": "#1f77b4", "challenger": "#d62728"}
+_DPI = 100
+
+
+def figure_uri(fig) -> str:
+    """A figure as an inline PNG data URI (the report opens offline); the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI)
+    close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def scatter_figure(y_true, preds: dict[str, np.ndarray], split: str):
+    """Predicted vs actual, one colour per model, on a seeded sample of the rows."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    keep = np.arange(len(y_true))
+    if len(keep) > MAX_SCATTER_POINTS:
+        keep = np.random.default_rng(0).choice(keep, MAX_SCATTER_POINTS, replace=False)
+    for role, pred in preds.items():
+        ax.scatter(y_true[keep], pred[keep], s=6, alpha=0.45, label=role, color=COLORS.get(role))
+    low, high = float(np.nanmin(y_true)), float(np.nanmax(y_true))
+    ax.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    sampled = f" ({len(keep)} of {len(y_true)} rows)" if len(keep) < len(y_true) else ""
+    ax.set_title(f"{split}{sampled}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def error_figure(y_true, preds: dict[str, np.ndarray], split: str):
+    """Histograms of predicted - actual, one outline per model on shared bins."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    errors = {role: np.asarray(pred, dtype=float) - y_true for role, pred in preds.items()}
+    everything = np.concatenate(list(errors.values()))
+    bins = np.histogram_bin_edges(everything[np.isfinite(everything)], bins=40)
+    for role, err in errors.items():
+        ax.hist(err, bins=bins, histtype="step", linewidth=1.6, label=role, color=COLORS.get(role))
+    ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("predicted - actual")
+    ax.set_ylabel("rows")
+    ax.set_title(split, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

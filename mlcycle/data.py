@@ -191,24 +191,3 @@ def check_classes(frame: pd.DataFrame, schema: Schema, role: str) -> None:
             f"classification target {schema.target!r} of the {role} data has a single class "
             f"({classes[0]!r}); at least two are needed"
         )
-
-
-def quality_summary(
-    reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, removed: dict[str, int]
-) -> dict:
-    """Rows, missing shares and categories of current never seen in reference."""
-    new_categories = {}
-    for col in schema.categorical:
-        seen = set(reference[col].dropna())
-        unseen = sorted(set(current[col].dropna()) - seen)
-        if unseen:
-            new_categories[col] = unseen
-    return {
-        "rows": {"reference": len(reference), "current": len(current)},
-        "removed_missing_target": removed,
-        "missing_share": {
-            "reference": {c: round(float(reference[c].isna().mean()), 4) for c in schema.features},
-            "current": {c: round(float(current[c].isna().mean()), 4) for c in schema.features},
-        },
-        "new_categories_in_current": new_categories,
-    }

@@ -1,11 +1,10 @@
-"""Drift and data quality between reference and current rows, with Evidently 0.7.
+"""Drift between reference and current rows, with Evidently 0.7.
 
 Reads two frames (features, target and, when models exist, their predictions on the same
 rows); returns an Evidently snapshot and a plain summary read from `snapshot.dict()` by
 metric name and config (never by position): per column the method Evidently chose, its
 score, threshold and verdict; the share of drifted features; target and prediction drift.
-Data quality (missing shares, unseen categories, out-of-range numbers) is plain pandas on
-every row, because it is cheap where Evidently is not."""
+Data quality is `mlcycle.quality`; the snapshot's own HTML is written by `mlcycle.report`."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from mlcycle.data import Schema
@@ -158,6 +156,14 @@ def reference_and_current(splits: Splits) -> tuple[pd.DataFrame, pd.DataFrame]:
         pd.concat([splits.reference_train, splits.reference_test], ignore_index=True),
         pd.concat([splits.current_train, splits.current_test], ignore_index=True),
     )
+
+
+def prediction_column(role: str, taken) -> str:
+    """A column name for a model's predictions that no feature or target already uses."""
+    name = f"{role}_prediction"
+    while name in taken:
+        name = f"_{name}"
+    return name
 
 
 def run_drift(
@@ -318,60 +324,3 @@ def _drifted(method: str, score: float, threshold: float) -> bool:
     if "p_value" in method:
         return score < threshold
     return score >= threshold
-
-
-def data_quality(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema) -> list[dict]:
-    """Per feature: missing share each side, categories of current never seen in reference,
-    share of current numbers outside the reference's [min, max]."""
-    out = []
-    for col in schema.features:
-        ref, cur = reference[col], current[col]
-        row = {
-            "column": col,
-            "kind": "numerical" if col in schema.numeric else "categorical",
-            "missing_reference": _share(ref.isna()),
-            "missing_current": _share(cur.isna()),
-            "new_categories": [],
-            "new_category_share": 0.0,
-            "out_of_range_share": 0.0,
-            "reference_range": None,
-        }
-        if col in schema.numeric:
-            ref_num = pd.to_numeric(ref, errors="coerce")
-            cur_num = pd.to_numeric(cur, errors="coerce").dropna()
-            if ref_num.notna().any() and len(cur_num):
-                low, high = float(ref_num.min()), float(ref_num.max())
-                row["reference_range"] = (low, high)
-                row["out_of_range_share"] = _share((cur_num < low) | (cur_num > high))
-        else:
-            seen = set(ref.dropna().astype(str).unique())
-            cur_text = cur.dropna().astype(str)
-            unseen = ~cur_text.isin(seen)
-            row["new_categories"] = sorted(cur_text[unseen].unique().tolist())
-            row["new_category_share"] = _share(unseen) if len(cur_text) else 0.0
-        out.append(row)
-    return out
-
-
-def _share(mask) -> float:
-    mask = np.asarray(mask)
-    return float(mask.mean()) if mask.size else 0.0
-
-
-def save_evidently_html(snapshot, path) -> None:
-    """Evidently's own HTML, with its embedded data made safe for a <script> block.
-
-    Evidently 0.7 writes its data with plain `json.dumps` inside <script>: a column named
-    `</script><script>...` would end the block and run as markup. JSON escapes \\u003c,
-    \\u003e and \\u0026 mean the same strings to JavaScript and can never close a tag."""
-    from unittest import mock
-
-    from evidently.legacy.utils import dashboard
-
-    class _ScriptSafeEncoder(dashboard.NumpyEncoder):
-        def encode(self, o):
-            text = super().encode(o)
-            return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-    with mock.patch.object(dashboard, "NumpyEncoder", _ScriptSafeEncoder):
-        snapshot.save_html(str(path))  # Evidently writes only when given a str path

@@ -1,9 +1,10 @@
 """The promotion gate: does the challenger replace the champion, and why.
 
-`decide` is a pure function of the two models' metrics on the same rows; `apply` moves the
-aliases (champion -> challenger's version, previous -> the old champion's version, and
-the challenger alias is removed: that version is the champion now, and leaving the alias
-would make the next monitor compare the champion with itself).
+`decide` is a pure function of the two models' metrics on the same rows; `tags` records
+it. The aliases a promotion moves are planned and applied by `mlcycle.aliases.promotion`
+(champion -> challenger's version, previous -> the old champion's version, and the
+challenger alias is removed: leaving it would make the next monitor compare the champion
+with itself).
 
 The rule, on the task's primary metric (R² for regression, F1 for classification):
   - on current_test the challenger beats the champion, by at least `min_improvement`
@@ -19,14 +20,10 @@ is not a number, or when any check fails; the reason says which."""
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
-from mlcycle import config, registry
 from mlcycle.metrics import PRIMARY
-
-log = logging.getLogger(__name__)
 
 PROMOTED = "promoted"
 NOT_PROMOTED = "not_promoted"
@@ -129,42 +126,6 @@ def decide(
 
 def _finite(metrics: dict[str, float], *keys: str) -> bool:
     return all(isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k]) for k in keys)
-
-
-def apply(
-    decision: Decision,
-    model_name: str,
-    champion_version: str | None,
-    challenger_version: str | None,
-) -> bool:
-    """Move the aliases when the decision says so and promotion was requested.
-
-    The challenger alias is removed only once the champion alias points at its version."""
-    if decision.status != PROMOTED or challenger_version is None:
-        return False
-    before = registry.version_for_alias(model_name, config.PREVIOUS)
-    if champion_version is not None:
-        registry.set_alias(model_name, config.PREVIOUS, champion_version)
-    try:
-        registry.set_alias(model_name, config.CHAMPION, challenger_version)
-    except Exception:
-        # The champion did not move: neither does previous.
-        if champion_version is not None:
-            if before is None:
-                registry.client().delete_registered_model_alias(model_name, config.PREVIOUS)
-            else:
-                registry.set_alias(model_name, config.PREVIOUS, before.version)
-        raise
-    still = registry.version_for_alias(model_name, config.CHALLENGER)
-    if still is not None and str(still.version) == str(challenger_version):
-        registry.client().delete_registered_model_alias(model_name, config.CHALLENGER)
-    log.info(
-        "%s: version %s is the champion now (previous: %s)",
-        model_name,
-        challenger_version,
-        champion_version,
-    )
-    return True
 
 
 def tags(decision: Decision) -> dict[str, str]:

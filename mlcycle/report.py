@@ -1,15 +1,13 @@
-"""The monitor's HTML report: performance of champion and challenger, charts, rendering.
+"""The monitor's HTML report: it renders and writes, it does not score.
 
-Reads a schema, the test splits and models; writes `report.html` (Jinja templates of
-`reports/templates/`, autoescaped: column names and categories come from data) and
-Evidently's own HTML to `OUTPUT/<model_name>/<timestamp>/`, and `latest.html` beside the
-timestamped folders. Charts are inline PNGs (base64), so the page opens offline and
-makes no request."""
+Reads models already scored (`evaluate.score_frames`), the drift result, the data-quality
+table and the decision; writes `report.html` (Jinja templates of `reports/templates/`,
+autoescaped: column names and categories come from data) and Evidently's own HTML to
+`OUTPUT/<model_name>/<timestamp>/`, and `latest.html` beside the timestamped folders.
+Charts are inline PNGs (base64), so the page opens offline and makes no request."""
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import math
 import os
@@ -20,14 +18,13 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
-from mlcycle import charts, config
+from mlcycle import charts, config, evaluate
 from mlcycle.data import Schema
-from mlcycle.drift import SAMPLE_SEED, save_evidently_html
+from mlcycle.drift import SAMPLE_SEED
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import TEST_SPLITS, predict, predict_proba
-from mlcycle.metrics import LOWER_IS_BETTER, PRIMARY, evaluate, metric_names, prefixed
+from mlcycle.evaluate import TEST_SPLITS, Scores
+from mlcycle.metrics import PRIMARY
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +32,11 @@ REPORT_FILE = "report.html"
 EVIDENTLY_FILE = "evidently.html"
 LATEST_FILE = "latest.html"
 ROLES = ("champion", "challenger")
-# Points drawn in a scatter: more only blurs it and grows the page.
-MAX_SCATTER_POINTS = 4000
-_DPI = 100
 
 
 @dataclass
 class ModelResult:
-    """One model's identity, and its predictions and metrics on the test splits."""
+    """One model as the report shows it: its identity, and its scores on the test splits."""
 
     role: str
     uri: str
@@ -60,58 +54,16 @@ class ModelResult:
     def ok(self) -> bool:
         return self.error is None and bool(self.metrics)
 
-
-def score_model(
-    result: ModelResult, model, schema: Schema, frames: dict[str, pd.DataFrame], names=TEST_SPLITS
-) -> ModelResult:
-    """Predict once per split and compute the same metrics `evaluate.score` logs."""
-    for name in names:
-        frame = frames[name]
-        features, target = frame[schema.features], frame[schema.target]
-        predicted = predict(model, features)
-        proba = (
-            predict_proba(model, features, schema.classes)
-            if schema.task == "classification"
-            else None
-        )
-        result.predictions[name], result.probabilities[name] = predicted, proba
-        result.metrics.update(prefixed(evaluate(schema.task, target, predicted, proba), name))
-    return result
+    def with_scores(self, scores: Scores) -> ModelResult:
+        """Keep what `evaluate.score_frames` computed: metrics, predictions, probabilities."""
+        self.metrics.update(scores.metrics)
+        self.predictions.update(scores.predictions)
+        self.probabilities.update(scores.probabilities)
+        return self
 
 
-def comparison(task: str, models: dict[str, ModelResult]) -> list[dict]:
-    """One row per split and metric: both values, the delta and whether it is better."""
-    rows = []
-    champion, challenger = models.get("champion"), models.get("challenger")
-    for split in TEST_SPLITS:
-        for metric in metric_names(task):
-            key = f"{split}_{metric}"
-            old = champion.metrics.get(key) if champion and champion.ok else None
-            new = challenger.metrics.get(key) if challenger and challenger.ok else None
-            delta, mark = None, ""
-            if _finite(old) and _finite(new):
-                delta = new - old
-                if abs(delta) < 1e-12:
-                    mark = "same"
-                else:
-                    better = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
-                    mark = "better" if better else "worse"
-            rows.append(
-                {
-                    "split": split,
-                    "metric": metric,
-                    "champion": old,
-                    "challenger": new,
-                    "delta": delta,
-                    "mark": mark,
-                    "primary": metric == PRIMARY[task],
-                }
-            )
-    return rows
-
-
-def _finite(value) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+def _metrics(model: ModelResult | None) -> dict[str, float] | None:
+    return model.metrics if model is not None and model.ok else None
 
 
 def per_class(
@@ -120,7 +72,7 @@ def per_class(
     models: dict[str, ModelResult],
     split: str = "current_test",
 ) -> list[dict]:
-    """Precision, recall, F1 and support per class, for each model that scored."""
+    """Rows of the per-class table: support, then each scored model's precision, recall, F1."""
     y_true = frames[split][schema.target].to_numpy()
     labels = list(schema.classes) or sorted(pd.unique(y_true).tolist(), key=str)
     rows = [
@@ -129,24 +81,10 @@ def per_class(
     for role, model in models.items():
         if not model.ok or split not in model.predictions:
             continue
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, model.predictions[split], labels=labels, zero_division=0
-        )
-        for i, row in enumerate(rows):
-            row["models"][role] = {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
-            }
+        scores = evaluate.per_class(y_true, model.predictions[split], labels)
+        for row in rows:
+            row["models"][role] = scores[row["label"]]
     return rows
-
-
-def figure_uri(fig) -> str:
-    """A matplotlib figure as an inline PNG data URI; the figure is closed."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    charts.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def performance_charts(
@@ -165,13 +103,13 @@ def performance_charts(
             out.append(
                 {
                     "title": f"predicted vs actual, {split}",
-                    "uri": figure_uri(_scatter_figure(y_true, preds, split)),
+                    "uri": charts.figure_uri(charts.scatter_figure(y_true, preds, split)),
                 }
             )
             out.append(
                 {
                     "title": f"error distribution, {split}",
-                    "uri": figure_uri(_error_figure(y_true, preds, split)),
+                    "uri": charts.figure_uri(charts.error_figure(y_true, preds, split)),
                 }
             )
             continue
@@ -179,53 +117,14 @@ def performance_charts(
             fig = charts.confusion_matrix_figure(
                 y_true, m.predictions[split], schema.classes, f"{role}, {split}"
             )
-            out.append({"title": f"confusion matrix, {role}, {split}", "uri": figure_uri(fig)})
+            out.append(
+                {"title": f"confusion matrix, {role}, {split}", "uri": charts.figure_uri(fig)}
+            )
             proba = m.probabilities.get(split)
             if proba is not None:
                 fig = charts.roc_figure(y_true, proba, f"ROC, {role}, {split}")
-                out.append({"title": f"ROC curves, {role}, {split}", "uri": figure_uri(fig)})
+                out.append({"title": f"ROC curves, {role}, {split}", "uri": charts.figure_uri(fig)})
     return out
-
-
-_COLORS = {"champion": "#1f77b4", "challenger": "#d62728"}
-
-
-def _scatter_figure(y_true, preds: dict[str, np.ndarray], split: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    keep = np.arange(len(y_true))
-    if len(keep) > MAX_SCATTER_POINTS:
-        keep = np.random.default_rng(0).choice(keep, MAX_SCATTER_POINTS, replace=False)
-    for role, pred in preds.items():
-        ax.scatter(y_true[keep], pred[keep], s=6, alpha=0.45, label=role, color=_COLORS.get(role))
-    low, high = float(np.nanmin(y_true)), float(np.nanmax(y_true))
-    ax.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
-    ax.set_xlabel("actual")
-    ax.set_ylabel("predicted")
-    sampled = f" ({len(keep)} of {len(y_true)} rows)" if len(keep) < len(y_true) else ""
-    ax.set_title(f"{split}{sampled}", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _error_figure(y_true, preds: dict[str, np.ndarray], split: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    errors = {role: np.asarray(pred, dtype=float) - y_true for role, pred in preds.items()}
-    everything = np.concatenate(list(errors.values()))
-    bins = np.histogram_bin_edges(everything[np.isfinite(everything)], bins=40)
-    for role, err in errors.items():
-        ax.hist(err, bins=bins, histtype="step", linewidth=1.6, label=role, color=_COLORS.get(role))
-    ax.axvline(0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("predicted - actual")
-    ax.set_ylabel("rows")
-    ax.set_title(split, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def environment(templates: Path = config.TEMPLATES_DIR) -> jinja2.Environment:
@@ -252,6 +151,10 @@ def _num(value, digits: int = 4) -> str:
 
 def _pct(value, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f} %" if _finite(value) else "—"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def render(context: dict, template: str = "report.html") -> str:
@@ -316,12 +219,23 @@ def write_report(folder: Path, context: dict, snapshot=None) -> dict[str, Path]:
     return paths
 
 
-def prediction_column(role: str, taken) -> str:
-    """A column name for a model's predictions that no feature or target already uses."""
-    name = f"{role}_prediction"
-    while name in taken:
-        name = f"_{name}"
-    return name
+def save_evidently_html(snapshot, path) -> None:
+    """Evidently's own HTML, with its embedded data made safe for a <script> block.
+
+    Evidently 0.7 writes its data with plain `json.dumps` inside <script>: a column named
+    `</script><script>...` would end the block and run as markup. JSON escapes \\u003c,
+    \\u003e and \\u0026 mean the same strings to JavaScript and can never close a tag."""
+    from unittest import mock
+
+    from evidently.legacy.utils import dashboard
+
+    class _ScriptSafeEncoder(dashboard.NumpyEncoder):
+        def encode(self, o):
+            text = super().encode(o)
+            return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+    with mock.patch.object(dashboard, "NumpyEncoder", _ScriptSafeEncoder):
+        snapshot.save_html(str(path))  # Evidently writes only when given a str path
 
 
 def assemble(
@@ -362,7 +276,11 @@ def assemble(
         "evidently_version": evidently.__version__,
         "roles": ROLES,
         "models": models,
-        "comparison": comparison(schema.task, models) if scored else [],
+        "comparison": evaluate.compare(
+            schema.task, _metrics(models.get("champion")), _metrics(models.get("challenger"))
+        )
+        if scored
+        else [],
         "test_rows": {name: len(frames[name]) for name in TEST_SPLITS},
         "charts": performance_charts(schema, frames, models),
         "per_class": per if scored else None,

@@ -39,6 +39,20 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
     return uri
 
 
+@pytest.fixture(scope="module")
+def module_tracking_uri(tmp_path_factory) -> str:
+    """One SQLite store shared by a module's tests (creating one costs ~10 s here); each
+    test uses names of its own."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as patch:
+        uri = sqlite_store(tmp_path_factory.mktemp("store"))
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        yield uri
+        mlflow.set_tracking_uri(None)
+
+
 def step_env(tracking_uri: str, **extra) -> dict:
     env = dict(
         os.environ,

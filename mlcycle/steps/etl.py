@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, data
+from mlcycle import config, data, quality
 from mlcycle.config import resolve_path
 from mlcycle.data import Schema
 from mlcycle.datasets import DATASETS_DIR, latest_etl_run
@@ -75,10 +75,10 @@ def prepare(params: EtlParams) -> EtlResult:
     splits, leaks = make_splits(
         frames["reference"], frames["current"], schema, params.test_size, params.seed
     )
-    quality = data.quality_summary(frames["reference"], frames["current"], schema, removed)
-    quality["removed_leaked_test_rows"] = leaks
-    quality["split_rows"] = {name: len(frame) for name, frame in splits.items()}
-    return EtlResult(schema=schema, splits=splits, quality=quality, raw=raw)
+    summary = quality.summary(frames["reference"], frames["current"], schema, removed)
+    summary["removed_leaked_test_rows"] = leaks
+    summary["split_rows"] = {name: len(frame) for name, frame in splits.items()}
+    return EtlResult(schema=schema, splits=splits, quality=summary, raw=raw)
 
 
 def log_etl(result: EtlResult, params: EtlParams) -> None:

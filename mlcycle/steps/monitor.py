@@ -1,12 +1,39 @@
-"""The monitor step: drift, champion vs challenger, and (optionally) promotion."""
+"""The monitor step: drift, champion vs challenger, and (optionally) promotion.
+
+Reads an etl run's splits and the models behind two URIs (by default
+models:/NAME@champion and models:/NAME@challenger). Writes report.html and Evidently's
+HTML to OUTPUT/<model_name>/<timestamp>/ and to the run's artifacts under report/,
+OUTPUT/<model_name>/latest.html, drift and performance metrics, and the promotion
+decision as tags on the run and on the challenger's model version. A missing challenger
+(or champion) is reported, not an error: the drift report is made whatever exists.
+
+The aliases a promotion moves are planned once (`mlcycle.aliases.promotion`) from the
+registry as it was read when the models were loaded: the report shows that plan and the
+step applies that same plan, last, once the report and its artifacts are logged, so a
+failure before leaves the aliases where they were."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
-from mlcycle import config
+import mlflow
+
+from mlcycle import aliases, config, drift, promotion, quality, registry, report
+from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
-from mlcycle.params import param
+from mlcycle.errors import MlcycleError
+from mlcycle.evaluate import score_frames
+from mlcycle.params import check, param
+from mlcycle.report import ModelResult
+from mlcycle.steps.etl import resolve_etl_run
+
+log = logging.getLogger("mlcycle.monitor")
+
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -30,3 +57,332 @@ class MonitorParams:
     sample_size: int = param(
         0, f"rows per side for drift; 0: all up to {AUTO_SAMPLE_SIZE:,}", minimum=0
     )
+
+    def validate(self) -> MonitorParams:
+        """Every check a value allows before any run opens, the report folder included;
+        the tolerance comes back spelled as the step logs it ('auto' or a number)."""
+        tolerance = parse_tolerance(self.tolerance)
+        _check_numbers(
+            min_improvement=self.min_improvement,
+            sample_size=self.sample_size,
+            **({} if tolerance is None else {"tolerance": tolerance}),
+        )
+        checked = dataclasses.replace(self, tolerance=AUTO if tolerance is None else str(tolerance))
+        check(checked)
+        report.output_folder(self.output, self.model_name)
+        return checked
+
+    @property
+    def gate_tolerance(self) -> float | None:
+        """The tolerance the gate applies: None is auto (the gain on current_test)."""
+        return parse_tolerance(self.tolerance)
+
+
+def parse_tolerance(text: str) -> float | None:
+    """'auto' (or empty) -> None; otherwise a number."""
+    if str(text).strip().lower() in (AUTO, ""):
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise MlcycleError(
+            f"parameter tolerance must be auto or a number >= 0, got {text!r}"
+        ) from exc
+
+
+def _check_numbers(**values) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value) or value < 0:
+            raise MlcycleError(f"parameter {name} must be a number >= 0, got {value}")
+
+
+# Pure parts: which models, how they are described, what the gate is given, what is logged.
+
+
+def model_uris(params: MonitorParams) -> dict[str, str]:
+    """role -> URI: the one given, else the registered model's alias of that role."""
+    return {
+        "champion": params.champion or registry.alias_uri(params.model_name, config.CHAMPION),
+        "challenger": params.challenger or registry.alias_uri(params.model_name, config.CHALLENGER),
+    }
+
+
+def describe_version(result: ModelResult, version) -> ModelResult:
+    """Fill a result's identity from the registry version its URI names."""
+    result.name, result.version = version.name, str(version.version)
+    result.run_id = version.run_id
+    result.aliases = sorted(getattr(version, "aliases", []) or [])
+    result.family = (version.tags or {}).get("mlcycle.family")
+    return result
+
+
+def missing(result: ModelResult) -> bool:
+    """Absent from the registry: reported, but not a failure of that model."""
+    return bool(result.error and result.error.startswith("missing"))
+
+
+def gate_inputs(results: dict[str, ModelResult], model_name: str) -> dict:
+    """What `promotion.decide` is told about the two models, beyond the gate's settings."""
+    champion, challenger = results["champion"], results["challenger"]
+    same = champion.version is not None and (champion.name, champion.version) == (
+        challenger.name,
+        challenger.version,
+    )
+    challenger_error = None if missing(challenger) else challenger.error
+    if challenger.ok and challenger.name != model_name:
+        # An alias can only point at a version of the same registered model.
+        challenger_error = (
+            f"{challenger.uri} is not a registered version of {model_name}, "
+            "so it cannot become its champion"
+        )
+    return {
+        "champion": champion.metrics if champion.ok else None,
+        "challenger": challenger.metrics if challenger.ok else None,
+        "champion_error": None if missing(champion) else champion.error,
+        "challenger_error": challenger_error,
+        "same_version": same,
+    }
+
+
+def decide(params: MonitorParams, task: str, results: dict[str, ModelResult]):
+    """The gate's decision on these results, with its reasons."""
+    return promotion.decide(
+        task,
+        min_improvement=params.min_improvement,
+        tolerance=params.gate_tolerance,
+        requested=params.promote,
+        **gate_inputs(results, params.model_name),
+    )
+
+
+def compared_champion(results: dict[str, ModelResult], model_name: str) -> str | None:
+    """The champion version the challenger was compared with, when it is one of this
+    model's (another model's champion cannot become this model's previous)."""
+    champion = results["champion"]
+    return champion.version if champion.name == model_name else None
+
+
+def planned_moves(
+    decision, state: aliases.State, results: dict[str, ModelResult], model_name: str
+) -> list[aliases.Move]:
+    """The alias moves of a promotion; none when the decision does not promote."""
+    challenger = results["challenger"].version
+    if decision.status != promotion.PROMOTED or challenger is None:
+        return []
+    return aliases.promotion(state, compared_champion(results, model_name), challenger)
+
+
+def show_aliases_after(
+    results: dict[str, ModelResult], moves: list[aliases.Move], model_name: str
+) -> None:
+    """The report's table and provenance show this model's aliases as the moves leave them."""
+    ours = [r for r in results.values() if r.name == model_name and r.version is not None]
+    after = aliases.after({r.version: r.aliases for r in ours}, moves)
+    for result in ours:
+        result.aliases = after.get(result.version, [])
+
+
+def predictors(schema, loaded: dict, results: dict[str, ModelResult]) -> tuple[dict, dict]:
+    """(column -> model, column -> role) of the models that scored: their predictions are
+    drift columns named apart from every feature and the target."""
+    taken = set(schema.features) | {schema.target}
+    models, owners = {}, {}
+    for role, (_, model) in loaded.items():
+        if model is not None and results[role].ok:
+            column = drift.prediction_column(role, taken)
+            models[column], owners[column] = model, role
+    return models, owners
+
+
+def step_metrics(drift_result, results: dict[str, ModelResult], decision) -> dict[str, float]:
+    """Drift, both models' finite metrics (prefixed by role) and whether it promoted."""
+    numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
+    if drift_result is not None:
+        numbers.update(
+            {
+                "drift_share": drift_result.drift_share,
+                "n_drifted_columns": float(drift_result.n_drifted),
+                "dataset_drift": float(drift_result.dataset_drift),
+                "drift_sample_rows": float(drift_result.sample_rows["current"]),
+            }
+        )
+        for column in drift_result.by_role("target"):
+            numbers["target_drift"] = float(column.drifted)
+            numbers["target_drift_score"] = column.score
+    for role, result in results.items():
+        numbers.update({f"{role}_{k}": v for k, v in result.metrics.items() if math.isfinite(v)})
+    return numbers
+
+
+def gate_settings(params: MonitorParams) -> dict:
+    """The gate as the report states it."""
+    tolerance = params.gate_tolerance
+    return {
+        "promote": params.promote,
+        "min_improvement": params.min_improvement,
+        "tolerance": "its gain on current_test"
+        if tolerance is None
+        else f"{tolerance:g} (absolute)",
+    }
+
+
+def provenance(
+    *,
+    run_id: str,
+    experiment_id: str,
+    etl_run: str,
+    etl_params: dict,
+    results: dict[str, ModelResult],
+    sample_size: int,
+    tracking_uri: str,
+) -> list[tuple[str, str]]:
+    """The report's provenance rows: which runs, data, models and store it was made from."""
+    rows = [
+        ("monitor run", run_id),
+        ("experiment", experiment_id),
+        ("etl run", etl_run),
+        ("reference data", etl_params.get("reference", "")),
+        ("current data", etl_params.get("current", "")),
+    ]
+    for role, r in results.items():
+        detail = r.uri + (f" = version {r.version}" if r.version else "")
+        if r.aliases:
+            detail += f" (aliases: {', '.join(r.aliases)})"
+        if r.run_id:
+            detail += f", trained in run {r.run_id}"
+        rows.append((role, detail))
+    rows += [
+        ("drift sample_size", str(sample_size or f"auto (≤ {AUTO_SAMPLE_SIZE:,})")),
+        ("tracking store", tracking_uri),
+    ]
+    return rows
+
+
+def decision_tags(decision, results: dict[str, ModelResult], report_path: Path) -> dict:
+    """The run's tags: the decision, the report's path and the versions compared."""
+    return {
+        **promotion.tags(decision),
+        "mlcycle.report": str(report_path),
+        **{f"mlcycle.{role}_version": r.version for role, r in results.items() if r.version},
+    }
+
+
+# Reading models and data, with MLflow.
+
+
+def load_model(role: str, uri: str) -> tuple[ModelResult, object]:
+    """(result, model); the model is None and the result says why when it cannot load."""
+    result = ModelResult(role=role, uri=uri)
+    try:
+        version = registry.resolve_version(uri)
+    except MlcycleError as exc:
+        log.info("%s %s: %s", role, uri, exc)
+        result.error = "missing: not in the registry"
+        return result, None
+    if version is not None:
+        describe_version(result, version)
+    try:
+        return result, registry.load_pyfunc(uri)
+    except MlcycleError as exc:
+        log.warning("%s: %s", role, exc)
+        result.error = f"failed to load: {exc}"
+        return result, None
+
+
+def score_model(result: ModelResult, model, schema, frames) -> ModelResult:
+    """The model's scores on the test splits; a model that fails says how in the report."""
+    if model is None:
+        return result
+    try:
+        return result.with_scores(score_frames(model, schema, frames))
+    except Exception as exc:  # noqa: BLE001 - any model may fail; the report says how
+        log.exception("%s %s failed to score", result.role, result.uri)
+        result.metrics.clear()
+        result.error = f"failed to score: {type(exc).__name__}: {exc}"
+        return result
+
+
+def measure_drift(schema, splits, models: dict, sample_size: int):
+    """(drift result, error): an Evidently failure is reported in the page rather than
+    losing the performance comparison."""
+    reference, current = drift.reference_and_current(splits)
+    try:
+        return drift.run_drift(reference, current, schema, models, sample_size), None
+    except MlcycleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - keep the rest of the report
+        log.exception("drift could not be measured")
+        return None, f"drift could not be measured: {type(exc).__name__}: {exc}"
+
+
+# Logging, then the step.
+
+
+def log_report(folder: Path) -> None:
+    mlflow.log_artifacts(str(folder), "report")
+
+
+def log_decision(decision, results: dict[str, ModelResult], report_path: Path) -> None:
+    """Tags on the run, and on the challenger's version so the registry says why."""
+    mlflow.set_tags(decision_tags(decision, results, report_path))
+    challenger = results["challenger"]
+    if challenger.version is not None:
+        registry.tag_version(
+            challenger.name,
+            challenger.version,
+            {
+                **promotion.tags(decision),
+                "mlcycle.promotion.monitor_run": mlflow.active_run().info.run_id,
+            },
+        )
+
+
+def execute(params: MonitorParams) -> dict[str, Path]:
+    """Everything monitor does, in the active run; returns the report's paths."""
+    run = mlflow.active_run()
+    etl_run = resolve_etl_run(params.etl_run)
+    mlflow.set_tags({"mlcycle.etl_run": etl_run, "mlcycle.model_name": params.model_name})
+    schema, splits = load_splits(etl_run)
+    frames = dict(splits.items())
+    loaded = {role: load_model(role, uri) for role, uri in model_uris(params).items()}
+    state = aliases.read_state(params.model_name)
+    results = {
+        role: score_model(result, model, schema, frames) for role, (result, model) in loaded.items()
+    }
+    decision = decide(params, schema.task, results)
+    moves = planned_moves(decision, state, results, params.model_name)
+    show_aliases_after(results, moves, params.model_name)
+    models, owners = predictors(schema, loaded, results)
+    drift_result, drift_error = measure_drift(schema, splits, models, params.sample_size)
+    mlflow.log_metrics(step_metrics(drift_result, results, decision))
+    context = report.assemble(
+        model_name=params.model_name,
+        schema=schema,
+        frames=frames,
+        models=results,
+        decision=decision,
+        moved=aliases.describe(moves),
+        quality=quality.by_feature(*drift.reference_and_current(splits), schema),
+        drift=drift_result,
+        drift_error=drift_error,
+        prediction_owner=owners,
+        gate=gate_settings(params),
+        provenance=provenance(
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            etl_run=etl_run,
+            etl_params=mlflow.get_run(etl_run).data.params,
+            results=results,
+            sample_size=params.sample_size,
+            tracking_uri=config.tracking_uri(),
+        ),
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+    )
+    folder = report.report_folder(params.output, params.model_name, report.timestamp())
+    paths = report.write_report(folder, context, drift_result.snapshot if drift_result else None)
+    log_report(folder)
+    # Last: everything that can fail has been done, so a failure leaves the aliases alone.
+    aliases.apply(params.model_name, moves)
+    log_decision(decision, results, paths["report"])
+    return paths

@@ -113,7 +113,7 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
         def unreachable(*args, **kwargs):
             raise MlflowException("artifact store unreachable")
 
-        patch.setattr("entrypoints.monitor.mlflow.log_artifacts", unreachable)
+        patch.setattr("mlcycle.steps.monitor.mlflow.log_artifacts", unreachable)
         failed = CliRunner().invoke(
             monitor_command,
             ["--etl-run", etl_run, "--promote", "true", "--tolerance", "1", "--output", str(out)],
@@ -144,6 +144,8 @@ def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, t
     assert f"report: {out / name}" in result.output
     latest = (out / name / "latest.html").read_text()
     assert "Challenger promoted to champion" in latest
+    # The page announced the very moves that were applied.
+    assert f"Aliases now: champion = version {second}, previous = version {first}." in latest
 
     # 3. No challenger left: still a report of drift and the champion, exit 0, no move.
     _monitor("--etl-run", etl_run, "--promote", "true", "--output", str(out))

@@ -82,15 +82,6 @@ def test_single_class_is_refused():
         data.check_classes(pd.DataFrame({"x": [1, 2], "y": ["a", "a"]}), schema, "reference")
 
 
-def test_quality_summary_lists_new_categories():
-    schema = Schema(target="y", task="regression", numeric=[], categorical=["c"])
-    ref = pd.DataFrame({"c": ["a", "b"], "y": [1.0, 2.0]})
-    cur = pd.DataFrame({"c": ["a", "z", None], "y": [1.0, 2.0, 3.0]})
-    summary = data.quality_summary(ref, cur, schema, {"reference": 0, "current": 2})
-    assert summary["new_categories_in_current"] == {"c": ["z"]}
-    assert summary["missing_share"]["current"]["c"] == pytest.approx(1 / 3, abs=1e-3)
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [

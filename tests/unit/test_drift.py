@@ -1,4 +1,4 @@
-"""Drift with Evidently 0.7 on small frames: found when there, rarely when not; data quality."""
+"""Drift with Evidently 0.7 on small frames: found when there, rarely when not."""
 
 import numpy as np
 import pandas as pd
@@ -129,31 +129,7 @@ def test_parse_snapshot_reads_by_config_not_position_and_verdicts_from_tests():
         drift.parse_snapshot({"metrics": []}, {}, {})
 
 
-def test_data_quality_finds_missing_values_unseen_categories_and_out_of_range_numbers():
-    reference = pd.DataFrame(
-        {"a": [1.0, 2.0, 3.0, None], "b": [0.0] * 4, "c": ["x", "y", None, "x"], "y": [1.0] * 4}
-    )
-    current = pd.DataFrame(
-        {
-            "a": [0.0, 2.0, 5.0, 2.5],
-            "b": [None] * 4,
-            "c": ["x", "new", "newer", "new"],
-            "y": [1.0] * 4,
-        }
-    )
-    rows = {q["column"]: q for q in drift.data_quality(reference, current, SCHEMA)}
-    assert rows["a"]["missing_reference"] == 0.25 and rows["a"]["out_of_range_share"] == 0.5
-    assert rows["a"]["reference_range"] == (1.0, 3.0)
-    assert rows["b"]["missing_current"] == 1.0 and rows["b"]["reference_range"] is None
-    assert rows["c"]["new_categories"] == ["new", "newer"]
-    assert rows["c"]["new_category_share"] == 0.75
-
-
-def test_evidently_html_keeps_a_hostile_column_name_inside_its_data(tmp_path):
-    name = "</script><script>alert(1)</script>"
-    schema = Schema(target="y", task="regression", numeric=[name], categorical=[])
-    frame = pd.DataFrame({name: np.arange(50.0), "y": np.arange(50.0)})
-    result = drift.run_drift(frame, frame + 1, schema)
-    drift.save_evidently_html(result.snapshot, tmp_path / "e.html")
-    text = (tmp_path / "e.html").read_text()
-    assert "alert(1)" in text and name not in text and "<script>alert" not in text
+def test_a_prediction_column_never_takes_the_name_of_a_feature_or_the_target():
+    assert drift.prediction_column("champion", {"a", "y"}) == "champion_prediction"
+    taken = {"champion_prediction", "_champion_prediction"}
+    assert drift.prediction_column("champion", taken) == "__champion_prediction"

@@ -1,5 +1,5 @@
-"""The HTML report on small frames: both tasks render, data is escaped, files land where
-`make run` and the browser look for them."""
+"""The HTML report on small frames: both tasks render, data is escaped (Evidently's page
+too), files land where `make run` and the browser look for them."""
 
 import re
 
@@ -10,7 +10,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from mlcycle import drift, promotion, report
+from mlcycle import drift, evaluate, promotion, quality, report
 from mlcycle.data import Schema
 from mlcycle.report import ModelResult
 
@@ -67,7 +67,7 @@ def _models(task, frames, schema):
         result = ModelResult(
             role=role, uri=f"models:/m@{role}", name="m", version="1", aliases=[role]
         )
-        out[role] = (report.score_model(result, model, schema, frames), model)
+        out[role] = (result.with_scores(evaluate.score_frames(model, schema, frames)), model)
     return out
 
 
@@ -101,7 +101,7 @@ def sample_context(task):
         classes=schema.classes,
     )
     columns = {
-        report.prediction_column(role, set(reference.columns)): m for role, (_, m) in models.items()
+        drift.prediction_column(role, set(reference.columns)): m for role, (_, m) in models.items()
     }
     result = drift.run_drift(reference, current, schema_for_drift, columns)
     decision = promotion.decide(task, results["champion"].metrics, results["challenger"].metrics)
@@ -112,7 +112,7 @@ def sample_context(task):
         models=results,
         decision=decision,
         gate={"promote": True, "min_improvement": 0.0, "tolerance": 0.05},
-        quality=drift.data_quality(reference, current, schema_for_drift),
+        quality=quality.by_feature(reference, current, schema_for_drift),
         drift=result,
         prediction_owner={c: c.split("_")[0] for c in columns},
         provenance=[("etl run", "abc"), ("reference data", "old.csv")],
@@ -192,17 +192,11 @@ def test_report_folders_never_collide_and_relative_output_is_under_the_project(t
         relative.parent.rmdir()
 
 
-def test_comparison_marks_lower_is_better_metrics_correctly():
-    champion = ModelResult(
-        "champion", "a", metrics={"current_test_mae": 2.0, "current_test_r2": 0.5}
-    )
-    challenger = ModelResult(
-        "challenger", "b", metrics={"current_test_mae": 1.0, "current_test_r2": 0.4}
-    )
-    rows = {
-        (r["split"], r["metric"]): r
-        for r in report.comparison("regression", {"champion": champion, "challenger": challenger})
-    }
-    assert rows[("current_test", "mae")]["mark"] == "better"
-    assert rows[("current_test", "r2")]["mark"] == "worse"
-    assert rows[("current_test", "r2")]["delta"] == pytest.approx(-0.1)
+def test_evidently_html_keeps_a_hostile_column_name_inside_its_data(tmp_path):
+    name = "</script><script>alert(1)</script>"
+    schema = Schema(target="y", task="regression", numeric=[name], categorical=[])
+    frame = pd.DataFrame({name: np.arange(50.0), "y": np.arange(50.0)})
+    result = drift.run_drift(frame, frame + 1, schema)
+    report.save_evidently_html(result.snapshot, tmp_path / "e.html")
+    text = (tmp_path / "e.html").read_text()
+    assert "alert(1)" in text and name not in text and "<script>alert" not in text
