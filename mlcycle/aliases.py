@@ -28,6 +28,10 @@ SUPERSEDED_TAG = "mlcycle.superseded_by"
 State = dict[str, str | None]  # alias -> version it points at (None: unset)
 
 
+class StaleState(MlcycleError):
+    """The aliases moved since the plan read them: nothing was applied."""
+
+
 @dataclass(frozen=True)
 class Move:
     """Point `alias` at version `to` (None: remove it), replacing `was`."""
@@ -115,7 +119,7 @@ def apply(model_name: str, moves: list[Move]) -> bool:
     stale = [m for m in moves if now.get(m.alias) != m.was]
     if stale:
         detail = ", ".join(f"{m.alias} is {now.get(m.alias)} (read: {m.was})" for m in stale)
-        raise MlcycleError(
+        raise StaleState(
             f"aliases of {model_name} moved since they were read ({detail}): nothing moved; "
             "run the step again to decide on the registry as it is now"
         )

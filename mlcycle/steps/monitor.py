@@ -322,6 +322,12 @@ def log_report(folder: Path) -> None:
     mlflow.log_artifacts(str(folder), "report")
 
 
+def not_applied(decision: promotion.Decision, exc: Exception) -> promotion.Decision:
+    """The decision as it ended when its alias moves could not be carried out."""
+    reason = f"qualified, but the aliases did not move: {exc}; {decision.reason}"
+    return dataclasses.replace(decision, promote=False, reason=reason)
+
+
 def log_decision(decision, results: dict[str, ModelResult], report_path: Path) -> None:
     """Tags on the run, and on the challenger's version so the registry says why."""
     mlflow.set_tags(decision_tags(decision, results, report_path))
@@ -351,38 +357,56 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     }
     decision = decide(params, schema.task, results)
     moves = planned_moves(decision, state, results, params.model_name)
-    show_aliases_after(results, moves, params.model_name)
     models, owners = predictors(schema, loaded, results)
     drift_result, drift_error = measure_drift(schema, splits, models, params.sample_size)
-    mlflow.log_metrics(step_metrics(drift_result, results, decision))
-    context = report.assemble(
-        model_name=params.model_name,
-        schema=schema,
-        frames=frames,
-        models=results,
-        decision=decision,
-        moved=aliases.describe(moves),
-        quality=quality.by_feature(*drift.reference_and_current(splits), schema),
-        drift=drift_result,
-        drift_error=drift_error,
-        prediction_owner=owners,
-        gate=gate_settings(params),
-        provenance=provenance(
+    aliases_read = {role: list(r.aliases) for role, r in results.items()}
+
+    def publish(decision, moves) -> dict[str, Path]:
+        """The report, its artifacts, the metrics and the decision's tags, as of `moves`."""
+        for role, result in results.items():
+            result.aliases = list(aliases_read[role])
+        show_aliases_after(results, moves, params.model_name)
+        mlflow.log_metrics(step_metrics(drift_result, results, decision))
+        context = report.assemble(
+            model_name=params.model_name,
+            schema=schema,
+            frames=frames,
+            models=results,
+            decision=decision,
+            moved=aliases.describe(moves),
+            quality=quality.by_feature(*drift.reference_and_current(splits), schema),
+            drift=drift_result,
+            drift_error=drift_error,
+            prediction_owner=owners,
+            gate=gate_settings(params),
+            provenance=provenance(
+                run_id=run.info.run_id,
+                experiment_id=run.info.experiment_id,
+                etl_run=etl_run,
+                etl_params=mlflow.get_run(etl_run).data.params,
+                results=results,
+                sample_size=params.sample_size,
+                tracking_uri=config.tracking_uri(),
+            ),
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,
-            etl_run=etl_run,
-            etl_params=mlflow.get_run(etl_run).data.params,
-            results=results,
-            sample_size=params.sample_size,
-            tracking_uri=config.tracking_uri(),
-        ),
-        run_id=run.info.run_id,
-        experiment_id=run.info.experiment_id,
-    )
-    folder = report.report_folder(params.output, params.model_name, report.timestamp())
-    paths = report.write_report(folder, context, drift_result.snapshot if drift_result else None)
-    log_report(folder)
-    # Last: everything that can fail has been done, so a failure leaves the aliases alone.
-    aliases.apply(params.model_name, moves)
-    log_decision(decision, results, paths["report"])
+        )
+        folder = report.report_folder(params.output, params.model_name, report.timestamp())
+        paths = report.write_report(
+            folder, context, drift_result.snapshot if drift_result else None
+        )
+        log_report(folder)
+        log_decision(decision, results, paths["report"])
+        return paths
+
+    # The decision is published first and the aliases move last: once they have moved,
+    # nothing is left that can fail, so a run that moved an alias ends FINISHED.
+    paths = publish(decision, moves)
+    try:
+        aliases.apply(params.model_name, moves)
+    except aliases.StaleState as exc:
+        # Another run moved the aliases since they were read: this decision compared
+        # models that may no longer be the ones in place. Refused, and the page says so.
+        log.warning("promotion not applied: %s", exc)
+        paths = publish(not_applied(decision, exc), [])
     return paths

@@ -201,3 +201,52 @@ def test_bad_parameters_get_one_line_and_exit_2(tracking_uri):
     assert result.exit_code == 2 and "no run with id 'nope'" in result.output
     result = runner.invoke(monitor_command, ["--promote", "maybe"])
     assert result.exit_code == 2 and "is not true or false" in result.output
+
+
+def test_two_monitors_at_once_leave_consistent_aliases_and_never_apply_a_stale_plan(
+    tracking_uri, tmp_path
+):
+    """Both read champion=first, challenger=second and both decide to promote; the one
+    that moves second finds the aliases moved since it read them: its plan is refused,
+    its run still finishes, and its tags and page say why."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, step_env
+
+    name = "race"
+    etl_run = _etl()
+    first, first_metrics = _forest(etl_run, name, n_estimators=10, max_depth=3)
+    second, second_metrics = _forest(etl_run, name, n_estimators=20, seed=7)
+    if second_metrics["current_test_r2"] < first_metrics["current_test_r2"]:
+        first, second = second, first
+    registry.set_alias(name, config.CHAMPION, first)
+    registry.set_alias(name, config.CHALLENGER, second)
+    args = ["--etl-run", etl_run, "--model-name", name, "--promote", "true", "--tolerance", "1"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "entrypoints.monitor", *args, "--output", str(tmp_path / n)],
+            cwd=ROOT,
+            env=step_env(tracking_uri),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in ("a", "b")
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    assert _aliases(name) == {"champion": second, "previous": first}
+    runs = [r for r in _monitor_runs() if r.data.params.get("model_name") == name]
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    decisions = sorted(r.data.tags["mlcycle.promotion.decision"] for r in runs)
+    assert decisions == ["not_promoted", "promoted"]
+    (loser,) = [r for r in runs if r.data.tags["mlcycle.promotion.decision"] == "not_promoted"]
+    reason = loser.data.tags["mlcycle.promotion.reason"]
+    # Which depends on timing: it read the aliases before the other moved them (its plan
+    # is refused as stale), or after (the challenger alias was already spent).
+    assert "moved since they were read" in reason or "no challenger" in reason, reason
+    assert loser.data.metrics["promoted"] == 0.0
+    page = Path(loser.data.tags["mlcycle.report"]).read_text()
+    assert "promoted to champion" not in page
