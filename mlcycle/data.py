@@ -9,9 +9,11 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from mlcycle import csvread
 from mlcycle.errors import MlcycleError
 
 log = logging.getLogger(__name__)
@@ -44,32 +46,34 @@ class Schema:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def read_csv(path: str | Path, role: str) -> pd.DataFrame:
-    """Read one CSV, refusing what is missing, empty or not CSV text."""
+def read_table(path: str | Path, role: str) -> csvread.Table:
+    """Read one CSV as its spreadsheet wrote it (delimiter, decimal mark, encoding: see
+    `mlcycle.csvread`), refusing what is missing, empty or not CSV text; one log line
+    says how it was read."""
     path = Path(path)
     if not path.is_file():
         raise MlcycleError(f"{role} file not found: {path}")
     try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
+        raw = path.read_bytes()
     except OSError as exc:
         raise MlcycleError(f"{role} file {path} cannot be read: {exc.strerror}") from exc
-    if b"\x00" in head:
-        raise MlcycleError(f"{role} file {path} is not CSV text (it holds binary data)")
-    try:
-        frame = pd.read_csv(path, encoding="utf-8")
-    except pd.errors.EmptyDataError as exc:
-        raise MlcycleError(f"{role} file {path} is empty") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise MlcycleError(f"{role} file {path} is not valid UTF-8 CSV text: {exc}") from exc
-    if frame.empty:
-        raise MlcycleError(f"{role} file {path} has a header but no rows")
-    if len(frame.columns) < 2:
+    where = f"{role} file {path}"
+    text, encoding = csvread.decode(raw, where)
+    table = csvread.read_table(text, encoding, where)
+    if table.frame.empty:
+        raise MlcycleError(f"{where} has a header but no rows")
+    if len(table.frame.columns) < 2:
         raise MlcycleError(
-            f"{role} file {path} has a single column {list(frame.columns)}: "
-            "a target and at least one feature are needed (is it comma-separated?)"
+            f"{where} has a single column {list(table.frame.columns)}: a target and at "
+            "least one feature are needed (no comma, semicolon or tab separates fields)"
         )
-    return frame
+    log.info("%s: %s", where, table.describe())
+    return table
+
+
+def read_csv(path: str | Path, role: str) -> pd.DataFrame:
+    """The frame of `read_table`: numbers typed, infinities still ±inf."""
+    return read_table(path, role).frame
 
 
 def parse_columns(text: str | None) -> list[str]:
@@ -126,11 +130,45 @@ def _is_numeric(column: pd.Series) -> bool:
     return ptypes.is_numeric_dtype(column) and not ptypes.is_bool_dtype(column)
 
 
+def check_kinds(
+    frames: dict[str, pd.DataFrame], schema: Schema, paths: dict[str, str | Path]
+) -> None:
+    """Each column is numbers in both files or text in both. Read apart, the files can
+    disagree (stray words in one, a column shifted in the other): one line names the
+    column, both files and what holds the wrong kind of value."""
+    reference, current = frames["reference"], frames["current"]
+    for col in [*schema.features, schema.target]:
+        if col not in current.columns or current[col].isna().all():
+            continue  # conform names a missing column; a column of holes has no kind
+        name = "target column" if col == schema.target else "column"
+        ref_numeric, cur_numeric = _is_numeric(reference[col]), _is_numeric(current[col])
+        if ref_numeric and not cur_numeric:
+            values = current[col].dropna()
+            words = values[~csvread.is_number(values)]
+            raise MlcycleError(
+                f"{name} {col!r} of the current file {paths['current']} should be numeric, "
+                f"as in the reference file {paths['reference']}, but holds "
+                f"{_examples(words)} ({len(words)} such values)"
+            )
+        if cur_numeric and not ref_numeric and reference[col].notna().any():
+            values = reference[col].dropna()
+            raise MlcycleError(
+                f"{name} {col!r} of the current file {paths['current']} holds only numbers "
+                f"(e.g. {current[col].dropna().iloc[0]!r}) but is text in the reference file "
+                f"{paths['reference']} (e.g. {_examples(values[~csvread.is_number(values)])})"
+            )
+
+
+def _examples(values: pd.Series, n: int = 3) -> str:
+    return ", ".join(repr(v) for v in pd.unique(values)[:n])
+
+
 def conform(frame: pd.DataFrame, schema: Schema, role: str, path: str | Path) -> pd.DataFrame:
     """Check one frame against the schema and give it the schema's types.
 
-    Numbers become float64 (so a served row may hold a missing value), categories become
-    strings with missing values kept as missing."""
+    Numbers become float64 (so a served row may hold a missing value), infinities in a
+    feature become missing (no model or drift test takes them), an infinite target is
+    refused; categories become strings with missing values kept as missing."""
     missing = [c for c in schema.features if c not in frame.columns]
     if missing:
         raise MlcycleError(
@@ -147,7 +185,7 @@ def conform(frame: pd.DataFrame, schema: Schema, role: str, path: str | Path) ->
                 f"column {col!r} of the {role} file {path} should be numeric but holds "
                 f"{out[col][bad].iloc[0]!r} ({int(bad.sum())} such values)"
             )
-        out[col] = converted.astype("float64")
+        out[col] = converted.astype("float64").replace([np.inf, -np.inf], np.nan)
     for col in schema.categorical:
         out[col] = out[col].astype("object").where(out[col].notna(), None)
         out[col] = out[col].map(lambda v: v if v is None else str(v))
@@ -160,7 +198,22 @@ def conform(frame: pd.DataFrame, schema: Schema, role: str, path: str | Path) ->
                 f"(e.g. {out[schema.target][bad].iloc[0]!r}), so it cannot be a regression target"
             )
         out[schema.target] = target.astype("float64")
+    _refuse_infinite_target(out[schema.target], role, path)
     return out
+
+
+def _refuse_infinite_target(target: pd.Series, role: str, path: str | Path) -> None:
+    """An infinite target is a broken computation upstream, not a missing value: the
+    rows it sits on would be dropped unseen, so the file is refused instead."""
+    if not _is_numeric(target):
+        return
+    infinite = np.isinf(target.to_numpy(dtype="float64"))
+    if infinite.any():
+        raise MlcycleError(
+            f"target column {target.name!r} of the {role} file {path} holds "
+            f"{int(infinite.sum())} infinite value(s) (e.g. {target[infinite].iloc[0]}); "
+            "a target must be a finite number, or left empty to drop its row"
+        )
 
 
 def drop_missing_target(frame: pd.DataFrame, target: str, role: str) -> tuple[pd.DataFrame, int]:

@@ -47,12 +47,18 @@ def by_feature(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema) -
 
 
 def summary(
-    reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, removed: dict[str, int]
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    removed: dict[str, int],
+    tables: dict | None = None,
 ) -> dict:
     """Rows, rows removed for a missing target, missing shares (4 decimals) and the
-    categories of current never seen in reference (only the columns that have some)."""
+    categories of current never seen in reference (only the columns that have some);
+    given the files as read (`csvread.Table` by role), the placeholders and infinities
+    each numeric column read as missing."""
     rows = by_feature(reference, current, schema)
-    return {
+    out = {
         "rows": {"reference": len(reference), "current": len(current)},
         "removed_missing_target": removed,
         "missing_share": {
@@ -63,6 +69,16 @@ def summary(
             q["column"]: q["new_categories"] for q in rows if q["new_categories"]
         },
     }
+    if tables is not None:
+        columns = [*schema.features, schema.target]
+        out["read_as_missing"] = {
+            role: {
+                "placeholders": {c: n for c, n in table.placeholders.items() if c in columns},
+                "infinite": {c: n for c, n in table.infinite.items() if c in columns},
+            }
+            for role, table in tables.items()
+        }
+    return out
 
 
 def _share(mask) -> float:

@@ -57,10 +57,12 @@ class EtlResult:
 def prepare(params: EtlParams) -> EtlResult:
     """Read, validate, conform and split both files. Pure: no MLflow."""
     paths = {"reference": resolve_path(params.reference), "current": resolve_path(params.current)}
-    raw = {role: data.read_csv(path, role) for role, path in paths.items()}
+    tables = {role: data.read_table(path, role) for role, path in paths.items()}
+    raw = {role: table.frame for role, table in tables.items()}
     schema = data.build_schema(
         raw["reference"], params.target, params.task, data.parse_columns(params.drop_columns)
     )
+    data.check_kinds(raw, schema, paths)
     frames, removed = {}, {}
     for role, frame in raw.items():
         conformed = data.conform(frame, schema, role, paths[role])
@@ -75,7 +77,7 @@ def prepare(params: EtlParams) -> EtlResult:
     splits, leaks = make_splits(
         frames["reference"], frames["current"], schema, params.test_size, params.seed
     )
-    summary = quality.summary(frames["reference"], frames["current"], schema, removed)
+    summary = quality.summary(frames["reference"], frames["current"], schema, removed, tables)
     summary["removed_leaked_test_rows"] = leaks
     summary["split_rows"] = {name: len(frame) for name, frame in splits.items()}
     return EtlResult(schema=schema, splits=splits, quality=summary, raw=raw)
@@ -107,6 +109,11 @@ def log_etl(result: EtlResult, params: EtlParams) -> None:
             "current_removed_missing_target": float(q["removed_missing_target"]["current"]),
             "removed_leaked_test_rows": float(sum(q["removed_leaked_test_rows"].values())),
             "n_new_categories": float(sum(len(v) for v in q["new_categories_in_current"].values())),
+            **{
+                f"{role}_{kind}_as_missing": float(sum(counts[kind].values()))
+                for role, counts in q["read_as_missing"].items()
+                for kind in ("placeholders", "infinite")
+            },
         }
     )
     mlflow.set_tags({"mlcycle.task": result.schema.task, "mlcycle.target": result.schema.target})

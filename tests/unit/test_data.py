@@ -69,6 +69,32 @@ def test_text_in_a_numeric_column_is_named():
         data.conform(bad, schema, "current", "new.csv")
 
 
+def test_infinite_features_become_missing_and_an_infinite_target_is_refused():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
+    out = data.conform(
+        pd.DataFrame({"x": [1.0, np.inf, -np.inf], "y": [1.0, 2.0, 3.0]}), schema, "current", "n"
+    )
+    assert out["x"].iloc[0] == 1.0 and out["x"].iloc[1:].isna().all()
+    with pytest.raises(MlcycleError, match="target column 'y' of the reference file r.csv"):
+        data.conform(pd.DataFrame({"x": [1.0], "y": [-np.inf]}), schema, "reference", "r.csv")
+
+
+def test_kinds_that_differ_between_files_name_the_column_and_both_files():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=["c"])
+    paths = {"reference": "old.csv", "current": "new.csv"}
+    ref = pd.DataFrame({"x": [1.0, 2.0], "c": ["u", "v"], "y": [1.0, 2.0]})
+    cur = pd.DataFrame({"x": ["3,5", "lots"], "c": ["u", "v"], "y": [1.0, 2.0]})
+    with pytest.raises(MlcycleError, match="should be numeric, as in the reference") as err:
+        data.check_kinds({"reference": ref, "current": cur}, schema, paths)
+    assert str(err.value).startswith("column 'x' of the current file new.csv")
+    assert "'lots' (1 such values)" in str(err.value) and "old.csv" in str(err.value)
+    cur = pd.DataFrame({"x": [3.0, None], "c": [4.5, 1.0], "y": [1.0, 2.0]})
+    with pytest.raises(MlcycleError, match="column 'c' of the current file new.csv holds only"):
+        data.check_kinds({"reference": ref, "current": cur}, schema, paths)
+    cur = pd.DataFrame({"x": [None, None], "c": [None, None], "y": [1.0, 2.0]})
+    data.check_kinds({"reference": ref, "current": cur}, schema, paths)
+
+
 def test_rows_with_missing_target_are_removed_and_counted():
     kept, removed = data.drop_missing_target(
         pd.DataFrame({"x": [1, 2, 3], "y": [1.0, None, 3.0]}), "y", "reference"
@@ -88,7 +114,7 @@ def test_single_class_is_refused():
         (b"", "is empty"),
         (b"a,b\n", "header but no rows"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "not CSV text"),
-        (b"a;b;c\n1;2;3\n", "single column"),
+        (b"a\n1\n2\n", "single column"),
     ],
 )
 def test_unreadable_files_are_named(tmp_path, content, message):
