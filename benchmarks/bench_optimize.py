@@ -148,6 +148,7 @@ def bench_network_pruning(etl_run: str, n_trials: int) -> None:
 
     from mlcycle import tuning
     from mlcycle.datasets import load_splits
+    from mlcycle.families import nn
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     schema, splits = load_splits(etl_run)
@@ -155,11 +156,9 @@ def bench_network_pruning(etl_run: str, n_trials: int) -> None:
     results = {}
     for label, pruner in (
         ("no pruning", optuna.pruners.NopPruner()),
-        ("pruning", tuning.pruner_for("nn")),
+        ("pruning", nn.pruner()),
     ):
-        objective = tuning.make_objective(
-            "nn", schema, splits.current_train, metric, direction, seed=42
-        )
+        objective = nn.objective(schema, splits.current_train, metric, direction, seed=42)
         study = optuna.create_study(
             direction=direction, pruner=pruner, sampler=optuna.samplers.TPESampler(seed=42)
         )

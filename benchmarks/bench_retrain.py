@@ -225,7 +225,7 @@ def drift_scenarios() -> None:
 
     from mlcycle import datagen
     from mlcycle.evaluate import score
-    from mlcycle.forest import ForestParams, fit_forest
+    from mlcycle.families import rf
     from mlcycle.network import NetworkParams, fit_network
     from mlcycle.steps.etl import EtlParams, prepare
 
@@ -270,7 +270,7 @@ def drift_scenarios() -> None:
         data = prepare(
             EtlParams(reference=str(folder / "old.csv"), current=str(folder / "new.csv"))
         )
-        forest = fit_forest(data.schema, ForestParams(), data.splits.reference_train)
+        forest = rf.fit(data.schema, rf.ForestParams(), data.splits.reference_train)
         network, _ = fit_network(data.schema, NetworkParams(), data.splits.current_train)
         f = score(forest, data.schema, data.splits)
         n = score(network, data.schema, data.splits)

@@ -76,13 +76,13 @@ def compute_time(etl_run: str, repeats: int) -> float:
     """The step's own work, no MLflow call: fit the forest and score it on the same rows."""
     from mlcycle.datasets import load_splits
     from mlcycle.evaluate import score
-    from mlcycle.forest import ForestParams, fit_forest
+    from mlcycle.families import rf
 
     schema, splits = load_splits(etl_run)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model = fit_forest(schema, ForestParams(), splits.reference_train)
+        model = rf.fit(schema, rf.ForestParams(), splits.reference_train)
         score(model, schema, splits)
         times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -12,8 +12,7 @@ from mlcycle.cli import options_from, step_command, step_run
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import predict, predict_proba, score
-from mlcycle.forest import ForestParams, fit_forest
-from mlcycle.modelio import log_sklearn
+from mlcycle.families import rf
 from mlcycle.steps.baseline import BaselineParams
 from mlcycle.steps.etl import resolve_etl_run
 
@@ -43,7 +42,7 @@ def main(
         raise MlcycleError(
             f"parameter max_depth must be an integer or empty, got {max_depth!r}"
         ) from exc
-    params = ForestParams(
+    params = rf.ForestParams(
         n_estimators=n_estimators,
         max_depth=depth,
         min_samples_split=min_samples_split,
@@ -55,11 +54,11 @@ def main(
         etl_run = resolve_etl_run(etl_run)
         mlflow.set_tag("mlcycle.etl_run", etl_run)
         schema, splits = load_splits(etl_run)
-        pipeline = fit_forest(schema, params, splits.reference_train)
+        pipeline = rf.fit(schema, params, splits.reference_train)
         mlflow.log_metrics(score(pipeline, schema, splits))
         if schema.task == "classification":
             _log_classification_charts(pipeline, schema, splits)
-        info = log_sklearn(pipeline, schema, splits.reference_train, model_name)
+        info = rf.log(pipeline, schema, splits.reference_train, model_name)
         version = info.registered_model_version
         registry.tag_version(
             model_name, version, {"mlcycle.family": "rf", "mlcycle.etl_run": etl_run}

@@ -13,7 +13,7 @@ import sys
 import click
 import mlflow
 
-from mlcycle import charts, config, registry, tuning
+from mlcycle import charts, config, families, registry, tuning
 from mlcycle.cli import options_from, step_command, step_run
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
@@ -28,7 +28,7 @@ log = logging.getLogger("mlcycle.optimize")
 @options_from(OptimizeParams)
 @step_command
 def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_name, metric, seed):
-    tuning.check_family(family)
+    families.check(family)
     tuning.check_metric_name(metric)
     if n_trials < 0:
         raise MlcycleError(f"parameter n_trials must be >= 0, got {n_trials}")
@@ -104,10 +104,12 @@ def _optimize(
         direction,
         {"family": family, "metric": metric, "task": schema.task, "etl_run": etl_run},
         seed,
-        tuning.pruner_for(family),
+        families.get(family).pruner(),
     )
     # Tuned on current_train: the challenger is judged on current data (DESIGN.md).
-    objective = tuning.make_objective(family, schema, splits.current_train, metric, direction, seed)
+    objective = families.get(family).objective(
+        schema, splits.current_train, metric, direction, seed
+    )
     trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
     tuning.run_search(
         study, trials, n_trials, timeout or None, n_jobs, progress=sys.stderr.isatty()
@@ -115,7 +117,7 @@ def _optimize(
     counts = trials.counts()
     log.info("this worker: %s", {k: int(v) for k, v in counts.items()})
     best = tuning.best_trial(study)
-    best_params = tuning.best_params(family, best, schema.task, seed)
+    best_params = {**families.get(family).best_params(best, schema.task, seed), "family": family}
     mlflow.log_dict(best_params, "best_params.json")
     mlflow.log_metrics(
         {
@@ -147,20 +149,10 @@ def _log_charts(study) -> None:
 def _refit_and_register(family, best_params, schema, splits, model_name, etl_run, run):
     """Refit the best on all of current_train, score, register, then move the alias."""
     train = splits.current_train
-    fields = {k: v for k, v in best_params.items() if k != "family"}
-    if family == "rf":
-        from mlcycle.forest import ForestParams, fit_forest
-        from mlcycle.modelio import log_sklearn
-
-        model = fit_forest(schema, ForestParams(**fields), train)
-        mlflow.log_metrics(score(model, schema, splits))
-        info = log_sklearn(model, schema, train, model_name)
-    else:
-        from mlcycle.network import NetworkParams, fit_network, log_network
-
-        model, _ = fit_network(schema, NetworkParams.from_dict(fields), train)
-        mlflow.log_metrics(score(model, schema, splits))
-        info = log_network(model, schema, train, model_name)
+    kind = families.get(family)
+    model = kind.fit(schema, kind.params_from(best_params), train)
+    mlflow.log_metrics(score(model, schema, splits))
+    info = kind.log(model, schema, train, model_name)
     version = info.registered_model_version
     registry.tag_version(
         model_name,

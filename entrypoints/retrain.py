@@ -25,6 +25,7 @@ from mlcycle.cli import options_from, step_command, step_run
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import score
+from mlcycle.families import nn
 from mlcycle.metrics import PRIMARY, prefixed
 from mlcycle.network import (
     FAMILY,
@@ -36,7 +37,6 @@ from mlcycle.network import (
     fit_network,
     is_network,
     log_history,
-    log_network,
     network_of,
     training_summary,
 )
@@ -144,7 +144,7 @@ def main(
             "mlcycle.base_model": base.uri if base else "",
             "mlcycle.base_model_version": base.version if base else "",
         }
-        version = log_network(
+        version = nn.log(
             model, schema, train, model_name, version_tags=tags
         ).registered_model_version
         registry.set_alias(model_name, config.CHALLENGER, version)

@@ -3,7 +3,7 @@
 `fit_network` trains a small dense network (from scratch, or continuing a base network's
 weights) on raw training rows and returns a `NetworkModel`: the fitted preprocessing, the
 Keras model, the target scaling and the hyper-parameters, saved and loaded together.
-`log_network` logs it as one MLflow pyfunc that takes raw rows; `load_network` reads it
+`mlcycle.families.nn.log` logs it as one MLflow pyfunc that takes raw rows; `load_network` reads it
 back for fine-tuning. TensorFlow is imported inside functions: it costs ~10 s, and most
 importers of this module (the optimize and main steps' wiring) do not need it at import.
 """
@@ -15,9 +15,7 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -619,75 +617,11 @@ def _bad_request(message: str):
 # The file MLflow executes to build the pyfunc on load ("models from code"): MLflow 3.17
 # refuses pickled Python models by default. The mlcycle package travels with the model
 # (code_paths), so a server outside the project folder can import it.
-_MODEL_CODE = (
+MODEL_CODE = (
     "from mlflow.models import set_model\n"
     "from mlcycle.network import NetworkPyfunc\n"
     "set_model(NetworkPyfunc())\n"
 )
-
-
-def log_network(
-    model: NetworkModel,
-    schema: Schema,
-    train: pd.DataFrame,
-    model_name: str | None,
-    *,
-    version_tags: dict[str, str] | None = None,
-):
-    """Log the network as a pyfunc named 'model' (raw-row signature and input example);
-    register it under model_name when given, with version_tags set in the same call
-    (one registry write instead of one per tag). Returns MLflow's ModelInfo."""
-    from mlcycle import modelio
-
-    example = modelio.input_example(train, schema)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model.save(tmp / NETWORK_ARTIFACT)
-        (tmp / "network_model.py").write_text(_MODEL_CODE)
-        package = Path(__file__).resolve().parent
-        shutil.copytree(
-            package,
-            tmp / "code" / package.name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
-        info = mlflow.pyfunc.log_model(
-            name=modelio.MODEL_ARTIFACT,
-            python_model=str(tmp / "network_model.py"),
-            artifacts={NETWORK_ARTIFACT: str(tmp / NETWORK_ARTIFACT)},
-            code_paths=[str(tmp / "code" / package.name)],
-            signature=modelio.signature(schema, example, model.predict(example)),
-            input_example=example,
-            metadata={METADATA_KEY: FAMILY},
-            pip_requirements=_pip_requirements(),
-        )
-    if model_name:
-        version = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
-        info.registered_model_version = version.version
-    log.info(
-        "logged network %s (registered version %s)", info.model_uri, info.registered_model_version
-    )
-    return info
-
-
-def _pip_requirements() -> list[str]:
-    from mlcycle import modelio
-
-    pins = modelio.pip_requirements("keras", "numpy", "pandas")
-    tf_version = _installed("tensorflow-cpu") or _installed("tensorflow")
-    # Same markers as conda.yaml: there is no tensorflow-cpu wheel off Linux.
-    return pins + [
-        f'tensorflow-cpu=={tf_version}; sys_platform == "linux"',
-        f'tensorflow=={tf_version}; sys_platform != "linux"',
-    ]
-
-
-def _installed(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def network_of(pyfunc_model) -> NetworkModel | None:

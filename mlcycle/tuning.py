@@ -17,7 +17,7 @@ import re
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,13 +27,11 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from mlcycle import config
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import predict, predict_proba
-from mlcycle.forest import ForestParams, build_forest
 from mlcycle.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
@@ -42,31 +40,17 @@ from mlcycle.metrics import (
     evaluate,
     metric_names,
 )
-from mlcycle.split import split_frame
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("rf", "nn")
 JOURNAL_FILE = "optuna-journal.log"
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 # The study's own fields, set by the process that creates it; a resuming run must agree.
 STUDY_ATTRS = ("family", "metric", "task")
 TRIAL_STEP_TAG = "optimize-trial"
-# Forest validation: k-fold on the training rows. Network: one validation slice of them.
-CV_FOLDS = 3
-VALIDATION_SHARE = 0.2
-# Network epochs are searched up to this; it is also the pruner's maximum resource.
-MAX_EPOCHS = 100
-MIN_EPOCHS_BEFORE_PRUNING = 3
 
 
 # --- parameters -------------------------------------------------------------------------
-
-
-def check_family(family: str) -> str:
-    if family not in FAMILIES:
-        raise MlcycleError(f"parameter family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    return family
 
 
 def check_metric_name(metric: str) -> str:
@@ -359,22 +343,6 @@ def _joiner_seed(seed: int, n_trials: int) -> int:
     return int(np.random.SeedSequence([seed, n_trials, os.getpid()]).generate_state(1)[0])
 
 
-def pruner_for(family: str) -> optuna.pruners.BasePruner:
-    """Asynchronous successive halving on epochs: at epochs 3, 9, 27, 81 a trial goes on
-    only if its validation loss is in the best third of the trials that got there.
-
-    Optuna's guidance pairs its TPE sampler with HyperbandPruner, but Hyperband spreads
-    trials over several such brackets and TPE then learns from one bracket's trials only;
-    with the 10-30 trials of this step that kept the search mostly random, and it saved
-    1.6x where one bracket saved more (benchmarks/RESULTS.md). The forest reports no
-    intermediate values: nothing to prune."""
-    if family == "nn":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=MIN_EPOCHS_BEFORE_PRUNING, reduction_factor=3
-        )
-    return optuna.pruners.NopPruner()
-
-
 def run_search(
     study: optuna.Study,
     objective,
@@ -407,58 +375,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
         ) from exc
 
 
-# --- search spaces ----------------------------------------------------------------------
-
-
-def suggest_forest(
-    trial: optuna.trial.BaseTrial, task: str, seed: int, n_jobs: int = 1
-) -> ForestParams:
-    """n_jobs=1 inside a trial: parallel trials, not parallel trees, use the cores."""
-    return ForestParams(
-        n_estimators=trial.suggest_int("n_estimators", 50, 400, step=25),
-        max_depth=trial.suggest_int("max_depth", 3, 30, log=True),
-        min_samples_split=trial.suggest_int("min_samples_split", 2, 20),
-        min_samples_leaf=trial.suggest_int("min_samples_leaf", 1, 10),
-        max_features=trial.suggest_float("max_features", 0.2, 1.0),
-        class_weight=(
-            trial.suggest_categorical("class_weight", [None, "balanced", "balanced_subsample"])
-            if task == "classification"
-            else None
-        ),
-        seed=seed,
-        n_jobs=n_jobs,
-    )
-
-
-def suggest_network(trial: optuna.trial.BaseTrial, seed: int):
-    from mlcycle.network import NetworkParams
-
-    layers = trial.suggest_int("n_layers", 1, 3)
-    return NetworkParams(
-        hidden_units=tuple(
-            trial.suggest_int(f"units_{i}", 8, 128, log=True) for i in range(layers)
-        ),
-        dropout=trial.suggest_float("dropout", 0.0, 0.5),
-        learning_rate=trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
-        batch_size=trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
-        epochs=trial.suggest_int("epochs", 20, MAX_EPOCHS, step=10),
-        seed=seed,
-    )
-
-
-def best_params(family: str, trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
-    """The best trial as the family's own params (what best_params.json holds), plus
-    'family'. Rebuilt with the search space itself, so names cannot drift apart."""
-    fixed = optuna.trial.FixedTrial(trial.params)
-    if family == "rf":
-        out = asdict(suggest_forest(fixed, task, seed, n_jobs=-1))
-    else:
-        out = suggest_network(fixed, seed).to_dict()
-        out["hidden_units"] = list(out["hidden_units"])
-    return {**out, "family": family}
-
-
-# --- objectives over preloaded data -----------------------------------------------------
+# --- objectives' score -----------------------------------------------------------------
 
 
 def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) -> float:
@@ -467,76 +384,6 @@ def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) ->
     if schema.task == "classification" and metric == "roc_auc":
         proba = predict_proba(model, features, schema.classes)
     return evaluate(schema.task, target, predict(model, features), proba)[metric]
-
-
-class ForestObjective:
-    """Mean k-fold cross-validated score of a forest on the training rows."""
-
-    def __init__(
-        self, schema: Schema, train: pd.DataFrame, metric: str, seed: int, folds: int = CV_FOLDS
-    ):
-        self.schema, self.train, self.metric, self.seed = schema, train, metric, seed
-        self.folds = list(_folds(schema, train, folds, seed))
-        self.curves: dict[int, dict[str, list[float]]] = {}
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        params = suggest_forest(trial, self.schema.task, self.seed)
-        scores = []
-        for fit_index, valid_index in self.folds:
-            fit_rows, valid_rows = self.train.iloc[fit_index], self.train.iloc[valid_index]
-            model = build_forest(self.schema, params)
-            model.fit(fit_rows[self.schema.features], fit_rows[self.schema.target])
-            scores.append(validation_score(model, self.schema, valid_rows, self.metric))
-        return float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan")
-
-
-def _folds(schema: Schema, train: pd.DataFrame, folds: int, seed: int):
-    if len(train) < 2 * folds:
-        raise MlcycleError(
-            f"{len(train)} training rows are too few for {folds}-fold cross-validation"
-        )
-    if schema.task == "classification" and train[schema.target].value_counts().min() >= folds:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        return splitter.split(train, train[schema.target])
-    return KFold(folds, shuffle=True, random_state=seed).split(train)
-
-
-class NetworkObjective:
-    """Validation score of a network fitted on the rest of the training rows. Each epoch
-    reports its validation loss, so the pruner can stop a hopeless trial."""
-
-    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, direction: str, seed: int):
-        self.schema, self.metric, self.seed = schema, metric, seed
-        self.fit_rows, self.valid_rows = split_frame(train, schema, VALIDATION_SHARE, seed)
-        # Pruners compare intermediate values in the study's direction: a loss is to be
-        # minimised, so a maximised study sees its negation (the order is what counts).
-        self.sign = 1.0 if direction == "minimize" else -1.0
-        self.curves: dict[int, dict[str, list[float]]] = {}
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        from mlcycle.network import fit_network
-
-        params = suggest_network(trial, self.seed)
-        losses: list[float] = []
-        self.curves[trial.number] = {"val_loss": losses}
-
-        def on_epoch_end(epoch, logs):
-            loss = float(logs["val_loss"])
-            losses.append(loss)
-            trial.report(self.sign * loss, epoch + 1)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
-
-        model, _ = fit_network(self.schema, params, self.fit_rows, on_epoch_end=on_epoch_end)
-        return validation_score(model, self.schema, self.valid_rows, self.metric)
-
-
-def make_objective(
-    family: str, schema: Schema, train: pd.DataFrame, metric: str, direction: str, seed: int
-):
-    if family == "rf":
-        return ForestObjective(schema, train, metric, seed)
-    return NetworkObjective(schema, train, metric, direction, seed)
 
 
 # --- MLflow: one nested run per trial ---------------------------------------------------

@@ -1,17 +1,11 @@
-"""Storage parsing, metrics, search spaces, study resuming and trial logging of tuning."""
-
-import json
+"""Storage parsing, metrics, study resuming and trial logging of tuning."""
 
 import mlflow
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 
 from mlcycle import tuning
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.forest import ForestParams
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -193,46 +187,8 @@ def test_bad_metric_is_refused(metric, task, message):
         tuning.resolve_metric(metric, task)
 
 
-def test_family_must_be_known():
-    assert tuning.check_family("nn") == "nn"
-    with pytest.raises(MlcycleError, match="parameter family must be one of rf, nn, got 'xgb'"):
-        tuning.check_family("xgb")
-
-
 def test_default_study_name_is_stable():
     assert tuning.default_study_name("loan-amount", "rf", "r2") == "loan-amount-rf-r2"
-
-
-# --- search spaces ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", ["regression", "classification"])
-def test_forest_space_gives_valid_params_with_one_job(task):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(30):
-        trial = study.ask()
-        params = tuning.suggest_forest(trial, task, seed=7).validate()
-        study.tell(trial, 0.0)
-        assert params.n_jobs == 1 and params.seed == 7
-        assert 50 <= params.n_estimators <= 400 and 3 <= params.max_depth <= 30
-        assert 0.2 <= params.max_features <= 1.0
-        if task == "regression":
-            assert params.class_weight is None and "class_weight" not in trial.params
-    assert {t.params.get("class_weight") for t in study.trials} >= (
-        {None, "balanced"} if task == "classification" else {None}
-    )
-
-
-def test_best_params_of_the_forest_round_trip_through_json():
-    study = optuna.create_study()
-    study.optimize(lambda t: tuning.suggest_forest(t, "classification", 1).n_estimators, n_trials=3)
-    best = json.loads(
-        json.dumps(tuning.best_params("rf", study.best_trial, "classification", seed=1))
-    )
-    assert best.pop("family") == "rf"
-    params = ForestParams(**best).validate()
-    assert params.n_estimators == study.best_trial.params["n_estimators"]
-    assert params.n_jobs == -1 and set(best) == set(ForestParams.__dataclass_fields__)
 
 
 # --- studies ----------------------------------------------------------------------------
@@ -273,24 +229,7 @@ def test_no_completed_trial_is_a_clear_error(tmp_path):
         tuning.best_trial(study)
 
 
-# --- objectives and trial logging -------------------------------------------------------
-
-
-def _frame(rows=120, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=rows)
-    kind = rng.choice(["a", "b"], rows)
-    y = 3 * x + (kind == "a") + rng.normal(scale=0.1, size=rows)
-    return pd.DataFrame({"x": x, "kind": kind, "y": y})
-
-
-def test_forest_objective_cross_validates_on_the_rows_it_is_given():
-    schema = Schema(target="y", task="regression", numeric=["x"], categorical=["kind"])
-    objective = tuning.ForestObjective(schema, _frame(), "r2", seed=0)
-    assert sum(len(valid) for _, valid in objective.folds) == 120
-    study = optuna.create_study(direction="maximize")
-    study.optimize(objective, n_trials=2)
-    assert 0.5 < study.best_value <= 1.0
+# --- trial logging ------------------------------------------------------------------
 
 
 def test_each_trial_is_a_nested_run_with_its_state_even_in_threads(tracking_uri):
@@ -327,26 +266,3 @@ def test_each_trial_is_a_nested_run_with_its_state_even_in_threads(tracking_uri)
     assert by_number[0].data.metrics["validation_r2"] == study.trials[0].value
     assert by_number[0].data.params["x"] == str(study.trials[0].params["x"])
     assert study.trials[0].user_attrs["mlflow_run_id"] == by_number[0].info.run_id
-
-
-def test_network_space_gives_valid_params_and_best_params_for_retrain():
-    from mlcycle.network import NetworkParams
-
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(30):
-        trial = study.ask()
-        params = tuning.suggest_network(trial, seed=5).validate()
-        study.tell(trial, float(sum(params.hidden_units)))
-        assert 1 <= len(params.hidden_units) <= 3 and params.seed == 5
-        assert params.epochs <= tuning.MAX_EPOCHS and params.batch_size in (16, 32, 64, 128)
-    best = json.loads(json.dumps(tuning.best_params("nn", study.best_trial, "regression", 5)))
-    assert best.pop("family") == "nn"
-    assert set(best) == set(NetworkParams.__dataclass_fields__)
-    assert NetworkParams.from_dict(best).hidden_units == tuple(best["hidden_units"])
-    assert sum(best["hidden_units"]) == study.best_value
-
-
-def test_network_objective_reports_losses_in_the_study_direction():
-    schema = Schema(target="y", task="regression", numeric=["x"], categorical=["kind"])
-    assert tuning.NetworkObjective(schema, _frame(), "r2", "maximize", 0).sign == -1.0
-    assert tuning.NetworkObjective(schema, _frame(), "mae", "minimize", 0).sign == 1.0
