@@ -226,8 +226,9 @@ def drift_scenarios() -> None:
     from mlcycle import datagen
     from mlcycle.evaluate import score
     from mlcycle.families import rf
-    from mlcycle.network import NetworkParams, fit_network
+    from mlcycle.network import NetworkParams
     from mlcycle.steps.etl import EtlParams, prepare
+    from mlcycle.training import fit_network
 
     def between(a, b, t):
         mixed = {}

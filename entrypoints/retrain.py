@@ -27,21 +27,15 @@ from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import score
 from mlcycle.families import nn
 from mlcycle.metrics import PRIMARY, prefixed
-from mlcycle.network import (
-    FAMILY,
-    TRAINING_BUDGET,
-    NetworkParams,
-    base_mismatch,
+from mlcycle.network import FAMILY, NetworkParams, is_network, network_of
+from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.retrain import RetrainParams, base_mismatch, log_history
+from mlcycle.training import (
     finetune_obstacle,
     finetune_params,
     fit_network,
-    is_network,
-    log_history,
-    network_of,
     training_summary,
 )
-from mlcycle.steps.etl import resolve_etl_run
-from mlcycle.steps.retrain import RetrainParams
 
 log = logging.getLogger("mlcycle.retrain")
 
@@ -237,7 +231,7 @@ def tuned_params(run_id: str, params: NetworkParams) -> NetworkParams:
             f"parameter params_from: run {run_id} tuned family "
             f"{best.get('family')!r}, not a network ({FAMILY!r})"
         )
-    names = {f.name for f in fields(NetworkParams)} - set(TRAINING_BUDGET)
+    names = {f.name for f in fields(NetworkParams)} - set(nn.TRAINING_BUDGET)
     tuned = NetworkParams.from_dict({k: v for k, v in best.items() if k in names})
     params = replace(params, **{k: getattr(tuned, k) for k in names if k in best}).validate()
     log.info(

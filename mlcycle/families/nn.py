@@ -26,9 +26,9 @@ from mlcycle.network import (
     NETWORK_ARTIFACT,
     NetworkModel,
     NetworkParams,
-    fit_network,
 )
 from mlcycle.split import split_frame
+from mlcycle.training import fit_network
 from mlcycle.tuning import validation_score
 
 logger = logging.getLogger(__name__)

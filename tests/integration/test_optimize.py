@@ -185,7 +185,8 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
         assert "validation_roc_auc" not in run.data.metrics
 
     best = mlflow.artifacts.load_dict(f"runs:/{pid}/best_params.json")
-    from mlcycle.network import TRAINING_BUDGET, NetworkParams, load_network
+    from mlcycle.families.nn import TRAINING_BUDGET
+    from mlcycle.network import NetworkParams, load_network
 
     assert best.pop("family") == "nn" and isinstance(best["hidden_units"], list)
     assert set(best) == set(NetworkParams.__dataclass_fields__)
