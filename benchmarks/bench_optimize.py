@@ -132,10 +132,11 @@ def bench_forest_workers(tmp: Path, etl_run: str, seconds: float) -> None:
 def _finished_trials(journal: Path):
     import optuna
 
-    from mlcycle import tuning
+    from mlcycle import optuna_storage
 
     study = optuna.load_study(
-        study_name="bench", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+        study_name="bench",
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
     )
     return [t for t in study.trials if t.datetime_complete is not None]
 

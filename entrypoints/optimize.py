@@ -13,7 +13,7 @@ import sys
 import click
 import mlflow
 
-from mlcycle import charts, config, families, registry, tuning
+from mlcycle import charts, config, families, optuna_storage, registry, tuning
 from mlcycle.cli import options_from, step_command, step_run
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
@@ -36,7 +36,7 @@ def main(etl_run, model_name, family, n_trials, timeout, n_jobs, storage, study_
         raise MlcycleError(f"parameter timeout must be >= 0 (0: none), got {timeout}")
     if n_jobs < 1 and n_jobs != -1:
         raise MlcycleError(f"parameter n_jobs must be >= 1 (or -1: one per core), got {n_jobs}")
-    spec = tuning.parse_storage(storage)
+    spec = optuna_storage.parse_storage(storage)
     params = {
         "etl_run": etl_run,
         "model_name": model_name,
@@ -81,12 +81,12 @@ def _optimize(
 ):
     # A database that refuses the connection fails before any data is read; a journal
     # file is created only once the metric is known to fit the task (no stray file).
-    storage = tuning.open_storage(spec) if spec.kind == "rdb" else None
+    storage = optuna_storage.open_storage(spec) if spec.kind == "rdb" else None
     etl_run = resolve_etl_run(etl_run)
     schema, splits = load_splits(etl_run)
     metric, direction = tuning.resolve_metric(metric, schema.task)
     if storage is None:
-        storage = tuning.open_storage(spec)
+        storage = optuna_storage.open_storage(spec)
     name = study_name or tuning.default_study_name(model_name, family, metric)
     mlflow.set_tags(
         {
@@ -138,8 +138,8 @@ def _optimize(
 
 def _log_charts(study) -> None:
     for figure, path in (
-        (tuning.history_figure(study), "charts/optuna_history.png"),
-        (tuning.importance_figure(study), "charts/param_importances.png"),
+        (charts.history_figure(study), "charts/optuna_history.png"),
+        (charts.importance_figure(study), "charts/param_importances.png"),
     ):
         if figure is not None:
             mlflow.log_figure(figure, path)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from entrypoints.optimize import main as optimize_command
-from mlcycle import config, tuning
+from mlcycle import config, optuna_storage, tuning
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import BIN, ROOT, assert_ok, step_env
 
@@ -75,7 +75,8 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
     parents = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
     assert len(parents) == 2
     study = optuna.load_study(
-        study_name="shared", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+        study_name="shared",
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
     )
     assert sorted(t.number for t in study.trials) == list(range(6))  # none lost, none twice
     for parent in parents:
@@ -117,7 +118,8 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
     assert (
         len(
             optuna.load_study(
-                study_name="shared", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+                study_name="shared",
+                storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
             ).trials
         )
         == 8
@@ -171,7 +173,7 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
     # Optuna study and the MLflow runs agree on which, and when.
     study = optuna.load_study(
         study_name="churn-nn-roc_auc",
-        storage=tuning.open_storage(tuning.parse_storage(str(journal))),
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
     )
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned and len(pruned) < len(study.trials)
