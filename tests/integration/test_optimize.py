@@ -2,6 +2,7 @@
 resumed study, the network family (pruned trials, and retrain on its best parameters),
 and bad parameters refused before any alias moves or any state is written."""
 
+import logging
 import subprocess
 
 import mlflow
@@ -127,8 +128,9 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
 
 
 def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
-    tracking_uri, classification_csvs, tmp_path
+    tracking_uri, classification_csvs, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO)
     old, new = classification_csvs
     with mlflow.start_run(run_name="etl") as etl:
         mlflow.set_tag(config.STEP_TAG, "etl")
@@ -225,8 +227,19 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
     assert {k: logged[k] for k in tuned} == {k: str(v) for k, v in tuned.items()}
     assert (logged["epochs"], logged["patience"], logged["seed"]) == ("2", "10", "42")
     assert best["epochs"] != 2  # the tuned epochs were not taken
-    network = load_network(f"models:/churn/{retrained.data.tags['mlcycle.model_version']}")
+    new_version = retrained.data.tags["mlcycle.model_version"]
+    network = load_network(f"models:/churn/{new_version}")
     assert network.params == NetworkParams.from_dict({**best, "epochs": 2, "patience": 10})
+
+    # retrain's network replaces optimize's challenger: said in the log and tagged on the
+    # replaced version, not overwritten silently.
+    assert str(client.get_model_version_by_alias("churn", "challenger").version) == new_version
+    assert (
+        f"churn: challenger version {version.version} is replaced by version {new_version}"
+        in caplog.text
+    )
+    replaced = client.get_model_version("churn", version.version)
+    assert replaced.tags["mlcycle.superseded_by"] == f"{new_version} ({retrained.info.run_id})"
 
 
 BAD_PARAMETERS = [

@@ -332,6 +332,8 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
     version = mlflow.MlflowClient().get_model_version("loan-amount", "2")
     assert version.tags["mlcycle.base_model"] == "models:/churn/1"
     assert _aliases("loan-amount") == {"champion": "1", "challenger": "2"}
+    replaced = mlflow.MlflowClient().get_model_version("loan-amount", "1")
+    assert replaced.tags["mlcycle.superseded_by"] == f"2 ({run.info.run_id})"
 
 
 def test_best_params_file_is_what_optimize_writes():
