@@ -71,7 +71,7 @@ def generate(rows: int, seed: int, shift: float) -> pd.DataFrame:
 def run_one(rows: int, sample_size: int) -> dict:
     from mlcycle import drift, evaluate, promotion, quality, report
     from mlcycle.data import Schema
-    from mlcycle.forest import ForestParams, fit_forest
+    from mlcycle.families import rf
     from mlcycle.split import Splits
 
     schema = Schema(target=TARGET, task="regression", numeric=NUMERIC, categorical=CATEGORICAL)
@@ -86,14 +86,14 @@ def run_one(rows: int, sample_size: int) -> dict:
     )
     fit = min(FIT_ROWS, train)
     models = {
-        "champion": fit_forest(
+        "champion": rf.fit(
             schema,
-            ForestParams(n_estimators=20, max_depth=8, seed=1, n_jobs=2),
+            rf.ForestParams(n_estimators=20, max_depth=8, seed=1, n_jobs=2),
             splits.reference_train.iloc[:fit],
         ),
-        "challenger": fit_forest(
+        "challenger": rf.fit(
             schema,
-            ForestParams(n_estimators=20, max_depth=10, seed=2, n_jobs=2),
+            rf.ForestParams(n_estimators=20, max_depth=10, seed=2, n_jobs=2),
             pd.concat([splits.reference_train.iloc[:fit], splits.current_train.iloc[:fit]]),
         ),
     }

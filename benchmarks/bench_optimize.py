@@ -132,10 +132,11 @@ def bench_forest_workers(tmp: Path, etl_run: str, seconds: float) -> None:
 def _finished_trials(journal: Path):
     import optuna
 
-    from mlcycle import tuning
+    from mlcycle import optuna_storage
 
     study = optuna.load_study(
-        study_name="bench", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+        study_name="bench",
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
     )
     return [t for t in study.trials if t.datetime_complete is not None]
 
@@ -148,6 +149,7 @@ def bench_network_pruning(etl_run: str, n_trials: int) -> None:
 
     from mlcycle import tuning
     from mlcycle.datasets import load_splits
+    from mlcycle.families import nn
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     schema, splits = load_splits(etl_run)
@@ -155,11 +157,9 @@ def bench_network_pruning(etl_run: str, n_trials: int) -> None:
     results = {}
     for label, pruner in (
         ("no pruning", optuna.pruners.NopPruner()),
-        ("pruning", tuning.pruner_for("nn")),
+        ("pruning", nn.pruner()),
     ):
-        objective = tuning.make_objective(
-            "nn", schema, splits.current_train, metric, direction, seed=42
-        )
+        objective = nn.objective(schema, splits.current_train, metric, direction, seed=42)
         study = optuna.create_study(
             direction=direction, pruner=pruner, sampler=optuna.samplers.TPESampler(seed=42)
         )

@@ -225,9 +225,10 @@ def drift_scenarios() -> None:
 
     from mlcycle import datagen
     from mlcycle.evaluate import score
-    from mlcycle.forest import ForestParams, fit_forest
-    from mlcycle.network import NetworkParams, fit_network
+    from mlcycle.families import rf
+    from mlcycle.network import NetworkParams
     from mlcycle.steps.etl import EtlParams, prepare
+    from mlcycle.training import fit_network
 
     def between(a, b, t):
         mixed = {}
@@ -270,7 +271,7 @@ def drift_scenarios() -> None:
         data = prepare(
             EtlParams(reference=str(folder / "old.csv"), current=str(folder / "new.csv"))
         )
-        forest = fit_forest(data.schema, ForestParams(), data.splits.reference_train)
+        forest = rf.fit(data.schema, rf.ForestParams(), data.splits.reference_train)
         network, _ = fit_network(data.schema, NetworkParams(), data.splits.current_train)
         f = score(forest, data.schema, data.splits)
         n = score(network, data.schema, data.splits)

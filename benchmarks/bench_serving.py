@@ -39,19 +39,18 @@ def build_models(store: str) -> dict[str, str]:
     """A forest and a network trained on the bundled data, logged as mlcycle logs them."""
     import mlflow
 
-    from mlcycle.forest import ForestParams, fit_forest
-    from mlcycle.modelio import log_sklearn
-    from mlcycle.network import NetworkParams, fit_network, log_network
+    from mlcycle.families import nn, rf
+    from mlcycle.network import NetworkParams
     from mlcycle.steps.etl import EtlParams, prepare
 
     mlflow.set_tracking_uri(store)
     result = prepare(EtlParams())
     schema, train = result.schema, result.splits.current_train
     with mlflow.start_run():
-        forest = fit_forest(schema, ForestParams(), train)
-        rf_info = log_sklearn(forest, schema, train, "bench-forest")
-        network, _ = fit_network(schema, NetworkParams(epochs=5), train)
-        nn_info = log_network(network, schema, train, "bench-network")
+        forest = rf.fit(schema, rf.ForestParams(), train)
+        rf_info = rf.log(forest, schema, train, "bench-forest")
+        network = nn.fit(schema, NetworkParams(epochs=5), train)
+        nn_info = nn.log(network, schema, train, "bench-network")
     rows = result.splits.current_test[schema.features]
     rows.head(1).to_json(
         Path(store.removeprefix("sqlite:///")).parent / "row.json", orient="records"

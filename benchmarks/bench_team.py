@@ -76,13 +76,13 @@ def compute_time(etl_run: str, repeats: int) -> float:
     """The step's own work, no MLflow call: fit the forest and score it on the same rows."""
     from mlcycle.datasets import load_splits
     from mlcycle.evaluate import score
-    from mlcycle.forest import ForestParams, fit_forest
+    from mlcycle.families import rf
 
     schema, splits = load_splits(etl_run)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model = fit_forest(schema, ForestParams(), splits.reference_train)
+        model = rf.fit(schema, rf.ForestParams(), splits.reference_train)
         score(model, schema, splits)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -91,7 +91,7 @@ def compute_time(etl_run: str, repeats: int) -> float:
 def trials_per_minute(team_env: dict, etl_run: str, workers: int, trials: int) -> tuple:
     import optuna
 
-    from mlcycle import tuning
+    from mlcycle import optuna_storage
 
     study_name = f"bench-{workers}w-{int(time.time())}"
     env = dict(
@@ -135,7 +135,9 @@ def trials_per_minute(team_env: dict, etl_run: str, workers: int, trials: int) -
             raise RuntimeError(f"optimize worker failed:\n{err[-2000:]}")
     study = optuna.load_study(
         study_name=study_name,
-        storage=tuning.open_storage(tuning.parse_storage(team_env["OPTUNA_STORAGE"])),
+        storage=optuna_storage.open_storage(
+            optuna_storage.parse_storage(team_env["OPTUNA_STORAGE"])
+        ),
     )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     numbers = sorted(t.number for t in study.trials)

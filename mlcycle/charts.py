@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
+import warnings
 
 import matplotlib
 
@@ -14,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def confusion_matrix_figure(y_true, y_pred, labels: list, title: str):
@@ -109,3 +113,36 @@ def error_figure(y_true, preds: dict[str, np.ndarray], split: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# Optuna is imported by the functions that draw a study: most importers draw none.
+
+
+def history_figure(study):
+    """Optuna's optimisation history of the study (every worker's trials)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def importance_figure(study):
+    """Parameter importances (fANOVA); None when the trials cannot tell (too few)."""
+    import optuna
+
+    try:
+        with warnings.catch_warnings():
+            # Experimental API, and "few trials in some regime" advice: the chart says so.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            ax = optuna.visualization.matplotlib.plot_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        log.info("no parameter-importance chart: %s", exc)
+        return None
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,12 +1,14 @@
-"""The Keras network: its hyper-parameters, preprocessing, training and the logged pyfunc.
+"""The served network: what a logged mlcycle network is once loaded.
 
-`fit_network` trains a small dense network (from scratch, or continuing a base network's
-weights) on raw training rows and returns a `NetworkModel`: the fitted preprocessing, the
-Keras model, the target scaling and the hyper-parameters, saved and loaded together.
-`log_network` logs it as one MLflow pyfunc that takes raw rows; `load_network` reads it
-back for fine-tuning. TensorFlow is imported inside functions: it costs ~10 s, and most
-importers of this module (the optimize and main steps' wiring) do not need it at import.
-"""
+`NetworkModel` holds the fitted preprocessing, the Keras model, the target scaling and
+the hyper-parameters (`NetworkParams`), saved and loaded together; `NetworkPyfunc` is
+the MLflow pyfunc around it, which takes raw rows. Every logged network loads through
+`from mlcycle.network import NetworkPyfunc` and reads the folder `NetworkModel.save`
+wrote: this module's path and that format are a contract with the models already in a
+registry. Training is `mlcycle.training`; logging, `mlcycle.families.nn`.
+
+TensorFlow is imported inside functions: it costs ~10 s, and most importers of this
+module (the optimize and main steps' wiring) do not need it at import."""
 
 from __future__ import annotations
 
@@ -15,10 +17,7 @@ import json
 import logging
 import math
 import os
-import shutil
-import sys
-import tempfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import mlflow
@@ -37,8 +36,6 @@ NETWORK_ARTIFACT = "network"
 _FORMAT = 1
 _WEIGHTS_FILE = "network.keras"
 _META_FILE = "network.json"
-# Training-loop knobs that a tuning run's best_params.json does not decide for retrain.
-TRAINING_BUDGET = ("epochs", "patience", "seed")
 
 
 # --------------------------------------------------------------------------- parameters
@@ -46,7 +43,8 @@ TRAINING_BUDGET = ("epochs", "patience", "seed")
 
 @dataclass(frozen=True)
 class NetworkParams:
-    """Everything that defines a network and how it is trained; saved with the model."""
+    """Everything that defines a network and how it is trained; saved with the model
+    (hence here, beside it: `NetworkModel.load` rebuilds it without the training code)."""
 
     hidden_units: tuple[int, ...] = (64, 32)
     dropout: float = 0.0
@@ -228,7 +226,7 @@ def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
         ) from None
 
 
-# ------------------------------------------------------------------------------ network
+# ------------------------------------------------------------------------ served model
 
 
 def tensorflow_and_keras():
@@ -252,36 +250,6 @@ class _RetracingNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()
-
-
-def output_spec(schema: Schema) -> tuple[int, str, str]:
-    """(units, activation, loss) of the output layer for the schema's task."""
-    if schema.task == "regression":
-        return 1, "linear", "mse"
-    if len(schema.classes) < 2:
-        raise MlcycleError(
-            f"classification target {schema.target!r} needs at least two "
-            f"classes, the schema has {schema.classes}"
-        )
-    if len(schema.classes) == 2:
-        return 1, "sigmoid", "binary_crossentropy"
-    return len(schema.classes), "softmax", "sparse_categorical_crossentropy"
-
-
-def build_network(n_inputs: int, schema: Schema, params: NetworkParams):
-    """Dense ReLU layers of params.hidden_units (dropout after each when > 0), one output
-    layer fit for the task. Not compiled: fit_network compiles with the training's
-    learning rate."""
-    _, keras = tensorflow_and_keras()
-    units, activation, _ = output_spec(schema)
-    inputs = keras.Input(shape=(n_inputs,), name="features")
-    x = inputs
-    for i, width in enumerate(params.hidden_units):
-        x = keras.layers.Dense(width, activation="relu", name=f"dense_{i}")(x)
-        if params.dropout:
-            x = keras.layers.Dropout(params.dropout, seed=params.seed + i, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(units, activation=activation, name="output")(x)
-    return keras.Model(inputs, outputs, name="mlcycle_network")
 
 
 class NetworkModel:
@@ -377,207 +345,6 @@ class NetworkModel:
         )
 
 
-# ----------------------------------------------------------------------------- training
-
-
-def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
-    """Why a base model (any loaded pyfunc) does not model this schema's data: another
-    task, another target, or input columns the data lacks. None when it does, or when the
-    model does not say (no signature, an unknown flavour): scoring it will tell.
-
-    Data columns the base does not read are no mismatch: a champion that predates a new
-    column still scores the rows (MLflow drops what its signature does not name)."""
-    reasons = []
-    network = network_of(pyfunc_model)
-    if network is not None:
-        task, target, inputs = network.schema.task, network.schema.target, network.schema.features
-    else:
-        task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
-    if task and task != schema.task:
-        reasons.append(f"it is a {task} model and the data is {schema.task}")
-    if target and target != schema.target:
-        reasons.append(f"it predicts {target!r}, not the data's target {schema.target!r}")
-    lacking = [c for c in inputs or [] if c not in schema.features]
-    if lacking:
-        reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
-    return "; ".join(reasons) or None
-
-
-def _signature_inputs(pyfunc_model) -> list[str] | None:
-    try:
-        inputs = pyfunc_model.metadata.get_input_schema()
-    except Exception:  # noqa: BLE001 - a model without metadata says nothing
-        return None
-    if inputs is None or not inputs.has_input_names():
-        return None
-    return list(inputs.input_names())
-
-
-def _flavour_task(pyfunc_model) -> str | None:
-    """regression / classification for an sklearn model (e.g. the forest), else None."""
-    from sklearn.base import is_classifier, is_regressor
-
-    try:
-        raw = pyfunc_model.get_raw_model()
-    except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
-        return None
-    if is_classifier(raw):
-        return "classification"
-    return "regression" if is_regressor(raw) else None
-
-
-def finetune_params(params: NetworkParams, base: NetworkModel) -> NetworkParams:
-    """params as fine-tuning base trains them: the weights only fit the base's shape, so
-    its architecture (layer sizes, dropout) wins over the one asked for."""
-    return replace(params, hidden_units=base.params.hidden_units, dropout=base.params.dropout)
-
-
-def finetune_obstacle(base: NetworkModel, schema: Schema) -> str | None:
-    """Why base cannot be fine-tuned on data of this schema, or None when it can."""
-    if base.schema.task != schema.task:
-        return f"the base model is a {base.schema.task} network, the data is {schema.task}"
-    if base.schema.target != schema.target:
-        return f"the base model predicts {base.schema.target!r}, not {schema.target!r}"
-    if set(base.schema.features) != set(schema.features):
-        return "the base model was trained on other feature columns"
-    if schema.task == "classification" and list(base.classes_) != list(schema.classes):
-        return f"the base model knows classes {base.classes_}, the data has {schema.classes}"
-    return None
-
-
-def seed_everything(seed: int) -> None:
-    """Same seed and data, same weights and metrics on the CPU."""
-    tf, keras = tensorflow_and_keras()
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def fit_network(
-    schema: Schema, params: NetworkParams, train: pd.DataFrame, *, base=None, on_epoch_end=None
-) -> tuple[NetworkModel, dict[str, list[float]]]:
-    """Train on `train` (schema.features + schema.target).
-
-    base: a NetworkModel to fine-tune: its preprocessing, target scaling and architecture
-    are kept and its weights are the starting point (base itself is not changed).
-    on_epoch_end(epoch, logs) is called after each epoch (0-based, logs['val_loss'] when
-    there is a validation slice); what it raises propagates (e.g. optuna.TrialPruned).
-    Returns the fitted model and the history {'loss': [...], 'val_loss': [...]}."""
-    params.validate()
-    if base is not None:
-        if reason := finetune_obstacle(base, schema):
-            raise MlcycleError(f"cannot fine-tune: {reason}")
-        params = finetune_params(params, base)
-    tf, keras = tensorflow_and_keras()
-    seed_everything(params.seed)
-    fit_rows, val_rows = split_validation(train, params.validation_share, params.seed)
-    if base is None:
-        preprocessing = Preprocessing.fit(schema, fit_rows)
-        mean, scale = target_scaling(schema, fit_rows[schema.target])
-        network = build_network(preprocessing.width, schema, params)
-    else:
-        preprocessing, mean, scale = base.preprocessing, base.target_mean, base.target_scale
-        network = keras.models.clone_model(base.network)
-        network.set_weights(base.network.get_weights())
-    model = NetworkModel(schema, params, preprocessing, network, mean, scale)
-    network.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
-        loss=output_spec(schema)[2],
-    )
-    x, y = preprocessing.transform(fit_rows), encode_target(model, fit_rows[schema.target])
-    validation = None
-    if len(val_rows):
-        validation = (
-            preprocessing.transform(val_rows),
-            encode_target(model, val_rows[schema.target]),
-        )
-    callbacks = [_epoch_callback(keras, on_epoch_end, params.epochs)]
-    if params.patience and validation is not None:
-        callbacks.insert(
-            0,
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params.patience, restore_best_weights=True
-            ),
-        )
-    history = network.fit(
-        x,
-        y,
-        validation_data=validation,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    curves = {k: [float(v) for v in history.history.get(k, [])] for k in ("loss", "val_loss")}
-    return model, curves
-
-
-def _epoch_callback(keras, on_epoch_end, epochs: int):
-    """A Keras callback that calls the caller's on_epoch_end and logs progress: one line
-    per epoch when a person watches a terminal, one every tenth of the training otherwise,
-    so CI logs stay short. (Keras' own verbose output is two lines an epoch, or a bar.)"""
-    every = 1 if sys.stderr.isatty() else max(1, math.ceil(epochs / 10))
-
-    class EpochHook(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            if (epoch + 1) % every == 0 or epoch + 1 == epochs:
-                val = f", val_loss {logs['val_loss']:.4f}" if "val_loss" in logs else ""
-                log.info(
-                    "epoch %d/%d: loss %.4f%s",
-                    epoch + 1,
-                    epochs,
-                    logs.get("loss", float("nan")),
-                    val,
-                )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs)
-
-    return EpochHook()
-
-
-def split_validation(
-    train: pd.DataFrame, share: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded random slice of the training rows for validation (none when share is 0
-    or there are too few rows to spare one)."""
-    n_val = 0
-    if share and len(train) >= 2:
-        n_val = min(max(int(round(len(train) * share)), 1), len(train) - 1)
-    order = np.random.default_rng(seed).permutation(len(train))
-    return (
-        train.iloc[order[n_val:]].reset_index(drop=True),
-        train.iloc[order[:n_val]].reset_index(drop=True),
-    )
-
-
-def target_scaling(schema: Schema, target: pd.Series) -> tuple[float, float]:
-    """(mean, std) of a regression target; (0, 1) for classification. The network learns
-    the standardised target: an output of ~1e4 with a default learning rate would take
-    thousands of epochs to reach."""
-    if schema.task != "regression":
-        return 0.0, 1.0
-    values = target.to_numpy(dtype="float64")
-    std = float(values.std())
-    return float(values.mean()), std if std > 0 else 1.0
-
-
-def encode_target(model: NetworkModel, target: pd.Series) -> np.ndarray:
-    """Regression: standardised values. Classification: index in schema.classes."""
-    if model.schema.task == "regression":
-        values = target.to_numpy(dtype="float64")
-        return ((values - model.target_mean) / model.target_scale).astype("float32")
-    index = {label: i for i, label in enumerate(model.classes_)}
-    codes = target.map(index)
-    if codes.isna().any():
-        unknown = target[codes.isna()].iloc[0]
-        raise MlcycleError(
-            f"target {model.schema.target!r} holds {unknown!r}, which is not "
-            f"one of the schema's classes {model.classes_}"
-        )
-    return codes.to_numpy(dtype="int64")
-
-
 # ------------------------------------------------------------------------------- pyfunc
 
 
@@ -619,75 +386,11 @@ def _bad_request(message: str):
 # The file MLflow executes to build the pyfunc on load ("models from code"): MLflow 3.17
 # refuses pickled Python models by default. The mlcycle package travels with the model
 # (code_paths), so a server outside the project folder can import it.
-_MODEL_CODE = (
+MODEL_CODE = (
     "from mlflow.models import set_model\n"
     "from mlcycle.network import NetworkPyfunc\n"
     "set_model(NetworkPyfunc())\n"
 )
-
-
-def log_network(
-    model: NetworkModel,
-    schema: Schema,
-    train: pd.DataFrame,
-    model_name: str | None,
-    *,
-    version_tags: dict[str, str] | None = None,
-):
-    """Log the network as a pyfunc named 'model' (raw-row signature and input example);
-    register it under model_name when given, with version_tags set in the same call
-    (one registry write instead of one per tag). Returns MLflow's ModelInfo."""
-    from mlcycle import modelio
-
-    example = modelio.input_example(train, schema)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model.save(tmp / NETWORK_ARTIFACT)
-        (tmp / "network_model.py").write_text(_MODEL_CODE)
-        package = Path(__file__).resolve().parent
-        shutil.copytree(
-            package,
-            tmp / "code" / package.name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
-        info = mlflow.pyfunc.log_model(
-            name=modelio.MODEL_ARTIFACT,
-            python_model=str(tmp / "network_model.py"),
-            artifacts={NETWORK_ARTIFACT: str(tmp / NETWORK_ARTIFACT)},
-            code_paths=[str(tmp / "code" / package.name)],
-            signature=modelio.signature(schema, example, model.predict(example)),
-            input_example=example,
-            metadata={METADATA_KEY: FAMILY},
-            pip_requirements=_pip_requirements(),
-        )
-    if model_name:
-        version = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
-        info.registered_model_version = version.version
-    log.info(
-        "logged network %s (registered version %s)", info.model_uri, info.registered_model_version
-    )
-    return info
-
-
-def _pip_requirements() -> list[str]:
-    from mlcycle import modelio
-
-    pins = modelio.pip_requirements("keras", "numpy", "pandas")
-    tf_version = _installed("tensorflow-cpu") or _installed("tensorflow")
-    # Same markers as conda.yaml: there is no tensorflow-cpu wheel off Linux.
-    return pins + [
-        f'tensorflow-cpu=={tf_version}; sys_platform == "linux"',
-        f'tensorflow=={tf_version}; sys_platform != "linux"',
-    ]
-
-
-def _installed(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def network_of(pyfunc_model) -> NetworkModel | None:
@@ -714,47 +417,3 @@ def load_network(model_uri: str) -> NetworkModel | None:
     if not is_network(model_uri):
         return None
     return network_of(mlflow.pyfunc.load_model(model_uri))
-
-
-def history_metrics(history: dict[str, list[float]]) -> dict[str, list[float]]:
-    """Per-epoch curves under their MLflow metric names."""
-    names = {"loss": "train_loss", "val_loss": "val_loss"}
-    return {names[k]: v for k, v in history.items() if k in names and v}
-
-
-def log_history(history: dict[str, list[float]]) -> None:
-    """Per-epoch losses as MLflow metrics with steps (epoch 1, 2, ...) in one batch, and
-    the learning-curve chart, in the active run."""
-    import time
-
-    from mlflow.entities import Metric
-
-    from mlcycle import charts
-
-    curves = history_metrics(history)
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(name, value, now, step)
-        for name, values in curves.items()
-        for step, value in enumerate(values, start=1)
-    ]
-    if metrics:
-        mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
-        fig = charts.learning_curve_figure(curves, "learning curve")
-        mlflow.log_figure(fig, "charts/learning_curve.png")
-        charts.close(fig)
-
-
-def training_summary(history: dict[str, list[float]], params: NetworkParams) -> dict[str, float]:
-    """Epochs run, the epoch of the lowest val_loss, and the epoch whose weights the model
-    kept: the best one under early stopping (its weights are restored), the last one with
-    patience 0 (nothing is restored)."""
-    epochs = len(history.get("loss", []))
-    out = {"epochs_trained": float(epochs), "kept_epoch": float(epochs)}
-    if history.get("val_loss"):
-        best = int(np.argmin(history["val_loss"])) + 1
-        out["best_epoch"] = float(best)
-        out["best_val_loss"] = float(min(history["val_loss"]))
-        if params.patience:
-            out["kept_epoch"] = float(best)
-    return out

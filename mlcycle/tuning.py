@@ -1,25 +1,20 @@
-"""Hyper-parameter search with Optuna, for the forest and the network.
+"""Hyper-parameter search with Optuna: studies, the metric they optimise, and one MLflow
+run per trial.
 
-Reads the training rows it is given (the optimize step passes `current_train`) and never
-a test split: the forest is scored by k-fold cross-validation, the network on a
-validation slice of those rows. Writes the study to an Optuna storage (a journal file by
-default, so that several processes can share it) and one MLflow run per trial, nested
-under the worker's own run, with the trial's parameters, validation score and state."""
+A study lives in an Optuna storage (`mlcycle.optuna_storage`) that several workers may
+share; each family says what it searches and how a trial is scored
+(`mlcycle.families`), on the training rows it is given and never a test split. Each
+trial this worker runs is an MLflow run nested under the worker's own, with the trial's
+parameters, validation score, per-epoch curves and state."""
 
 from __future__ import annotations
 
-import difflib
-import importlib.util
 import logging
 import math
 import os
-import re
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import optuna
@@ -27,13 +22,11 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from mlcycle import config
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import predict, predict_proba
-from mlcycle.forest import ForestParams, build_forest
 from mlcycle.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
@@ -42,31 +35,15 @@ from mlcycle.metrics import (
     evaluate,
     metric_names,
 )
-from mlcycle.split import split_frame
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("rf", "nn")
-JOURNAL_FILE = "optuna-journal.log"
-RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 # The study's own fields, set by the process that creates it; a resuming run must agree.
 STUDY_ATTRS = ("family", "metric", "task")
 TRIAL_STEP_TAG = "optimize-trial"
-# Forest validation: k-fold on the training rows. Network: one validation slice of them.
-CV_FOLDS = 3
-VALIDATION_SHARE = 0.2
-# Network epochs are searched up to this; it is also the pruner's maximum resource.
-MAX_EPOCHS = 100
-MIN_EPOCHS_BEFORE_PRUNING = 3
 
 
 # --- parameters -------------------------------------------------------------------------
-
-
-def check_family(family: str) -> str:
-    if family not in FAMILIES:
-        raise MlcycleError(f"parameter family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    return family
 
 
 def check_metric_name(metric: str) -> str:
@@ -94,198 +71,6 @@ def resolve_metric(metric: str, task: str) -> tuple[str, str]:
 def default_study_name(model_name: str, family: str, metric: str) -> str:
     """Stable across runs, so that re-running the step resumes the study."""
     return f"{model_name}-{family}-{metric}"
-
-
-# --- storage ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StorageSpec:
-    """What the `storage` parameter names: a journal file or an RDB URL."""
-
-    kind: str  # "journal" or "rdb"
-    location: str  # an absolute file path, or the URL
-    display: str  # safe to log: no password
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.kind == "rdb" and self.location.startswith("sqlite")
-
-
-# An RFC 3986 scheme and its colon, before any slash: "postgresql:", "sqlite:", "host:".
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
-URL_FORMS = "sqlite:///FILE, postgresql://USER@HOST[:PORT]/DB or mysql://USER@HOST[:PORT]/DB"
-
-
-def parse_storage(text: str | None, state_dir: Path = config.STATE_DIR) -> StorageSpec:
-    """'' -> the project's journal file; a path (or file:///path) -> a journal file there;
-    sqlite:///FILE, postgresql(+driver)://USER@HOST/DB, mysql(+driver)://… -> an RDB.
-
-    Anything else that starts like a URL (a scheme and a colon: 'postgresql:/host/db',
-    'sqlite:/x.db', 'host:5432/db', 'redis://…') is refused rather than taken for a file
-    name, which would silently start a new study in a stray file. A file whose name
-    holds a colon is written './NAME'."""
-    text = (text or "").strip()
-    if not text:
-        path = Path(state_dir) / JOURNAL_FILE
-        return StorageSpec("journal", str(path), str(path))
-    match = _SCHEME.match(text)
-    if match is None or _is_drive(text):
-        _refuse_missing_colon(text)
-        return _journal_spec(text, text)
-    scheme = match["scheme"].lower()
-    family = scheme.split("+", 1)[0]
-    known = family in (*RDB_SCHEMES, "file")
-    if not text[match.end() :].startswith("//"):
-        if known:
-            raise MlcycleError(
-                f"parameter storage: {_redact(text)!r} is not a valid {family} URL: "
-                f"write {_form(family)}"
-            )
-        raise MlcycleError(
-            f"parameter storage: {_redact(text)!r} is neither a journal file path nor a "
-            f"storage URL ({URL_FORMS}); a file whose name holds ':' is written ./NAME"
-        )
-    if not known:
-        hint = difflib.get_close_matches(family, ("sqlite", "postgresql", "mysql", "file"), n=1)
-        raise MlcycleError(
-            f"parameter storage: unsupported scheme {scheme!r} in {_redact(text)!r}"
-            + (f" (did you mean {hint[0]}?)" if hint else "")
-            + f"; use a journal file path, {URL_FORMS}"
-        )
-    if family == "file":
-        parts = urlsplit(text)
-        if parts.netloc not in ("", "localhost"):
-            raise MlcycleError(
-                f"parameter storage: {text!r} is not a valid file URL: write {_form('file')}"
-            )
-        return _journal_spec(parts.path, text)
-    url = _rdb_url(text, scheme, family)
-    return StorageSpec("rdb", url, _redact(url))
-
-
-def _is_drive(text: str) -> bool:
-    """C:\\x or C:/x: a Windows path, not a one-letter scheme."""
-    return len(text) >= 3 and text[0].isalpha() and text[1] == ":" and text[2] in "\\/"
-
-
-def _refuse_missing_colon(text: str) -> None:
-    """'postgresql//host/db' is a URL with its colon lost, never a folder to write in."""
-    head = text.split("//", 1)[0].lower()
-    if "//" in text and head.split("+", 1)[0] in (*RDB_SCHEMES, "file"):
-        raise MlcycleError(
-            f"parameter storage: {_redact(text)!r} looks like a URL without its ':': "
-            f"write {_form(head.split('+', 1)[0])}"
-        )
-
-
-def _form(family: str) -> str:
-    return {
-        "sqlite": "sqlite:///FILE (three slashes; four before an absolute path)",
-        "file": "file:///ABSOLUTE/PATH or just the path",
-        "mysql": "mysql://USER@HOST[:PORT]/DB",
-    }.get(family, "postgresql://USER@HOST[:PORT]/DB")
-
-
-def _rdb_url(text: str, scheme: str, family: str) -> str:
-    """The URL as SQLAlchemy must read it; refuses one that names no file or database."""
-    from sqlalchemy.engine import make_url
-
-    bad = f"parameter storage: {_redact(text)!r} is not a valid {family} URL"
-    try:
-        parsed = make_url(text)
-    except ValueError as exc:  # int() of the port
-        raise MlcycleError(f"{bad}: its port is not a number; write {_form(family)}") from exc
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy's ArgumentError
-        raise MlcycleError(f"{bad}: it cannot be parsed; write {_form(family)}") from exc
-    if family == "sqlite":
-        if parsed.host or not parsed.database or parsed.database == ":memory:":
-            raise MlcycleError(f"{bad}: it names no database file; write {_form(family)}")
-        return text
-    if not (parsed.host or parsed.query.get("host")) or not parsed.database:
-        raise MlcycleError(f"{bad}: it needs a host and a database; write {_form(family)}")
-    if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise MlcycleError(f"{bad}: port {parsed.port} is out of range")
-    return _with_driver(text, scheme)
-
-
-def _journal_spec(path_text: str, given: str) -> StorageSpec:
-    if not path_text:
-        raise MlcycleError(f"parameter storage: {given!r} names no file")
-    path = Path(path_text).expanduser().resolve()
-    if path.is_dir():
-        raise MlcycleError(f"parameter storage: {path} is a folder; a journal file is needed")
-    if path.is_file() and path.read_bytes()[:16].startswith(b"SQLite format 3"):
-        raise MlcycleError(
-            f"parameter storage: {path} is an SQLite database, not a journal "
-            f"file: pass sqlite:///{path}"
-        )
-    return StorageSpec("journal", str(path), str(path))
-
-
-def _with_driver(url: str, scheme: str) -> str:
-    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project ships psycopg2.
-    postgres:// (Heroku's spelling) is no SQLAlchemy dialect at all: it becomes postgresql."""
-    rest = url.split("://", 1)[1]
-    if scheme in ("postgresql", "postgres"):
-        driver = "+psycopg2" if importlib.util.find_spec("psycopg") is None else ""
-        return f"postgresql{driver}://{rest}"
-    if scheme.startswith("postgres+"):
-        return "postgresql+" + scheme.split("+", 1)[1] + "://" + rest
-    return url
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (user:secret@host -> user:***@host), as typed: it
-    may be one that no parser reads."""
-    return _PASSWORD.sub(r"\1:***@", url)
-
-
-_PASSWORD = re.compile(r"([^/:@\s]+):[^@/\s]*@")
-
-
-def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
-    """Open (and create if needed) the storage; every failure is one MlcycleError."""
-    if spec.kind == "journal":
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        path = Path(spec.location)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # The journal appends operations under a file lock: processes on one machine
-            # (and threads in one) share it without SQLite's "database is locked".
-            return JournalStorage(JournalFileBackend(str(path)))
-        except (OSError, ValueError) as exc:
-            raise MlcycleError(
-                f"parameter storage: cannot open journal file {path}: {exc}"
-            ) from exc
-    engine_kwargs = {}
-    if spec.is_sqlite:
-        # Writers wait for each other instead of failing at once; still, SQLite serialises
-        # every write, and the journal file is the better choice for parallel workers.
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    attempt = 1
-    while True:
-        try:
-            return optuna.storages.RDBStorage(spec.location, engine_kwargs=engine_kwargs)
-        except Exception as exc:  # noqa: BLE001 - driver errors have no common base
-            if attempt < SCHEMA_ATTEMPTS and _lost_schema_race(exc):
-                # Two workers starting on an empty database both create Optuna's tables;
-                # PostgreSQL lets one win and fails the other. The tables exist now.
-                time.sleep(0.5 * attempt)
-                attempt += 1
-                continue
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MlcycleError(f"parameter storage: cannot open {spec.display}: {reason}") from exc
-
-
-SCHEMA_ATTEMPTS = 4
-
-
-def _lost_schema_race(exc: Exception) -> bool:
-    """Did creating the schema fail because another process created it at the same time?"""
-    text = str(exc).lower()
-    return "already exists" in text or "duplicate key" in text
 
 
 # --- study ------------------------------------------------------------------------------
@@ -359,22 +144,6 @@ def _joiner_seed(seed: int, n_trials: int) -> int:
     return int(np.random.SeedSequence([seed, n_trials, os.getpid()]).generate_state(1)[0])
 
 
-def pruner_for(family: str) -> optuna.pruners.BasePruner:
-    """Asynchronous successive halving on epochs: at epochs 3, 9, 27, 81 a trial goes on
-    only if its validation loss is in the best third of the trials that got there.
-
-    Optuna's guidance pairs its TPE sampler with HyperbandPruner, but Hyperband spreads
-    trials over several such brackets and TPE then learns from one bracket's trials only;
-    with the 10-30 trials of this step that kept the search mostly random, and it saved
-    1.6x where one bracket saved more (benchmarks/RESULTS.md). The forest reports no
-    intermediate values: nothing to prune."""
-    if family == "nn":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=MIN_EPOCHS_BEFORE_PRUNING, reduction_factor=3
-        )
-    return optuna.pruners.NopPruner()
-
-
 def run_search(
     study: optuna.Study,
     objective,
@@ -407,58 +176,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
         ) from exc
 
 
-# --- search spaces ----------------------------------------------------------------------
-
-
-def suggest_forest(
-    trial: optuna.trial.BaseTrial, task: str, seed: int, n_jobs: int = 1
-) -> ForestParams:
-    """n_jobs=1 inside a trial: parallel trials, not parallel trees, use the cores."""
-    return ForestParams(
-        n_estimators=trial.suggest_int("n_estimators", 50, 400, step=25),
-        max_depth=trial.suggest_int("max_depth", 3, 30, log=True),
-        min_samples_split=trial.suggest_int("min_samples_split", 2, 20),
-        min_samples_leaf=trial.suggest_int("min_samples_leaf", 1, 10),
-        max_features=trial.suggest_float("max_features", 0.2, 1.0),
-        class_weight=(
-            trial.suggest_categorical("class_weight", [None, "balanced", "balanced_subsample"])
-            if task == "classification"
-            else None
-        ),
-        seed=seed,
-        n_jobs=n_jobs,
-    )
-
-
-def suggest_network(trial: optuna.trial.BaseTrial, seed: int):
-    from mlcycle.network import NetworkParams
-
-    layers = trial.suggest_int("n_layers", 1, 3)
-    return NetworkParams(
-        hidden_units=tuple(
-            trial.suggest_int(f"units_{i}", 8, 128, log=True) for i in range(layers)
-        ),
-        dropout=trial.suggest_float("dropout", 0.0, 0.5),
-        learning_rate=trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
-        batch_size=trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
-        epochs=trial.suggest_int("epochs", 20, MAX_EPOCHS, step=10),
-        seed=seed,
-    )
-
-
-def best_params(family: str, trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
-    """The best trial as the family's own params (what best_params.json holds), plus
-    'family'. Rebuilt with the search space itself, so names cannot drift apart."""
-    fixed = optuna.trial.FixedTrial(trial.params)
-    if family == "rf":
-        out = asdict(suggest_forest(fixed, task, seed, n_jobs=-1))
-    else:
-        out = suggest_network(fixed, seed).to_dict()
-        out["hidden_units"] = list(out["hidden_units"])
-    return {**out, "family": family}
-
-
-# --- objectives over preloaded data -----------------------------------------------------
+# --- a trial's score ------------------------------------------------------------------
 
 
 def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) -> float:
@@ -467,76 +185,6 @@ def validation_score(model, schema: Schema, frame: pd.DataFrame, metric: str) ->
     if schema.task == "classification" and metric == "roc_auc":
         proba = predict_proba(model, features, schema.classes)
     return evaluate(schema.task, target, predict(model, features), proba)[metric]
-
-
-class ForestObjective:
-    """Mean k-fold cross-validated score of a forest on the training rows."""
-
-    def __init__(
-        self, schema: Schema, train: pd.DataFrame, metric: str, seed: int, folds: int = CV_FOLDS
-    ):
-        self.schema, self.train, self.metric, self.seed = schema, train, metric, seed
-        self.folds = list(_folds(schema, train, folds, seed))
-        self.curves: dict[int, dict[str, list[float]]] = {}
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        params = suggest_forest(trial, self.schema.task, self.seed)
-        scores = []
-        for fit_index, valid_index in self.folds:
-            fit_rows, valid_rows = self.train.iloc[fit_index], self.train.iloc[valid_index]
-            model = build_forest(self.schema, params)
-            model.fit(fit_rows[self.schema.features], fit_rows[self.schema.target])
-            scores.append(validation_score(model, self.schema, valid_rows, self.metric))
-        return float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan")
-
-
-def _folds(schema: Schema, train: pd.DataFrame, folds: int, seed: int):
-    if len(train) < 2 * folds:
-        raise MlcycleError(
-            f"{len(train)} training rows are too few for {folds}-fold cross-validation"
-        )
-    if schema.task == "classification" and train[schema.target].value_counts().min() >= folds:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        return splitter.split(train, train[schema.target])
-    return KFold(folds, shuffle=True, random_state=seed).split(train)
-
-
-class NetworkObjective:
-    """Validation score of a network fitted on the rest of the training rows. Each epoch
-    reports its validation loss, so the pruner can stop a hopeless trial."""
-
-    def __init__(self, schema: Schema, train: pd.DataFrame, metric: str, direction: str, seed: int):
-        self.schema, self.metric, self.seed = schema, metric, seed
-        self.fit_rows, self.valid_rows = split_frame(train, schema, VALIDATION_SHARE, seed)
-        # Pruners compare intermediate values in the study's direction: a loss is to be
-        # minimised, so a maximised study sees its negation (the order is what counts).
-        self.sign = 1.0 if direction == "minimize" else -1.0
-        self.curves: dict[int, dict[str, list[float]]] = {}
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        from mlcycle.network import fit_network
-
-        params = suggest_network(trial, self.seed)
-        losses: list[float] = []
-        self.curves[trial.number] = {"val_loss": losses}
-
-        def on_epoch_end(epoch, logs):
-            loss = float(logs["val_loss"])
-            losses.append(loss)
-            trial.report(self.sign * loss, epoch + 1)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
-
-        model, _ = fit_network(self.schema, params, self.fit_rows, on_epoch_end=on_epoch_end)
-        return validation_score(model, self.schema, self.valid_rows, self.metric)
-
-
-def make_objective(
-    family: str, schema: Schema, train: pd.DataFrame, metric: str, direction: str, seed: int
-):
-    if family == "rf":
-        return ForestObjective(schema, train, metric, seed)
-    return NetworkObjective(schema, train, metric, direction, seed)
 
 
 # --- MLflow: one nested run per trial ---------------------------------------------------
@@ -622,35 +270,3 @@ class TrialLogger:
 
 def _text(value) -> str:
     return "" if value is None else str(value)
-
-
-# --- charts -----------------------------------------------------------------------------
-
-
-def history_figure(study: optuna.Study):
-    from mlcycle import charts  # noqa: F401 - selects the headless Agg backend
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-    ax.figure.set_size_inches(7, 4)
-    ax.figure.tight_layout()
-    return ax.figure
-
-
-def importance_figure(study: optuna.Study):
-    """Parameter importances (fANOVA); None when the trials cannot tell (too few)."""
-    from mlcycle import charts  # noqa: F401
-
-    try:
-        with warnings.catch_warnings():
-            # Experimental API, and "few trials in some regime" advice: the chart says so.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            ax = optuna.visualization.matplotlib.plot_param_importances(study)
-    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-        log.info("no parameter-importance chart: %s", exc)
-        return None
-    ax.figure.set_size_inches(7, 4)
-    ax.figure.tight_layout()
-    return ax.figure

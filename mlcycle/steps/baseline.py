@@ -1,11 +1,31 @@
-"""The baseline step: train the RandomForest champion on reference train."""
+"""The baseline step: train the RandomForest champion on reference train.
+
+Reads the etl run's splits (the latest finished etl run unless told, a fresh one on the
+defaults when there is none); writes the forest's `reference_test_*` and
+`current_test_*` metrics, for classification a confusion matrix and ROC chart per test
+split, and a registered model version tagged with its family and etl run. That version
+becomes `champion` when the model has none; later ones wait for monitor."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import asdict, dataclass
 
-from mlcycle import config
-from mlcycle.params import param
+import mlflow
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from mlcycle import aliases, charts, config, registry
+from mlcycle.data import Schema
+from mlcycle.datasets import load_splits
+from mlcycle.errors import MlcycleError
+from mlcycle.evaluate import predict, predict_proba, score
+from mlcycle.families import rf
+from mlcycle.params import check, param
+from mlcycle.split import Splits
+from mlcycle.steps.etl import resolve_etl_run
+
+log = logging.getLogger("mlcycle.baseline")
 
 
 @dataclass(frozen=True)
@@ -18,3 +38,105 @@ class BaselineParams:
     min_samples_leaf: int = param(1, "rows needed in a leaf", minimum=1)
     class_weight: str = param("", "classification only: balanced, balanced_subsample or empty")
     seed: int = param(42, "seed of the forest", minimum=0)
+
+    def validate(self) -> BaselineParams:
+        parse_max_depth(self.max_depth)
+        check(self)
+        self.forest().validate()
+        return self
+
+    def forest(self) -> rf.ForestParams:
+        """The forest these parameters describe (the other fields keep their defaults)."""
+        return rf.ForestParams(
+            n_estimators=self.n_estimators,
+            max_depth=parse_max_depth(self.max_depth),
+            min_samples_split=self.min_samples_split,
+            min_samples_leaf=self.min_samples_leaf,
+            class_weight=self.class_weight or None,
+            seed=self.seed,
+        )
+
+
+def parse_max_depth(text: str | None) -> int | None:
+    """'' (MLproject has no optional int) means unlimited depth."""
+    if text in (None, "", "None", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise MlcycleError(
+            f"parameter max_depth must be an integer or empty, got {text!r}"
+        ) from exc
+
+
+def forest_settings(params: BaselineParams) -> dict:
+    """The forest's settings that are not parameters of the step (max_features, n_jobs):
+    logged beside them, so the run shows everything the forest was fitted with."""
+    step = asdict(params)
+    return {k: v for k, v in asdict(params.forest()).items() if k not in step}
+
+
+def train(schema: Schema, splits: Splits, forest: rf.ForestParams) -> tuple[Pipeline, dict]:
+    """The forest fitted on reference train only, and its metrics on both test splits."""
+    model = rf.fit(schema, forest, splits.reference_train)
+    return model, score(model, schema, splits)
+
+
+def log_baseline(
+    model: Pipeline,
+    metrics: dict[str, float],
+    schema: Schema,
+    splits: Splits,
+    params: BaselineParams,
+    etl_run: str,
+) -> str:
+    """Metrics, charts and the registered forest, in the active run; the new version
+    becomes champion when the model has none. Returns the version."""
+    mlflow.log_params(forest_settings(params))
+    mlflow.log_metrics(metrics)
+    if schema.task == "classification":
+        _log_classification_charts(model, schema, splits)
+    name = params.model_name
+    info = rf.log(
+        model,
+        schema,
+        splits.reference_train,
+        name,
+        version_tags={"mlcycle.family": rf.NAME, "mlcycle.etl_run": etl_run},
+    )
+    version = str(info.registered_model_version)
+    if aliases.apply(name, aliases.first_champion(aliases.read_state(name), version)):
+        log.info(
+            "%s had no champion: version %s is now %s",
+            name,
+            version,
+            registry.alias_uri(name, config.CHAMPION),
+        )
+    else:
+        log.info("%s already has a champion: version %s registered without alias", name, version)
+    mlflow.set_tags({"mlcycle.model_name": name, "mlcycle.model_version": version})
+    return version
+
+
+def _log_classification_charts(model, schema: Schema, splits: Splits) -> None:
+    for name in ("reference_test", "current_test"):
+        frame: pd.DataFrame = getattr(splits, name)
+        features, target = frame[schema.features], frame[schema.target]
+        fig = charts.confusion_matrix_figure(
+            target, predict(model, features), schema.classes, f"confusion matrix, {name}"
+        )
+        mlflow.log_figure(fig, f"charts/confusion_matrix_{name}.png")
+        charts.close(fig)
+        proba = predict_proba(model, features, schema.classes)
+        fig = charts.roc_figure(target, proba, f"ROC, {name}")
+        mlflow.log_figure(fig, f"charts/roc_{name}.png")
+        charts.close(fig)
+
+
+def execute(params: BaselineParams) -> str:
+    """Train, score, log and register the forest in the active run; its version."""
+    etl_run = resolve_etl_run(params.etl_run)
+    mlflow.set_tag("mlcycle.etl_run", etl_run)
+    schema, splits = load_splits(etl_run)
+    model, metrics = train(schema, splits, params.forest())
+    return log_baseline(model, metrics, schema, splits, params, etl_run)

@@ -21,6 +21,7 @@ from mlcycle.config import resolve_path
 from mlcycle.data import TASKS
 from mlcycle.errors import MlcycleError
 from mlcycle.families import FAMILY_NAMES
+from mlcycle.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.params import check, param
 from mlcycle.workflow import Step, code_version, data_identity, run_or_reuse
 
@@ -242,7 +243,8 @@ def _optimize(pipeline: Pipeline, etl_run: str) -> str:
             seed=params.seed,
         ),
     )
-    return run.info.run_id if family == "nn" else ""
+    # retrain trains the network: it takes tuned parameters of that family only.
+    return run.info.run_id if family == RETRAINED_FAMILY else ""
 
 
 def _summarise(done: dict[str, tuple[str, bool]]) -> None:

@@ -1,12 +1,34 @@
-"""The optimize step: tune a model family with Optuna, one nested run per trial."""
+"""The optimize step: tune a model family with Optuna, one nested run per trial.
+
+Tuned on current train (the challenger is judged on current data): the family's
+objective scores each trial on those rows only. Writes one parent run (the active one)
+tagged `parameter_optimization`, one nested run per trial this worker ran, the best
+parameters of the whole study as `best_params.json`, and the best model refitted on
+current train, scored on both test splits, registered and nominated `challenger`.
+Several workers on the same `storage` and `study_name` share the study."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from dataclasses import dataclass
 
-from mlcycle import config
+import mlflow
+import optuna
+
+from mlcycle import aliases, charts, config, families, optuna_storage, tuning
+from mlcycle.data import Schema
+from mlcycle.datasets import load_splits
+from mlcycle.evaluate import score
 from mlcycle.families import FAMILY_NAMES
-from mlcycle.params import param
+from mlcycle.optuna_storage import StorageSpec
+from mlcycle.params import check, param
+from mlcycle.split import Splits
+from mlcycle.steps.etl import resolve_etl_run
+
+log = logging.getLogger("mlcycle.optimize")
+
+BEST_PARAMS = "best_params.json"
 
 
 @dataclass(frozen=True)
@@ -27,3 +49,155 @@ class OptimizeParams:
     study_name: str = param("", "Optuna study (default: MODEL_NAME-FAMILY-METRIC)")
     metric: str = param("", "metric to tune (default: r2 for regression, f1 for classification)")
     seed: int = param(42, "seed of the sampler and the models", minimum=0)
+
+    def validate(self) -> OptimizeParams:
+        check(self)
+        tuning.check_metric_name(self.metric)
+        self.storage_spec()
+        return self
+
+    def storage_spec(self) -> StorageSpec:
+        return optuna_storage.parse_storage(self.storage)
+
+
+def best_params(family: str, trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
+    """What best_params.json holds: the family's parameters of the trial, plus 'family'
+    (retrain reads it to refuse the parameters of another family)."""
+    return {**families.get(family).best_params(trial, task, seed), "family": family}
+
+
+def refit_params(best: dict):
+    """The family's own parameters from what best_params.json holds."""
+    return families.get(best["family"]).params_from(best)
+
+
+def search(
+    params: OptimizeParams,
+    storage,
+    schema: Schema,
+    splits: Splits,
+    metric: str,
+    direction: str,
+    etl_run: str,
+) -> tuple[optuna.Study, dict[str, float]]:
+    """Run this worker's trials on the shared study, each an MLflow run nested under
+    the active one; the study and this worker's trial counts."""
+    run = mlflow.active_run()
+    family = families.get(params.family)
+    name = study_name(params, metric)
+    study, _ = tuning.open_study(
+        storage,
+        name,
+        direction,
+        {"family": params.family, "metric": metric, "task": schema.task, "etl_run": etl_run},
+        params.seed,
+        family.pruner(),
+    )
+    objective = family.objective(schema, splits.current_train, metric, direction, params.seed)
+    trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
+    tuning.run_search(
+        study,
+        trials,
+        params.n_trials,
+        params.timeout or None,
+        params.n_jobs,
+        progress=sys.stderr.isatty(),
+    )
+    counts = trials.counts()
+    log.info("this worker: %s", {k: int(v) for k, v in counts.items()})
+    return study, counts
+
+
+def study_name(params: OptimizeParams, metric: str) -> str:
+    return params.study_name or tuning.default_study_name(params.model_name, params.family, metric)
+
+
+def log_search(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, best: dict, counts: dict, metric: str
+) -> None:
+    """best_params.json, this worker's trial counts, the study's best value and charts."""
+    mlflow.log_dict(best, BEST_PARAMS)
+    mlflow.log_metrics(
+        {
+            **counts,
+            f"best_validation_{metric}": float(trial.value),
+            "study_trials": float(len(study.trials)),
+        }
+    )
+    mlflow.set_tags(
+        {
+            "mlcycle.best_trial": str(trial.number),
+            "mlcycle.best_trial_run": trial.user_attrs.get("mlflow_run_id", ""),
+        }
+    )
+    for figure, path in (
+        (charts.history_figure(study), "charts/optuna_history.png"),
+        (charts.importance_figure(study), "charts/param_importances.png"),
+    ):
+        if figure is not None:
+            mlflow.log_figure(figure, path)
+            charts.close(figure)
+
+
+def register_best(
+    best: dict, schema: Schema, splits: Splits, params: OptimizeParams, etl_run: str
+) -> str:
+    """Refit the best on all of current train, score, register, then nominate it
+    challenger (saying so when it replaces another candidate). Returns the version."""
+    run_id = mlflow.active_run().info.run_id
+    family = families.get(params.family)
+    train = splits.current_train
+    model = family.fit(schema, refit_params(best), train)
+    mlflow.log_metrics(score(model, schema, splits))
+    tags = {
+        "mlcycle.family": family.NAME,
+        "mlcycle.etl_run": etl_run,
+        "mlcycle.optimize_run": run_id,
+    }
+    info = family.log(model, schema, train, params.model_name, version_tags=tags)
+    version = str(info.registered_model_version)
+    moves = aliases.nominate(aliases.read_state(params.model_name), version)
+    aliases.apply(params.model_name, moves)
+    aliases.supersede(params.model_name, moves, run_id)
+    mlflow.set_tag("mlcycle.model_version", version)
+    return version
+
+
+def execute(params: OptimizeParams) -> str | None:
+    """Tune, log and register the best model in the active run; its version, or None
+    when there was nothing to tune (n_trials=0, how main skips the step)."""
+    mlflow.set_tags(
+        {
+            "parameter_optimization": "true",
+            "mlcycle.family": params.family,
+            "mlcycle.model_name": params.model_name,
+        }
+    )
+    if params.n_trials == 0:
+        log.info("n_trials=0: nothing to tune, no model registered")
+        mlflow.set_tag("mlcycle.skipped", "n_trials=0")
+        return None
+    spec = params.storage_spec()
+    # A database that refuses the connection fails before any data is read; a journal
+    # file is created only once the metric is known to fit the task (no stray file).
+    storage = optuna_storage.open_storage(spec) if spec.kind == "rdb" else None
+    etl_run = resolve_etl_run(params.etl_run)
+    schema, splits = load_splits(etl_run)
+    metric, direction = tuning.resolve_metric(params.metric, schema.task)
+    if storage is None:
+        storage = optuna_storage.open_storage(spec)
+    mlflow.set_tags(
+        {
+            "mlcycle.etl_run": etl_run,
+            "mlcycle.study_name": study_name(params, metric),
+            "mlcycle.storage": spec.display,
+            "mlcycle.metric": metric,
+        }
+    )
+    if spec.is_sqlite and params.n_jobs != 1:
+        log.warning("SQLite serialises writers; a journal file suits parallel workers better")
+    study, counts = search(params, storage, schema, splits, metric, direction, etl_run)
+    trial = tuning.best_trial(study)
+    best = best_params(params.family, trial, schema.task, params.seed)
+    log_search(study, trial, best, counts, metric)
+    return register_best(best, schema, splits, params, etl_run)

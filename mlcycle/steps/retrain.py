@@ -1,11 +1,46 @@
-"""The retrain step: a Keras network trained on the new data, registered as challenger."""
+"""The retrain step: a Keras network trained on the new data, registered as challenger,
+with the base model's metrics before and the new model's after, on the same held-out rows.
+
+Reads the etl run's splits and the base model (models:/NAME@champion unless told);
+writes the `network.*` params of the network actually trained, `before_*`, `after_*` (and
+the new model's plain `<split>_<metric>`) metrics, `train_rows`, `epochs_trained`,
+`kept_epoch`, the per-epoch `train_loss`/`val_loss` curves, `charts/learning_curve.png`,
+and a registered pyfunc nominated `challenger`, tagged with the base version and the
+strategy used. A base model of other data is refused for finetune; with scratch the run
+has no `before_*` metrics and says why in the tag `mlcycle.before_skipped`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, fields, replace
 
-from mlcycle import config
-from mlcycle.params import param
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from mlcycle import aliases, charts, config, registry
+from mlcycle.data import Schema
+from mlcycle.datasets import load_splits
+from mlcycle.errors import MlcycleError
+from mlcycle.evaluate import score
+from mlcycle.families import nn
+from mlcycle.metrics import PRIMARY, prefixed
+from mlcycle.network import NetworkModel, NetworkParams, is_network, network_of
+from mlcycle.params import check, param
+from mlcycle.split import Splits
+from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.optimize import BEST_PARAMS
+from mlcycle.training import (
+    finetune_obstacle,
+    finetune_params,
+    fit_network,
+    history_metrics,
+    training_summary,
+)
+
+log = logging.getLogger("mlcycle.retrain")
 
 STRATEGIES = ("finetune", "scratch")
 WINDOWS = ("current", "all")
@@ -34,3 +69,344 @@ class RetrainParams:
     )
     patience: int = param(10, "early-stopping patience in epochs; 0 turns it off", minimum=0)
     seed: int = param(42, "seed of the network's weights and batches", minimum=0)
+
+    def validate(self) -> RetrainParams:
+        check(self)
+        self.network()
+        return self
+
+    def network(self) -> NetworkParams:
+        """The training asked for; the architecture is NetworkParams' own until tuned
+        parameters (params_from) or a fine-tuned base decide it."""
+        return NetworkParams(
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            patience=self.patience,
+            seed=self.seed,
+        ).validate()
+
+
+@dataclass
+class Base:
+    """The model the challenger is measured against (and maybe continues from)."""
+
+    uri: str
+    version: str  # registry version, "" for a runs:/ URI
+    pyfunc: object
+    network: NetworkModel | None = None  # the mlcycle network inside, if it is one
+
+
+@dataclass
+class Plan:
+    """What retrain trains, decided before any training."""
+
+    etl_run: str
+    schema: Schema
+    splits: Splits
+    base: Base | None
+    comparable: bool  # whether before_* metrics can be measured on these rows
+    strategy: str  # the one used: finetune asked for may become scratch
+    start_from: NetworkModel | None
+    network: NetworkParams
+    train: pd.DataFrame
+
+
+# --- decisions over plain objects ---------------------------------------------------------
+
+
+def tuned_params(params: NetworkParams, best: dict, run_id: str) -> NetworkParams:
+    """params with the network hyper-parameters an optimize run found best (its
+    best_params.json, `best`); the training budget (epochs, patience, seed) stays this
+    step's."""
+    if best.get("family") != nn.NAME:
+        raise MlcycleError(
+            f"parameter params_from: run {run_id} tuned family "
+            f"{best.get('family')!r}, not a network ({nn.NAME!r})"
+        )
+    names = {f.name for f in fields(NetworkParams)} - set(nn.TRAINING_BUDGET)
+    tuned = NetworkParams.from_dict({k: v for k, v in best.items() if k in names})
+    params = replace(params, **{k: getattr(tuned, k) for k in names if k in best}).validate()
+    log.info(
+        "network hyper-parameters from optimize run %s: %s",
+        run_id,
+        {k: best[k] for k in sorted(names) if k in best},
+    )
+    return params
+
+
+def comparability(
+    base: Base | None, schema: Schema, strategy: str, etl_run: str
+) -> tuple[bool, str | None]:
+    """(whether the base can be compared with on this data, why not when it cannot).
+
+    A base of another task, target or columns (a model of another dataset) cannot be
+    continued nor compared: with strategy finetune that is an error before any training;
+    with scratch (the base was only the yardstick) the network trains without before_*
+    metrics, and the run says why in the tag mlcycle.before_skipped."""
+    if base is None:
+        return False, None
+    reason = base_mismatch(base.pyfunc, schema)
+    if reason is None:
+        return True, None
+    where = f"base model {base.uri} does not model the data of etl run {etl_run}: {reason}"
+    if strategy == "finetune":
+        raise MlcycleError(
+            f"{where}; it can be neither fine-tuned nor compared with: pass a base_model of "
+            "this data, or strategy=scratch to train without before_ metrics"
+        )
+    return False, f"{where}; no before_ metrics"
+
+
+def choose_strategy(
+    strategy: str, base: Base | None, schema: Schema
+) -> tuple[str, NetworkModel | None]:
+    """(strategy actually used, the NetworkModel to continue or None), saying why when
+    fine-tuning is asked for and impossible."""
+    if strategy == "scratch":
+        return "scratch", None
+    if base is None:
+        log.info("strategy finetune: no base model, so training from scratch")
+        return "scratch", None
+    if base.network is None:
+        log.warning(
+            "strategy finetune: the base model %s is not a network (e.g. the "
+            "RandomForest champion), fine-tuning is impossible: training from scratch",
+            base.uri,
+        )
+        return "scratch", None
+    if reason := finetune_obstacle(base.network, schema):
+        log.warning("strategy finetune: %s; training from scratch", reason)
+        return "scratch", None
+    return "finetune", base.network
+
+
+def finetuned(params: NetworkParams, base: NetworkModel) -> NetworkParams:
+    """The base network's architecture, saying so when it replaces the one asked for."""
+    continued = finetune_params(params, base)
+    if continued != params:
+        log.warning(
+            "strategy finetune: the base network's architecture (hidden_units %s, dropout %s) "
+            "replaces the one asked for (hidden_units %s, dropout %s): the weights only fit "
+            "its shape",
+            list(continued.hidden_units),
+            continued.dropout,
+            list(params.hidden_units),
+            params.dropout,
+        )
+    return continued
+
+
+def training_rows(splits: Splits, window: str) -> pd.DataFrame:
+    """current: current train only; all: reference train then current train."""
+    if window == "current":
+        return splits.current_train
+    return pd.concat([splits.reference_train, splits.current_train], ignore_index=True)
+
+
+def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
+    """Why a base model (any loaded pyfunc) does not model this schema's data: another
+    task, another target, or input columns the data lacks. None when it does, or when the
+    model does not say (no signature, an unknown flavour): scoring it will tell.
+
+    Data columns the base does not read are no mismatch: a champion that predates a new
+    column still scores the rows (MLflow drops what its signature does not name)."""
+    reasons = []
+    network = network_of(pyfunc_model)
+    if network is not None:
+        task, target, inputs = network.schema.task, network.schema.target, network.schema.features
+    else:
+        task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
+    if task and task != schema.task:
+        reasons.append(f"it is a {task} model and the data is {schema.task}")
+    if target and target != schema.target:
+        reasons.append(f"it predicts {target!r}, not the data's target {schema.target!r}")
+    lacking = [c for c in inputs or [] if c not in schema.features]
+    if lacking:
+        reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
+    return "; ".join(reasons) or None
+
+
+def _signature_inputs(pyfunc_model) -> list[str] | None:
+    try:
+        inputs = pyfunc_model.metadata.get_input_schema()
+    except Exception:  # noqa: BLE001 - a model without metadata says nothing
+        return None
+    if inputs is None or not inputs.has_input_names():
+        return None
+    return list(inputs.input_names())
+
+
+def _flavour_task(pyfunc_model) -> str | None:
+    """regression / classification for an sklearn model (e.g. the forest), else None."""
+    from sklearn.base import is_classifier, is_regressor
+
+    try:
+        raw = pyfunc_model.get_raw_model()
+    except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
+        return None
+    if is_classifier(raw):
+        return "classification"
+    return "regression" if is_regressor(raw) else None
+
+
+# --- reading runs and models ------------------------------------------------------------
+
+
+def read_best_params(run_id: str) -> dict:
+    """An optimize run's best_params.json, or one line saying why there is none."""
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException as exc:
+        raise MlcycleError(f"parameter params_from: no run with id {run_id!r}") from exc
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{BEST_PARAMS}")
+    except Exception as exc:  # noqa: BLE001 - missing artifact: MlflowException or OSError
+        raise MlcycleError(
+            f"parameter params_from: run {run_id} has no {BEST_PARAMS} (is it an optimize run?)"
+        ) from exc
+
+
+def load_base(base_model: str, model_name: str) -> Base | None:
+    """The given model, else the champion; None (train from scratch) when there is no
+    champion. A given URI that does not exist is an error."""
+    uri = base_model or registry.alias_uri(model_name, config.CHAMPION)
+    if not base_model and registry.version_for_alias(model_name, config.CHAMPION) is None:
+        log.info("%s has no champion yet: training from scratch, no before_ metrics", model_name)
+        return None
+    version = registry.resolve_version(uri)
+    pyfunc = registry.load_pyfunc(uri)
+    log.info("base model %s%s", uri, f" (version {version.version})" if version else "")
+    network = network_of(pyfunc) if is_network(uri) else None
+    return Base(uri=uri, version=version.version if version else "", pyfunc=pyfunc, network=network)
+
+
+def score_before(
+    base: Base, schema: Schema, splits: Splits, etl_run: str, strategy: str
+) -> tuple[dict[str, float], str | None]:
+    """(the base model's before_* metrics on the held-out rows, why there are none).
+    When it cannot read the rows at all (a model that did not say what it reads): an
+    error for finetune, no before_ metrics for scratch."""
+    try:
+        return prefixed(score(base.pyfunc, schema, splits), "before"), None
+    except Exception as exc:  # noqa: BLE001 - any model may refuse foreign rows
+        text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
+        reason = " ".join(text.split())[:300]
+        where = f"base model {base.uri} cannot score the rows of etl run {etl_run}: {reason}"
+        if strategy == "finetune":
+            raise MlcycleError(
+                f"{where}; pass a base_model of this data, or strategy=scratch to train "
+                "without before_ metrics"
+            ) from exc
+        return {}, f"{where}; no before_ metrics"
+
+
+# --- the step ---------------------------------------------------------------------------
+
+
+def plan(params: RetrainParams) -> Plan:
+    """Every decision before training, in the active run. The base and tuned parameters
+    come first: a wrong URI or run id fails before any work."""
+    network = params.network()
+    if params.params_from:
+        best = read_best_params(params.params_from)
+        network = tuned_params(network, best, params.params_from)
+    base = load_base(params.base_model, params.model_name)
+    etl_run = resolve_etl_run(params.etl_run)
+    mlflow.set_tag("mlcycle.etl_run", etl_run)
+    schema, splits = load_splits(etl_run)
+    comparable, skipped = comparability(base, schema, params.strategy, etl_run)
+    if skipped:
+        _skip_before(skipped)
+    used, start_from = choose_strategy(params.strategy, base, schema)
+    if start_from is not None:
+        network = finetuned(network, start_from)
+    train = training_rows(splits, params.window)
+    return Plan(etl_run, schema, splits, base, comparable, used, start_from, network, train)
+
+
+def _skip_before(reason: str) -> None:
+    log.warning("%s", reason)
+    mlflow.set_tag("mlcycle.before_skipped", reason[:5000])
+
+
+def log_history(history: dict[str, list[float]]) -> None:
+    """Per-epoch losses as MLflow metrics with steps (epoch 1, 2, ...) in one batch, and
+    the learning-curve chart, in the active run."""
+    curves = history_metrics(history)
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, value, now, step)
+        for name, values in curves.items()
+        for step, value in enumerate(values, start=1)
+    ]
+    if metrics:
+        mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+        fig = charts.learning_curve_figure(curves, "learning curve")
+        mlflow.log_figure(fig, "charts/learning_curve.png")
+        charts.close(fig)
+
+
+def _report(task: str, before: dict, after: dict) -> None:
+    key = f"current_test_{PRIMARY[task]}"
+    if before:
+        log.info("%s: base %.4f -> retrained %.4f", key, before[f"before_{key}"], after[key])
+    else:
+        log.info("%s: retrained %.4f", key, after[key])
+
+
+def register(model: NetworkModel, p: Plan, params: RetrainParams) -> str:
+    """Register the network, then nominate it challenger (saying so when it replaces
+    another candidate, e.g. optimize's); the run and the version say what it came from."""
+    base = p.base
+    tags = {
+        "mlcycle.family": nn.NAME,
+        "mlcycle.etl_run": p.etl_run,
+        "mlcycle.strategy": p.strategy,
+        "mlcycle.window": params.window,
+        "mlcycle.base_model": base.uri if base else "",
+        "mlcycle.base_model_version": base.version if base else "",
+    }
+    name = params.model_name
+    info = nn.log(model, p.schema, p.train, name, version_tags=tags)
+    version = str(info.registered_model_version)
+    moves = aliases.nominate(aliases.read_state(name), version)
+    aliases.apply(name, moves)
+    aliases.supersede(name, moves, mlflow.active_run().info.run_id)
+    mlflow.set_tags({**tags, "mlcycle.model_name": name, "mlcycle.model_version": version})
+    return version
+
+
+def execute(params: RetrainParams) -> str:
+    """Plan, train, measure before and after, log and register, in the active run;
+    the version registered."""
+    p = plan(params)
+    # Logged once the architecture is settled: they describe the network trained.
+    mlflow.log_params({f"network.{k}": v for k, v in p.network.to_dict().items()})
+    log.info(
+        "training %s on %d %s rows (%s)",
+        p.strategy,
+        len(p.train),
+        params.window,
+        f"from {p.base.uri}" if p.start_from else "fresh network",
+    )
+    before: dict[str, float] = {}
+    if p.comparable:
+        before, skipped = score_before(p.base, p.schema, p.splits, p.etl_run, params.strategy)
+        if skipped:
+            _skip_before(skipped)
+    model, history = fit_network(p.schema, p.network, p.train, base=p.start_from)
+    after = score(model, p.schema, p.splits)
+    mlflow.log_metrics(
+        {
+            **before,
+            **prefixed(after, "after"),
+            **after,
+            **training_summary(history, p.network),
+            "train_rows": float(len(p.train)),
+        }
+    )
+    log_history(history)
+    _report(p.schema.task, before, after)
+    # Registered only once fitted and evaluated; the alias moves last.
+    return register(model, p, params)

@@ -13,7 +13,7 @@ from entrypoints.monitor import main as monitor_command
 from mlcycle import config, registry
 from mlcycle.datasets import load_splits
 from mlcycle.evaluate import score
-from mlcycle.forest import ForestParams, fit_forest
+from mlcycle.families import rf
 from mlcycle.modelio import log_sklearn
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import assert_ok, mlflow_run
@@ -33,7 +33,7 @@ def _etl(**params) -> str:
 def _forest(etl_run: str, model_name: str, **params) -> tuple[str, dict]:
     """Register a forest as baseline does; returns (version, its test metrics)."""
     schema, splits = load_splits(etl_run)
-    pipeline = fit_forest(schema, ForestParams(n_jobs=1, **params), splits.reference_train)
+    pipeline = rf.fit(schema, rf.ForestParams(n_jobs=1, **params), splits.reference_train)
     with mlflow.start_run(run_name="forest"):
         mlflow.set_tag(config.STEP_TAG, "baseline")
         info = log_sklearn(pipeline, schema, splits.reference_train, model_name)

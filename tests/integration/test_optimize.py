@@ -2,6 +2,7 @@
 resumed study, the network family (pruned trials, and retrain on its best parameters),
 and bad parameters refused before any alias moves or any state is written."""
 
+import logging
 import subprocess
 
 import mlflow
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from entrypoints.optimize import main as optimize_command
-from mlcycle import config, tuning
+from mlcycle import config, optuna_storage, tuning
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import BIN, ROOT, assert_ok, step_env
 
@@ -75,7 +76,8 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
     parents = _runs(f"tags.`{config.STEP_TAG}` = 'optimize'")
     assert len(parents) == 2
     study = optuna.load_study(
-        study_name="shared", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+        study_name="shared",
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
     )
     assert sorted(t.number for t in study.trials) == list(range(6))  # none lost, none twice
     for parent in parents:
@@ -117,7 +119,8 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
     assert (
         len(
             optuna.load_study(
-                study_name="shared", storage=tuning.open_storage(tuning.parse_storage(str(journal)))
+                study_name="shared",
+                storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
             ).trials
         )
         == 8
@@ -125,8 +128,9 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
 
 
 def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
-    tracking_uri, classification_csvs, tmp_path
+    tracking_uri, classification_csvs, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO)
     old, new = classification_csvs
     with mlflow.start_run(run_name="etl") as etl:
         mlflow.set_tag(config.STEP_TAG, "etl")
@@ -171,7 +175,7 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
     # Optuna study and the MLflow runs agree on which, and when.
     study = optuna.load_study(
         study_name="churn-nn-roc_auc",
-        storage=tuning.open_storage(tuning.parse_storage(str(journal))),
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(str(journal))),
     )
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned and len(pruned) < len(study.trials)
@@ -185,7 +189,8 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
         assert "validation_roc_auc" not in run.data.metrics
 
     best = mlflow.artifacts.load_dict(f"runs:/{pid}/best_params.json")
-    from mlcycle.network import TRAINING_BUDGET, NetworkParams, load_network
+    from mlcycle.families.nn import TRAINING_BUDGET
+    from mlcycle.network import NetworkParams, load_network
 
     assert best.pop("family") == "nn" and isinstance(best["hidden_units"], list)
     assert set(best) == set(NetworkParams.__dataclass_fields__)
@@ -222,8 +227,19 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
     assert {k: logged[k] for k in tuned} == {k: str(v) for k, v in tuned.items()}
     assert (logged["epochs"], logged["patience"], logged["seed"]) == ("2", "10", "42")
     assert best["epochs"] != 2  # the tuned epochs were not taken
-    network = load_network(f"models:/churn/{retrained.data.tags['mlcycle.model_version']}")
+    new_version = retrained.data.tags["mlcycle.model_version"]
+    network = load_network(f"models:/churn/{new_version}")
     assert network.params == NetworkParams.from_dict({**best, "epochs": 2, "patience": 10})
+
+    # retrain's network replaces optimize's challenger: said in the log and tagged on the
+    # replaced version, not overwritten silently.
+    assert str(client.get_model_version_by_alias("churn", "challenger").version) == new_version
+    assert (
+        f"churn: challenger version {version.version} is replaced by version {new_version}"
+        in caplog.text
+    )
+    replaced = client.get_model_version("churn", version.version)
+    assert replaced.tags["mlcycle.superseded_by"] == f"{new_version} ({retrained.info.run_id})"
 
 
 BAD_PARAMETERS = [

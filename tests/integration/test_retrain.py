@@ -17,7 +17,7 @@ from entrypoints.retrain import main as retrain_command
 from mlcycle import config
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
-from mlcycle.forest import ForestParams, fit_forest
+from mlcycle.families import rf
 from mlcycle.modelio import SKOPS_TRUSTED_TYPES, log_sklearn
 from mlcycle.network import load_network
 from tests.conftest import ROOT, assert_ok, make_classification_csv, mlflow_run
@@ -214,7 +214,7 @@ def store_with_aliases(tracking_uri):
 
 def _register_forest(name, schema, frame, signed=True):
     """A real mlcycle forest of other data, registered in the store under test."""
-    pipeline = fit_forest(schema, ForestParams(n_estimators=5), frame)
+    pipeline = rf.fit(schema, rf.ForestParams(n_estimators=5), frame)
     with mlflow.start_run():
         if signed:  # as baseline logs it: raw-row signature and input example
             return log_sklearn(pipeline, schema, frame, name)
@@ -332,6 +332,8 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
     version = mlflow.MlflowClient().get_model_version("loan-amount", "2")
     assert version.tags["mlcycle.base_model"] == "models:/churn/1"
     assert _aliases("loan-amount") == {"champion": "1", "challenger": "2"}
+    replaced = mlflow.MlflowClient().get_model_version("loan-amount", "1")
+    assert replaced.tags["mlcycle.superseded_by"] == f"2 ({run.info.run_id})"
 
 
 def test_best_params_file_is_what_optimize_writes():

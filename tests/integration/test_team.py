@@ -22,7 +22,7 @@ import optuna
 import pytest
 import requests
 
-from mlcycle import promotion, remote, tuning
+from mlcycle import optuna_storage, promotion, remote
 from tests.conftest import BIN, ROOT, step_env
 
 pytestmark = pytest.mark.integration
@@ -345,7 +345,8 @@ def test_two_optimize_workers_share_one_postgresql_study(team):
         assert code == 0, output
 
     study = optuna.load_study(
-        study_name="team-shared", storage=tuning.open_storage(tuning.parse_storage(storage))
+        study_name="team-shared",
+        storage=optuna_storage.open_storage(optuna_storage.parse_storage(storage)),
     )
     assert sorted(t.number for t in study.trials) == list(range(6))  # none lost, none twice
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
