@@ -84,6 +84,24 @@ def options_from(params_cls):
     return decorate
 
 
+def entry_point(step: str, params_cls, execute, doc: str, show=None) -> click.Command:
+    """The click command of an entry point: its options from the step's parameters
+    dataclass, the parameters checked before any run opens, `execute(params)` in the
+    step's run, then the lines `show(result)` returns (paths a person opens next)."""
+
+    @click.command(help=" ".join(doc.split(": ", 1)[1].split()))
+    @options_from(params_cls)
+    @step_command
+    def main(**options):
+        params = params_cls(**options).validate()
+        with step_run(step, vars(params)):
+            result = execute(params)
+        for line in show(result) if show else ():
+            click.echo(line)
+
+    return main
+
+
 def configure() -> None:
     """Log lines for a person; point MLflow at the project's store unless told otherwise."""
     logging.basicConfig(

@@ -21,17 +21,22 @@ from mlcycle.split import SPLIT_NAMES, Splits
 DATASETS_DIR = "datasets"
 
 
-def latest_etl_run(experiment_id: str | None = None) -> str | None:
-    """The id of the newest finished etl run of the experiment, or None."""
-    experiment_id = experiment_id or current_experiment_id()
+def newest_finished(experiment_id: str, tag: str, value: str):
+    """The newest FINISHED run of the experiment whose tag has this value, or None."""
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
-        filter_string=f"tags.`{config.STEP_TAG}` = 'etl' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
         output_format="list",
     )
-    return runs[0].info.run_id if runs else None
+    return runs[0] if runs else None
+
+
+def latest_etl_run(experiment_id: str | None = None) -> str | None:
+    """The id of the newest finished etl run of the experiment, or None."""
+    run = newest_finished(experiment_id or current_experiment_id(), config.STEP_TAG, "etl")
+    return run.info.run_id if run else None
 
 
 def current_experiment_id() -> str:

@@ -31,6 +31,18 @@ def param(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def etl_run_param() -> Any:
+    """The etl run a step reads, declared alike by every step that reads one."""
+    return param("", "etl run id (default: the latest finished one)")
+
+
+def model_name_param() -> Any:
+    """The registered model a step works on (checked by `check`)."""
+    from mlcycle import config
+
+    return param(config.DEFAULT_MODEL_NAME, "registered model name")
+
+
 def fields_of(cls) -> list[tuple[dataclasses.Field, type]]:
     """(field, resolved type) pairs in declaration order."""
     hints = typing.get_type_hints(cls)

@@ -21,6 +21,7 @@ from mlflow.projects import load_project
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from mlcycle import config, registry
+from mlcycle.datasets import newest_finished
 from mlcycle.errors import MlcycleError
 
 log = logging.getLogger(__name__)
@@ -132,14 +133,7 @@ def step_key(step: Step, code: str, root: Path = config.PROJECT_ROOT) -> str:
 
 def find_finished(key: str, experiment_id: str):
     """The newest FINISHED run with this cache key, or None."""
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`{CACHE_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    return runs[0] if runs else None
+    return newest_finished(experiment_id, CACHE_KEY_TAG, key)
 
 
 def run_or_reuse(

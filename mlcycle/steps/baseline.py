@@ -21,7 +21,7 @@ from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import predict, predict_proba, score
 from mlcycle.families import rf
-from mlcycle.params import check, param
+from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.split import Splits
 from mlcycle.steps.etl import resolve_etl_run
 
@@ -30,8 +30,8 @@ log = logging.getLogger("mlcycle.baseline")
 
 @dataclass(frozen=True)
 class BaselineParams:
-    etl_run: str = param("", "etl run id (default: the latest finished one)")
-    model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
+    etl_run: str = etl_run_param()
+    model_name: str = model_name_param()
     n_estimators: int = param(100, "trees in the forest", minimum=1)
     max_depth: str = param("", "maximum tree depth; empty for unlimited")
     min_samples_split: int = param(2, "rows needed to split a node", minimum=2)

@@ -19,10 +19,11 @@ import mlflow
 from mlcycle import aliases, config
 from mlcycle.config import resolve_path
 from mlcycle.data import TASKS
+from mlcycle.datasets import newest_finished
 from mlcycle.errors import MlcycleError
 from mlcycle.families import FAMILY_NAMES
 from mlcycle.network import FAMILY as RETRAINED_FAMILY
-from mlcycle.params import check, param
+from mlcycle.params import check, model_name_param, param
 from mlcycle.workflow import Step, code_version, data_identity, run_or_reuse
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class MainParams:
     )
     test_size: float = param(0.2, "share of each file held out for testing")
     seed: int = param(42, "seed of the splits, models and search", minimum=0)
-    model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
+    model_name: str = model_name_param()
     n_trials: int = param(20, "optimize trials (0 skips optimize)", minimum=0)
     optimize_family: str = param("nn", "family optimize tunes", choices=FAMILY_NAMES)
     epochs: int = param(60, "retrain's maximum epochs")
@@ -102,18 +103,12 @@ def starting_state(
     now = registry_state(model_name)
     if not use_cache:
         return now
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    if runs and json.loads(runs[0].data.tags.get(REGISTRY_OUT_TAG, "{}")) == now:
+    last = newest_finished(experiment_id, PIPELINE_KEY_TAG, key)
+    if last and json.loads(last.data.tags.get(REGISTRY_OUT_TAG, "{}")) == now:
         log.info(
-            "the registry is as main run %s left it: starting from its state", runs[0].info.run_id
+            "the registry is as main run %s left it: starting from its state", last.info.run_id
         )
-        return json.loads(runs[0].data.tags[REGISTRY_IN_TAG])
+        return json.loads(last.data.tags[REGISTRY_IN_TAG])
     return now
 
 
@@ -145,8 +140,9 @@ class Pipeline:
         return child
 
 
-def execute(params: MainParams, run) -> None:
-    """Run or reuse every step as a child of `run`, the active main run."""
+def execute(params: MainParams) -> None:
+    """Run or reuse every step as a child of the active main run."""
+    run = mlflow.active_run()
     code = code_version()
     data_files = [resolve_path(params.reference), resolve_path(params.current)]
     for path in data_files:

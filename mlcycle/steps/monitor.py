@@ -27,7 +27,7 @@ from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import score_frames
-from mlcycle.params import check, param
+from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.report import ModelResult
 from mlcycle.steps.etl import resolve_etl_run
 
@@ -38,8 +38,8 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class MonitorParams:
-    etl_run: str = param("", "etl run id (default: the latest finished one)")
-    model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
+    etl_run: str = etl_run_param()
+    model_name: str = model_name_param()
     champion: str = param("", "model URI (default: models:/NAME@champion)")
     challenger: str = param("", "model URI (default: models:/NAME@challenger)")
     output: str = param("reports/", "report folder; relative to the project root")

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 
-from mlcycle import aliases, charts, config, families, optuna_storage, tuning
+from mlcycle import aliases, charts, families, optuna_storage, tuning
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
 from mlcycle.evaluate import score
 from mlcycle.families import FAMILY_NAMES
 from mlcycle.optuna_storage import StorageSpec
-from mlcycle.params import check, param
+from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.split import Splits
 from mlcycle.steps.etl import resolve_etl_run
 
@@ -33,8 +33,8 @@ BEST_PARAMS = "best_params.json"
 
 @dataclass(frozen=True)
 class OptimizeParams:
-    etl_run: str = param("", "etl run id (default: the latest finished one)")
-    model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
+    etl_run: str = etl_run_param()
+    model_name: str = model_name_param()
     family: str = param("rf", "model family to tune", choices=FAMILY_NAMES)
     n_trials: int = param(30, "trials this worker runs (0: nothing to do)", minimum=0)
     timeout: float = param(

@@ -28,7 +28,7 @@ from mlcycle.evaluate import score
 from mlcycle.families import nn
 from mlcycle.metrics import PRIMARY, prefixed
 from mlcycle.network import NetworkModel, NetworkParams, is_network, network_of
-from mlcycle.params import check, param
+from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.split import Splits
 from mlcycle.steps.etl import resolve_etl_run
 from mlcycle.steps.optimize import BEST_PARAMS
@@ -48,8 +48,8 @@ WINDOWS = ("current", "all")
 
 @dataclass(frozen=True)
 class RetrainParams:
-    etl_run: str = param("", "etl run id (default: the latest finished one)")
-    model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
+    etl_run: str = etl_run_param()
+    model_name: str = model_name_param()
     epochs: int = param(60, "maximum training epochs", minimum=1)
     batch_size: int = param(32, "rows per gradient step", minimum=1)
     learning_rate: float = param(0.001, "Adam's learning rate (> 0)")
