@@ -132,6 +132,8 @@ def step_command(func):
     def wrapper(*args, **kwargs):
         configure()
         signals.install()
+        if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run` or by main
+            signals.watch_parent()
         try:
             return func(*args, **kwargs)
         except signals.Interrupted as exc:

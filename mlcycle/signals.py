@@ -11,7 +11,10 @@ moved an alias always ends FINISHED and a run that did not finish never moved on
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +66,21 @@ def release() -> None:
     _state.update(held=False, pending=None)
     if pending is not None:
         raise Interrupted(pending)
+
+
+def watch_parent(interval: float = 0.5) -> None:
+    """Stop this step (as SIGTERM would) once the process that started it is gone.
+
+    `mlflow run` does not pass on a SIGTERM it receives: it exits and leaves the step
+    running as an orphan, its run RUNNING, possibly moving an alias minutes later. Only
+    for steps started by MLflow (MLFLOW_RUN_ID set): a person's own detached process is
+    left alone."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the process that started this step (pid %d) has gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mlcycle-parent-watch", daemon=True).start()

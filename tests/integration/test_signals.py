@@ -158,3 +158,34 @@ def test_a_network_stopped_while_training_ends_killed_with_nothing_registered(
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert mlflow.get_run(run_id).info.status == "KILLED"
     assert not _versions_of(name, run_id)
+
+
+def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_uri, etl_run):
+    """`mlflow run` exits on SIGTERM without passing it on; the step notices its parent
+    is gone and ends its run KILLED instead of training on, orphaned, and registering."""
+    from tests.conftest import BIN
+
+    name = "sig-mlflow-run"
+    cmd = [str(BIN / "mlflow"), "run", ".", "-e", "retrain", "--env-manager", "local"]
+    for key, value in {"etl_run": etl_run, "model_name": name, "epochs": 500}.items():
+        cmd += ["-P", f"{key}={value}"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    _wait_for(lambda: any("training scratch on" in x for x in lines), proc, "the training")
+    run_id = _step_run("retrain", name).info.run_id
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while mlflow.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert mlflow.get_run(run_id).info.status == "KILLED", "".join(lines)[-2000:]
+    assert not _versions_of(name, run_id)
