@@ -67,7 +67,7 @@ class Interval:
     def text(self) -> str:
         """`95% bounds +0.0021..+0.0240`: the two one-sided bounds at `confidence` (not
         called a 95 % CI: together they make a 90 % one)."""
-        return f"{self.confidence:.0%} bounds {self.low:+.4f}..{self.high:+.4f}"
+        return f"{self.confidence * 100:.4g}% bounds {self.low:+.4f}..{self.high:+.4f}"
 
 
 def paired_bootstrap(
