@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from mlcycle import gate
 from mlcycle.metrics import PRIMARY
 
 PROMOTED = "promoted"
@@ -73,9 +74,14 @@ def decide(
     champion_error: str | None = None,
     challenger_error: str | None = None,
     same_version: bool = False,
+    intervals: dict | None = None,
 ) -> Decision:
     """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
-    the model is absent; *_error says why a model could not be loaded or scored."""
+    the model is absent; *_error says why a model could not be loaded or scored.
+
+    `intervals` ({'current_test': gate.Interval, 'reference_test': ...}, from
+    `gate.paired_bootstrap` on the same predictions) judges both checks at the intervals'
+    bounds instead of the point estimates (`gate.judge`), and the details show them."""
     primary = PRIMARY[task]
     cur, ref = f"current_test_{primary}", f"reference_test_{primary}"
 
@@ -99,17 +105,25 @@ def decide(
     gain = challenger[cur] - champion[cur]
     loss = champion[ref] - challenger[ref]
     allowed = max(gain, 0.0) if tolerance is None else tolerance
+    better, holds = gain > 0 and gain >= min_improvement, loss <= allowed
+    ci = {"current_test": "", "reference_test": ""}
+    if intervals is not None:
+        better, holds, allowed, ci = _judge_intervals(
+            intervals, gain, loss, min_improvement, tolerance
+        )
     limit = f"its gain on current_test ({allowed:.4f})" if tolerance is None else f"{tolerance:g}"
     checks = [
         Check(
             f"better on current_test by at least {min_improvement:g}",
-            gain > 0 and gain >= min_improvement,
-            f"{primary} {challenger[cur]:.4f} vs {champion[cur]:.4f} ({gain:+.4f})",
+            better,
+            f"{primary} {challenger[cur]:.4f} vs {champion[cur]:.4f} ({gain:+.4f}"
+            f"{ci['current_test']})",
         ),
         Check(
             f"not worse on reference_test by more than {limit}",
-            loss <= allowed,
-            f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f})",
+            holds,
+            f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f}"
+            f"{ci['reference_test']})",
         ),
     ]
     failed = [c for c in checks if not c.passed]
@@ -122,6 +136,31 @@ def decide(
         checks,
         requested,
     )
+
+
+def _judge_intervals(intervals: dict, gain: float, loss: float, min_improvement, tolerance):
+    """The checks at the intervals' bounds, and each split's interval for its detail text.
+
+    Intervals of other rows or predictions than the metrics would judge one thing and show
+    another: their point estimates must be the metrics' own differences."""
+    current, reference = intervals["current_test"], intervals["reference_test"]
+    if not (
+        math.isclose(current.delta, gain, abs_tol=1e-9)
+        and math.isclose(reference.delta, -loss, abs_tol=1e-9)
+    ):
+        raise ValueError(
+            f"the intervals' differences ({current.delta:+.6f}, {reference.delta:+.6f}) are not "
+            f"the metrics' ({gain:+.6f}, {-loss:+.6f}): computed on other predictions"
+        )
+    better, holds, allowed = gate.judge(
+        current, reference, min_improvement=min_improvement, tolerance=tolerance
+    )
+    # Confidence 0 is the point rule: the details read as without intervals.
+    ci = {
+        name: f", {interval.text()}" if interval.confidence else ""
+        for name, interval in intervals.items()
+    }
+    return better, holds, allowed, ci
 
 
 def _finite(metrics: dict[str, float], *keys: str) -> bool:
