@@ -76,7 +76,8 @@ class Scored:
     """What scoring a file produced."""
 
     output: Path
-    rows: int
+    rows: int  # rows written
+    input_rows: int  # rows read
     seconds: float
     summary: dict[str, float]
 
@@ -368,9 +369,10 @@ def score_file(
     partial = folder / f".{output.name}.{os.getpid()}.partial"
     summary = Summary(inputs.classes)
     started = time.perf_counter()
-    writer = None
+    writer, read = None, 0
     try:
         for first_row, chunk, features in read_ahead(conformed_chunks(path, inputs, chunk_rows)):
+            read = first_row + len(chunk)
             predictions = predictor.predict(features)
             proba = predictor.predict_proba(features) if predictor.predict_proba else None
             frame = output_frame(chunk, inputs, first_row, predictions, proba)
@@ -390,4 +392,5 @@ def score_file(
             writer.close()
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    return Scored(output, summary.rows, time.perf_counter() - started, summary.metrics())
+    seconds = time.perf_counter() - started
+    return Scored(output, summary.rows, read, seconds, summary.metrics())

@@ -23,8 +23,6 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.types import DataType
-from sklearn.ensemble._forest import BaseForest
-from sklearn.pipeline import Pipeline
 
 from mlcycle import config, registry, scoring, workflow
 from mlcycle.data import Schema, parse_columns
@@ -204,6 +202,10 @@ def _ordered(predictor: scoring.Predictor, has: list, classes: list | None) -> s
 def _all_cores(estimator) -> None:
     """A forest predicts its trees in threads: on every core for a batch (its logged
     n_jobs=1 suits the served model's single rows). Predictions are the same."""
+    # Imported here: a network's scoring never needs scikit-learn (~1.8 s of imports).
+    from sklearn.ensemble._forest import BaseForest
+    from sklearn.pipeline import Pipeline
+
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
     if isinstance(final, BaseForest):
         final.set_params(n_jobs=-1)
@@ -250,7 +252,7 @@ def log_score(model: Model, path: Path, scored: scoring.Scored) -> None:
     mlflow.log_input(dataset, context="scoring")
     mlflow.log_metrics(
         {
-            "input_rows": float(scored.rows),
+            "input_rows": float(scored.input_rows),
             **scored.summary,
             "score_seconds": scored.seconds,
             "rows_per_second": scored.rows / scored.seconds if scored.seconds else 0.0,
