@@ -10,14 +10,17 @@ applies (`after`), so what the page announces and what happens cannot differ.
 What `challenger` means: the candidate most recently nominated by a step that trained
 one (optimize, retrain). A nomination that replaces another candidate says so in the
 log and tags the replaced version `mlcycle.superseded_by`; in `main`, retrain's network
-(trained with optimize's best parameters) is the challenger monitor judges."""
+(trained with optimize's best parameters) is the challenger monitor judges.
+
+`rollback` plans the way back to an earlier champion. Every move `apply` makes is
+recorded, with the reason it is given, in the promotion ledger (`mlcycle.ledger`)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from mlcycle import config, registry, signals
+from mlcycle import config, ledger, registry, signals
 from mlcycle.errors import MlcycleError
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,30 @@ def adoption(state: State, forest: str, started_from: str | None) -> list[Move]:
     return moves + _move(state, config.CHAMPION, forest)
 
 
+def rollback(state: State, to_version: str | None) -> list[Move]:
+    """The champion goes back to `to_version` (None or "": the `previous` version) and
+    the champion it replaces becomes previous, so a second rollback undoes the first.
+    A challenger that is the version restored is spent, as a promotion spends it.
+
+    Refused (MlcycleError) for a model with no champion, with no previous version to go
+    back to, or when the version asked for is the champion already. Whether the version
+    exists is for the caller to check against the registry: this plan only reads state."""
+    champion = state.get(config.CHAMPION)
+    if not champion:
+        raise MlcycleError("the model has no champion: there is nothing to roll back")
+    target = str(to_version) if to_version else state.get(config.PREVIOUS)
+    if not target:
+        raise MlcycleError(
+            "the model has no previous alias to roll back to: pass to_version=<version>"
+        )
+    if target == champion:
+        raise MlcycleError(f"version {target} is the champion already: nothing to roll back")
+    moves = _move(state, config.CHAMPION, target) + _move(state, config.PREVIOUS, champion)
+    if state.get(config.CHALLENGER) == target:
+        moves += _move(state, config.CHALLENGER, None)
+    return moves
+
+
 def after(aliases: dict[str, list[str]], moves: list[Move]) -> dict[str, list[str]]:
     """version -> sorted aliases once the moves are applied (for the report's table)."""
     out = {version: set(names) for version, names in aliases.items()}
@@ -108,11 +135,13 @@ def describe(moves: list[Move]) -> str | None:
     return ", ".join(m.describe() for m in ordered) or None
 
 
-def apply(model_name: str, moves: list[Move]) -> bool:
-    """Carry out the moves, all or nothing; True when any alias moved.
+def apply(model_name: str, moves: list[Move], reason: str = "") -> bool:
+    """Carry out the moves, all or nothing, and record them in the ledger with `reason`;
+    True when any alias moved.
 
     Refused (MlcycleError, nothing moved) when an alias no longer points where the plan
-    read it: the decision was made against a registry that has changed since."""
+    read it: the decision was made against a registry that has changed since. A move the
+    ledger cannot record is put back, so the registry never holds an unrecorded move."""
     if not moves:
         return False
     now = read_state(model_name)
@@ -130,6 +159,7 @@ def apply(model_name: str, moves: list[Move]) -> bool:
         for move in moves:
             _set(model_name, move.alias, move.to)
             done.append(move)
+        ledger.record(model_name, moves, reason)
     except Exception:
         for move in reversed(done):
             _set(model_name, move.alias, move.was)

@@ -105,7 +105,8 @@ def log_baseline(
         version_tags={"mlcycle.family": rf.NAME, "mlcycle.etl_run": etl_run},
     )
     version = str(info.registered_model_version)
-    if aliases.apply(name, aliases.first_champion(aliases.read_state(name), version)):
+    moves = aliases.first_champion(aliases.read_state(name), version)
+    if aliases.apply(name, moves, reason="baseline: the model had no champion"):
         log.info(
             "%s had no champion: version %s is now %s",
             name,

@@ -211,7 +211,7 @@ def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:
     run = pipeline.step("baseline", dict(etl_run=etl_run, model_name=name, seed=params.seed))
     forest = registered_version(run, "baseline")
     moves = aliases.adoption(aliases.read_state(name), forest, champion)
-    if aliases.apply(name, moves):
+    if aliases.apply(name, moves, reason="main: force_baseline makes the new forest the champion"):
         log.info(
             "step baseline: version %s is the champion now (previous: %s)",
             forest,

@@ -403,7 +403,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     # nothing is left that can fail, so a run that moved an alias ends FINISHED.
     paths = publish(decision, moves)
     try:
-        aliases.apply(params.model_name, moves)
+        aliases.apply(params.model_name, moves, reason=f"monitor: {decision.reason}")
     except aliases.StaleState as exc:
         # Another run moved the aliases since they were read: this decision compared
         # models that may no longer be the ones in place. Refused, and the page says so.

@@ -157,7 +157,7 @@ def register_best(
     info = family.log(model, schema, train, params.model_name, version_tags=tags)
     version = str(info.registered_model_version)
     moves = aliases.nominate(aliases.read_state(params.model_name), version)
-    aliases.apply(params.model_name, moves)
+    aliases.apply(params.model_name, moves, reason="optimize: the best model of the study")
     aliases.supersede(params.model_name, moves, run_id)
     mlflow.set_tag("mlcycle.model_version", version)
     return version

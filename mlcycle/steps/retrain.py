@@ -371,7 +371,7 @@ def register(model: NetworkModel, p: Plan, params: RetrainParams) -> str:
     info = nn.log(model, p.schema, p.train, name, version_tags=tags)
     version = str(info.registered_model_version)
     moves = aliases.nominate(aliases.read_state(name), version)
-    aliases.apply(name, moves)
+    aliases.apply(name, moves, reason="retrain: the retrained network")
     aliases.supersede(name, moves, mlflow.active_run().info.run_id)
     mlflow.set_tags({**tags, "mlcycle.model_name": name, "mlcycle.model_version": version})
     return version

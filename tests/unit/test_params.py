@@ -20,6 +20,8 @@ STEPS = {
     "retrain": "RetrainParams",
     "monitor": "MonitorParams",
     "main": "MainParams",
+    "score": "ScoreParams",
+    "rollback": "RollbackParams",
 }
 # MLproject knows float and string only: whole numbers are floats, flags are strings.
 MLPROJECT_TYPE = {int: "float", float: "float", str: "string", bool: "string"}
