@@ -168,10 +168,13 @@ class Preprocessing:
     def width(self) -> int:
         return len(self.numeric) + sum(len(c) for c in self.categories)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw rows -> float32 matrix. A column absent from the rows counts as missing."""
+    def transform(self, frame: pd.DataFrame, dtype: str = "float32") -> np.ndarray:
+        """Raw rows -> float32 matrix (what the network takes). A column absent from the
+        rows counts as missing. dtype="float64" gives the ColumnTransformer's own numbers
+        bit for bit (the same float64 subtraction and division as StandardScaler): the
+        served forest builds its tree inputs from them."""
         n = len(frame)
-        out = np.zeros((n, self.width), dtype="float32")
+        out = np.zeros((n, self.width), dtype=dtype)
         for j, col in enumerate(self.numeric):
             values = _numeric_column(frame, col, n)
             values = np.where(np.isnan(values), self.medians[j], values)
@@ -389,8 +392,9 @@ def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
     column still scores the rows (MLflow drops what its signature does not name)."""
     reasons = []
     network = network_of(pyfunc_model)
-    if network is not None:
-        task, target, inputs = network.schema.task, network.schema.target, network.schema.features
+    described = network.schema if network is not None else _carried_schema(pyfunc_model)
+    if described is not None:
+        task, target, inputs = described.task, described.target, described.features
     else:
         task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
     if task and task != schema.task:
@@ -401,6 +405,17 @@ def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
     if lacking:
         reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
     return "; ".join(reasons) or None
+
+
+def _carried_schema(pyfunc_model) -> Schema | None:
+    """The schema another mlcycle pyfunc carries (the served forest keeps the one it was
+    logged with), or None for models that do not carry one."""
+    try:
+        inner = pyfunc_model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a custom Python model (e.g. an sklearn flavour)
+        return None
+    schema = getattr(inner, "schema", None)
+    return schema if isinstance(schema, Schema) else None
 
 
 def _signature_inputs(pyfunc_model) -> list[str] | None:
