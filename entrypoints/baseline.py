@@ -13,7 +13,7 @@ from mlcycle.errors import MlcycleError
 from mlcycle.etl import load_splits, resolve_etl_run
 from mlcycle.evaluate import predict, predict_proba, score
 from mlcycle.forest import ForestParams, fit_forest
-from mlcycle.modelio import log_sklearn
+from mlcycle.served_forest import log_forest
 
 log = logging.getLogger("mlcycle.baseline")
 
@@ -64,7 +64,7 @@ def main(
         mlflow.log_metrics(score(pipeline, schema, splits))
         if schema.task == "classification":
             _log_classification_charts(pipeline, schema, splits)
-        info = log_sklearn(pipeline, schema, splits.reference_train, model_name)
+        info = log_forest(pipeline, schema, splits.reference_train, model_name)
         version = info.registered_model_version
         registry.tag_version(
             model_name, version, {"mlcycle.family": "rf", "mlcycle.etl_run": etl_run}

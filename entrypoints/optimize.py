@@ -180,11 +180,11 @@ def _refit_and_register(family, best_params, schema, splits, model_name, etl_run
     fields = {k: v for k, v in best_params.items() if k != "family"}
     if family == "rf":
         from mlcycle.forest import ForestParams, fit_forest
-        from mlcycle.modelio import log_sklearn
+        from mlcycle.served_forest import log_forest
 
         model = fit_forest(schema, ForestParams(**fields), train)
         mlflow.log_metrics(score(model, schema, splits))
-        info = log_sklearn(model, schema, train, model_name)
+        info = log_forest(model, schema, train, model_name)
     else:
         from mlcycle.network import NetworkParams, fit_network, log_network
 
