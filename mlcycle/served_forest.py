@@ -62,6 +62,10 @@ COMPILED, FALLBACK = "treelite", "pipeline"
 SMALL_BATCH = 128
 # Regression answers must equal the Pipeline's to this relative difference.
 RTOL = 1e-9
+# scikit-learn's SimpleImputer takes NaN for missing but None for a value: a Pipeline fitted
+# on rows read from parquet (missing text is None there) learns None as a category, and
+# answers a None and a NaN differently. The compiled path reproduces that, under this name.
+NONE_CATEGORY = "\x00None"
 _CHECK_ROWS = 2000  # training rows the compiled form is checked against at logging time
 _FORMAT = 1
 _PIPELINE_FILE = "pipeline.skops"
@@ -123,7 +127,7 @@ def _categorical_steps(pipeline) -> list[list[str]]:
     )
     if not plain:
         raise NotCompiled("categories are not encoded as mlcycle.features encodes them")
-    categories = [list(c) for c in onehot.categories_]
+    categories = [[NONE_CATEGORY if v is None else v for v in c] for c in onehot.categories_]
     if not all(isinstance(v, str) for c in categories for v in c):
         raise NotCompiled("a category column holds values that are not text")
     return categories
@@ -159,7 +163,7 @@ def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
     trees = import_trees(estimator)
     rows = _check_rows(rows, schema)
     expected = np.asarray(transformer.transform(rows), dtype="float64")
-    matrix = preprocessing.transform(rows, dtype="float64")
+    matrix = preprocessing.transform(none_as_category(rows, schema.categorical), dtype="float64")
     if expected.shape != matrix.shape or not np.array_equal(expected, matrix):
         raise NotCompiled("the preprocessing does not give the ColumnTransformer's numbers")
     x = matrix.astype("float32")
@@ -177,9 +181,31 @@ def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
 
 
 def _check_rows(rows: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    hole = {c: [np.nan] for c in schema.numeric} | {c: [None] for c in schema.categorical}
+    """Training rows, and two rows of nothing but missing values (text missing as None
+    and as NaN, which the Pipeline tells apart)."""
+    holes = {c: [np.nan, np.nan] for c in schema.numeric} | {
+        c: pd.Series([None, np.nan], dtype=object) for c in schema.categorical
+    }
     sample = rows[schema.features].head(_CHECK_ROWS)
-    return pd.concat([sample, pd.DataFrame(hole)], ignore_index=True)
+    return pd.concat([sample, pd.DataFrame(holes)], ignore_index=True)
+
+
+def none_as_category(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """The rows with None in a category column renamed NONE_CATEGORY (NaN stays missing),
+    as the Pipeline's imputer sees them; a copy only when there is a None."""
+    out = frame
+    for col in categorical:
+        if col not in frame.columns or frame[col].dtype != object:
+            continue
+        values = frame[col].to_numpy()
+        is_none = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        if is_none.any():
+            if out is frame:
+                out = frame.copy()
+            renamed = values.copy()
+            renamed[is_none] = NONE_CATEGORY
+            out[col] = renamed
+    return out
 
 
 class CompiledTrees:
@@ -240,6 +266,7 @@ class ForestModel:
         return COMPILED if self.compiled is not None else FALLBACK
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        frame = none_as_category(frame, self.schema.categorical)
         return self.preprocessing.transform(frame, dtype="float64").astype("float32")
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
