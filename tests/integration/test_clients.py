@@ -281,11 +281,16 @@ def check_server(base: str) -> None:
 
 
 def test_served_forest_champion_answers_raw_rows(served_store):
+    """baseline's forest, compiled: it reads its own input, as the network does."""
+    mlflow.set_tracking_uri(served_store)
+    champion = mlflow.MlflowClient().get_model_version_by_alias("loan-amount", "champion")
+    assert champion.tags["mlcycle.forest_engine"] == "treelite"
     proc, base = serve(served_store, "models:/loan-amount@champion")
     try:
-        check_server(base)
+        wrong_type = check_server(base)
     finally:
         stop(proc)
+    assert "column 'age' should be numeric but holds 'old'" in wrong_type["message"]
 
 
 def test_served_network_champion_answers_raw_rows(served_store):
