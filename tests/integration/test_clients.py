@@ -200,7 +200,9 @@ def served_store(tmp_path_factory):
     return uri
 
 
-def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
+def serve(
+    uri: str, model_uri: str, env_manager: str = "local", timeout: float = 120
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -210,7 +212,7 @@ def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
             "-m",
             model_uri,
             "--env-manager",
-            "local",
+            env_manager,
             "--host",
             "127.0.0.1",
             "--port",
@@ -222,7 +224,7 @@ def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/ping", proc)
+    wait_for(f"{base}/ping", proc, timeout)
     return proc, base
 
 

@@ -139,10 +139,20 @@ def test_retrain_reads_what_either_kind_of_forest_predicts(tracking_uri, bundled
             assert "it predicts 'churn', not the data's target 'montant_pret'" in reason
 
 
-def test_served_compiled_forest_answers_raw_rows_and_names_the_column(tracking_uri, bundled):
+@pytest.mark.parametrize("env_manager", ["local", "uv"])
+def test_served_compiled_forest_answers_raw_rows_and_names_the_column(
+    tracking_uri, bundled, env_manager
+):
+    """uv builds the model's own environment from its requirements (the first time takes
+    about a minute here, then it is cached under ~/.mlflow/envs)."""
     schema, train, pipeline = bundled
     info, _, _ = _log(log_forest, pipeline, schema, train, "loan-forest")
-    proc, base = serve(tracking_uri, f"models:/loan-forest/{info.registered_model_version}")
+    proc, base = serve(
+        tracking_uri,
+        f"models:/loan-forest/{info.registered_model_version}",
+        env_manager=env_manager,
+        timeout=900,
+    )
     try:
         wrong_type = check_server(base)
         rows = raw_rows(10)
