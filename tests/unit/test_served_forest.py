@@ -21,6 +21,7 @@ from mlcycle.network import BadInput
 from mlcycle.served_forest import (
     COMPILED,
     FALLBACK,
+    PARALLEL_BATCH,
     SMALL_BATCH,
     ForestModel,
     ForestPyfunc,
@@ -28,6 +29,11 @@ from mlcycle.served_forest import (
 from tests.conftest import make_classification_csv
 
 SIZES = (1, 7, SMALL_BATCH, SMALL_BATCH + 1)  # both sides of the compiled/batch switch
+
+
+def many(rows: pd.DataFrame) -> pd.DataFrame:
+    """PARALLEL_BATCH rows drawn from rows: the batch walked on every core."""
+    return rows.sample(PARALLEL_BATCH, replace=True, random_state=0).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +77,7 @@ def test_regression_equals_the_pipeline_on_the_bundled_data(bundled):
     rows = with_holes(drifted, schema)
     assert rows.isna().any().any() and (rows == "never seen in training").any().any()
     assert_same_values(model, pipeline, rows)
+    assert_same_values(model, pipeline, many(rows))
 
 
 def test_the_compiled_trees_are_what_answers_small_batches(bundled):
@@ -111,8 +118,7 @@ def test_classification_gives_the_pipelines_labels_and_probabilities(
     model = ForestModel.build(pipeline, schema, train)
     assert model.engine == COMPILED, model.fallback
     rows = with_holes(pd.concat([test, train.head(100)]), schema)
-    for n in (*SIZES, len(rows)):
-        part = rows.head(n)
+    for part in (*(rows.head(n) for n in (*SIZES, len(rows))), many(rows)):
         assert list(model.predict(part)) == list(pipeline.predict(part))
         np.testing.assert_allclose(
             model.predict_proba(part), pipeline.predict_proba(part), rtol=1e-9, atol=1e-12
