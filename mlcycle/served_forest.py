@@ -157,7 +157,7 @@ def import_trees(estimator):
 
 def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
     """(Preprocessing, Treelite model) of a fitted Pipeline, checked against the Pipeline
-    itself on rows (training rows and a row of nothing but missing values): the
+    itself on rows (training rows and rows of nothing but missing values): the
     preprocessing must give the ColumnTransformer's matrix exactly, the trees its
     estimator's answers. Raises NotCompiled with the reason otherwise."""
     steps = getattr(pipeline, "steps", None)
@@ -173,13 +173,15 @@ def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
         raise NotCompiled("the preprocessing does not give the ColumnTransformer's numbers")
     x = matrix.astype("float32")
     compiled = CompiledTrees(trees, schema.task)
-    if schema.task == "classification":
-        differs = not np.allclose(
-            compiled.proba(x), estimator.predict_proba(x), rtol=RTOL, atol=RTOL
-        )
-    else:
-        expected_values = estimator.predict(x)
-        differs = not np.allclose(compiled.values(x), expected_values, rtol=RTOL, atol=0)
+    try:
+        if schema.task == "classification":
+            ours, theirs = compiled.proba(x), estimator.predict_proba(x)
+            differs = not np.allclose(ours, theirs, rtol=RTOL, atol=RTOL)
+        else:
+            ours, theirs = compiled.values(x), estimator.predict(x)
+            differs = not np.allclose(ours, theirs, rtol=RTOL, atol=0)
+    except Exception as exc:  # noqa: BLE001 - e.g. GTIL refusing the model's input type
+        raise NotCompiled(f"the compiled trees cannot answer: {exc}") from exc
     if differs:
         raise NotCompiled("the compiled trees do not answer as the Pipeline does")
     return preprocessing, trees
@@ -394,7 +396,9 @@ class ForestPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.model = ForestModel.load(context.artifacts[FOREST_ARTIFACT])
         # Warm the path once, so the first served request is not the slow one.
-        self.model.predict(pd.DataFrame({c: [None] for c in self.model.schema.features}))
+        schema = self.model.schema
+        empty = {c: [np.nan] for c in schema.numeric} | {c: [None] for c in schema.categorical}
+        self.model.predict(pd.DataFrame(empty))
 
     # The pd.DataFrame hint tells MLflow that the signature given at logging time rules.
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
