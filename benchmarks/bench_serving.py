@@ -1,13 +1,20 @@
 """Served vs in-process latency of both model families, and throughput under load.
 
-Prints, for the forest and the network: in-process `pyfunc.predict` 1-row p50/p99, the
-same through `mlflow models serve` over loopback HTTP (target: served p50 <= in-process
-p50 + 3 ms), then requests per second at concurrency 8 with the error count. Served
-latency is timed with two clients on a kept-alive connection: the standard library's
-http.client, and requests, which costs ~1 ms a call of its own on this machine. Also cold
-and warm creation of the `--env-manager uv` environment (`--uv`, slow: ~minutes).
+Prints, for the forest (as mlcycle logs it: compiled), the same fitted forest logged with
+MLflow's stock sklearn flavour, and the network: in-process `pyfunc.predict` 1-row
+p50/p99, the same through `mlflow models serve` over loopback HTTP (target: served p50 <=
+in-process p50 + 3 ms), then requests per second at concurrency 8 with the error count.
+Served latency is timed with two clients on a kept-alive connection: the standard
+library's http.client, and requests, which costs ~1 ms a call of its own on this machine.
 
-    .venv/bin/python benchmarks/bench_serving.py [--requests 300] [--uv]
+Then the forest's targets, as ratios measured within one run, the two sides interleaved
+call by call (the machine is shared): in-process 1-row p50 of the forest pyfunc vs
+scikit-learn's `Pipeline.predict` on the same fitted forest and row (<= 1/5); served
+1-row p50 of the forest vs the stock sklearn flavour, both servers up, same client
+(<= 1/2); 100k-row batch predict vs the Pipeline's (at least as fast). Also cold and warm
+creation of the `--env-manager uv` environment (`--uv`, slow: ~minutes).
+
+    .venv/bin/python benchmarks/bench_serving.py [--requests 300] [--batch-repeats 5] [--uv]
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def build_models(store: str) -> dict[str, str]:
-    """A forest and a network trained on the bundled data, logged as mlcycle logs them."""
+def build_models(store: str):
+    """A forest and a network trained on the bundled data, logged as mlcycle logs them,
+    and the same fitted forest logged with MLflow's stock sklearn flavour (as earlier
+    versions logged it). Returns the model URIs, the fitted Pipeline and raw test rows."""
     import mlflow
 
     from mlcycle.families import nn, rf
+    from mlcycle.modelio import log_sklearn
     from mlcycle.network import NetworkParams
     from mlcycle.steps.etl import EtlParams, prepare
 
@@ -49,16 +59,19 @@ def build_models(store: str) -> dict[str, str]:
     with mlflow.start_run():
         forest = rf.fit(schema, rf.ForestParams(), train)
         rf_info = rf.log(forest, schema, train, "bench-forest")
+        stock_info = log_sklearn(forest, schema, train, "bench-forest-sklearn")
         network = nn.fit(schema, NetworkParams(epochs=5), train)
         nn_info = nn.log(network, schema, train, "bench-network")
     rows = result.splits.current_test[schema.features]
     rows.head(1).to_json(
         Path(store.removeprefix("sqlite:///")).parent / "row.json", orient="records"
     )
-    return {
+    uris = {
         "forest": f"models:/bench-forest/{rf_info.registered_model_version}",
+        "forest-sklearn": f"models:/bench-forest-sklearn/{stock_info.registered_model_version}",
         "network": f"models:/bench-network/{nn_info.registered_model_version}",
     }
+    return uris, forest, rows
 
 
 def in_process(model_uri: str, row, n: int) -> list[float]:
@@ -80,9 +93,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def served(
-    model_uri: str, store: str, body: str, n: int
-) -> tuple[dict[str, list[float]], float, int]:
+def start_server(model_uri: str, store: str) -> tuple[subprocess.Popen, int]:
+    """`mlflow models serve --env-manager local` on a free loopback port, answering /ping."""
     import requests
 
     port = free_port()
@@ -105,15 +117,30 @@ def served(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).ok:
+                return proc, port
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"{model_uri} was not served within 180 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def served(
+    model_uri: str, store: str, body: str, n: int
+) -> tuple[dict[str, list[float]], float, int]:
+    import requests
+
+    proc, port = start_server(model_uri, store)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/ping", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
         session = requests.Session()
         headers = {"Content-Type": "application/json"}
         for _ in range(20):  # warm-up
@@ -154,8 +181,120 @@ def served(
         rps = 8 * per_worker / (time.perf_counter() - start)
         return times, rps, errors
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
+
+
+def interleaved(calls: dict, n: int) -> dict[str, list[float]]:
+    """ms per call of each callable, called in turn n times each (after one warm-up), so
+    a noisy moment on the shared machine falls on both sides alike."""
+    for call in calls.values():
+        call()
+    times = {name: [] for name in calls}
+    for _ in range(n):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def spread(times: list[float]) -> str:
+    return (
+        f"p50 {statistics.median(times):8.3f} ms"
+        f"  (p10 {percentile(times, 0.10):.3f}, p90 {percentile(times, 0.90):.3f})"
+    )
+
+
+def poster(port: int, body: str):
+    """A POST of body on one kept-alive http.client connection: the lean client."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json"}
+
+    def post() -> None:
+        conn.request("POST", "/invocations", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"invocations answered {response.status}")
+
+    return post
+
+
+def forest_targets(uris: dict, store: str, pipeline, rows, body: str, n: int, repeats: int):
+    """The forest's three targets, each side measured in turn within one loop."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from mlcycle.served_forest import forest_of
+
+    row = rows.head(1)
+    compiled = mlflow.pyfunc.load_model(uris["forest"])
+    print(f"forest engine: {forest_of(compiled).engine}")
+    t = interleaved(
+        {"pipeline": lambda: pipeline.predict(row), "pyfunc": lambda: compiled.predict(row)}, n
+    )
+    print(f"in-process 1 row, sklearn Pipeline.predict     {spread(t['pipeline'])}")
+    print(f"in-process 1 row, forest pyfunc.predict        {spread(t['pyfunc'])}")
+    print(f"  ratio pyfunc / Pipeline: {paired(t, 'pyfunc', 'pipeline')} (target <= 0.2)")
+
+    servers = {name: start_server(uris[name], store) for name in ("forest", "forest-sklearn")}
+    try:
+        posts = {name: poster(port, body) for name, (_, port) in servers.items()}
+        for post in posts.values():
+            for _ in range(20):  # warm-up
+                post()
+        t = interleaved(posts, n)
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
+    print(f"served 1 row (http.client), stock sklearn flavour {spread(t['forest-sklearn'])}")
+    print(f"served 1 row (http.client), forest pyfunc         {spread(t['forest'])}")
+    print(
+        f"  ratio forest / stock sklearn: {paired(t, 'forest', 'forest-sklearn')} (target <= 0.5)"
+    )
+
+    # The batch: bare models and logged models compared like for like. Both logged
+    # forests pay MLflow's schema check, which looks at every value of the `Any`-typed
+    # number columns (~0.4 s per 100k rows here) before the model sees them.
+    stock = mlflow.pyfunc.load_model(uris["forest-sklearn"])
+    rng = np.random.default_rng(0)
+    big = rows.iloc[rng.integers(0, len(rows), 100_000)].reset_index(drop=True)
+    big.loc[rng.random(len(big)) < 0.05, big.columns[0]] = np.nan  # holes, as in real data
+    sides = {
+        "sklearn Pipeline.predict": pipeline.predict,
+        "ForestModel.predict": forest_of(compiled).predict,
+        "stock sklearn pyfunc.predict": stock.predict,
+        "forest pyfunc.predict": compiled.predict,
+    }
+    answers = {name: np.asarray(predict(big), dtype="float64") for name, predict in sides.items()}
+    reference = answers["sklearn Pipeline.predict"]
+    worst = max(float(np.max(np.abs(a - reference) / reference)) for a in answers.values())
+    t = interleaved({name: (lambda p=predict: p(big)) for name, predict in sides.items()}, repeats)
+    for name, times in t.items():
+        runs = pd.Series(times) / 1000
+        print(
+            f"100k rows, {name:28s} median {runs.median():6.3f} s"
+            f"  (min {runs.min():.3f}, max {runs.max():.3f}, {repeats} runs)"
+        )
+
+    bare = paired(t, "ForestModel.predict", "sklearn Pipeline.predict")
+    logged = paired(t, "forest pyfunc.predict", "stock sklearn pyfunc.predict")
+    print(f"  ratio ForestModel / Pipeline: {bare} (target <= 1)")
+    print(f"  ratio forest pyfunc / stock sklearn pyfunc: {logged} (target <= 1)")
+    print(f"  largest relative difference from the Pipeline's answers {worst:.1e}")
+
+
+def paired(times: dict[str, list[float]], a: str, b: str) -> str:
+    """a / b call by call (each pair measured back to back, so a slow moment of the
+    shared machine weighs on both): the median ratio, its p10-p90, and the ratio of the
+    medians."""
+    ratios = [x / y for x, y in zip(times[a], times[b], strict=True)]
+    of_medians = statistics.median(times[a]) / statistics.median(times[b])
+    return (
+        f"median {statistics.median(ratios):.3f} (p10 {percentile(ratios, 0.10):.3f},"
+        f" p90 {percentile(ratios, 0.90):.3f}); of the medians {of_medians:.3f}"
+    )
 
 
 def uv_env_creation() -> tuple[float, float]:
@@ -186,15 +325,22 @@ def uv_env_creation() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--batch-repeats", type=int, default=5)
     parser.add_argument("--uv", action="store_true", help="also time uv env creation")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from importlib.metadata import version
+
     import pandas as pd
 
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f};"
+        f" python {sys.version.split()[0]}; mlflow {version('mlflow')},"
+        f" scikit-learn {version('scikit-learn')}, treelite {version('treelite')}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{tmp}/mlflow.db"
-        models = build_models(store)
+        models, pipeline, rows = build_models(store)
         body_rows = Path(tmp, "row.json").read_text()
         row = pd.read_json(Path(tmp, "row.json"), orient="records")
         body = '{"dataframe_records": ' + body_rows + "}"
@@ -203,17 +349,18 @@ def main() -> None:
             remote, rps, errors = served(uri, store, body, args.requests)
             p50_in = statistics.median(local)
             print(
-                f"{family:8s} in-process p50 {p50_in:6.2f} ms"
+                f"{family:14s} in-process p50 {p50_in:6.2f} ms"
                 f"  p99 {percentile(local, 0.99):6.2f} ms"
                 f" | concurrency 8 (requests): {rps:6.1f} req/s, {errors} errors"
             )
             for client, timed in remote.items():
                 p50_http = statistics.median(timed)
                 print(
-                    f"{'':8s} served via {client:11s} p50 {p50_http:6.2f} ms"
+                    f"{'':14s} served via {client:11s} p50 {p50_http:6.2f} ms"
                     f"  p99 {percentile(timed, 0.99):6.2f} ms"
                     f" | overhead p50 {p50_http - p50_in:+.2f} ms (target <= +3)"
                 )
+        forest_targets(models, store, pipeline, rows, body, args.requests, args.batch_repeats)
     if args.uv:
         cold, warm = uv_env_creation()
         print(

@@ -166,14 +166,19 @@ class Preprocessing:
     def width(self) -> int:
         return len(self.numeric) + sum(len(c) for c in self.categories)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw rows -> float32 matrix. A column absent from the rows counts as missing."""
+    def transform(self, frame: pd.DataFrame, dtype: str = "float32") -> np.ndarray:
+        """Raw rows -> float32 matrix (what the network takes). A column absent from the
+        rows counts as missing. dtype="float64" gives the ColumnTransformer's own numbers
+        bit for bit (the same float64 subtraction and division as StandardScaler): the
+        served forest builds its tree inputs from them."""
         n = len(frame)
-        out = np.zeros((n, self.width), dtype="float32")
+        out = np.zeros((n, self.width), dtype=dtype)
         for j, col in enumerate(self.numeric):
             values = _numeric_column(frame, col, n)
             values = np.where(np.isnan(values), self.medians[j], values)
-            out[:, j] = (values - self.means[j]) / self.scales[j]
+            scaled = (values - self.means[j]) / self.scales[j]
+            _check_range(col, values, scaled)
+            out[:, j] = scaled
         offset = len(self.numeric)
         for col, cats in zip(self.categorical, self.categories, strict=True):
             index = {c: i for i, c in enumerate(cats)}
@@ -214,16 +219,40 @@ class BadInput(ValueError):
 
 
 def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
+    """A number column as float64, NaN for missing; text or an infinity is a BadInput
+    naming the column (a request can be corrected; null is how it says 'missing')."""
     if col not in frame.columns:
         return np.full(n, np.nan)
     try:
-        return frame[col].to_numpy(dtype="float64", na_value=np.nan)
+        values = frame[col].to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = values.isna() & frame[col].notna()
         raise BadInput(
             f"column {col!r} should be numeric but holds {frame[col][bad].iloc[0]!r}"
         ) from None
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise BadInput(
+            f"column {col!r} holds {float(values[infinite][0])!r}: numbers must be finite "
+            "(null for a missing value)"
+        )
+    return values
+
+
+# Both families compute in float32 downstream (the network's layers, scikit-learn's tree
+# comparisons): a standardised value beyond its range turns into inf and the answer
+# into NaN, which is not even valid JSON.
+_FLOAT32_MAX = float(np.finfo("float32").max)
+
+
+def _check_range(col: str, values: np.ndarray, scaled: np.ndarray) -> None:
+    outside = ~(np.abs(scaled) <= _FLOAT32_MAX)
+    if outside.any():
+        raise BadInput(
+            f"column {col!r} holds {float(values[outside][0])!r}, out of the range this model "
+            "computes with"
+        )
 
 
 # ------------------------------------------------------------------------ served model

@@ -14,7 +14,6 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from mlcycle import modelio, registry
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.features import build_preprocessor
@@ -98,12 +97,12 @@ def log(
     *,
     version_tags: dict[str, str] | None = None,
 ):
-    """Log (and register, when model_name is given) the fitted forest; the one place
-    that chooses how a forest is logged."""
-    info = modelio.log_sklearn(model, schema, train, model_name)
-    if model_name and version_tags:
-        registry.tag_version(model_name, info.registered_model_version, version_tags)
-    return info
+    """Log (and register, when model_name is given) the fitted forest as the served
+    forest (its Pipeline and the same trees compiled); the one place that chooses how a
+    forest is logged."""
+    from mlcycle.served_forest import log_forest
+
+    return log_forest(model, schema, train, model_name, version_tags=version_tags)
 
 
 # --- search --------------------------------------------------------------------------

@@ -213,8 +213,9 @@ def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
     column still scores the rows (MLflow drops what its signature does not name)."""
     reasons = []
     network = network_of(pyfunc_model)
-    if network is not None:
-        task, target, inputs = network.schema.task, network.schema.target, network.schema.features
+    described = network.schema if network is not None else _carried_schema(pyfunc_model)
+    if described is not None:
+        task, target, inputs = described.task, described.target, described.features
     else:
         task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
     if task and task != schema.task:
@@ -225,6 +226,17 @@ def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
     if lacking:
         reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
     return "; ".join(reasons) or None
+
+
+def _carried_schema(pyfunc_model) -> Schema | None:
+    """The schema another mlcycle pyfunc carries (the served forest keeps the one it was
+    logged with), or None for models that do not carry one."""
+    try:
+        inner = pyfunc_model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a custom Python model (e.g. an sklearn flavour)
+        return None
+    schema = getattr(inner, "schema", None)
+    return schema if isinstance(schema, Schema) else None
 
 
 def _signature_inputs(pyfunc_model) -> list[str] | None:

@@ -4,6 +4,7 @@ URL served by a real git daemon, and `mlflow models serve` answering HTTP."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -200,7 +201,9 @@ def served_store(tmp_path_factory):
     return uri
 
 
-def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
+def serve(
+    uri: str, model_uri: str, env_manager: str = "local", timeout: float = 120
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -210,7 +213,7 @@ def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
             "-m",
             model_uri,
             "--env-manager",
-            "local",
+            env_manager,
             "--host",
             "127.0.0.1",
             "--port",
@@ -222,7 +225,7 @@ def serve(uri: str, model_uri: str) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/ping", proc)
+    wait_for(f"{base}/ping", proc, timeout)
     return proc, base
 
 
@@ -273,19 +276,53 @@ def check_server(base: str) -> None:
             json={"dataframe_records": [dict(records["dataframe_records"][2], age="old")]},
         ),
     }
+    record = records["dataframe_records"][2]
+    for case, value in (("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e308", "1e308")):
+        # Python's JSON reads Infinity; 1e308 is finite but beyond what float32 holds.
+        body = json.dumps({"dataframe_records": [dict(record, age=0)]}).replace(
+            '"age": 0', f'"age": {value}'
+        )
+        bad[case] = post(body)
     for case, answer in bad.items():
         assert 400 <= answer.status_code < 500, (case, answer.status_code, answer.text)
         assert answer.json().get("message"), case
     assert "age" in bad["missing column"].json()["message"]
+    for case in ("Infinity", "-Infinity", "1e308"):
+        assert "column 'age'" in bad[case].json()["message"], (case, bad[case].text)
+    # NaN is how JSON writers spell a missing number: answered like null.
+    nan = post(json.dumps({"dataframe_records": [dict(record, age=float("nan"))]}))
+    assert nan.status_code == 200 and math.isfinite(nan.json()["predictions"][0]), nan.text
+    check_mlflow_server_answers(base, records["dataframe_records"][:1])
     return bad["wrong type"].json()
 
 
+def check_mlflow_server_answers(base: str, records: list) -> None:
+    """What MLflow's scoring server itself answers before any model code runs, as
+    docs/serving.md states it (these are MLflow's, not the project's)."""
+    body = json.dumps({"dataframe_records": records})
+    url = f"{base}/invocations"
+    no_type = requests.post(url, data=body, timeout=30, headers={"Content-Type": ""})
+    assert no_type.status_code == 500, no_type.text
+    text = requests.post(url, data=body, timeout=30, headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415, text.text
+    assert requests.get(url, timeout=30).status_code == 405
+    # JSON nested 1,000 deep already exhausts the server's parser: MLflow answers 500.
+    nested = "[" * 1000 + "]" * 1000
+    deep = requests.post(url, data=nested, timeout=30, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 500, deep.text[:300]
+
+
 def test_served_forest_champion_answers_raw_rows(served_store):
+    """baseline's forest, compiled: it reads its own input, as the network does."""
+    mlflow.set_tracking_uri(served_store)
+    champion = mlflow.MlflowClient().get_model_version_by_alias("loan-amount", "champion")
+    assert champion.tags["mlcycle.forest_engine"] == "treelite"
     proc, base = serve(served_store, "models:/loan-amount@champion")
     try:
-        check_server(base)
+        wrong_type = check_server(base)
     finally:
         stop(proc)
+    assert "column 'age' should be numeric but holds 'old'" in wrong_type["message"]
 
 
 def test_served_network_champion_answers_raw_rows(served_store):

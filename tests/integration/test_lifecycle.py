@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from mlcycle.forest import ForestParams, fit_forest
 
 from entrypoints.retrain import main as retrain_command
 from entrypoints.rollback import main as rollback_command
@@ -22,6 +21,8 @@ from entrypoints.score import main as score_command
 from mlcycle import aliases, config, ledger, registry
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
+from mlcycle.families.rf import ForestParams
+from mlcycle.families.rf import fit as fit_forest
 from mlcycle.modelio import log_sklearn
 from mlcycle.steps import score as score_step
 from mlcycle.steps.etl import EtlParams

@@ -14,7 +14,7 @@ from mlcycle import config, registry
 from mlcycle.datasets import load_splits
 from mlcycle.evaluate import score
 from mlcycle.families import rf
-from mlcycle.modelio import log_sklearn
+from mlcycle.served_forest import log_forest
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import assert_ok, mlflow_run
 
@@ -36,7 +36,7 @@ def _forest(etl_run: str, model_name: str, **params) -> tuple[str, dict]:
     pipeline = rf.fit(schema, rf.ForestParams(n_jobs=1, **params), splits.reference_train)
     with mlflow.start_run(run_name="forest"):
         mlflow.set_tag(config.STEP_TAG, "baseline")
-        info = log_sklearn(pipeline, schema, splits.reference_train, model_name)
+        info = log_forest(pipeline, schema, splits.reference_train, model_name)
     registry.tag_version(model_name, info.registered_model_version, {"mlcycle.family": "rf"})
     return str(info.registered_model_version), score(pipeline, schema, splits)
 

@@ -18,8 +18,9 @@ from mlcycle import config
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
 from mlcycle.families import rf
-from mlcycle.modelio import SKOPS_TRUSTED_TYPES, log_sklearn
+from mlcycle.modelio import SKOPS_TRUSTED_TYPES
 from mlcycle.network import load_network
+from mlcycle.served_forest import log_forest
 from tests.conftest import ROOT, assert_ok, make_classification_csv, mlflow_run
 
 pytestmark = pytest.mark.integration
@@ -216,8 +217,8 @@ def _register_forest(name, schema, frame, signed=True):
     """A real mlcycle forest of other data, registered in the store under test."""
     pipeline = rf.fit(schema, rf.ForestParams(n_estimators=5), frame)
     with mlflow.start_run():
-        if signed:  # as baseline logs it: raw-row signature and input example
-            return log_sklearn(pipeline, schema, frame, name)
+        if signed:  # as baseline logs it: the served forest, which carries its schema
+            return log_forest(pipeline, schema, frame, name)
         # As a hand-made model may come: no signature, nothing says what it reads.
         return mlflow.sklearn.log_model(
             pipeline,
@@ -268,13 +269,14 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
         (
             ["--base-model", "models:/churn/1"],
             f"base model models:/churn/1 {foreign}it is a classification model and the data "
-            "is regression; it reads columns the data lacks (plan, spend, support_calls, "
+            "is regression; it predicts 'churn', not the data's target 'montant_pret'; it "
+            "reads columns the data lacks (plan, spend, support_calls, "
             f"tenure){refused}, or strategy=scratch to train without before_ metrics",
         ),
         (
             ["--base-model", "models:/loan-class/1"],
             f"base model models:/loan-class/1 {foreign}it is a classification model and the "
-            f"data is regression{refused}",
+            f"data is regression; it predicts 'big', not the data's target 'montant_pret'{refused}",
         ),
         (
             # Nothing says what it reads: scoring it is what fails, still one line.

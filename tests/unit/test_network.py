@@ -1,6 +1,8 @@
 """The served network: its hyper-parameters as saved, preprocessing, predictions, and
 save/load (the format logged models already in a registry are read with)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,3 +120,25 @@ def test_save_and_load_give_the_same_predictions(tmp_path, bin_model):
     frame = labelled(BIN, 10, seed=5)
     np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame), rtol=1e-6)
     assert loaded.params == model.params and loaded.classes_ == ["no", "yes"]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (float("inf"), "column 'age' holds inf: numbers must be finite"),
+        (float("-inf"), "column 'age' holds -inf: numbers must be finite"),
+        (1e308, "column 'age' holds 1e+308, out of the range"),
+    ],
+)
+def test_a_non_finite_or_out_of_range_number_is_bad_input_naming_the_column(value, fragment):
+    from mlcycle.data import Schema
+    from mlcycle.network import BadInput, Preprocessing
+
+    schema = Schema(target="y", task="regression", numeric=["age"], categorical=["c"])
+    frame = pd.DataFrame({"age": [30.0, 40.0, 50.0], "c": ["a", "b", None]})
+    prep = Preprocessing.fit(schema, frame)
+    for dtype in ("float32", "float64"):  # the network's path and the served forest's
+        with pytest.raises(BadInput, match=re.escape(fragment)):
+            prep.transform(frame.assign(age=[30.0, value, np.nan]), dtype=dtype)
+    # NaN stays a missing value, read as the training median.
+    assert np.isfinite(prep.transform(frame.assign(age=[np.nan] * 3))).all()
