@@ -138,7 +138,7 @@ def step_command(func):
             return func(*args, **kwargs)
         except signals.Interrupted as exc:
             click.echo(f"mlcycle: stopped by {exc}", err=True)
-            sys.exit(exc.exit_code)
+            signals.exit_soon(exc.exit_code)
         except MlcycleError as exc:
             click.echo(f"mlcycle error: {exc}", err=True)
             sys.exit(2)
@@ -149,6 +149,8 @@ def step_command(func):
                 raise
             click.echo(f"mlcycle error: {message}", err=True)
             sys.exit(2)
+        finally:
+            signals.uninstall()
 
     return wrapper
 

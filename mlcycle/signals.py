@@ -33,10 +33,30 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum  # what a shell reports for a process a signal ended
 
 
-_state = {"held": False, "pending": None}
+_state = {"held": False, "pending": None, "previous": {}}
+
+# Raising inside these leaves a database transaction open (seen here: the run stayed
+# RUNNING and the process hung at exit, its logging thread waiting on the lock the
+# interrupted connection held). A stop request arriving there waits until the step is
+# out of them: the signal is sent again every RETRY seconds until then.
+_STORE_MODULES = ("sqlalchemy", "sqlite3", "alembic", "mlflow.store", "mlflow.tracking")
+RETRY = 0.1
 
 
-def _handler(signum, frame):  # noqa: ARG001 - the signal module's signature
+def _in_store_call(frame) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_STORE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _resend(signum: int) -> None:
+    time.sleep(RETRY)
+    signal.pthread_kill(threading.main_thread().ident, signum)
+
+
+def _handler(signum, frame):
     if _state["held"]:
         if _state["pending"] is None:
             log.warning(
@@ -45,14 +65,36 @@ def _handler(signum, frame):  # noqa: ARG001 - the signal module's signature
             )
         _state["pending"] = signum
         return
+    if _in_store_call(frame):
+        threading.Thread(target=_resend, args=(signum,), daemon=True).start()
+        return
     raise Interrupted(signum)
 
 
 def install() -> None:
     """Route SIGTERM and SIGINT through the handler (main thread only, as Python requires)."""
     _state.update(held=False, pending=None)
-    for signum in SIGNALS:
-        signal.signal(signum, _handler)
+    _state["previous"] = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
+
+
+def uninstall() -> None:
+    """Put back the handlers `install` replaced (a step run in-process, as tests do)."""
+    for signum, previous in _state["previous"].items():
+        signal.signal(signum, previous)
+    _state["previous"] = {}
+
+
+def exit_soon(code: int, grace: float = 10.0) -> None:
+    """Exit with `code`; if the normal exit has not finished after `grace` seconds (a
+    library's worker thread that never ends), end the process anyway."""
+
+    def force():
+        time.sleep(grace)
+        log.warning("the process did not exit within %.0f s of the stop: forcing it", grace)
+        os._exit(code)
+
+    threading.Thread(target=force, name="mlcycle-exit", daemon=True).start()
+    raise SystemExit(code)
 
 
 def hold() -> None:
