@@ -146,3 +146,57 @@ def importance_figure(study):
     ax.figure.set_size_inches(7, 4)
     ax.figure.tight_layout()
     return ax.figure
+
+
+# The History section: one point per monitor run of the model (mlcycle.history).
+
+
+def history_figures(history: list[dict]) -> dict:
+    """{name: figure} of the drifted share, the per-column drift scores (a batches x
+    features heatmap) and both models' primary metric, run after run; empty with fewer
+    than one entry. Labels come from each run's current data file."""
+    from mlcycle.history import columns, label
+
+    if not history:
+        return {}
+    labels = [label(item, i) for i, item in enumerate(history)]
+    x = np.arange(len(history))
+    out = {}
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    share = [np.nan if h["drift_share"] is None else h["drift_share"] for h in history]
+    ax.plot(x, share, marker="o", color="#d62728")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of features drifted")
+    _batch_axis(ax, x, labels)
+    fig.tight_layout()
+    out["drift_share"] = fig
+
+    names = columns(history)
+    if names:
+        scores = np.array(
+            [[h["drift_scores"].get(c, np.nan) for h in history] for c in names], dtype=float
+        )
+        fig, ax = plt.subplots(figsize=(6, 0.6 + 0.28 * len(names)))
+        image = ax.imshow(scores, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
+        _batch_axis(ax, x, labels)
+        fig.colorbar(image, ax=ax, label="drift score")
+        fig.tight_layout()
+        out["drift_heatmap"] = fig
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    for role in ("champion", "challenger"):
+        values = [np.nan if h[role] is None else h[role] for h in history]
+        ax.plot(x, values, marker="o", label=role, color=COLORS[role])
+    ax.set_ylabel(history[-1]["primary_metric"])
+    ax.legend(fontsize=8)
+    _batch_axis(ax, x, labels)
+    fig.tight_layout()
+    out["metrics"] = fig
+    return out
+
+
+def _batch_axis(ax, x, labels) -> None:
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, len(x) - 0.5)
