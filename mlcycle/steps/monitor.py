@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mlflow
 
-from mlcycle import aliases, config, drift, promotion, quality, registry, report
+from mlcycle import aliases, config, drift, promotion, quality, registry, report, tables
 from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
 from mlcycle.errors import MlcycleError
@@ -194,8 +194,11 @@ def predictors(schema, loaded: dict, results: dict[str, ModelResult]) -> tuple[d
     return models, owners
 
 
-def step_metrics(drift_result, results: dict[str, ModelResult], decision) -> dict[str, float]:
-    """Drift, both models' finite metrics (prefixed by role) and whether it promoted."""
+def step_metrics(
+    drift_result, results: dict[str, ModelResult], decision, owners: dict | None = None
+) -> dict[str, float]:
+    """Drift (overall and per column: `mlcycle.tables`), both models' finite metrics
+    (prefixed by role) and whether it promoted."""
     numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
     if drift_result is not None:
         numbers.update(
@@ -209,6 +212,7 @@ def step_metrics(drift_result, results: dict[str, ModelResult], decision) -> dic
         for column in drift_result.by_role("target"):
             numbers["target_drift"] = float(column.drifted)
             numbers["target_drift_score"] = column.score
+        numbers.update(tables.drift_metrics(drift_result, owners))
     for role, result in results.items():
         numbers.update({f"{role}_{k}": v for k, v in result.metrics.items() if math.isfinite(v)})
     return numbers
@@ -354,7 +358,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     show_aliases_after(results, moves, params.model_name)
     models, owners = predictors(schema, loaded, results)
     drift_result, drift_error = measure_drift(schema, splits, models, params.sample_size)
-    mlflow.log_metrics(step_metrics(drift_result, results, decision))
+    mlflow.log_metrics(step_metrics(drift_result, results, decision, owners))
     context = report.assemble(
         model_name=params.model_name,
         schema=schema,
@@ -379,6 +383,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
     )
+    tables.log_tables(drift_result, context["comparison"], owners)
     folder = report.report_folder(params.output, params.model_name, report.timestamp())
     paths = report.write_report(folder, context, drift_result.snapshot if drift_result else None)
     log_report(folder)
