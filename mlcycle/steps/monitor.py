@@ -22,7 +22,17 @@ from pathlib import Path
 
 import mlflow
 
-from mlcycle import aliases, config, drift, promotion, quality, registry, report, tables
+from mlcycle import (
+    aliases,
+    config,
+    drift,
+    evidently_workspace,
+    promotion,
+    quality,
+    registry,
+    report,
+    tables,
+)
 from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
 from mlcycle.errors import MlcycleError
@@ -57,6 +67,11 @@ class MonitorParams:
     sample_size: int = param(
         0, f"rows per side for drift; 0: all up to {AUTO_SAMPLE_SIZE:,}", minimum=0
     )
+    evidently_workspace: str = param(
+        evidently_workspace.DEFAULT_WORKSPACE,
+        "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
+        "the project root; empty: none",
+    )
 
     def validate(self) -> MonitorParams:
         """Every check a value allows before any run opens, the report folder included;
@@ -70,6 +85,7 @@ class MonitorParams:
         checked = dataclasses.replace(self, tolerance=AUTO if tolerance is None else str(tolerance))
         check(checked)
         report.output_folder(self.output, self.model_name)
+        evidently_workspace.workspace_folder(self.evidently_workspace)
         return checked
 
     @property
@@ -326,6 +342,39 @@ def log_report(folder: Path) -> None:
     mlflow.log_artifacts(str(folder), "report")
 
 
+def snapshot_metadata(run_id: str, etl_run: str, results: dict[str, ModelResult]) -> dict:
+    """What an Evidently snapshot says about where it comes from: the runs and models."""
+    meta = {"mlflow_run_id": run_id, "etl_run_id": etl_run}
+    for role, r in results.items():
+        meta[f"{role}_uri"] = r.uri
+        if r.version:
+            meta[f"{role}_version"] = r.version
+    return meta
+
+
+def log_snapshot(params: MonitorParams, drift_result, schema, run_id: str, meta: dict) -> None:
+    """The drift snapshot into the Evidently workspace (unless turned off or drift was not
+    measured), and where it went as tags of the run."""
+    folder = evidently_workspace.workspace_folder(params.evidently_workspace)
+    if folder is None or drift_result is None:
+        return
+    ref = evidently_workspace.add_snapshot(
+        folder,
+        params.model_name,
+        drift_result.snapshot,
+        name=f"monitor run {run_id}",
+        metadata=meta,
+        columns=evidently_workspace.dashboard_columns(schema),
+    )
+    mlflow.set_tags(
+        {
+            "mlcycle.evidently_workspace": str(folder),
+            "mlcycle.evidently_project": str(ref.project_id),
+            "mlcycle.evidently_snapshot": str(ref.id),
+        }
+    )
+
+
 def log_decision(decision, results: dict[str, ModelResult], report_path: Path) -> None:
     """Tags on the run, and on the challenger's version so the registry says why."""
     mlflow.set_tags(decision_tags(decision, results, report_path))
@@ -387,6 +436,8 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     folder = report.report_folder(params.output, params.model_name, report.timestamp())
     paths = report.write_report(folder, context, drift_result.snapshot if drift_result else None)
     log_report(folder)
+    meta = snapshot_metadata(run.info.run_id, etl_run, results)
+    log_snapshot(params, drift_result, schema, run.info.run_id, meta)
     # Last: everything that can fail has been done, so a failure leaves the aliases alone.
     aliases.apply(params.model_name, moves)
     log_decision(decision, results, paths["report"])
