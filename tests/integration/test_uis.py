@@ -10,12 +10,15 @@ import contextlib
 import html
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import mlflow
 import numpy as np
@@ -270,6 +273,39 @@ def test_optuna_dashboard_serves_the_study_optimize_wrote_on_loopback_only(steps
         detail = requests.get(f"{base}/api/studies/{study['study_id']}", timeout=10).json()
         assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
         assert _in_browser(f"{base}/dashboard", [STUDY]) == []
+
+
+def test_optuna_dashboard_serves_the_teams_postgresql_study(tmp_path):
+    """`make dashboard STORAGE=$OPTUNA_STORAGE` on the team setup's PostgreSQL (docs/team.md),
+    on a study its workers would share."""
+    import optuna
+
+    from mlcycle import tuning
+    from tests.integration.test_team import SCRIPT, read_env
+
+    # Under /tmp (world-searchable): the cluster runs as the postgres user when we are root.
+    folder = Path(tempfile.mkdtemp(prefix="mlcycle-uis-"))
+    try:
+        started = subprocess.run(
+            ["bash", str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=300
+        )
+        assert started.returncode == 0, f"{started.stdout}\n{started.stderr}"
+        storage = read_env(folder / "team.env")["OPTUNA_STORAGE"]
+        study = optuna.create_study(
+            study_name="team-dashboard", storage=tuning.open_storage(tuning.parse_storage(storage))
+        )
+        study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+        port = _free_port()
+        command = _make_command("dashboard", STORAGE=storage, DASHBOARD_PORT=port)
+        with _serving(command, port, "/api/studies", tmp_path / "dashboard.log") as (base, proc):
+            assert _listening(proc) == {("127.0.0.1", port)}
+            studies = requests.get(base + "/api/studies", timeout=10).json()["study_summaries"]
+            assert [s["study_name"] for s in studies] == ["team-dashboard"]
+        logged = (tmp_path / "dashboard.log").read_text()
+        assert "***@" in logged and urlsplit(storage).password not in logged
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_evidently_ui_serves_the_models_project_and_each_runs_snapshot(steps, tmp_path):
