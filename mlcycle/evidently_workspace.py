@@ -89,7 +89,9 @@ def project_for(workspace, model_name: str, columns: dict[str, list[str]] | None
 
 
 def dashboard_panels(
-    features: list[str] = (), target: str | None = None, predictions: dict[str, str] = ()
+    features: tuple[str, ...] | list[str] = (),
+    target: str | None = None,
+    predictions: dict[str, str] | None = None,
 ):
     """The project's dashboard: the share of drifted features (last run, and over time),
     then the drift score of the target and predictions, then of each feature, run after
@@ -105,7 +107,7 @@ def dashboard_panels(
         line_plot_panel("Share of drifted features", [share], size="half"),
     ]
     outputs = ([(f"target {target}", target)] if target else []) + [
-        (f"{role} predictions", column) for role, column in dict(predictions).items()
+        (f"{role} predictions", column) for role, column in (predictions or {}).items()
     ]
     score_note = "p-values drift below their threshold, distances at or above it (see each report)"
     if outputs:
