@@ -22,12 +22,12 @@ from pathlib import Path
 
 from mlcycle import config, drift
 from mlcycle.errors import MlcycleError
+from mlcycle.report import ROLES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = ".mlcycle/evidently"
 LOCK_FILE = ".mlcycle.lock"
-ROLES = ("champion", "challenger")
 _DRIFTED_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 
