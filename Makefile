@@ -66,6 +66,23 @@ data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte
 ui: venv ## open the MLflow UI on the project's store
 	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
+# The UIs of Optuna and Evidently on what optimize and monitor wrote; loopback only, as
+# `make ui`: neither has a login. STORAGE as optimize's storage parameter (empty: the
+# project's journal; the team's: STORAGE=$$OPTUNA_STORAGE); EVIDENTLY_WORKSPACE as
+# monitor's evidently_workspace. DO_NOT_TRACK keeps Evidently's server from reporting usage.
+STORAGE ?=
+DASHBOARD_PORT ?= 8080
+EVIDENTLY_WORKSPACE ?= $(CURDIR)/.mlcycle/evidently
+EVIDENTLY_PORT ?= 8000
+
+.PHONY: dashboard
+dashboard: venv ## optuna-dashboard on optimize's studies: 127.0.0.1:8080 (STORAGE=, DASHBOARD_PORT=)
+	$(BIN)/python -m mlcycle.dashboard --storage '$(STORAGE)' --port $(DASHBOARD_PORT)
+
+.PHONY: evidently-ui
+evidently-ui: venv ## Evidently's UI on monitor's snapshots: 127.0.0.1:8000 (EVIDENTLY_PORT=)
+	DO_NOT_TRACK=1 $(BIN)/evidently ui --workspace '$(EVIDENTLY_WORKSPACE)' --host 127.0.0.1 --port $(EVIDENTLY_PORT)
+
 .PHONY: clean
 clean: ## remove generated state (store, reports), keep .venv
 	rm -rf mlflow.db mlruns mlartifacts .mlcycle reports/loan-amount .pytest_cache

@@ -22,7 +22,17 @@ from pathlib import Path
 
 import mlflow
 
-from mlcycle import aliases, config, drift, promotion, quality, registry, report
+from mlcycle import (
+    aliases,
+    config,
+    drift,
+    evidently_workspace,
+    promotion,
+    quality,
+    registry,
+    report,
+    tables,
+)
 from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
 from mlcycle.errors import MlcycleError
@@ -57,6 +67,11 @@ class MonitorParams:
     sample_size: int = param(
         0, f"rows per side for drift; 0: all up to {AUTO_SAMPLE_SIZE:,}", minimum=0
     )
+    evidently_workspace: str = param(
+        evidently_workspace.DEFAULT_WORKSPACE,
+        "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
+        "the project root; empty: none",
+    )
 
     def validate(self) -> MonitorParams:
         """Every check a value allows before any run opens, the report folder included;
@@ -70,6 +85,7 @@ class MonitorParams:
         checked = dataclasses.replace(self, tolerance=AUTO if tolerance is None else str(tolerance))
         check(checked)
         report.output_folder(self.output, self.model_name)
+        evidently_workspace.workspace_folder(self.evidently_workspace)
         return checked
 
     @property
@@ -194,8 +210,11 @@ def predictors(schema, loaded: dict, results: dict[str, ModelResult]) -> tuple[d
     return models, owners
 
 
-def step_metrics(drift_result, results: dict[str, ModelResult], decision) -> dict[str, float]:
-    """Drift, both models' finite metrics (prefixed by role) and whether it promoted."""
+def step_metrics(
+    drift_result, results: dict[str, ModelResult], decision, owners: dict | None = None
+) -> dict[str, float]:
+    """Drift (overall and per column: `mlcycle.tables`), both models' finite metrics
+    (prefixed by role) and whether it promoted."""
     numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
     if drift_result is not None:
         numbers.update(
@@ -209,6 +228,7 @@ def step_metrics(drift_result, results: dict[str, ModelResult], decision) -> dic
         for column in drift_result.by_role("target"):
             numbers["target_drift"] = float(column.drifted)
             numbers["target_drift_score"] = column.score
+        numbers.update(tables.drift_metrics(drift_result, owners))
     for role, result in results.items():
         numbers.update({f"{role}_{k}": v for k, v in result.metrics.items() if math.isfinite(v)})
     return numbers
@@ -328,6 +348,39 @@ def not_applied(decision: promotion.Decision, exc: Exception) -> promotion.Decis
     return dataclasses.replace(decision, promote=False, reason=reason)
 
 
+def snapshot_metadata(run_id: str, etl_run: str, results: dict[str, ModelResult]) -> dict:
+    """What an Evidently snapshot says about where it comes from: the runs and models."""
+    meta = {"mlflow_run_id": run_id, "etl_run_id": etl_run}
+    for role, r in results.items():
+        meta[f"{role}_uri"] = r.uri
+        if r.version:
+            meta[f"{role}_version"] = r.version
+    return meta
+
+
+def log_snapshot(params: MonitorParams, drift_result, schema, run_id: str, meta: dict) -> None:
+    """The drift snapshot into the Evidently workspace (unless turned off or drift was not
+    measured), and where it went as tags of the run."""
+    folder = evidently_workspace.workspace_folder(params.evidently_workspace)
+    if folder is None or drift_result is None:
+        return
+    ref = evidently_workspace.add_snapshot(
+        folder,
+        params.model_name,
+        drift_result.snapshot,
+        name=f"monitor run {run_id}",
+        metadata=meta,
+        columns=evidently_workspace.dashboard_columns(schema),
+    )
+    mlflow.set_tags(
+        {
+            "mlcycle.evidently_workspace": str(folder),
+            "mlcycle.evidently_project": str(ref.project_id),
+            "mlcycle.evidently_snapshot": str(ref.id),
+        }
+    )
+
+
 def log_decision(decision, results: dict[str, ModelResult], report_path: Path) -> None:
     """Tags on the run, and on the challenger's version so the registry says why."""
     mlflow.set_tags(decision_tags(decision, results, report_path))
@@ -366,7 +419,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         for role, result in results.items():
             result.aliases = list(aliases_read[role])
         show_aliases_after(results, moves, params.model_name)
-        mlflow.log_metrics(step_metrics(drift_result, results, decision))
+        mlflow.log_metrics(step_metrics(drift_result, results, decision, owners))
         context = report.assemble(
             model_name=params.model_name,
             schema=schema,
@@ -391,6 +444,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,
         )
+        tables.log_tables(drift_result, context["comparison"], owners)
         folder = report.report_folder(params.output, params.model_name, report.timestamp())
         paths = report.write_report(
             folder, context, drift_result.snapshot if drift_result else None
@@ -402,6 +456,8 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     # The decision is published first and the aliases move last: once they have moved,
     # nothing is left that can fail, so a run that moved an alias ends FINISHED.
     paths = publish(decision, moves)
+    meta = snapshot_metadata(run.info.run_id, etl_run, results)
+    log_snapshot(params, drift_result, schema, run.info.run_id, meta)
     try:
         aliases.apply(params.model_name, moves, reason=f"monitor: {decision.reason}")
     except aliases.StaleState as exc:

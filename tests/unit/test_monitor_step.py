@@ -207,6 +207,7 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
         "drift_sample_rows": 80.0,
         "target_drift": 0.0,
         "target_drift_score": 0.05,
+        "drift_score.a": 0.3,
         "champion_current_test_mae": 1.5,
     }
     assert monitor.step_metrics(None, {}, _decision(promotion.QUALIFIED)) == {"promoted": 0.0}
