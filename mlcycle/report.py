@@ -256,6 +256,8 @@ def assemble(
     experiment_id: str = "",
     tracking_uri: str = "",
     generated_at: str | None = None,
+    gate_picture: str | None = None,
+    history: dict | None = None,
 ) -> dict:
     """Everything the template reads, computed once; the template only formats."""
     import evidently
@@ -289,6 +291,8 @@ def assemble(
         "gate": gate,
         "moved": moved,
         "quality": quality,
+        "gate_picture": gate_picture,
+        "history": history,
         "provenance": list(provenance),
         "run_id": run_id,
         "experiment_id": experiment_id,

@@ -15,6 +15,7 @@ failure before leaves the aliases where they were."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -24,9 +25,13 @@ import mlflow
 
 from mlcycle import (
     aliases,
+    charts,
     config,
     drift,
     evidently_workspace,
+    gate,
+    history,
+    ledger,
     promotion,
     quality,
     registry,
@@ -37,6 +42,7 @@ from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import score_frames
+from mlcycle.metrics import PRIMARY
 from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.report import ModelResult
 from mlcycle.steps.etl import resolve_etl_run
@@ -67,6 +73,12 @@ class MonitorParams:
     sample_size: int = param(
         0, f"rows per side for drift; 0: all up to {AUTO_SAMPLE_SIZE:,}", minimum=0
     )
+    confidence: float = param(
+        0.95,
+        "the promotion gate judges a paired bootstrap of the difference at this one-sided "
+        "confidence; 0: the point estimates alone",
+        minimum=0,
+    )
     evidently_workspace: str = param(
         evidently_workspace.DEFAULT_WORKSPACE,
         "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
@@ -84,6 +96,10 @@ class MonitorParams:
         )
         checked = dataclasses.replace(self, tolerance=AUTO if tolerance is None else str(tolerance))
         check(checked)
+        if not self.confidence < 1:
+            raise MlcycleError(
+                f"parameter confidence must be below 1 (0: point rule), got {self.confidence}"
+            )
         report.output_folder(self.output, self.model_name)
         evidently_workspace.workspace_folder(self.evidently_workspace)
         return checked
@@ -160,15 +176,60 @@ def gate_inputs(results: dict[str, ModelResult], model_name: str) -> dict:
     }
 
 
-def decide(params: MonitorParams, task: str, results: dict[str, ModelResult]):
-    """The gate's decision on these results, with its reasons."""
+GATE_SPLITS = ("current_test", "reference_test")
+GATE_RESAMPLES = 2000
+
+
+def intervals(
+    params: MonitorParams, task: str, target: str, frames, results: dict[str, ModelResult]
+) -> dict | None:
+    """The paired bootstrap of the primary metric's difference on both test splits (the
+    same resampled rows for both models); None when the gate judges points alone
+    (confidence 0) or a model did not score."""
+    champion, challenger = results["champion"], results["challenger"]
+    if not params.confidence or not (champion.ok and challenger.ok):
+        return None
+    return {
+        split: gate.paired_bootstrap(
+            task,
+            frames[split][target].to_numpy(),
+            champion.predictions[split],
+            challenger.predictions[split],
+            n_resamples=GATE_RESAMPLES,
+            confidence=params.confidence,
+        )
+        for split in GATE_SPLITS
+    }
+
+
+def decide(
+    params: MonitorParams,
+    task: str,
+    results: dict[str, ModelResult],
+    bootstrap: dict | None = None,
+):
+    """The gate's decision on these results (at the bootstrap's bounds when given), with
+    its reasons."""
     return promotion.decide(
         task,
         min_improvement=params.min_improvement,
         tolerance=params.gate_tolerance,
         requested=params.promote,
+        intervals=bootstrap,
         **gate_inputs(results, params.model_name),
     )
+
+
+def gate_metrics(bootstrap: dict | None) -> dict[str, float]:
+    """gate_delta and its bounds on current_test, as the gate judged them."""
+    if not bootstrap:
+        return {}
+    current = bootstrap["current_test"]
+    return {
+        "gate_delta": current.delta,
+        "gate_delta_ci_low": current.low,
+        "gate_delta_ci_high": current.high,
+    }
 
 
 def compared_champion(results: dict[str, ModelResult], model_name: str) -> str | None:
@@ -239,6 +300,8 @@ def gate_settings(params: MonitorParams) -> dict:
     tolerance = params.gate_tolerance
     return {
         "promote": params.promote,
+        "confidence_text": f"{params.confidence:.0%}",
+        "resamples": f"{GATE_RESAMPLES:,}",
         "min_improvement": params.min_improvement,
         "tolerance": "its gain on current_test"
         if tolerance is None
@@ -396,11 +459,53 @@ def log_decision(decision, results: dict[str, ModelResult], report_path: Path) -
         )
 
 
+HISTORY_FILE = "history.json"
+
+
+def model_history(model_name: str, run_id: str, task: str) -> list[dict]:
+    """The model's earlier finished monitor runs and this one (its metrics logged), oldest
+    first: one query, whatever the history's length."""
+    earlier = [r for r in history.monitor_runs(model_name) if r.info.run_id != run_id]
+    return history.entries([*earlier, mlflow.get_run(run_id)], PRIMARY[task])
+
+
+def history_context(past: list[dict], model_name: str) -> dict:
+    """The report's History section: the entries, their charts and the ledger's moves."""
+    titles = {
+        "drift_share": "share of features drifted, run after run",
+        "drift_heatmap": "drift score per feature (rows) and run (columns)",
+        "metrics": "champion and challenger on each run's current_test",
+    }
+    figures = charts.history_figures(past)
+    moves = [
+        {
+            "time": e.time.strftime("%Y-%m-%d %H:%M:%S"),
+            "alias": e.alias,
+            "from_version": e.from_version,
+            "to_version": e.to_version,
+            "reason": e.reason,
+        }
+        for e in ledger.history(model_name)
+    ]
+    return {
+        "entries": past,
+        "charts": [{"title": titles[k], "uri": charts.figure_uri(f)} for k, f in figures.items()],
+        "moves": moves,
+    }
+
+
 def execute(params: MonitorParams) -> dict[str, Path]:
     """Everything monitor does, in the active run; returns the report's paths."""
     run = mlflow.active_run()
     etl_run = resolve_etl_run(params.etl_run)
-    mlflow.set_tags({"mlcycle.etl_run": etl_run, "mlcycle.model_name": params.model_name})
+    etl_params = mlflow.get_run(etl_run).data.params
+    mlflow.set_tags(
+        {
+            "mlcycle.etl_run": etl_run,
+            "mlcycle.model_name": params.model_name,
+            history.CURRENT_DATA_TAG: etl_params.get("current", ""),
+        }
+    )
     schema, splits = load_splits(etl_run)
     frames = dict(splits.items())
     loaded = {role: load_model(role, uri) for role, uri in model_uris(params).items()}
@@ -408,7 +513,12 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     results = {
         role: score_model(result, model, schema, frames) for role, (result, model) in loaded.items()
     }
-    decision = decide(params, schema.task, results)
+    bootstrap = intervals(params, schema.task, schema.target, frames, results)
+    decision = decide(params, schema.task, results, bootstrap)
+    picture = None
+    if bootstrap:
+        figure = gate.bootstrap_figure(bootstrap["current_test"], params.min_improvement)
+        picture = charts.figure_uri(figure)
     moves = planned_moves(decision, state, results, params.model_name)
     models, owners = predictors(schema, loaded, results)
     drift_result, drift_error = measure_drift(schema, splits, models, params.sample_size)
@@ -419,7 +529,10 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         for role, result in results.items():
             result.aliases = list(aliases_read[role])
         show_aliases_after(results, moves, params.model_name)
-        mlflow.log_metrics(step_metrics(drift_result, results, decision, owners))
+        mlflow.log_metrics(
+            {**step_metrics(drift_result, results, decision, owners), **gate_metrics(bootstrap)}
+        )
+        past = model_history(params.model_name, run.info.run_id, schema.task)
         context = report.assemble(
             model_name=params.model_name,
             schema=schema,
@@ -436,19 +549,22 @@ def execute(params: MonitorParams) -> dict[str, Path]:
                 run_id=run.info.run_id,
                 experiment_id=run.info.experiment_id,
                 etl_run=etl_run,
-                etl_params=mlflow.get_run(etl_run).data.params,
+                etl_params=etl_params,
                 results=results,
                 sample_size=params.sample_size,
                 tracking_uri=config.tracking_uri(),
             ),
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,
+            gate_picture=picture,
+            history=history_context(past, params.model_name),
         )
         tables.log_tables(drift_result, context["comparison"], owners)
         folder = report.report_folder(params.output, params.model_name, report.timestamp())
         paths = report.write_report(
             folder, context, drift_result.snapshot if drift_result else None
         )
+        (folder / HISTORY_FILE).write_text(json.dumps(past, indent=2, ensure_ascii=False))
         log_report(folder)
         log_decision(decision, results, paths["report"])
         return paths

@@ -2,6 +2,7 @@
 command in-process (every step subprocess costs ~20 s of imports on these machines), on
 stores prepared in-process. Promotion and non-promotion, aliases checked after each."""
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
 from entrypoints.monitor import main as monitor_command
-from mlcycle import config, registry
+from mlcycle import config, datagen, registry
 from mlcycle.datasets import load_splits
 from mlcycle.evaluate import score
 from mlcycle.families import rf
@@ -30,13 +31,18 @@ def _etl(**params) -> str:
     return run.info.run_id
 
 
-def _forest(etl_run: str, model_name: str, **params) -> tuple[str, dict]:
-    """Register a forest as baseline does; returns (version, its test metrics)."""
+def _forest(
+    etl_run: str, model_name: str, train: str = "reference_train", **params
+) -> tuple[str, dict]:
+    """Register a forest as baseline does (fitted on the `train` split; current_train
+    gives a challenger clearly better under the bundled data's drift); returns (version,
+    its test metrics)."""
     schema, splits = load_splits(etl_run)
-    pipeline = rf.fit(schema, rf.ForestParams(n_jobs=1, **params), splits.reference_train)
+    rows = getattr(splits, train)
+    pipeline = rf.fit(schema, rf.ForestParams(n_jobs=1, **params), rows)
     with mlflow.start_run(run_name="forest"):
         mlflow.set_tag(config.STEP_TAG, "baseline")
-        info = log_forest(pipeline, schema, splits.reference_train, model_name)
+        info = log_forest(pipeline, schema, rows, model_name)
     registry.tag_version(model_name, info.registered_model_version, {"mlcycle.family": "rf"})
     return str(info.registered_model_version), score(pipeline, schema, splits)
 
@@ -65,11 +71,9 @@ def _monitor_runs():
 def test_monitor_promotes_only_a_challenger_that_passes_the_gate(tracking_uri, tmp_path):
     name = "loan-amount"
     etl_run = _etl()
-    first, first_metrics = _forest(etl_run, name, n_estimators=10, max_depth=4)
-    second, second_metrics = _forest(etl_run, name, n_estimators=20, seed=7)
-    # Whichever is better on the new rows plays the challenger, so promotion is certain.
-    if second_metrics["current_test_r2"] < first_metrics["current_test_r2"]:
-        first, second = second, first
+    first, _ = _forest(etl_run, name, n_estimators=10, max_depth=4)
+    # Fitted on the new rows: better on them beyond the gate's noise, so promotion is certain.
+    second, _ = _forest(etl_run, name, train="current_train", n_estimators=20, seed=7)
     registry.set_alias(name, config.CHAMPION, first)
     registry.set_alias(name, config.CHALLENGER, second)
     out = tmp_path / "reports"
@@ -216,10 +220,8 @@ def test_two_monitors_at_once_leave_consistent_aliases_and_never_apply_a_stale_p
 
     name = "race"
     etl_run = _etl()
-    first, first_metrics = _forest(etl_run, name, n_estimators=10, max_depth=3)
-    second, second_metrics = _forest(etl_run, name, n_estimators=20, seed=7)
-    if second_metrics["current_test_r2"] < first_metrics["current_test_r2"]:
-        first, second = second, first
+    first, _ = _forest(etl_run, name, n_estimators=10, max_depth=3)
+    second, _ = _forest(etl_run, name, train="current_train", n_estimators=20, seed=7)
     registry.set_alias(name, config.CHAMPION, first)
     registry.set_alias(name, config.CHALLENGER, second)
     args = ["--etl-run", etl_run, "--model-name", name, "--promote", "true", "--tolerance", "1"]
@@ -250,3 +252,64 @@ def test_two_monitors_at_once_leave_consistent_aliases_and_never_apply_a_stale_p
     assert loser.data.metrics["promoted"] == 0.0
     page = Path(loser.data.tags["mlcycle.report"]).read_text()
     assert "promoted to champion" not in page
+
+
+def test_the_gate_refuses_an_equal_challenger_promotes_a_better_one_and_shows_why(
+    tracking_uri, tmp_path
+):
+    """Two forests of the same recipe and rows, seeds apart, are equal in expected quality:
+    the point rule promotes whichever the test rows favour, the bootstrap gate does not. A
+    forest fitted on the new rows is promoted, and the page shows the interval and the
+    picture of the resampled differences (opened in Chromium)."""
+    from tests.integration.test_report_browser import ARGS, Visit, chromium, open_page
+
+    name = "gated"
+    # No drift: a new sample of the reference's own population.
+    same = tmp_path / "same.csv"
+    datagen.write_csv(datagen.generate(datagen.OLD, 2000, seed=99), same)
+    still = _etl(current=str(same))
+    champion, _ = _forest(still, name, n_estimators=30, seed=1)
+    twin, _ = _forest(still, name, n_estimators=30, seed=2)
+    registry.set_alias(name, config.CHAMPION, champion)
+    out = tmp_path / "reports"
+    common = ["--model-name", name, "--output", str(out)]
+    twin_args = [*common, "--etl-run", still, "--challenger", f"models:/{name}/{twin}"]
+    # The point rule would take it: the test rows happen to favour the twin.
+    _monitor(*twin_args, "--confidence", "0")
+    assert _monitor_runs()[0].data.tags["mlcycle.promotion.decision"] == "qualified"
+    _monitor(*twin_args, "--promote", "true")
+    run = _monitor_runs()[0]
+    metrics = run.data.metrics
+    assert run.data.tags["mlcycle.promotion.decision"] == "not_promoted"
+    assert (
+        "lower bound" in run.data.tags["mlcycle.promotion.reason"]
+        or "bounds" in (run.data.tags["mlcycle.promotion.reason"])
+    )
+    assert _aliases(name) == {"champion": champion}
+    assert (
+        metrics["gate_delta_ci_low"] <= 0 < metrics["gate_delta"] <= metrics["gate_delta_ci_high"]
+    )
+
+    etl_run = _etl()
+    common += ["--etl-run", etl_run, "--promote", "true"]
+    better, _ = _forest(etl_run, name, train="current_train", n_estimators=30, seed=3)
+    _monitor(*common, "--challenger", f"models:/{name}/{better}", "--tolerance", "1")
+    run = _monitor_runs()[0]
+    assert run.data.tags["mlcycle.promotion.decision"] == "promoted"
+    assert run.data.metrics["gate_delta_ci_low"] > 0
+    assert _aliases(name) == {"champion": better, "previous": champion}
+    history_json = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/report/history.json")
+    assert [h["run_id"] for h in json.loads(history_json)][-1] == run.info.run_id
+
+    from playwright.sync_api import sync_playwright
+
+    visit = Visit()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
+        page = open_page(browser, Path(run.data.tags["mlcycle.report"]), visit)
+        checks = page.locator("#checks").inner_text()
+        assert "95% bounds" in checks, checks
+        assert page.locator("#gate-picture img").count() == 1
+        assert page.locator("#history-table tbody tr").count() == 3  # every run of the model
+        browser.close()
+    assert not visit.network and not visit.errors, (visit.network, visit.errors)

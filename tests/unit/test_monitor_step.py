@@ -216,7 +216,13 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
 def test_gate_settings_state_the_tolerance_as_the_report_shows_it():
     assert monitor.gate_settings(MonitorParams())["tolerance"] == "its gain on current_test"
     stated = monitor.gate_settings(MonitorParams(tolerance="0.05", promote=True))
-    assert stated == {"promote": True, "min_improvement": 0.0, "tolerance": "0.05 (absolute)"}
+    assert stated == {
+        "promote": True,
+        "min_improvement": 0.0,
+        "tolerance": "0.05 (absolute)",
+        "confidence_text": "95%",
+        "resamples": "2,000",
+    }
 
 
 def test_provenance_names_runs_data_models_and_the_store():
