@@ -58,6 +58,12 @@ serve: venv ## serve the champion on http://127.0.0.1:$(PORT)
 bench: venv ## run the benchmarks of benchmarks/ (see benchmarks/RESULTS.md)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+.PHONY: replay
+# A few trials and epochs a batch, so the whole stream replays in minutes.
+REPLAY_ARGS ?= --n-trials 2 --epochs 30
+replay: venv ## run main batch after batch over data/stream/, then print the last report
+	$(BIN)/python -m mlcycle.replay $(REPLAY_ARGS)
+
 .PHONY: data
 data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte for byte)
 	$(BIN)/python -m mlcycle.datagen

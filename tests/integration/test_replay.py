@@ -1,0 +1,79 @@
+"""A replay of three small batches through the real `mlflow run . -e main`: the last
+report's History shows every run, history.json matches the runs in the store, and from
+the second batch on retrain fine-tunes the network champion reloaded from the registry."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from mlcycle import config, history
+from tests.conftest import ROOT, step_env
+
+pytestmark = pytest.mark.integration
+
+
+def _small(src: Path, dst: Path, rows: int) -> Path:
+    pd.read_csv(src).head(rows).to_csv(dst, index=False)
+    return dst
+
+
+def test_replay_of_three_batches(tracking_uri, tmp_path):
+    stream = tmp_path / "stream"
+    stream.mkdir()
+    for i, batch in enumerate(sorted((config.DATA_DIR / "stream").glob("batch_*.csv"))[:2]):
+        _small(batch, stream / f"batch_0{i + 1}.csv", 400)
+    # The replay starts where make run starts: df_old -> df_new, then each batch.
+    done = subprocess.run(
+        [sys.executable, "-m", "mlcycle.replay", "--stream", str(stream)]
+        + ["--n-trials", "0", "--epochs", "4", "--model-name", "replayed"],
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("last report: ")
+    page = Path(last.removeprefix("last report: "))
+    assert page.is_file()
+
+    runs = history.monitor_runs("replayed")
+    assert len(runs) == 3
+    (newest,) = [r for r in runs if r.data.tags["mlcycle.report"] == str(page)]
+    recorded = json.loads(
+        mlflow.artifacts.load_text(f"runs:/{newest.info.run_id}/report/history.json")
+    )
+    assert [h["run_id"] for h in recorded] == [r.info.run_id for r in runs]
+    assert [Path(h["current_data"]).name for h in recorded] == [
+        "df_new.csv",
+        "batch_01.csv",
+        "batch_02.csv",
+    ]
+    html = page.read_text()
+    assert html.count("<tr><td>20") >= 3 and 'id="history"' in html
+
+    # From the second batch on, the champion retrain starts from is a network from the
+    # registry, and retrain fine-tunes it (its version tags say so).
+    client = mlflow.MlflowClient()
+    retrains = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'retrain' and params.model_name = 'replayed'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert len(retrains) == 3
+    strategies = [r.data.tags["mlcycle.strategy"] for r in retrains]
+    assert strategies[0] == "scratch"  # the first champion is the baseline forest
+    tuned = [r for r in retrains[1:] if r.data.tags["mlcycle.strategy"] == "finetune"]
+    assert tuned, strategies
+    for run in tuned:
+        base = run.data.tags["mlcycle.base_model_version"]
+        assert client.get_model_version("replayed", base).tags["mlcycle.family"] == "nn"
+        version = client.get_model_version("replayed", run.data.tags["mlcycle.model_version"])
+        assert version.tags["mlcycle.strategy"] == "finetune"
