@@ -471,12 +471,11 @@ def model_history(model_name: str, run_id: str, task: str) -> list[dict]:
 
 def history_context(past: list[dict], model_name: str) -> dict:
     """The report's History section: the entries, their charts and the ledger's moves."""
-    titles = {
-        "drift_share": "share of features drifted, run after run",
-        "drift_heatmap": "drift score per feature (rows) and run (columns)",
-        "metrics": "champion and challenger on each run's current_test",
-    }
-    figures = charts.history_figures(past)
+    figure = charts.monitor_history_figure(past)
+    title = (
+        "share of features drifted, drift score per feature (rows) and both models' "
+        "metric on current_test, run after run"
+    )
     moves = [
         {
             "time": e.time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -489,7 +488,7 @@ def history_context(past: list[dict], model_name: str) -> dict:
     ]
     return {
         "entries": past,
-        "charts": [{"title": titles[k], "uri": charts.figure_uri(f)} for k, f in figures.items()],
+        "charts": [] if figure is None else [{"title": title, "uri": charts.figure_uri(figure)}],
         "moves": moves,
     }
 

@@ -50,13 +50,21 @@ def test_entries_are_oldest_first_with_drift_scores_metrics_and_decision():
     assert [history.label(e, i) for i, e in enumerate(entries)] == ["df_new", "batch_01"]
 
 
-def test_history_figures_draw_share_heatmap_and_metrics():
-    figures = charts.history_figures(history.entries(RUNS, "r2"))
-    assert set(figures) == {"drift_share", "drift_heatmap", "metrics"}
-    assert all(isinstance(f, matplotlib.figure.Figure) for f in figures.values())
-    for fig in figures.values():
-        charts.close(fig)
-    assert charts.history_figures([]) == {}
+def test_history_figure_draws_share_heatmap_and_metrics():
+    fig = charts.monitor_history_figure(history.entries(RUNS, "r2"))
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 4  # + colorbar
+    heat = fig.axes[1]
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["age", "region"]
+    charts.close(fig)
+    assert charts.monitor_history_figure([]) is None
+
+
+def test_a_long_history_keeps_its_run_labels_readable():
+    many = [history.entry(_run(str(i), i, {"drift_share": 0.1}, {}), "r2") for i in range(60)]
+    fig = charts.monitor_history_figure(many)
+    labels = [t for t in fig.axes[2].get_xticklabels() if t.get_text()]
+    assert len(labels) <= charts.MAX_RUN_LABELS
+    charts.close(fig)
 
 
 def test_replay_pairs_each_file_with_the_one_before():
