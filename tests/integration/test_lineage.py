@@ -1,8 +1,9 @@
-"""MLflow 3 lineage of the models baseline, optimize and retrain log, through the real
-click commands in-process on the bundled data: every metric of a logged model names the
-dataset it was measured on (the etl run's rows, by MLflow's own digest of them), the
-training rows are the run's training input with the model, a search by dataset finds the
-models, and the runs keep their metrics as before."""
+"""MLflow 3 lineage of the models baseline, optimize and retrain log, on the bundled data
+(baseline and optimize through their click commands in-process, retrain through the real
+`mlflow run`): every metric of a logged model names the dataset it was measured on (the
+etl run's rows, by MLflow's own digest of them), the training rows are the run's training
+input with the model, a search by dataset finds the models, the runs keep their metrics
+as before, and optimize and retrain runs hold system metrics that stay off the model."""
 
 import mlflow
 import pytest
@@ -10,11 +11,11 @@ from click.testing import CliRunner
 
 from entrypoints.baseline import main as baseline_command
 from entrypoints.optimize import main as optimize_command
-from entrypoints.retrain import main as retrain_command
 from mlcycle import config
 from mlcycle.datasets import load_splits
 from mlcycle.split import SPLIT_NAMES
 from mlcycle.steps.etl import EtlParams, execute
+from tests.conftest import assert_ok, mlflow_run
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +25,7 @@ RUN_ONLY = {
     "optimize": {"trials_complete", "trials_pruned", "trials_failed", "study_trials"},
     "retrain": {"train_loss", "val_loss"},
 }
+SYSTEM = {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"}
 
 
 def _invoke(command, *args):
@@ -49,7 +51,11 @@ def _search(experiment_id, name, digest) -> set[str]:
     return {m.model_id for m in models}
 
 
-def test_each_model_names_the_rows_of_every_metric_and_is_found_by_them(tracking_uri, tmp_path):
+def test_each_model_names_the_rows_of_every_metric_and_is_found_by_them(
+    tracking_uri, tmp_path, monkeypatch
+):
+    # A sample a second (10 s by default), so that short steps hold some.
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     with mlflow.start_run(run_name="etl") as etl:
         mlflow.set_tag(config.STEP_TAG, "etl")
         execute(EtlParams())
@@ -61,7 +67,7 @@ def test_each_model_names_the_rows_of_every_metric_and_is_found_by_them(tracking
         *("--storage", tmp_path / "study.log"),
     )
     # The forest champion cannot be fine-tuned: scratch, measured before against it.
-    _invoke(retrain_command, "--etl-run", etl_run, "--epochs", 2)
+    assert_ok(mlflow_run("retrain", tracking_uri, {"etl_run": etl_run, "epochs": 2}))
 
     schema, splits = load_splits(etl_run)
     # MLflow's digest of the etl run's rows, computed here independently of the steps.
@@ -88,7 +94,8 @@ def test_each_model_names_the_rows_of_every_metric_and_is_found_by_them(tracking
         own = {m.key: m.value for m in model.metrics}
         run_metrics = run.data.metrics
         before = {k for k in run_metrics if k.startswith(("before_", "best_validation_"))}
-        assert set(own) == set(run_metrics) - RUN_ONLY[step] - before
+        system = {k for k in run_metrics if k.startswith("system/")}
+        assert set(own) == set(run_metrics) - RUN_ONLY[step] - before - system
         assert all(run_metrics[k] == v for k, v in own.items())
         assert own["train_rows"] == len(getattr(splits, training))
         assert {f"{s}_{m}" for s in ("reference_test", "current_test") for m in ("r2", "mae")} <= (
@@ -102,6 +109,14 @@ def test_each_model_names_the_rows_of_every_metric_and_is_found_by_them(tracking
         }
         assert inputs == {(training, digests[training], "training")}
         assert model.model_id in {m.model_id for m in run.inputs.model_inputs}
+
+    client = mlflow.MlflowClient()
+    for step in ("optimize", "retrain"):
+        run = _run(step)
+        assert set(run.data.metrics) >= SYSTEM, step
+        samples = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+        assert min(m.step for m in samples) == 1  # step 0 would be copied onto the model
+    assert not [k for k in _run("baseline").data.metrics if k.startswith("system/")]
 
     retrain = _run("retrain")
     assert {"before_current_test_r2", "after_current_test_r2"} <= set(retrain.data.metrics)
