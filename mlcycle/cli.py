@@ -14,7 +14,7 @@ import click
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, remote, signals
+from mlcycle import config, remote, signals, telemetry
 from mlcycle.errors import MlcycleError
 from mlcycle.params import fields_of
 
@@ -164,7 +164,8 @@ def step_run(step: str, params: dict, nested: bool = False):
     # Stop requests wait while MLflow creates and ends the run (mlcycle.signals): a signal
     # inside one of its store calls would leave the run RUNNING.
     signals.hold()
-    with mlflow.start_run(nested=nested) as run:
+    sampled = step in telemetry.STEPS  # MLflow's own switch would number samples from 0
+    with mlflow.start_run(nested=nested, log_system_metrics=False if sampled else None) as run:
         try:
             signals.release()
             # Which interpreter ran the step: shows whether --env-manager isolated it.
@@ -174,7 +175,8 @@ def step_run(step: str, params: dict, nested: bool = False):
             if fresh:
                 mlflow.log_params(fresh)
             log.info("%s: run %s (experiment %s)", step, run.info.run_id, run.info.experiment_id)
-            yield run
+            with telemetry.system_metrics(run.info.run_id) if sampled else contextlib.nullcontext():
+                yield run
             signals.hold()
         except signals.Interrupted:
             signals.hold()

@@ -1,10 +1,12 @@
 """The baseline step: train the RandomForest champion on reference train.
 
 Reads the etl run's splits (the latest finished etl run unless told, a fresh one on the
-defaults when there is none); writes the forest's `reference_test_*` and
-`current_test_*` metrics, for classification a confusion matrix and ROC chart per test
-split, and a registered model version tagged with its family and etl run. That version
-becomes `champion` when the model has none; later ones wait for monitor."""
+defaults when there is none); writes the forest's `reference_test_*`, `current_test_*`
+and `train_rows` metrics (on the run and on the logged model, each naming the rows it
+was measured on; reference train is the model's training input), for classification a
+confusion matrix and ROC chart per test split, and a registered model version tagged
+with its family and etl run. That version becomes `champion` when the model has none;
+later ones wait for monitor."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import mlflow
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlcycle import aliases, charts, config, registry
+from mlcycle import aliases, charts, config, lineage, registry
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
@@ -90,12 +92,10 @@ def log_baseline(
     params: BaselineParams,
     etl_run: str,
 ) -> str:
-    """Metrics, charts and the registered forest, in the active run; the new version
-    becomes champion when the model has none. Returns the version."""
+    """The registered forest, its metrics (each with the test split it was measured on)
+    and charts, in the active run; the new version becomes champion when the model has
+    none. Returns the version."""
     mlflow.log_params(forest_settings(params))
-    mlflow.log_metrics(metrics)
-    if schema.task == "classification":
-        _log_classification_charts(model, schema, splits)
     name = params.model_name
     info = rf.log(
         model,
@@ -104,6 +104,10 @@ def log_baseline(
         name,
         version_tags={"mlcycle.family": rf.NAME, "mlcycle.etl_run": etl_run},
     )
+    # After the model: MLflow would copy metrics logged before it onto it without a dataset.
+    lineage.log_lineage(info.model_id, schema, splits, etl_run, metrics, "reference_train")
+    if schema.task == "classification":
+        _log_classification_charts(model, schema, splits)
     version = str(info.registered_model_version)
     moves = aliases.first_champion(aliases.read_state(name), version)
     if aliases.apply(name, moves, reason="baseline: the model had no champion"):

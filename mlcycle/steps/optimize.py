@@ -4,7 +4,9 @@ Tuned on current train (the challenger is judged on current data): the family's
 objective scores each trial on those rows only. Writes one parent run (the active one)
 tagged `parameter_optimization`, one nested run per trial this worker ran, the best
 parameters of the whole study as `best_params.json`, and the best model refitted on
-current train, scored on both test splits, registered and nominated `challenger`.
+current train, scored on both test splits (its metrics and `train_rows` on the logged
+model too, each naming its rows; current train its training input), registered and
+nominated `challenger`.
 Several workers on the same `storage` and `study_name` share the study."""
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 
-from mlcycle import aliases, charts, families, optuna_storage, tuning
+from mlcycle import aliases, charts, families, lineage, optuna_storage, tuning
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
 from mlcycle.evaluate import score
@@ -115,9 +117,10 @@ def study_name(params: OptimizeParams, metric: str) -> str:
 def log_search(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, best: dict, counts: dict, metric: str
 ) -> None:
-    """best_params.json, this worker's trial counts, the study's best value and charts."""
+    """best_params.json, this worker's trial counts, the study's best value and charts.
+    The metrics are the run's, not the model's: logged once the model is."""
     mlflow.log_dict(best, BEST_PARAMS)
-    mlflow.log_metrics(
+    lineage.log_run_metrics(
         {
             **counts,
             f"best_validation_{metric}": float(trial.value),
@@ -142,25 +145,31 @@ def log_search(
 def register_best(
     best: dict, schema: Schema, splits: Splits, params: OptimizeParams, etl_run: str
 ) -> str:
-    """Refit the best on all of current train, score, register, then nominate it
-    challenger (saying so when it replaces another candidate). Returns the version."""
+    """Refit the best on all of current train, score, register (its metrics each with
+    the test split it was measured on, current train its training input). Returns the
+    version, not yet challenger."""
     run_id = mlflow.active_run().info.run_id
     family = families.get(params.family)
     train = splits.current_train
     model = family.fit(schema, refit_params(best), train)
-    mlflow.log_metrics(score(model, schema, splits))
+    metrics = score(model, schema, splits)
     tags = {
         "mlcycle.family": family.NAME,
         "mlcycle.etl_run": etl_run,
         "mlcycle.optimize_run": run_id,
     }
     info = family.log(model, schema, train, params.model_name, version_tags=tags)
+    lineage.log_lineage(info.model_id, schema, splits, etl_run, metrics, "current_train")
     version = str(info.registered_model_version)
-    moves = aliases.nominate(aliases.read_state(params.model_name), version)
-    aliases.apply(params.model_name, moves, reason="optimize: the best model of the study")
-    aliases.supersede(params.model_name, moves, run_id)
     mlflow.set_tag("mlcycle.model_version", version)
     return version
+
+
+def nominate(model_name: str, version: str) -> None:
+    """Nominate the version challenger, saying so when it replaces another candidate."""
+    moves = aliases.nominate(aliases.read_state(model_name), version)
+    aliases.apply(model_name, moves, reason="optimize: the best model of the study")
+    aliases.supersede(model_name, moves, mlflow.active_run().info.run_id)
 
 
 def execute(params: OptimizeParams) -> str | None:
@@ -199,5 +208,8 @@ def execute(params: OptimizeParams) -> str | None:
     study, counts = search(params, storage, schema, splits, metric, direction, etl_run)
     trial = tuning.best_trial(study)
     best = best_params(params.family, trial, schema.task, params.seed)
+    version = register_best(best, schema, splits, params, etl_run)
     log_search(study, trial, best, counts, metric)
-    return register_best(best, schema, splits, params, etl_run)
+    # The alias moves last, once the run holds everything it says about the model.
+    nominate(params.model_name, version)
+    return version

@@ -20,7 +20,7 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from mlcycle import aliases, charts, config, registry
+from mlcycle import aliases, charts, config, lineage, registry
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
@@ -367,9 +367,14 @@ def _report(task: str, before: dict, after: dict) -> None:
         log.info("%s: retrained %.4f", key, after[key])
 
 
-def register(model: NetworkModel, p: Plan, params: RetrainParams) -> str:
-    """Register the network, then nominate it challenger (saying so when it replaces
-    another candidate, e.g. optimize's); the run and the version say what it came from."""
+def register(
+    model: NetworkModel, p: Plan, params: RetrainParams, metrics: dict, before: dict
+) -> str:
+    """Register the network with its metrics (each naming the rows it was measured on:
+    a test split, else the training rows) and its training input, then nominate it
+    challenger (saying so when it replaces another candidate, e.g. optimize's); the run
+    and the version say what it came from. The base model's `before` figures are the
+    run's only."""
     base = p.base
     tags = {
         "mlcycle.family": nn.NAME,
@@ -381,6 +386,9 @@ def register(model: NetworkModel, p: Plan, params: RetrainParams) -> str:
     }
     name = params.model_name
     info = nn.log(model, p.schema, p.train, name, version_tags=tags)
+    trained_on = {"current": "current_train", "all": "all_train"}[params.window]
+    lineage.log_lineage(info.model_id, p.schema, p.splits, p.etl_run, metrics, trained_on, p.train)
+    lineage.log_run_metrics(before)
     version = str(info.registered_model_version)
     moves = aliases.nominate(aliases.read_state(name), version)
     aliases.apply(name, moves, reason="retrain: the retrained network")
@@ -409,16 +417,13 @@ def execute(params: RetrainParams) -> str:
             _skip_before(skipped)
     model, history = fit_network(p.schema, p.network, p.train, base=p.start_from)
     after = score(model, p.schema, p.splits)
-    mlflow.log_metrics(
-        {
-            **before,
-            **prefixed(after, "after"),
-            **after,
-            **training_summary(history, p.network),
-            "train_rows": float(len(p.train)),
-        }
-    )
+    metrics = {
+        **prefixed(after, "after"),
+        **after,
+        **training_summary(history, p.network),
+        "train_rows": float(len(p.train)),
+    }
     log_history(history)
     _report(p.schema.task, before, after)
-    # Registered only once fitted and evaluated; the alias moves last.
-    return register(model, p, params)
+    # Registered only once fitted and evaluated, then the metrics; the alias moves last.
+    return register(model, p, params, metrics, before)
