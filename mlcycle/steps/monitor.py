@@ -532,6 +532,12 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             {**step_metrics(drift_result, results, decision, owners), **gate_metrics(bootstrap)}
         )
         past = model_history(params.model_name, run.info.run_id, schema.task)
+        # This run's decision and versions are tagged once the page is written.
+        past[-1].update(
+            decision=decision.status,
+            champion_version=results["champion"].version or "",
+            challenger_version=results["challenger"].version or "",
+        )
         context = report.assemble(
             model_name=params.model_name,
             schema=schema,
