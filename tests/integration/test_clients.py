@@ -301,8 +301,12 @@ def check_mlflow_server_answers(base: str, records: list) -> None:
     docs/serving.md states it (these are MLflow's, not the project's)."""
     body = json.dumps({"dataframe_records": records})
     url = f"{base}/invocations"
-    no_type = requests.post(url, data=body, timeout=30, headers={"Content-Type": ""})
+    # Without a Content-Type header MLflow's server fails with a 500; an empty one is a 415.
+    no_type = requests.post(url, data=body, timeout=30)
+    assert "Content-Type" not in no_type.request.headers
     assert no_type.status_code == 500, no_type.text
+    empty = requests.post(url, data=body, timeout=30, headers={"Content-Type": ""})
+    assert empty.status_code == 415, empty.text
     text = requests.post(url, data=body, timeout=30, headers={"Content-Type": "text/plain"})
     assert text.status_code == 415, text.text
     assert requests.get(url, timeout=30).status_code == 405

@@ -21,7 +21,6 @@ from mlcycle.families.rf import ForestParams
 from mlcycle.families.rf import fit as fit_forest
 from mlcycle.features import build_preprocessor
 from mlcycle.modelio import log_sklearn
-from mlcycle.network import base_mismatch
 from mlcycle.served_forest import (
     COMPILED,
     ENGINE_TAG,
@@ -31,6 +30,7 @@ from mlcycle.served_forest import (
     log_forest,
 )
 from mlcycle.steps.etl import EtlParams, prepare
+from mlcycle.steps.retrain import base_mismatch
 from tests.conftest import ROOT, assert_raw_row_contract, make_classification_csv, step_env
 from tests.integration.test_clients import check_server, raw_rows, serve, stop
 

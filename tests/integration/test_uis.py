@@ -27,12 +27,13 @@ import psutil
 import pytest
 import requests
 from click.testing import CliRunner
-from mlcycle.forest import ForestParams, fit_forest
 
 from entrypoints.monitor import main as monitor_command
 from entrypoints.optimize import main as optimize_command
 from mlcycle import config, evidently_workspace, registry, tables
 from mlcycle.datasets import load_splits
+from mlcycle.families.rf import ForestParams
+from mlcycle.families.rf import fit as fit_forest
 from mlcycle.modelio import log_sklearn
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import ROOT
