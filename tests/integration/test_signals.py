@@ -134,7 +134,10 @@ def test_a_network_stopped_while_training_ends_killed_with_nothing_registered(
 ):
     name = "sig-training"
     proc = _start(
-        "retrain", tracking_uri, "--etl-run", etl_run, "--model-name", name, "--epochs", "500"
+        "retrain",
+        tracking_uri,
+        *("--etl-run", etl_run, "--model-name", name, "--epochs", "500"),
+        *("--strategy", "scratch", "--window", "current"),
     )
     run = _wait_for(lambda: _step_run("retrain", name), proc, "the run opened")
     run_id = run.info.run_id
@@ -167,7 +170,8 @@ def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_
 
     name = "sig-mlflow-run"
     cmd = [str(BIN / "mlflow"), "run", ".", "-e", "retrain", "--env-manager", "local"]
-    for key, value in {"etl_run": etl_run, "model_name": name, "epochs": 500}.items():
+    params = {"etl_run": etl_run, "model_name": name, "epochs": 500, "strategy": "scratch"}
+    for key, value in {**params, "window": "current"}.items():
         cmd += ["-P", f"{key}={value}"]
     proc = subprocess.Popen(
         cmd,
