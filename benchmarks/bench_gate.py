@@ -48,10 +48,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlcycle.forest import ForestParams, fit_forest  # noqa: E402
 
 from mlcycle import datagen, gate  # noqa: E402
 from mlcycle.data import build_schema  # noqa: E402
+from mlcycle.families.rf import ForestParams  # noqa: E402
+from mlcycle.families.rf import fit as fit_forest  # noqa: E402
 from mlcycle.metrics import PRIMARY, evaluate  # noqa: E402
 from mlcycle.promotion import decide  # noqa: E402
 

@@ -33,7 +33,8 @@ import pandas as pd  # noqa: E402
 from mlcycle import data  # noqa: E402
 from mlcycle.config import DATA_DIR  # noqa: E402
 from mlcycle.datagen import STREAM_DIR  # noqa: E402
-from mlcycle.forest import ForestParams, fit_forest  # noqa: E402
+from mlcycle.families.rf import ForestParams  # noqa: E402
+from mlcycle.families.rf import fit as fit_forest  # noqa: E402
 from mlcycle.metrics import evaluate  # noqa: E402
 from mlcycle.steps.etl import EtlParams, prepare  # noqa: E402
 
