@@ -284,8 +284,11 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
         (["--epochs", "0"], "parameter epochs must be >= 1, got 0"),
         (["--batch-size", "0"], "parameter batch_size must be >= 1, got 0"),
         (["--learning-rate", "-1"], "parameter learning_rate must be > 0"),
-        (["--strategy", "warm"], "parameter strategy must be one of finetune, scratch, got 'warm'"),
-        (["--window", "last"], "parameter window must be one of current, all, got 'last'"),
+        (
+            ["--strategy", "warm"],
+            "parameter strategy must be one of auto, finetune, transfer, scratch, got 'warm'",
+        ),
+        (["--window", "last"], "parameter window must be one of auto, current, all, got 'last'"),
         (
             ["--base-model", "models:/loan-amount/42"],
             "model models:/loan-amount/42 does not exist in the registry",
