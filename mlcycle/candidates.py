@@ -21,11 +21,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import predict, predict_proba
+from mlcycle.gate import paired_bootstrap
 from mlcycle.metrics import PRIMARY, evaluate, prefixed
 from mlcycle.network import NetworkModel, NetworkParams
 from mlcycle.training import finetune_params, fit_network, split_validation
@@ -41,6 +43,19 @@ WINDOWS = ("current", "all")
 # continued on all rows (the reference rows twice).
 AUTO_BOTH = (("finetune", "current"), ("transfer", "current"), ("scratch", "current"))
 AUTO_BOTH_EXTRA = (("scratch", "all"),)
+# When the validation slice cannot tell two candidates apart, the one that learns from
+# more rows is kept (`choose`): every row at once, then the reference rows before the
+# current ones, then the champion's own rows before them, then current rows alone.
+PREFERENCE = (
+    "scratch/all",
+    "transfer/all",
+    "transfer/current",
+    "finetune/all",
+    "finetune/current",
+    "scratch/current",
+)
+TIE_CONFIDENCE = 0.84  # one-sided: one standard error of a normal difference
+TIE_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,7 @@ class Trained:
     validation_rows: int
     pretrain: dict[str, float] = field(default_factory=dict)  # transfer: its first training
     seconds: float = 0.0
+    predictions: np.ndarray | None = field(default=None, repr=False)  # on the slice
 
     def score(self, task: str) -> float:
         return self.metrics[f"validation_{PRIMARY[task]}"]
@@ -130,6 +146,11 @@ class Trainer:
         self.fit_rows, self.validation = validation_slice(current_train, params)
         self._reference_network: tuple[NetworkModel, dict] | None = None
 
+    @property
+    def truth(self) -> pd.Series:
+        """The validation slice's target, which `choose` compares predictions with."""
+        return self.validation[self.schema.target]
+
     def check_choice(self, candidates: list[Candidate]) -> None:
         """A choice needs rows to judge on: one line when the slice is empty."""
         if len(candidates) > 1 and self.validation.empty:
@@ -154,9 +175,10 @@ class Trainer:
         model, history = fit_network(
             self.schema, params, rows, base=start_from, validation=validation
         )
-        metrics = {}
+        metrics, predictions = {}, None
         if validation is not None:
             metrics = validation_metrics(model, self.schema, validation)
+            predictions = predict(model, validation[self.schema.features])
         trained = Trained(
             candidate,
             model,
@@ -167,6 +189,7 @@ class Trainer:
             validation_rows=len(self.validation),
             pretrain=pretrain,
             seconds=time.perf_counter() - start,
+            predictions=predictions,
         )
         if metrics:
             log.info(
@@ -192,15 +215,51 @@ class Trainer:
         return self._reference_network
 
 
-def choose(trained: list[Trained], task: str) -> tuple[Trained, str]:
-    """(the candidate with the best validation score, the reason in one line). On a tie
-    the earlier candidate wins: the order of `propose`."""
+def choose(trained: list[Trained], task: str, truth=None) -> tuple[Trained, str]:
+    """(the candidate kept, the reason in one line).
+
+    The best validation score wins, unless the slice cannot tell it from a candidate that
+    learns from more rows (`PREFERENCE`): then that one is kept. A slice of a few hundred
+    rows measures R² or F1 to a point or two, so the best score alone often picks a
+    lucky draw; between candidates the slice cannot separate, the one that learnt from
+    more rows is the safer bet (the one-standard-error rule of model selection, with the
+    data a candidate learns from as its simplicity). "Cannot separate": the paired
+    bootstrap of best − other on the slice (`mlcycle.gate`, the promotion gate's) has its
+    lower bound at TIE_CONFIDENCE (one standard error) at or below 0. Without `truth`
+    (the slice's target) or predictions, only the scores count. On an exact tie the
+    earlier candidate wins: the order of `propose`."""
     metric = PRIMARY[task]
     best = max(trained, key=lambda t: (t.score(task), -trained.index(t)))
-    others = ", ".join(f"{t.candidate.name} {t.score(task):.4f}" for t in trained if t is not best)
-    reason = (
-        f"{best.candidate.name} has the best validation {metric} on "
-        f"{best.validation_rows} current train rows: "
-        f"{best.score(task):.4f} (others: {others or 'none'})"
+    kept, bound = best, None
+    if truth is not None and all(t.predictions is not None for t in trained):
+        for other in sorted(trained, key=_preference):
+            if _preference(other) >= _preference(best):
+                break
+            interval = paired_bootstrap(
+                task,
+                truth,
+                other.predictions,
+                best.predictions,
+                n_resamples=TIE_RESAMPLES,
+                confidence=TIE_CONFIDENCE,
+            )
+            if interval.low <= 0:
+                kept, bound = other, interval.low
+                break
+    others = ", ".join(f"{t.candidate.name} {t.score(task):.4f}" for t in trained if t is not kept)
+    where = f"on {kept.validation_rows} current train rows"
+    if kept is best:
+        return kept, (
+            f"{kept.candidate.name} has the best validation {metric} {where}: "
+            f"{kept.score(task):.4f} (others: {others or 'none'})"
+        )
+    return kept, (
+        f"{kept.candidate.name} learns from more rows than {best.candidate.name} and the "
+        f"validation slice cannot tell them apart: {metric} {kept.score(task):.4f} against "
+        f"{best.score(task):.4f} {where}, the paired bootstrap's one-standard-error bound "
+        f"of the difference {bound:+.4f} <= 0 (others: {others})"
     )
-    return best, reason
+
+
+def _preference(trained: Trained) -> int:
+    return PREFERENCE.index(trained.candidate.name)

@@ -418,7 +418,7 @@ def try_candidates(trainer: Trainer, p: Plan) -> Trained:
     trainer.check_choice(p.candidates)
     parent = mlflow.active_run()
     tried = [(_candidate_run(trainer, c, parent), c) for c in p.candidates]
-    chosen, reason = candidates.choose([t for (t, _), _ in tried], p.schema.task)
+    chosen, reason = candidates.choose([t for (t, _), _ in tried], p.schema.task, trainer.truth)
     client = mlflow.MlflowClient()
     for (trained, run_id), _ in tried:
         client.set_tag(run_id, "mlcycle.auto.chosen", str(trained is chosen).lower())

@@ -8,6 +8,7 @@ import pytest
 from mlcycle.candidates import Candidate, Trained, Trainer, choose, propose
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
+from mlcycle.metrics import evaluate
 from mlcycle.network import NetworkParams
 from mlcycle.split import make_splits
 from mlcycle.training import fit_network
@@ -39,8 +40,8 @@ def rows(n: int, seed: int, *, sign: float = 1.0, offset: float = 0.0) -> pd.Dat
 def _choice(reference, current, strategy="auto", window="auto", base=None) -> str:
     trainer = Trainer(SCHEMA, QUICK, reference, current, base)
     trained = [trainer.train(c) for c in propose(strategy, window, base is not None)]
-    best, reason = choose(trained, SCHEMA.task)
-    assert reason.startswith(f"{best.candidate.name} has the best validation r2 on 10 ")
+    best, reason = choose(trained, SCHEMA.task, trainer.truth)
+    assert "on 10 current train rows" in reason
     return best.candidate.name
 
 
@@ -87,6 +88,35 @@ def test_choose_keeps_the_best_validation_score_and_the_earlier_on_a_tie():
     )
     tie = [_trained("transfer/current", 0.8), _trained("scratch/current", 0.8)]
     assert choose(tie, "regression")[0] is tie[0]
+
+
+def _predicting(name: str, truth: np.ndarray, extra_sd: float, seed: int) -> Trained:
+    """A candidate whose errors are a shared error (sd 0.5) plus its own (extra_sd)."""
+    shared = np.random.default_rng(99).normal(0, 0.5, len(truth))
+    predictions = truth + shared + np.random.default_rng(seed).normal(0, extra_sd, len(truth))
+    trained = _trained(name, evaluate("regression", truth, predictions)["r2"])
+    trained.predictions = predictions
+    return trained
+
+
+def test_a_candidate_the_slice_cannot_tell_from_the_best_is_kept_if_it_learns_from_more_rows():
+    truth = np.random.default_rng(0).normal(0, 1, 200)
+    best = _predicting("scratch/current", truth, 0.1, seed=1)
+    close = _predicting("scratch/all", truth, 0.1, seed=3)
+    assert best.score("regression") > close.score("regression")
+    kept, reason = choose([best, close], "regression", truth)
+    assert kept is close
+    assert reason.startswith(
+        "scratch/all learns from more rows than scratch/current and the validation slice "
+        "cannot tell them apart: r2 "
+    )
+    assert choose([best, close], "regression")[0] is best  # without the slice: the score
+    worse = _predicting("scratch/all", truth, 0.6, seed=2)
+    assert choose([best, worse], "regression", truth)[0] is best
+    # Only a candidate that learns from more rows than the best is preferred to it.
+    leader = _predicting("transfer/current", truth, 0.1, seed=1)
+    fewer = _predicting("scratch/current", truth, 0.1, seed=3)
+    assert choose([leader, fewer], "regression", truth)[0] is leader
 
 
 def test_no_test_row_is_ever_in_the_validation_slice():
