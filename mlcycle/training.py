@@ -80,12 +80,21 @@ def seed_everything(seed: int) -> None:
 
 
 def fit_network(
-    schema: Schema, params: NetworkParams, train: pd.DataFrame, *, base=None, on_epoch_end=None
+    schema: Schema,
+    params: NetworkParams,
+    train: pd.DataFrame,
+    *,
+    base=None,
+    on_epoch_end=None,
+    validation: pd.DataFrame | None = None,
 ) -> tuple[NetworkModel, dict[str, list[float]]]:
     """Train on `train` (schema.features + schema.target).
 
     base: a NetworkModel to fine-tune: its preprocessing, target scaling and architecture
     are kept and its weights are the starting point (base itself is not changed).
+    validation: the rows early stopping watches, when the caller chose them (retrain
+    keeps them to current rows, whatever it trains on); by default a seeded slice of
+    `train` (params.validation_share) is carved out for it.
     on_epoch_end(epoch, logs) is called after each epoch (0-based, logs['val_loss'] when
     there is a validation slice); what it raises propagates (e.g. optuna.TrialPruned).
     Returns the fitted model and the history {'loss': [...], 'val_loss': [...]}."""
@@ -96,7 +105,10 @@ def fit_network(
         params = finetune_params(params, base)
     tf, keras = tensorflow_and_keras()
     seed_everything(params.seed)
-    fit_rows, val_rows = split_validation(train, params.validation_share, params.seed)
+    if validation is None:
+        fit_rows, val_rows = split_validation(train, params.validation_share, params.seed)
+    else:
+        fit_rows, val_rows = train.reset_index(drop=True), validation.reset_index(drop=True)
     if base is None:
         preprocessing = Preprocessing.fit(schema, fit_rows)
         mean, scale = target_scaling(schema, fit_rows[schema.target])

@@ -2,12 +2,16 @@
 with the base model's metrics before and the new model's after, on the same held-out rows.
 
 Reads the etl run's splits and the base model (models:/NAME@champion unless told);
-writes the `network.*` params of the network actually trained, `before_*`, `after_*` (and
-the new model's plain `<split>_<metric>`) metrics, `train_rows`, `epochs_trained`,
-`kept_epoch`, the per-epoch `train_loss`/`val_loss` curves, `charts/learning_curve.png`,
-and a registered pyfunc nominated `challenger`, tagged with the base version and the
-strategy used. A base model of other data is refused for finetune; with scratch the run
-has no `before_*` metrics and says why in the tag `mlcycle.before_skipped`."""
+with strategy or window `auto` (the defaults) trains every candidate they allow
+(`mlcycle.candidates`), each a nested run with its validation score, and keeps the best
+on a validation slice of the current train rows, saying which and why in the tags
+`mlcycle.auto.choice` and `mlcycle.auto.reason`. Writes the `network.*` params of the
+network kept, `before_*`, `after_*` (and the new model's plain `<split>_<metric>`)
+metrics, `validation_*`, `train_rows`, `epochs_trained`, `kept_epoch`, the per-epoch
+`train_loss`/`val_loss` curves, `charts/learning_curve.png`, and a registered pyfunc
+nominated `challenger`, tagged with the base version and the strategy and window used. A
+base model of other data is refused for finetune and auto; with scratch or transfer the
+run has no `before_*` metrics and says why in the tag `mlcycle.before_skipped`."""
 
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from dataclasses import dataclass, fields, replace
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mlcycle import aliases, charts, config, lineage, registry
+from mlcycle import aliases, candidates, charts, config, lineage, registry
+from mlcycle.candidates import Candidate, Trained, Trainer
 from mlcycle.data import Schema
 from mlcycle.datasets import load_splits
 from mlcycle.errors import MlcycleError
@@ -35,15 +41,18 @@ from mlcycle.steps.optimize import BEST_PARAMS
 from mlcycle.training import (
     finetune_obstacle,
     finetune_params,
-    fit_network,
     history_metrics,
     training_summary,
 )
 
 log = logging.getLogger("mlcycle.retrain")
 
-STRATEGIES = ("finetune", "scratch")
-WINDOWS = ("current", "all")
+STRATEGIES = (candidates.AUTO, *candidates.STRATEGIES)
+WINDOWS = (candidates.AUTO, *candidates.WINDOWS)
+# Strategies that use the base model's weights, so a base of other data is refused for
+# them: fine-tuning it is impossible, and auto would have tried.
+_CONTINUING = ("finetune", candidates.AUTO)
+CANDIDATE_STEP_TAG = "retrain-candidate"
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,16 @@ class RetrainParams:
     learning_rate: float = param(0.001, "Adam's learning rate (> 0)")
     base_model: str = param("", "model URI to start from (default: models:/NAME@champion)")
     strategy: str = param(
-        "finetune",
-        "finetune (continue the base network's weights) or scratch",
+        candidates.AUTO,
+        "auto (try the others, keep the best on a validation slice of current train "
+        "rows), finetune (continue the base network), transfer (a network of reference "
+        "rows continued on the window) or scratch",
         choices=STRATEGIES,
     )
     window: str = param(
-        "current",
-        "training rows: current train only, or all (reference train + current train)",
+        candidates.AUTO,
+        "training rows: auto (current or all, judged as strategy auto is), current "
+        "train only, or all (reference train + current train)",
         choices=WINDOWS,
     )
     params_from: str = param(
@@ -106,10 +118,10 @@ class Plan:
     splits: Splits
     base: Base | None
     comparable: bool  # whether before_* metrics can be measured on these rows
-    strategy: str  # the one used: finetune asked for may become scratch
-    start_from: NetworkModel | None
+    strategy: str  # the one asked for, once settled: finetune may become scratch
+    start_from: NetworkModel | None  # the base network, when it can be fine-tuned
     network: NetworkParams
-    train: pd.DataFrame
+    candidates: list[Candidate]  # one when strategy and window are given: no choice
 
 
 # --- decisions over plain objects ---------------------------------------------------------
@@ -141,16 +153,17 @@ def comparability(
     """(whether the base can be compared with on this data, why not when it cannot).
 
     A base of another task, target or columns (a model of another dataset) cannot be
-    continued nor compared: with strategy finetune that is an error before any training;
-    with scratch (the base was only the yardstick) the network trains without before_*
-    metrics, and the run says why in the tag mlcycle.before_skipped."""
+    continued nor compared: with strategy finetune or auto (which would try to continue
+    it) that is an error before any training; with scratch or transfer (the base was only
+    the yardstick) the network trains without before_* metrics, and the run says why in
+    the tag mlcycle.before_skipped."""
     if base is None:
         return False, None
     reason = base_mismatch(base.pyfunc, schema)
     if reason is None:
         return True, None
     where = f"base model {base.uri} does not model the data of etl run {etl_run}: {reason}"
-    if strategy == "finetune":
+    if strategy in _CONTINUING:
         raise MlcycleError(
             f"{where}; it can be neither fine-tuned nor compared with: pass a base_model of "
             "this data, or strategy=scratch to train without before_ metrics"
@@ -162,23 +175,32 @@ def choose_strategy(
     strategy: str, base: Base | None, schema: Schema
 ) -> tuple[str, NetworkModel | None]:
     """(strategy actually used, the NetworkModel to continue or None), saying why when
-    fine-tuning is asked for and impossible."""
-    if strategy == "scratch":
-        return "scratch", None
-    if base is None:
-        log.info("strategy finetune: no base model, so training from scratch")
-        return "scratch", None
-    if base.network is None:
-        log.warning(
-            "strategy finetune: the base model %s is not a network (e.g. the "
-            "RandomForest champion), fine-tuning is impossible: training from scratch",
-            base.uri,
-        )
-        return "scratch", None
-    if reason := finetune_obstacle(base.network, schema):
-        log.warning("strategy finetune: %s; training from scratch", reason)
+    fine-tuning is asked for and impossible. auto stays auto, with the base network when
+    fine-tuning it is one of the candidates."""
+    if strategy in ("scratch", "transfer"):
+        return strategy, None
+    reason = _why_not_finetune(base, schema)
+    if strategy == candidates.AUTO:
+        if reason:
+            log.info("strategy auto: no finetune candidate: %s", reason)
+            return strategy, None
+        return strategy, base.network
+    if reason:
+        level = logging.INFO if base is None else logging.WARNING
+        log.log(level, "strategy finetune: %s, so training from scratch", reason)
         return "scratch", None
     return "finetune", base.network
+
+
+def _why_not_finetune(base: Base | None, schema: Schema) -> str | None:
+    if base is None:
+        return "no base model"
+    if base.network is None:
+        return (
+            f"the base model {base.uri} is not a network (e.g. the RandomForest champion), "
+            "fine-tuning is impossible"
+        )
+    return finetune_obstacle(base.network, schema)
 
 
 def finetuned(params: NetworkParams, base: NetworkModel) -> NetworkParams:
@@ -198,10 +220,9 @@ def finetuned(params: NetworkParams, base: NetworkModel) -> NetworkParams:
 
 
 def training_rows(splits: Splits, window: str) -> pd.DataFrame:
-    """current: current train only; all: reference train then current train."""
-    if window == "current":
-        return splits.current_train
-    return pd.concat([splits.reference_train, splits.current_train], ignore_index=True)
+    """current: current train only; all: reference train then current train. (Of these,
+    the candidates hold back their validation slice: `mlcycle.candidates`.)"""
+    return candidates.window_rows(window, splits.reference_train, splits.current_train)
 
 
 def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
@@ -305,7 +326,7 @@ def score_before(
         text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
         reason = " ".join(text.split())[:300]
         where = f"base model {base.uri} cannot score the rows of etl run {etl_run}: {reason}"
-        if strategy == "finetune":
+        if strategy in _CONTINUING:
             raise MlcycleError(
                 f"{where}; pass a base_model of this data, or strategy=scratch to train "
                 "without before_ metrics"
@@ -332,9 +353,11 @@ def plan(params: RetrainParams) -> Plan:
         _skip_before(skipped)
     used, start_from = choose_strategy(params.strategy, base, schema)
     if start_from is not None:
-        network = finetuned(network, start_from)
-    train = training_rows(splits, params.window)
-    return Plan(etl_run, schema, splits, base, comparable, used, start_from, network, train)
+        finetuned(network, start_from)  # says so when the base's shape wins
+    tried = candidates.propose(used, params.window, start_from is not None)
+    if len(tried) > 1:
+        log.info("candidates: %s", ", ".join(c.name for c in tried))
+    return Plan(etl_run, schema, splits, base, comparable, used, start_from, network, tried)
 
 
 def _skip_before(reason: str) -> None:
@@ -367,11 +390,9 @@ def _report(task: str, before: dict, after: dict) -> None:
         log.info("%s: retrained %.4f", key, after[key])
 
 
-def register(
-    model: NetworkModel, p: Plan, params: RetrainParams, metrics: dict, before: dict
-) -> str:
-    """Register the network with its metrics (each naming the rows it was measured on:
-    a test split, else the training rows) and its training input, then nominate it
+def register(chosen: Trained, p: Plan, params: RetrainParams, metrics: dict, before: dict) -> str:
+    """Register the network kept with its metrics (each naming the rows it was measured
+    on: a test split, else its training rows) and its training input, then nominate it
     challenger (saying so when it replaces another candidate, e.g. optimize's); the run
     and the version say what it came from. The base model's `before` figures are the
     run's only."""
@@ -379,15 +400,17 @@ def register(
     tags = {
         "mlcycle.family": nn.NAME,
         "mlcycle.etl_run": p.etl_run,
-        "mlcycle.strategy": p.strategy,
-        "mlcycle.window": params.window,
+        "mlcycle.strategy": chosen.candidate.strategy,
+        "mlcycle.window": chosen.candidate.window,
         "mlcycle.base_model": base.uri if base else "",
         "mlcycle.base_model_version": base.version if base else "",
     }
     name = params.model_name
-    info = nn.log(model, p.schema, p.train, name, version_tags=tags)
-    trained_on = {"current": "current_train", "all": "all_train"}[params.window]
-    lineage.log_lineage(info.model_id, p.schema, p.splits, p.etl_run, metrics, trained_on, p.train)
+    info = nn.log(chosen.model, p.schema, p.splits.current_train, name, version_tags=tags)
+    window = chosen.candidate.window
+    trained_on = {"current": "current_train", "all": "all_train"}[window]
+    rows = candidates.window_rows(window, p.splits.reference_train, p.splits.current_train)
+    lineage.log_lineage(info.model_id, p.schema, p.splits, p.etl_run, metrics, trained_on, rows)
     lineage.log_run_metrics(before)
     version = str(info.registered_model_version)
     moves = aliases.nominate(aliases.read_state(name), version)
@@ -397,33 +420,106 @@ def register(
     return version
 
 
-def execute(params: RetrainParams) -> str:
-    """Plan, train, measure before and after, log and register, in the active run;
-    the version registered."""
-    p = plan(params)
-    # Logged once the architecture is settled: they describe the network trained.
-    mlflow.log_params({f"network.{k}": v for k, v in p.network.to_dict().items()})
-    log.info(
-        "training %s on %d %s rows (%s)",
-        p.strategy,
-        len(p.train),
-        params.window,
-        f"from {p.base.uri}" if p.start_from else "fresh network",
+# --- candidates as nested runs ----------------------------------------------------------
+
+
+def try_candidates(trainer: Trainer, p: Plan) -> Trained:
+    """Train every candidate of the plan, each in a nested run, and keep the best on the
+    validation slice; the run's tags say which and why. One candidate is simply trained."""
+    if len(p.candidates) == 1:
+        (candidate,) = p.candidates
+        log.info(
+            "training %s on %s rows (%s)",
+            candidate.strategy,
+            candidate.window,
+            f"from {p.base.uri}" if candidate.strategy == "finetune" else "fresh network",
+        )
+        return trainer.train(candidate)
+    trainer.check_choice(p.candidates)
+    parent = mlflow.active_run()
+    tried = [(_candidate_run(trainer, c, parent), c) for c in p.candidates]
+    chosen, reason = candidates.choose([t for (t, _), _ in tried], p.schema.task, trainer.truth)
+    client = mlflow.MlflowClient()
+    for (trained, run_id), _ in tried:
+        client.set_tag(run_id, "mlcycle.auto.chosen", str(trained is chosen).lower())
+    log.info("auto: %s", reason)
+    mlflow.set_tags({"mlcycle.auto.choice": chosen.candidate.name, "mlcycle.auto.reason": reason})
+    return chosen
+
+
+def _candidate_run(trainer: Trainer, candidate: Candidate, parent) -> tuple[Trained, str]:
+    """Train one candidate in a run nested under the step's (through the client: the
+    step's own run stays the active one), ended FAILED or KILLED if training stops."""
+    client = mlflow.MlflowClient()
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=f"candidate-{candidate.strategy}-{candidate.window}",
+        tags={
+            MLFLOW_PARENT_RUN_ID: parent.info.run_id,
+            config.STEP_TAG: CANDIDATE_STEP_TAG,
+            "mlcycle.candidate": candidate.name,
+            "mlcycle.strategy": candidate.strategy,
+            "mlcycle.window": candidate.window,
+        },
     )
+    run_id = run.info.run_id
+    try:
+        trained = trainer.train(candidate)
+    except BaseException as exc:
+        client.set_terminated(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
+    _log_candidate(client, run_id, trained)
+    client.set_terminated(run_id, "FINISHED")
+    return trained, run_id
+
+
+def _log_candidate(client, run_id: str, trained: Trained) -> None:
+    """The candidate's validation metrics, training summary and curves, and the network
+    it trained, in one batch."""
+    now = int(time.time() * 1000)
+    values = {
+        **trained.metrics,
+        **training_summary(trained.history, trained.params),
+        **trained.pretrain,
+        "train_rows": float(trained.train_rows),
+        "validation_rows": float(trained.validation_rows),
+        "seconds": trained.seconds,
+    }
+    metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]
+    metrics += [
+        Metric(name, value, now, step)
+        for name, curve in history_metrics(trained.history).items()
+        for step, value in enumerate(curve, start=1)
+    ]
+    params = [Param(f"network.{k}", str(v)) for k, v in trained.params.to_dict().items()]
+    client.log_batch(run_id, metrics=metrics, params=params)
+
+
+def execute(params: RetrainParams) -> str:
+    """Plan, train (the candidates, keeping the best), measure before and after, log and
+    register, in the active run; the version registered."""
+    p = plan(params)
     before: dict[str, float] = {}
     if p.comparable:
         before, skipped = score_before(p.base, p.schema, p.splits, p.etl_run, params.strategy)
         if skipped:
             _skip_before(skipped)
-    model, history = fit_network(p.schema, p.network, p.train, base=p.start_from)
-    after = score(model, p.schema, p.splits)
+    trainer = Trainer(
+        p.schema, p.network, p.splits.reference_train, p.splits.current_train, p.start_from
+    )
+    chosen = try_candidates(trainer, p)
+    # Logged once trained: they describe the network kept (a fine-tune's is the base's).
+    mlflow.log_params({f"network.{k}": v for k, v in chosen.params.to_dict().items()})
+    after = score(chosen.model, p.schema, p.splits)
     metrics = {
         **prefixed(after, "after"),
         **after,
-        **training_summary(history, p.network),
-        "train_rows": float(len(p.train)),
+        **chosen.metrics,
+        **training_summary(chosen.history, chosen.params),
+        **chosen.pretrain,
+        "train_rows": float(chosen.train_rows),
     }
-    log_history(history)
+    log_history(chosen.history)
     _report(p.schema.task, before, after)
     # Registered only once fitted and evaluated, then the metrics; the alias moves last.
-    return register(model, p, params, metrics, before)
+    return register(chosen, p, params, metrics, before)

@@ -62,6 +62,40 @@ def _stand_in_optimize_run(best: dict) -> str:
     return tuning.info.run_id
 
 
+def _candidates(run) -> dict:
+    """The candidate runs nested under a retrain run, by name."""
+    nested = mlflow.search_runs(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
+        output_format="list",
+    )
+    return {c.data.tags["mlcycle.candidate"]: c for c in nested}
+
+
+def _picked_by_validation(run, tried: dict, metric: str) -> str:
+    """The run's choice, checked against its candidates' validation scores: the best one,
+    or one that learns from more rows and that the slice could not tell from the best."""
+    from mlcycle.candidates import PREFERENCE
+
+    scores = {name: c.data.metrics[f"validation_{metric}"] for name, c in tried.items()}
+    best = max(scores, key=scores.get)
+    choice = run.data.tags["mlcycle.auto.choice"]
+    reason = run.data.tags["mlcycle.auto.reason"]
+    if choice == best:
+        assert reason.startswith(f"{choice} has the best validation {metric} on "), reason
+    else:
+        assert PREFERENCE.index(choice) < PREFERENCE.index(best)
+        assert reason.startswith(
+            f"{choice} learns from more rows than {best} and the validation slice cannot "
+            f"tell them apart: {metric} {scores[choice]:.4f} against {scores[best]:.4f} on "
+        ), reason
+    assert {n: c.data.tags["mlcycle.auto.chosen"] for n, c in tried.items()} == {
+        n: str(n == choice).lower() for n in tried
+    }
+    assert run.data.metrics[f"validation_{metric}"] == scores[choice]
+    return choice
+
+
 def _network_params(run) -> dict[str, str]:
     return {k.removeprefix("network."): v for k, v in run.data.params.items() if "network." in k}
 
@@ -70,7 +104,9 @@ def test_fresh_store_trains_from_scratch_then_continues_or_replaces_a_network_ch
     tracking_uri, caplog
 ):
     caplog.set_level(logging.INFO)
-    result = mlflow_run("retrain", tracking_uri, {"epochs": 2})
+    result = mlflow_run(
+        "retrain", tracking_uri, {"epochs": 2, "strategy": "scratch", "window": "current"}
+    )
     assert_ok(result)
     assert "running etl on the defaults first" in result.stderr
     assert "no champion yet: training from scratch" in result.stderr
@@ -98,7 +134,11 @@ def test_fresh_store_trains_from_scratch_then_continues_or_replaces_a_network_ch
     tuning_run = _stand_in_optimize_run(
         {"hidden_units": [16], "dropout": 0.1, "learning_rate": 0.005}
     )
-    _invoke(retrain_command, "--epochs", "2", "--params-from", tuning_run)
+    _invoke(
+        retrain_command,
+        *("--epochs", "2", "--params-from", tuning_run, "--strategy", "finetune"),
+        *("--window", "current"),
+    )
     assert "base model models:/loan-amount@champion (version 1)" in caplog.text
     assert "replaces the one asked for (hidden_units [16], dropout 0.1)" in caplog.text
     second = _runs("retrain")[-1]
@@ -181,10 +221,16 @@ def test_classification_network_over_a_forest_champion(tracking_uri, classificat
     tuning = _stand_in_optimize_run(
         {"hidden_units": [16], "dropout": 0.1, "learning_rate": 0.005, "epochs": 999}
     )
+    # Defaults: strategy and window auto, over a forest: no finetune candidate.
     _invoke(retrain_command, "--model-name", "churn", "--epochs", "2", "--params-from", tuning)
+    assert "no finetune candidate: the base model models:/churn@champion" in caplog.text
     assert "fine-tuning is impossible" in caplog.text
     run = _runs("retrain")[-1]
-    assert run.data.tags["mlcycle.strategy"] == "scratch"
+    tried = _candidates(run)
+    assert sorted(tried) == ["scratch/all", "scratch/current", "transfer/current"]
+    assert all("validation_f1" in c.data.metrics for c in tried.values())
+    choice = _picked_by_validation(run, tried, "f1")
+    assert run.data.tags["mlcycle.strategy"] + "/" + run.data.tags["mlcycle.window"] == choice
     assert run.data.params["network.hidden_units"] == "[16]"
     assert run.data.params["network.epochs"] == "2"
     assert {
@@ -202,6 +248,70 @@ def test_classification_network_over_a_forest_champion(tracking_uri, classificat
     proba = model.predict(rows, params={"predict_method": "predict_proba"})
     assert list(proba.columns) == ["no", "yes"]
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_defaults_over_a_forest_champion_try_each_candidate_in_a_nested_run_and_keep_the_best(
+    tracking_uri, caplog
+):
+    caplog.set_level(logging.INFO)
+    _invoke(etl_command)
+    _invoke(baseline_command, "--n-estimators", "5")  # the forest champion, version 1
+    _invoke(retrain_command, "--epochs", "3")
+    (run,) = _runs("retrain")
+    assert (run.data.params["strategy"], run.data.params["window"]) == ("auto", "auto")
+    assert "no finetune candidate: the base model models:/loan-amount@champion" in caplog.text
+    schema, splits = load_splits(run.data.tags["mlcycle.etl_run"])
+    current, everything = (
+        len(splits.current_train),
+        len(splits.current_train) + len(splits.reference_train),
+    )
+
+    tried = _candidates(run)
+    assert sorted(tried) == ["scratch/all", "scratch/current", "transfer/current"]
+    client = mlflow.MlflowClient()
+    for name, candidate in tried.items():
+        assert candidate.info.status == "FINISHED"
+        assert candidate.data.tags[config.STEP_TAG] == "retrain-candidate"
+        strategy, window = name.split("/")
+        assert (candidate.data.tags["mlcycle.strategy"], candidate.data.tags["mlcycle.window"]) == (
+            strategy,
+            window,
+        )
+        m = candidate.data.metrics
+        assert {"validation_r2", "validation_mae", "epochs_trained", "kept_epoch"} <= set(m)
+        assert m["validation_rows"] == round(0.15 * current)  # a slice of current train
+        assert m["train_rows"] == (current if window == "current" else everything)
+        assert candidate.data.params["network.epochs"] == "3"
+        assert len(client.get_metric_history(candidate.info.run_id, "val_loss")) >= 1
+    assert tried["transfer/current"].data.metrics["pretrain_rows"] == len(splits.reference_train)
+
+    # Chosen by validation; the run, its tags and the registered version say so.
+    choice = _picked_by_validation(run, tried, "r2")
+    assert f" on {round(0.15 * current)} current train rows" in run.data.tags["mlcycle.auto.reason"]
+    scores = {name: c.data.metrics["validation_r2"] for name, c in tried.items()}
+    strategy, window = choice.split("/")
+    assert (run.data.tags["mlcycle.strategy"], run.data.tags["mlcycle.window"]) == (
+        strategy,
+        window,
+    )
+    assert run.data.metrics["train_rows"] == tried[choice].data.metrics["train_rows"]
+    assert {"before_current_test_r2", "after_current_test_r2"} <= set(run.data.metrics)
+    version = client.get_model_version("loan-amount", "2")
+    assert (version.tags["mlcycle.strategy"], version.tags["mlcycle.window"]) == (
+        strategy,
+        window,
+    )
+    assert _aliases("loan-amount") == {"champion": "1", "challenger": "2"}
+
+    # The registered network is the chosen candidate itself: its score on the validation
+    # slice (recomputed here from the etl splits and the seed) is the one it was chosen by.
+    from mlcycle.candidates import validation_metrics, validation_slice
+    from mlcycle.network import NetworkParams
+
+    _, judged = validation_slice(splits.current_train, NetworkParams())
+    registered = load_network("models:/loan-amount/2")
+    recomputed = validation_metrics(registered, schema, judged)["validation_r2"]
+    assert recomputed == pytest.approx(scores[choice], abs=1e-6)
 
 
 @pytest.fixture
@@ -286,8 +396,11 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
         (["--epochs", "0"], "parameter epochs must be >= 1, got 0"),
         (["--batch-size", "0"], "parameter batch_size must be >= 1, got 0"),
         (["--learning-rate", "-1"], "parameter learning_rate must be > 0"),
-        (["--strategy", "warm"], "parameter strategy must be one of finetune, scratch, got 'warm'"),
-        (["--window", "last"], "parameter window must be one of current, all, got 'last'"),
+        (
+            ["--strategy", "warm"],
+            "parameter strategy must be one of auto, finetune, transfer, scratch, got 'warm'",
+        ),
+        (["--window", "last"], "parameter window must be one of auto, current, all, got 'last'"),
         (
             ["--base-model", "models:/loan-amount/42"],
             "model models:/loan-amount/42 does not exist in the registry",

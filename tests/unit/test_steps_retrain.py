@@ -91,8 +91,11 @@ def test_base_mismatch_names_task_target_and_missing_columns(bin_model, reg_fit)
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"strategy": "warm"}, "parameter strategy must be one of finetune, scratch, got 'warm'"),
-        ({"window": "last"}, "parameter window must be one of current, all, got 'last'"),
+        (
+            {"strategy": "warm"},
+            "parameter strategy must be one of auto, finetune, transfer, scratch, got 'warm'",
+        ),
+        ({"window": "last"}, "parameter window must be one of auto, current, all, got 'last'"),
         ({"epochs": 0}, "parameter epochs must be >= 1, got 0"),
         ({"learning_rate": -1.0}, "parameter learning_rate must be > 0, got -1.0"),
     ],
@@ -165,3 +168,29 @@ def test_window_all_is_reference_train_then_current_train():
 
 def test_retrain_parameters_default_to_the_network_defaults_for_the_architecture():
     assert RetrainParams().network() == NetworkParams()
+
+
+def test_auto_fine_tunes_only_a_network_of_this_data_and_says_why_not(bin_model, reg_fit, caplog):
+    caplog.set_level(logging.INFO)
+    network = reg_fit[0]
+    assert choose_strategy("auto", _base(network=network), REG) == ("auto", network)
+    assert choose_strategy("auto", _base(), REG) == ("auto", None)
+    assert "strategy auto: no finetune candidate: the base model models:/m/1 is not a network" in (
+        caplog.text
+    )
+    assert choose_strategy("auto", _base(network=bin_model), REG) == ("auto", None)
+    assert choose_strategy("auto", None, REG) == ("auto", None)
+    assert choose_strategy("transfer", _base(network=network), REG) == ("transfer", None)
+
+
+def test_a_base_of_other_data_is_refused_for_auto_as_for_finetune(reg_fit):
+    class Network(_Pyfunc):
+        def unwrap_python_model(self):
+            return self
+
+    wrapped = Network()
+    wrapped.model = reg_fit[0]
+    other = Schema("price", "regression", ["x", "z"], ["c"])
+    with pytest.raises(MlcycleError, match="it can be neither fine-tuned nor compared with"):
+        comparability(_base(wrapped), other, "auto", "e1")
+    assert comparability(_base(wrapped), other, "transfer", "e1")[0] is False

