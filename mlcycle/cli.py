@@ -109,8 +109,11 @@ def configure() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("alembic", "mlflow.store", "urllib3", "evidently", "absl", "h5py", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # mlflow.system_metrics says at INFO that it skips GPU metrics, on stderr above the
+    # one line a user's mistake gets.
+    quiet = ("alembic", "mlflow.store", "mlflow.system_metrics", "urllib3", "evidently")
+    for name in (*quiet, "absl", "h5py", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not sys.stderr.isatty():
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

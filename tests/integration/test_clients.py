@@ -237,7 +237,7 @@ def raw_rows(n: int = 3) -> pd.DataFrame:
     return rows
 
 
-def check_server(base: str) -> None:
+def check_server(base: str, names_column: bool = True) -> None:
     rows = raw_rows()
     split = {
         "dataframe_split": {
@@ -287,7 +287,9 @@ def check_server(base: str) -> None:
         assert 400 <= answer.status_code < 500, (case, answer.status_code, answer.text)
         assert answer.json().get("message"), case
     assert "age" in bad["missing column"].json()["message"]
-    for case in ("Infinity", "-Infinity", "1e308"):
+    # mlcycle's models name the column; MLflow's stock sklearn flavour (forests logged by
+    # earlier versions) answers its generic 400.
+    for case in ("Infinity", "-Infinity", "1e308") if names_column else ():
         assert "column 'age'" in bad[case].json()["message"], (case, bad[case].text)
     # NaN is how JSON writers spell a missing number: answered like null.
     nan = post(json.dumps({"dataframe_records": [dict(record, age=float("nan"))]}))
