@@ -17,14 +17,18 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# uv.lock is the one lock: `uv sync --locked` installs exactly what it names (and removes
+# what it does not), and stops with "needs to be updated" when pyproject.toml changed
+# without `uv lock`. The project itself is not installed: it is imported from this folder.
+UV_VERSION := 0.13.9
+$(VENV)/.installed: pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r pyproject.toml --extra dev
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --quiet --locked --extra dev --compile-bytecode --python $(BIN)/python
 	@touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## create .venv with the pinned dependencies (fast when it exists)
+venv: $(VENV)/.installed ## create .venv exactly as uv.lock says (fast when it is up to date)
 
 .PHONY: run
 run: venv ## run the whole pipeline (entry point main) on the bundled data

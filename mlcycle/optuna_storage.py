@@ -9,7 +9,6 @@ with no password in it."""
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import re
 import time
 from dataclasses import dataclass
@@ -150,12 +149,11 @@ def _journal_spec(path_text: str, given: str) -> StorageSpec:
 
 
 def _with_driver(url: str, scheme: str) -> str:
-    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project ships psycopg2.
-    postgres:// (Heroku's spelling) is no SQLAlchemy dialect at all: it becomes postgresql."""
+    """postgres:// (Heroku's spelling) is no SQLAlchemy dialect: it becomes postgresql://,
+    which SQLAlchemy 2.1 reads as psycopg 3, the driver the project ships."""
     rest = url.split("://", 1)[1]
-    if scheme in ("postgresql", "postgres"):
-        driver = "+psycopg2" if importlib.util.find_spec("psycopg") is None else ""
-        return f"postgresql{driver}://{rest}"
+    if scheme == "postgres":
+        return f"postgresql://{rest}"
     if scheme.startswith("postgres+"):
         return "postgresql+" + scheme.split("+", 1)[1] + "://" + rest
     return url

@@ -132,8 +132,8 @@ CREATE DATABASE optuna OWNER optuna;
 EOF
 }
 
-# psycopg2 named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, not installed.
-pg_url() { echo "postgresql+psycopg2://$1:$2@127.0.0.1:$PG_PORT/$3"; }
+# A bare postgresql://: SQLAlchemy 2.1 reads it as psycopg 3, the driver the project ships.
+pg_url() { echo "postgresql://$1:$2@127.0.0.1:$PG_PORT/$3"; }
 
 start_mlflow() {
   if [ -n "$(mlflow_pid)" ]; then return 0; fi

@@ -85,12 +85,17 @@ def test_mlflow_run_with_uv_builds_an_isolated_env_from_conda_yaml(tracking_uri)
     assert ".venv" not in python.split(os.sep), python
     # The isolated interpreter carries the pins of conda.yaml, not whatever is here.
     probe = subprocess.run(
-        [python, "-c", "import mlflow, pandas; print(mlflow.__version__, pandas.__version__)"],
+        [
+            python,
+            "-c",
+            "import mlflow, pandas, psycopg; "
+            "print(mlflow.__version__, pandas.__version__, psycopg.__version__)",
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert probe.stdout.split() == ["3.17.2", "2.3.3"]
+    assert probe.stdout.split() == ["3.17.2", "2.3.3", "3.3.9"]
 
 
 @pytest.fixture

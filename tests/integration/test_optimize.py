@@ -257,8 +257,9 @@ BAD_PARAMETERS = [
     ),
     (
         ["--storage", "postgresql://nobody:pw@127.0.0.1:1/optuna"],
-        "parameter storage: cannot open postgresql+psycopg2://nobody:***@127.0.0.1:1/optuna: "
-        '(psycopg2.OperationalError) connection to server at "127.0.0.1", port 1 failed',
+        "parameter storage: cannot open postgresql://nobody:***@127.0.0.1:1/optuna: "
+        "(psycopg.OperationalError) connection failed: "
+        'connection to server at "127.0.0.1", port 1 failed',
     ),
     (["--n-trials", "-1"], "parameter n_trials must be >= 0"),
 ]

@@ -29,18 +29,18 @@ def test_empty_storage_means_the_journal_file_under_the_state_folder(tmp_path):
         (
             "postgresql://user@localhost:5432/optuna",
             "rdb",
-            "postgresql+psycopg2://user@localhost:5432/optuna",
+            "postgresql://user@localhost:5432/optuna",
         ),
         (
-            "postgresql+psycopg2://user@localhost/optuna",
+            "postgresql+psycopg://user@localhost/optuna",
             "rdb",
-            "postgresql+psycopg2://user@localhost/optuna",
+            "postgresql+psycopg://user@localhost/optuna",
         ),
-        ("postgres+psycopg2://u@h/db", "rdb", "postgresql+psycopg2://u@h/db"),
+        ("postgres+psycopg://u@h/db", "rdb", "postgresql+psycopg://u@h/db"),
         (
             "postgresql://u@/db?host=/var/run/postgresql",
             "rdb",
-            "postgresql+psycopg2://u@/db?host=/var/run/postgresql",
+            "postgresql://u@/db?host=/var/run/postgresql",
         ),
         ("mysql://u@h/db", "rdb", "mysql://u@h/db"),
         ("mysql+pymysql://u:pw@h:3306/db", "rdb", "mysql+pymysql://u:pw@h:3306/db"),
@@ -51,15 +51,18 @@ def test_storage_that_is_accepted(tmp_path, text, kind, location):
     assert (spec.kind, spec.location) == (kind, location.format(d=tmp_path))
 
 
-def test_a_bare_postgresql_url_uses_the_installed_driver():
-    # SQLAlchemy 2.1 reads postgresql:// as psycopg 3, which is not installed.
-    assert (
-        optuna_storage.parse_storage("postgresql://u@h/db").location
-        == "postgresql+psycopg2://u@h/db"
-    )
-    assert (
-        optuna_storage.parse_storage("postgres://u@h/db").location == "postgresql+psycopg2://u@h/db"
-    )
+def test_a_bare_postgresql_url_reaches_the_installed_psycopg_3_driver():
+    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3, the driver the project ships; it
+    refuses postgres:// (Heroku's spelling), which becomes postgresql://."""
+    from sqlalchemy import create_engine
+
+    for text in ("postgresql://u@h/db", "postgres://u@h/db"):
+        location = optuna_storage.parse_storage(text).location
+        assert location == "postgresql://u@h/db"
+        # Building the engine imports the dialect's driver (no connection is made).
+        engine = create_engine(location)
+        assert (engine.dialect.name, engine.dialect.driver) == ("postgresql", "psycopg")
+        assert engine.dialect.dbapi.__name__ == "psycopg"
 
 
 def test_a_password_in_a_storage_url_is_never_displayed():
@@ -143,7 +146,7 @@ def test_a_worker_that_loses_the_schema_race_opens_the_storage_on_retry(tmp_path
         calls.append(url)
         if len(calls) == 1:
             raise RuntimeError(
-                "(psycopg2.errors.UniqueViolation) duplicate key value violates unique "
+                "(psycopg.errors.UniqueViolation) duplicate key value violates unique "
                 'constraint "pg_type_typname_nsp_index"'
             )
         return real(url, **kwargs)

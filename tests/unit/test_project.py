@@ -1,7 +1,10 @@
 """The project's contract files agree with each other and with MLflow."""
 
 import re
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import yaml
 from mlflow.projects._project_spec import load_project
@@ -14,12 +17,20 @@ ROOT = config.PROJECT_ROOT
 
 
 def _pins(lines):
+    """{(name[extras], marker): version} of exact pins; anything looser fails."""
     out = {}
     for line in lines:
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)\s*(;.*)?$", line.strip())
+        match = re.match(
+            r"^([A-Za-z0-9_.\-]+(?:\[[A-Za-z0-9_,\-]+\])?)==([^;\s]+)\s*(;.*)?$", line.strip()
+        )
         assert match, f"not an exact pin: {line!r}"
         out[(match[1].lower(), (match[3] or "").replace("'", '"').replace(" ", ""))] = match[2]
     return out
+
+
+def _normalized(name: str) -> str:
+    """The name as uv.lock writes it (PEP 503), without extras: Flask-WTF -> flask-wtf."""
+    return re.sub(r"[-_.]+", "-", name.split("[", 1)[0]).lower()
 
 
 def test_conda_yaml_and_pyproject_pin_the_same_versions():
@@ -28,6 +39,46 @@ def test_conda_yaml_and_pyproject_pin_the_same_versions():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert _pins(pip_list) == _pins(project["dependencies"])
     assert "python=3.11" in conda["dependencies"]
+
+
+def test_uv_lock_holds_every_pin_of_pyproject():
+    """`make venv` installs exactly uv.lock: every pinned package, runtime and dev, is
+    locked at its pin (a package locked twice, for two platforms, at its pin both times)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {}
+    for package in lock["package"]:
+        locked.setdefault(package["name"], set()).add(package["version"])
+    pins = _pins(project["dependencies"]) | _pins(project["optional-dependencies"]["dev"])
+    assert len(pins) > 20
+    for (name, _marker), version in pins.items():
+        assert locked.get(_normalized(name)) == {version}, (name, version)
+    assert lock["requires-python"] == "==3.11.*"
+
+
+def test_uv_lock_is_up_to_date_with_pyproject():
+    """A pin changed in pyproject.toml without `uv lock` fails here, as `make venv` would.
+    The check resolves nothing when the lock is current: no network is needed."""
+    uv = Path(sys.executable).parent / "uv"
+    done = subprocess.run(
+        [str(uv), "lock", "--check", "--offline"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_makefile_bootstraps_the_locked_uv():
+    """The uv that `make venv` installs first is the one uv.lock then keeps."""
+    makefile = (ROOT / "Makefile").read_text()
+    bootstrap = re.search(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    assert bootstrap and [p["version"] for p in lock["package"] if p["name"] == "uv"] == [
+        bootstrap[1]
+    ]
+    assert "uv sync --quiet --locked --extra dev" in makefile
 
 
 def test_mlflow_turns_conda_yaml_into_a_python_environment():
