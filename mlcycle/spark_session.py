@@ -195,14 +195,19 @@ def _wait_for_executors(spark, master: str, seconds: float) -> None:
         time.sleep(0.5)
 
 
-@contextlib.contextmanager
-def session(master: str, executor_seconds: float = EXECUTOR_SECONDS) -> Iterator:
-    """A SparkSession on master, after the checks above; stopped and its folder removed
-    on the way out, whatever happened."""
+def preflight(master: str) -> None:
+    """Everything that can be refused before a model loads or Spark starts."""
     check_master(master)
     require_pyspark()
     java_command()
     probe_master(master)
+
+
+@contextlib.contextmanager
+def session(master: str, executor_seconds: float = EXECUTOR_SECONDS) -> Iterator:
+    """A SparkSession on master, after the checks above; stopped and its folder removed
+    on the way out, whatever happened."""
+    preflight(master)
     from pyspark import SparkContext
     from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession

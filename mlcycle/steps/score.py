@@ -323,6 +323,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
     header = spark_scoring.input_columns(path)
     output = spark_scoring.output_folder(params.output, params.model_name, config.launcher_folder())
     scoring.writable_ancestor(output)
+    spark_session.preflight(params.spark_master)
     model = load_model(params)
     prediction = spark_prediction(model)
     inputs = inputs_for(model, header, path)
