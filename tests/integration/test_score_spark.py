@@ -53,6 +53,16 @@ SMALL_SPLITS = (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _short_lived_jvms():
+    """Every JVM here (daemons, drivers, executors) lives a minute on a few kB: the
+    client compiler alone and one GC thread spare the 2 cores the optimizing compiler's
+    and parallel GC's threads would take from the Python workers."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        yield
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
