@@ -58,6 +58,10 @@ class Prediction:
     proba_classes: list | None = None  # the model's class order in predict_proba
 
 
+# Splits per core of the cluster when the input is planned (see with_positions).
+SPLITS_PER_CORE = 4
+
+
 def env_manager() -> str:
     """How spark_udf gives the workers the model's environment: `local` (the workers'
     own Python, PYSPARK_PYTHON), or built from the model's requirements on each worker."""
@@ -135,9 +139,12 @@ def with_positions(spark, frame):
     row in the input, and the number of rows (see the module doc)."""
     from pyspark.sql import functions as F
 
-    # The split size follows the cores known when a scan is planned: pinned for both.
-    cores = str(max(spark.sparkContext.defaultParallelism, 1))
-    spark.conf.set("spark.sql.files.minPartitionNum", cores)
+    # The split size follows the cores known when a scan is planned: pinned for both, at
+    # SPLITS_PER_CORE splits a core, so a worker that registers after planning, or a core
+    # that finishes its share first, still finds tasks to take (with one split a core, a
+    # 152 MB file was read as 128 MB + 24 MB and a second worker added 7 %).
+    cores = max(spark.sparkContext.defaultParallelism, 1)
+    spark.conf.set("spark.sql.files.minPartitionNum", str(SPLITS_PER_CORE * cores))
     tagged = frame.select(
         "*",
         F.col("_metadata.file_path").alias(_FILE),
