@@ -36,7 +36,7 @@ run: venv ## run the whole pipeline (entry point main) on the bundled data
 	@$(BIN)/python -m mlcycle.summary
 
 .PHONY: system-deps
-system-deps: ## install what the integration tests start: Chromium, PostgreSQL (Debian)
+system-deps: ## install what the integration tests start: Chromium, PostgreSQL, Java (Debian)
 	@bash scripts/system-deps.sh
 
 .PHONY: test

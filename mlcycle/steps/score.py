@@ -7,10 +7,15 @@ the columns' types, the classes, and `drop_columns`, the identifiers kept in the
 output), and the input CSV, chunk by chunk (`mlcycle.scoring`). Writes one Parquet file
 (identifiers, `row`, `prediction`, `proba_<class>`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
-throughput and a summary of the predictions (metrics), and the output path (tag)."""
+throughput and a summary of the predictions (metrics), and the output path (tag).
+
+With engine=spark the same run is recorded, the rows read and scored by Spark
+(`mlcycle.spark_session`, `mlcycle.spark_scoring`): a CSV or Parquet file or folder of
+parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.types import DataType
 
-from mlcycle import config, registry, scoring, workflow
+from mlcycle import config, registry, scoring, spark_scoring, spark_session, workflow
 from mlcycle.data import Schema, parse_columns
 from mlcycle.datasets import DATASETS_DIR
 from mlcycle.errors import MlcycleError
@@ -39,6 +44,16 @@ log = logging.getLogger(__name__)
 DEFAULT_INPUT = "data/stream/batch_01.csv"
 ETL_RUN_TAG = "mlcycle.etl_run"
 _NUMERIC_TYPES = {DataType.double, DataType.float, DataType.long, DataType.integer}
+# spark_udf's result type for the model's declared output; float and int widened as the
+# pandas engine writes them (float64, int64).
+_SPARK_TYPES = {
+    DataType.double: "double",
+    DataType.float: "double",
+    DataType.long: "long",
+    DataType.integer: "long",
+    DataType.boolean: "boolean",
+    DataType.string: "string",
+}
 
 
 @dataclass(frozen=True)
@@ -53,9 +68,20 @@ class ScoreParams:
         "Parquet file, or folder/ for a timestamped file in it; empty: "
         "predictions/<model_name>/<UTC time>.parquet; relative to where mlflow run started",
     )
+    engine: str = param(
+        "pandas",
+        "pandas: chunks on this machine; spark: a Spark job (input CSV or Parquet, a file or "
+        "a folder of parts; output a Parquet folder)",
+        choices=("pandas", "spark"),
+    )
+    spark_master: str = param(
+        spark_session.DEFAULT_MASTER,
+        "Spark master of engine spark: local[*], local[N], spark://HOST:PORT, yarn, k8s://URL",
+    )
 
     def validate(self) -> ScoreParams:
         check(self)
+        spark_session.check_master(self.spark_master)
         return self
 
 
@@ -246,7 +272,7 @@ def log_score(model: Model, path: Path, scored: scoring.Scored) -> None:
     dataset = MetaDataset(
         resolve_dataset_source(str(path)),
         name=path.stem,
-        digest=workflow.file_digest(path)[:16],
+        digest=_digest(path)[:16],
         schema=metadata.get_input_schema(),
     )
     mlflow.log_input(dataset, context="scoring")
@@ -260,11 +286,78 @@ def log_score(model: Model, path: Path, scored: scoring.Scored) -> None:
     )
 
 
+def _digest(path: Path) -> str:
+    """A file's content hash; for a folder of parts, a hash of its parts' names and hashes."""
+    if path.is_file():
+        return workflow.file_digest(path)
+    parts = sorted(p for p in path.rglob("*") if p.is_file())
+    lines = "".join(f"{p.relative_to(path)} {workflow.file_digest(p)}\n" for p in parts)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def spark_prediction(model: Model) -> spark_scoring.Prediction:
+    """What spark_udf is asked to return: the type of the model's declared output, and the
+    class order of its predict_proba when its pyfunc takes predict_method."""
+    metadata = model.pyfunc.metadata
+    output = metadata.get_output_schema()
+    kind = output.inputs[0].type if output is not None and output.inputs else None
+    if isinstance(kind, np.dtype):  # a tensor output: its numpy kind
+        kind = {"f": DataType.double, "i": DataType.long, "u": DataType.long}.get(
+            kind.kind, DataType.boolean if kind.kind == "b" else DataType.string
+        )
+    spark_type = _SPARK_TYPES.get(kind, "string" if kind is not None else "double")
+    takes_method = metadata.get_params_schema() is not None and any(
+        p.name == "predict_method" for p in metadata.get_params_schema().params
+    )
+    classes = None
+    if takes_method:
+        inner = getattr(model.pyfunc.unwrap_python_model(), "model", None)
+        classes = list(getattr(inner, "classes_", []) or []) or None
+    return spark_scoring.Prediction(spark_type, classes)
+
+
+def execute_spark(params: ScoreParams) -> scoring.Scored:
+    """The same step on Spark: input, output place and model checked before Spark starts,
+    columns once Spark has read the header; recorded as the pandas engine records."""
+    path = input_path(params.input)
+    header = spark_scoring.input_columns(path)
+    output = spark_scoring.output_folder(params.output, params.model_name, config.launcher_folder())
+    scoring.writable_ancestor(output)
+    spark_session.preflight(params.spark_master)
+    model = load_model(params)
+    prediction = spark_prediction(model)
+    inputs = inputs_for(model, header, path)
+    with spark_session.session(params.spark_master) as spark:
+        frame = spark_scoring.read_input(spark, path)
+        log.info(
+            "scoring %s on Spark (%s) with %s; identifiers kept: %s",
+            path,
+            params.spark_master,
+            model.loaded,
+            ", ".join(inputs.identifiers) or "none",
+        )
+        scored = spark_scoring.score_input(
+            spark, frame, inputs, model.loaded, prediction, output, path
+        )
+    mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
+    log_score(model, path, scored)
+    log.info(
+        "scored %d rows on Spark in %.1f s (%.0f rows/s) -> %s",
+        scored.rows,
+        scored.seconds,
+        scored.rows / scored.seconds if scored.seconds else 0.0,
+        scored.output,
+    )
+    return scored
+
+
 def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scoring.Scored:
     """Check the file and the output place, load the model, score, log: in the active run.
 
     A missing file or an output that cannot be written is found before the model loads;
     a missing column before any row is read; a bad value before anything is written."""
+    if params.engine == "spark":
+        return execute_spark(params)
     path = input_path(params.input)
     header = scoring.read_header(path)
     output = scoring.output_path(params.output, params.model_name, config.launcher_folder())
@@ -281,6 +374,7 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
     scored = scoring.score_file(
         path, inputs, predictor_for(model, inputs.classes), output, chunk_rows
     )
+    mlflow.set_tag("mlcycle.engine", "pandas")
     log_score(model, path, scored)
     log.info(
         "scored %d rows in %.1f s (%.0f rows/s) -> %s",
