@@ -6,7 +6,7 @@ In a fresh SQLite store under benchmarks/out/bench_spark/, it trains (not timed)
 forest champion (`baseline`, --n-estimators trees), writes loan CSVs of the asked sizes
 from mlcycle.datagen into benchmarks/out/ (same seed; reused when present), starts a
 master and workers on loopback from PySpark's own launcher (`spark-class`), and runs, each
-in a fresh process whose peak RSS (the driver: Python and its JVM) is read from wait4:
+in a fresh process whose peak RSS (the driver: Python and its JVM) is sampled:
 
     python -m entrypoints.score --input F --output out.parquet --engine spark \\
         --spark-master spark://127.0.0.1:PORT
@@ -28,6 +28,7 @@ one core while its Python worker predicts on the other, and 1 worker is not the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,9 +37,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,18 +65,34 @@ def env(**extra) -> dict:
     )
 
 
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident bytes of a process and its descendants (the driver: Python and its JVM)."""
+    total = 0
+    for member in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
 def run(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stderr) of one command in a fresh process."""
+    """(wall seconds, peak RSS in MB, stderr) of one command in a fresh process. The peak
+    is sampled every 0.1 s over the process tree: wait4's ru_maxrss is no use here, as a
+    child's counts the parent's memory at fork (this script holds the 10M-row frame it
+    wrote), so every command would report the benchmark's own size."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status):
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=log)
+        watched, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, tree_rss(watched))
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        err = log.read()
+    if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, err
+    return seconds, peak / 2**20, err
 
 
 def scoring_rate(stderr: str) -> float:
