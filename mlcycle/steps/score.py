@@ -255,8 +255,9 @@ def input_path(path: str) -> Path:
     return config.resolve_path(path)
 
 
-def log_score(model: Model, path: Path, scored: scoring.Scored) -> None:
-    """What the run records: which model, which file, how many rows, what came out."""
+def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "") -> None:
+    """What the run records: which model, which file, how many rows, what came out; and
+    the one line the log ends with (`where`: "on Spark " for that engine)."""
     version = model.version
     metadata = model.pyfunc.metadata
     mlflow.set_tags(
@@ -283,6 +284,14 @@ def log_score(model: Model, path: Path, scored: scoring.Scored) -> None:
             "score_seconds": scored.seconds,
             "rows_per_second": scored.rows / scored.seconds if scored.seconds else 0.0,
         }
+    )
+    log.info(
+        "scored %d rows %sin %.1f s (%.0f rows/s) -> %s",
+        scored.rows,
+        where,
+        scored.seconds,
+        scored.rows / scored.seconds if scored.seconds else 0.0,
+        scored.output,
     )
 
 
@@ -340,14 +349,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
             spark, frame, inputs, model.loaded, prediction, output, path
         )
     mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
-    log_score(model, path, scored)
-    log.info(
-        "scored %d rows on Spark in %.1f s (%.0f rows/s) -> %s",
-        scored.rows,
-        scored.seconds,
-        scored.rows / scored.seconds if scored.seconds else 0.0,
-        scored.output,
-    )
+    log_score(model, path, scored, "on Spark ")
     return scored
 
 
@@ -376,11 +378,4 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
     )
     mlflow.set_tag("mlcycle.engine", "pandas")
     log_score(model, path, scored)
-    log.info(
-        "scored %d rows in %.1f s (%.0f rows/s) -> %s",
-        scored.rows,
-        scored.seconds,
-        scored.rows / scored.seconds if scored.seconds else 0.0,
-        scored.output,
-    )
     return scored
