@@ -110,16 +110,7 @@ def between(a: datagen.Population, b: datagen.Population, t: float) -> datagen.P
     return replace(a, **moved)
 
 
-PRICING = (
-    "intercept",
-    "income_coef",
-    "age_coef",
-    "smoker_effect",
-    "sport_effect",
-    "idf_bonus",
-    "niveau_bonus",
-    "noise_sd",
-)
+PRICING = datagen.PRICING
 
 
 # The total drift the bundled df_new.csv had until it was made partial (every field of

@@ -241,16 +241,7 @@ def drift_scenarios() -> None:
             )
         return datagen.Population(**mixed)
 
-    pricing = (
-        "intercept",
-        "income_coef",
-        "age_coef",
-        "smoker_effect",
-        "sport_effect",
-        "idf_bonus",
-        "niveau_bonus",
-        "noise_sd",
-    )
+    pricing = datagen.PRICING
     covariates_only = replace(datagen.NEW, **{k: getattr(datagen.OLD, k) for k in pricing})
     scenarios = [
         ("bundled drift, 2000 rows", datagen.NEW, 2000),

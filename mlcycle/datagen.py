@@ -238,6 +238,18 @@ REPRICINGS = {
         "idf_bonus": 0,
     },
 }
+# The fields of a Population that say how the bank prices a loan; the others (COVARIATES
+# and income_level) say who borrows.
+PRICING = (
+    "intercept",
+    "income_coef",
+    "age_coef",
+    "smoker_effect",
+    "sport_effect",
+    "idf_bonus",
+    "niveau_bonus",
+    "noise_sd",
+)
 COVARIATES = (
     "age_mean",
     "age_sd",
