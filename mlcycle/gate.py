@@ -27,7 +27,9 @@ The rule (`judge`), on the task's primary metric:
   - current_test: the lower bound of the gain exceeds 0 and is at least `min_improvement`;
   - reference_test: the upper bound of the loss (champion − challenger) is at most
     `tolerance`; with `tolerance=None` ("auto") at most the point gain on current_test,
-    as `promotion.decide` allows without intervals.
+    as `promotion.decide` allows without intervals, plus what a change of relationship
+    surely costs any model of the present there (`mlcycle.relationship`: 0 when the
+    reference rows still describe the present).
 `confidence=0` draws nothing: both bounds are the point estimate and the rule is
 `promotion.decide`'s point rule exactly.
 
@@ -109,15 +111,47 @@ def judge(
     *,
     min_improvement: float = 0.0,
     tolerance: float | None = None,
-) -> tuple[bool, bool, float]:
-    """(better on current_test, holds on reference_test, the loss allowed there).
+    change: Interval | None = None,
+) -> tuple[bool, bool, float, Interval]:
+    """(better on current_test, holds on reference_test, the loss allowed there, the
+    reference interval judged).
 
     With intervals of confidence 0 this is `promotion.decide`'s point rule: the gain must
-    be positive and at least min_improvement, the loss at most the tolerance."""
+    be positive and at least min_improvement, the loss at most the tolerance. `change`
+    (auto tolerance only; `mlcycle.relationship`): what following the present does on the
+    reference rows, resampled on the same draws; the reference check then judges the
+    challenger's loss beyond it (`beyond_change`)."""
     better = current.low > 0 and current.low >= min_improvement
     allowed = max(current.delta, 0.0) if tolerance is None else tolerance
+    if tolerance is None and change is not None:
+        reference = beyond_change(reference, change)
     holds = -reference.low <= allowed
-    return better, holds, allowed
+    return better, holds, allowed, reference
+
+
+def beyond_change(reference: Interval, change: Interval) -> Interval:
+    """The challenger's difference on reference_test with the relationship change's part
+    taken out: (challenger − champion) − (as current − as reference), resample by resample.
+
+    Both intervals must come from the same draws (same rows, resamples and seed): the
+    difference is then paired, and the noise the two share (hard rows) cancels, where
+    comparing one's upper bound with the other's lower bound would count it twice."""
+    delta = reference.delta - change.delta
+    if not reference.confidence or not change.confidence:
+        return Interval(reference.metric, delta, delta, delta, 0.0, np.empty(0), reference.rows)
+    if reference.deltas.shape != change.deltas.shape or reference.rows != change.rows:
+        raise ValueError("the relationship change was resampled on other draws than the gate's")
+    deltas = reference.deltas - change.deltas
+    low, high = np.quantile(deltas, [1 - reference.confidence, reference.confidence])
+    return Interval(
+        reference.metric,
+        delta,
+        float(low),
+        float(high),
+        reference.confidence,
+        deltas,
+        reference.rows,
+    )
 
 
 def metric_on_resamples(task: str, y_true, y_pred, indices: np.ndarray) -> np.ndarray:

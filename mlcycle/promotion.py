@@ -14,7 +14,12 @@ The rule, on the task's primary metric (R² for regression, F1 for classificatio
     does not win on the new data alone. With `tolerance=None` ("auto", the default) it
     may lose there at most what it gains on current_test: when the world moved, a
     challenger may trade accuracy on the old rows for more on the new, never the reverse,
-    and with no drift a small gain cannot buy a large regression.
+    and with no drift a small gain cannot buy a large regression. When the relationship
+    between features and target itself changed (`relationship`, measured by
+    `mlcycle.relationship`), the old rows' targets are what the present no longer does:
+    what that change surely costs any model of the present there is allowed on top, so
+    the check stops defending obsolete labels and stays as strict as before where the
+    reference still describes the present.
 Nothing moves when the challenger is missing, failed to load or to score, when a metric
 is not a number, or when any check fails; the reason says which."""
 
@@ -47,6 +52,8 @@ class Decision:
     reason: str
     checks: list[Check] = field(default_factory=list)
     requested: bool = True
+    # What the reference check excused for a change of relationship (0: nothing).
+    excused: float = 0.0
 
     @property
     def status(self) -> str:
@@ -75,13 +82,16 @@ def decide(
     challenger_error: str | None = None,
     same_version: bool = False,
     intervals: dict | None = None,
+    relationship=None,
 ) -> Decision:
     """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
     the model is absent; *_error says why a model could not be loaded or scored.
 
     `intervals` ({'current_test': gate.Interval, 'reference_test': ...}, from
     `gate.paired_bootstrap` on the same predictions) judges both checks at the intervals'
-    bounds instead of the point estimates (`gate.judge`), and the details show them."""
+    bounds instead of the point estimates (`gate.judge`), and the details show them.
+    `relationship` (`mlcycle.relationship.Evidence`, or None when not measured) excuses,
+    under the auto tolerance, what a change of relationship surely costs on reference_test."""
     primary = PRIMARY[task]
     cur, ref = f"current_test_{primary}", f"reference_test_{primary}"
 
@@ -104,14 +114,20 @@ def decide(
         return no(f"the champion has no finite {cur} / {ref}")
     gain = challenger[cur] - champion[cur]
     loss = champion[ref] - challenger[ref]
+    # Under the auto tolerance a changed relationship's cost is not the challenger's loss.
+    excused = relationship.excused if relationship is not None and tolerance is None else 0.0
     allowed = max(gain, 0.0) if tolerance is None else tolerance
-    better, holds = gain > 0 and gain >= min_improvement, loss <= allowed
+    better, holds = gain > 0 and gain >= min_improvement, loss - excused <= allowed
     ci = {"current_test": "", "reference_test": ""}
     if intervals is not None:
+        change = relationship.interval if excused else None
         better, holds, allowed, ci = _judge_intervals(
-            intervals, gain, loss, min_improvement, tolerance
+            intervals, gain, loss, min_improvement, tolerance, change
         )
+    if excused:
+        ci["reference_test"] += f"; {excused - loss:+.4f} beyond the change's cost {excused:.4f}"
     limit = f"its gain on current_test ({allowed:.4f})" if tolerance is None else f"{tolerance:g}"
+    beyond = " beyond what the relationship change costs there" if excused else ""
     checks = [
         Check(
             f"better on current_test by at least {min_improvement:g}",
@@ -120,7 +136,7 @@ def decide(
             f"{ci['current_test']})",
         ),
         Check(
-            f"not worse on reference_test by more than {limit}",
+            f"not worse on reference_test{beyond} by more than {limit}",
             holds,
             f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f}"
             f"{ci['reference_test']})",
@@ -128,18 +144,28 @@ def decide(
     ]
     failed = [c for c in checks if not c.passed]
     if failed:
-        return no("; ".join(f"failed: {c.name} ({c.detail})" for c in failed), checks)
+        return Decision(
+            False,
+            "; ".join(f"failed: {c.name} ({c.detail})" for c in failed),
+            checks,
+            requested,
+            excused,
+        )
     return Decision(
         True,
         f"the challenger is better on current_test ({checks[0].detail}) "
         f"and holds on reference_test ({checks[1].detail})",
         checks,
         requested,
+        excused,
     )
 
 
-def _judge_intervals(intervals: dict, gain: float, loss: float, min_improvement, tolerance):
-    """The checks at the intervals' bounds, and each split's interval for its detail text.
+def _judge_intervals(
+    intervals: dict, gain: float, loss: float, min_improvement, tolerance, change=None
+):
+    """The checks at the intervals' bounds, and each split's interval for its detail text
+    (reference_test's with the change's part taken out when a change is excused).
 
     Intervals of other rows or predictions than the metrics would judge one thing and show
     another: their point estimates must be the metrics' own differences."""
@@ -152,13 +178,13 @@ def _judge_intervals(intervals: dict, gain: float, loss: float, min_improvement,
             f"the intervals' differences ({current.delta:+.6f}, {reference.delta:+.6f}) are not "
             f"the metrics' ({gain:+.6f}, {-loss:+.6f}): computed on other predictions"
         )
-    better, holds, allowed = gate.judge(
-        current, reference, min_improvement=min_improvement, tolerance=tolerance
+    better, holds, allowed, judged = gate.judge(
+        current, reference, min_improvement=min_improvement, tolerance=tolerance, change=change
     )
     # Confidence 0 is the point rule: the details read as without intervals.
     ci = {
         name: f", {interval.text()}" if interval.confidence else ""
-        for name, interval in intervals.items()
+        for name, interval in {"current_test": current, "reference_test": judged}.items()
     }
     return better, holds, allowed, ci
 

@@ -35,6 +35,7 @@ from mlcycle import (
     promotion,
     quality,
     registry,
+    relationship,
     report,
     tables,
 )
@@ -202,33 +203,86 @@ def intervals(
     }
 
 
+def relationship_evidence(params: MonitorParams, schema, frames, results: dict[str, ModelResult]):
+    """Whether the relationship changed from reference to current (`mlcycle.relationship`),
+    measured when the gate has two models to judge; None otherwise."""
+    if not (results["champion"].ok and results["challenger"].ok):
+        return None
+    return relationship.measure(
+        schema, frames, confidence=params.confidence, n_resamples=GATE_RESAMPLES
+    )
+
+
 def decide(
     params: MonitorParams,
     task: str,
     results: dict[str, ModelResult],
     bootstrap: dict | None = None,
+    evidence=None,
 ):
-    """The gate's decision on these results (at the bootstrap's bounds when given), with
-    its reasons."""
+    """The gate's decision on these results (at the bootstrap's bounds when given, the
+    reference check excusing what a change of relationship costs), with its reasons."""
     return promotion.decide(
         task,
         min_improvement=params.min_improvement,
         tolerance=params.gate_tolerance,
         requested=params.promote,
         intervals=bootstrap,
+        relationship=evidence,
         **gate_inputs(results, params.model_name),
     )
 
 
-def gate_metrics(bootstrap: dict | None) -> dict[str, float]:
-    """gate_delta and its bounds on current_test, as the gate judged them."""
+def gate_metrics(bootstrap: dict | None, evidence=None, decision=None) -> dict[str, float]:
+    """gate_delta and its bounds on current_test, as the gate judged them, and the
+    relationship change's cost on reference_test with what the gate excused of it (0
+    under a tolerance set by hand)."""
+    numbers = evidence.metrics() if evidence is not None else {}
+    if numbers and decision is not None:
+        numbers["reference_excused"] = decision.excused
     if not bootstrap:
-        return {}
+        return numbers
     current = bootstrap["current_test"]
     return {
+        **numbers,
         "gate_delta": current.delta,
         "gate_delta_ci_low": current.low,
         "gate_delta_ci_high": current.high,
+    }
+
+
+RELATIONSHIP_TAG = "mlcycle.gate.relationship"
+
+
+def relationship_status(params: MonitorParams, evidence) -> str:
+    """changed / held / not measured, as the run's tag and the page say it."""
+    if evidence is None:
+        return "not measured"
+    return "changed" if evidence.changed else "held"
+
+
+def relationship_settings(params: MonitorParams, evidence, decision) -> dict:
+    """The page's account of the relationship check: the evidence and the rule applied."""
+    status = relationship_status(params, evidence)
+    if evidence is None:
+        rule = "not measured (the gate had fewer than two models to judge): nothing excused"
+    elif params.gate_tolerance is not None:
+        rule = (
+            f"tolerance is set ({params.gate_tolerance:g}): the reference check applies it "
+            "as given, nothing excused"
+        )
+    elif evidence.changed:
+        rule = (
+            "the reference rows' targets no longer describe the present: the reference check "
+            f"judges the challenger's loss there beyond the {evidence.cost:.4f} the change "
+            "costs any model that follows the present"
+        )
+    else:
+        rule = "the reference rows still describe the present: the reference check is strict"
+    return {
+        "status": status,
+        "evidence": evidence.text() if evidence is not None else "",
+        "rule": rule,
     }
 
 
@@ -295,10 +349,11 @@ def step_metrics(
     return numbers
 
 
-def gate_settings(params: MonitorParams) -> dict:
+def gate_settings(params: MonitorParams, evidence=None, decision=None) -> dict:
     """The gate as the report states it."""
     tolerance = params.gate_tolerance
     return {
+        "relationship": relationship_settings(params, evidence, decision),
         "promote": params.promote,
         "confidence_text": f"{params.confidence:.0%}",
         "resamples": f"{GATE_RESAMPLES:,}",
@@ -341,10 +396,14 @@ def provenance(
     return rows
 
 
-def decision_tags(decision, results: dict[str, ModelResult], report_path: Path) -> dict:
-    """The run's tags: the decision, the report's path and the versions compared."""
+def decision_tags(
+    decision, results: dict[str, ModelResult], report_path: Path, relationship_tag: str = ""
+) -> dict:
+    """The run's tags: the decision, the report's path, the versions compared and what the
+    relationship check found."""
     return {
         **promotion.tags(decision),
+        **({RELATIONSHIP_TAG: relationship_tag} if relationship_tag else {}),
         "mlcycle.report": str(report_path),
         **{f"mlcycle.{role}_version": r.version for role, r in results.items() if r.version},
     }
@@ -444,9 +503,11 @@ def log_snapshot(params: MonitorParams, drift_result, schema, run_id: str, meta:
     )
 
 
-def log_decision(decision, results: dict[str, ModelResult], report_path: Path) -> None:
+def log_decision(
+    decision, results: dict[str, ModelResult], report_path: Path, relationship_tag: str = ""
+) -> None:
     """Tags on the run, and on the challenger's version so the registry says why."""
-    mlflow.set_tags(decision_tags(decision, results, report_path))
+    mlflow.set_tags(decision_tags(decision, results, report_path, relationship_tag))
     challenger = results["challenger"]
     if challenger.version is not None:
         registry.tag_version(
@@ -513,7 +574,8 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         role: score_model(result, model, schema, frames) for role, (result, model) in loaded.items()
     }
     bootstrap = intervals(params, schema.task, schema.target, frames, results)
-    decision = decide(params, schema.task, results, bootstrap)
+    evidence = relationship_evidence(params, schema, frames, results)
+    decision = decide(params, schema.task, results, bootstrap, evidence)
     picture = None
     if bootstrap:
         figure = gate.bootstrap_figure(bootstrap["current_test"], params.min_improvement)
@@ -529,7 +591,10 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             result.aliases = list(aliases_read[role])
         show_aliases_after(results, moves, params.model_name)
         mlflow.log_metrics(
-            {**step_metrics(drift_result, results, decision, owners), **gate_metrics(bootstrap)}
+            {
+                **step_metrics(drift_result, results, decision, owners),
+                **gate_metrics(bootstrap, evidence, decision),
+            }
         )
         past = model_history(params.model_name, run.info.run_id, schema.task)
         # This run's decision and versions are tagged once the page is written.
@@ -549,7 +614,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             drift=drift_result,
             drift_error=drift_error,
             prediction_owner=owners,
-            gate=gate_settings(params),
+            gate=gate_settings(params, evidence, decision),
             provenance=provenance(
                 run_id=run.info.run_id,
                 experiment_id=run.info.experiment_id,
@@ -571,7 +636,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         )
         (folder / HISTORY_FILE).write_text(json.dumps(past, indent=2, ensure_ascii=False))
         log_report(folder)
-        log_decision(decision, results, paths["report"])
+        log_decision(decision, results, paths["report"], relationship_status(params, evidence))
         return paths
 
     # The decision is published first and the aliases move last: once they have moved,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
@@ -289,6 +291,9 @@ def test_the_gate_refuses_an_equal_challenger_promotes_a_better_one_and_shows_wh
     assert (
         metrics["gate_delta_ci_low"] <= 0 < metrics["gate_delta"] <= metrics["gate_delta_ci_high"]
     )
+    # The same population on both sides: the reference check stays strict.
+    assert run.data.tags["mlcycle.gate.relationship"] == "held"
+    assert metrics["reference_excused"] == 0.0
 
     etl_run = _etl()
     common += ["--etl-run", etl_run, "--promote", "true"]
@@ -313,3 +318,54 @@ def test_the_gate_refuses_an_equal_challenger_promotes_a_better_one_and_shows_wh
         assert page.locator("#history-table tbody tr").count() == 3  # every run of the model
         browser.close()
     assert not visit.network and not visit.errors, (visit.network, visit.errors)
+
+
+def _prices(path: Path, seed: int, intercept: float, slope: float) -> None:
+    """Prices of flats from their surface and district: one pricing rule per file."""
+    rng = np.random.default_rng(seed)
+    surface = rng.uniform(20, 200, 1000)
+    district = rng.choice(["nord", "sud", "est", "ouest"], 1000)
+    bonus = np.where(district == "ouest", 40.0, 0.0)
+    price = intercept + slope * surface + bonus + rng.normal(0, 30, 1000)
+    frame = pd.DataFrame({"surface": surface.round(1), "quartier": district, "prix": price})
+    frame.to_csv(path, index=False)
+
+
+def test_after_a_regime_change_the_gate_stops_defending_the_old_prices(tracking_uri, tmp_path):
+    """The market moved: the same flats are priced by another rule. A forest fitted on the
+    new prices gains on current_test less than it loses on the old rows (whose target
+    spread is smaller), so a reference check blind to the change keeps the stale forest;
+    the gate sees the relationship changed and judges only what the challenger forgot
+    beyond what the change costs, and promotes it. A tolerance set by hand is kept."""
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    _prices(before, 1, intercept=500, slope=1.0)
+    _prices(after, 2, intercept=600, slope=1.6)
+    etl_run = _etl(reference=str(before), current=str(after), target="prix", drop_columns="")
+    name = "prices"
+    champion, _ = _forest(etl_run, name, n_estimators=30, seed=1)
+    challenger, metrics = _forest(etl_run, name, train="current_train", n_estimators=30, seed=2)
+    registry.set_alias(name, config.CHAMPION, champion)
+    out = tmp_path / "reports"
+    common = ["--etl-run", etl_run, "--model-name", name, "--output", str(out), "--promote", "true"]
+    common += ["--challenger", f"models:/{name}/{challenger}"]
+
+    _monitor(*common, "--tolerance", "0.5")
+    run = _monitor_runs()[0]
+    assert run.data.tags["mlcycle.promotion.decision"] == "not_promoted"
+    assert run.data.tags["mlcycle.gate.relationship"] == "changed"
+    assert run.data.metrics["reference_excused"] == 0.0  # the user's tolerance, as given
+    assert _aliases(name) == {"champion": champion}
+
+    _monitor(*common)
+    run = _monitor_runs()[0]
+    numbers = run.data.metrics
+    assert run.data.tags["mlcycle.promotion.decision"] == "promoted", run.data.tags
+    # Far worse on the old rows than its gain on the new ones: only the change excuses it.
+    loss = numbers["champion_reference_test_r2"] - numbers["challenger_reference_test_r2"]
+    assert loss > numbers["gate_delta"] > 0
+    assert 0 < numbers["relationship_cost_ci_low"] <= numbers["reference_excused"]
+    assert numbers["reference_excused"] == numbers["relationship_cost"]
+    assert _aliases(name) == {"champion": challenger, "previous": champion}
+    page = Path(run.data.tags["mlcycle.report"]).read_text()
+    assert 'id="relationship"' in page and "beyond the" in page
+    assert "beyond what the relationship change costs there" in page

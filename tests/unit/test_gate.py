@@ -279,7 +279,7 @@ def test_judge_reads_the_lower_bound_against_min_improvement_and_the_auto_tolera
         return gate.Interval("r2", delta, low, high, 0.95, np.empty(0), 400)
 
     current = interval(0.02, 0.005, 0.035)
-    better, holds, allowed = gate.judge(current, interval(0.0, -0.01, 0.01))
+    better, holds, allowed, _ = gate.judge(current, interval(0.0, -0.01, 0.01))
     assert (better, holds, allowed) == (True, True, 0.02)
     assert not gate.judge(current, interval(0.0, -0.01, 0.01), min_improvement=0.01)[0]
     # The loss's upper bound (0.03) is more than the gain (0.02).
@@ -298,3 +298,31 @@ def test_the_bootstrap_figure_marks_the_interval_and_min_improvement():
     assert sum(patch.get_height() for patch in ax.patches[:50]) == len(interval.deltas)
     assert "95% bounds" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
     close(fig)
+
+
+def test_a_relationship_change_is_taken_out_of_the_reference_loss_draw_by_draw():
+    """The same draws for both: the challenger's loss and the change's cost share their
+    noise (hard rows), so their paired difference is tighter than either bound."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 1, 400)
+    champion = y + rng.normal(0, 0.2, 400)  # the old relationship, nearly exact
+    present = -y + rng.normal(0, 0.2, 400)  # following the present: the opposite
+    challenger = present + rng.normal(0, 0.05, 400)
+    loss = gate.paired_bootstrap("regression", y, champion, challenger)
+    change = gate.paired_bootstrap("regression", y, champion, present)
+    beyond = gate.beyond_change(loss, change)
+    assert beyond.delta == pytest.approx(loss.delta - change.delta)
+    assert beyond.high - beyond.low < 0.5 * (loss.high - loss.low)
+    current = gate.Interval("r2", 0.5, 0.4, 0.6, 0.95, np.empty(0), 400)
+    assert not gate.judge(current, loss)[1]
+    assert gate.judge(current, loss, change=change)[1]
+    # A tolerance the user set is applied as given.
+    assert not gate.judge(current, loss, tolerance=0.1, change=change)[1]
+
+
+def test_a_change_resampled_on_other_draws_is_refused():
+    y, champion, challenger = _regression()
+    loss = gate.paired_bootstrap("regression", y, champion, challenger, n_resamples=100)
+    other = gate.paired_bootstrap("regression", y, champion, challenger, n_resamples=50)
+    with pytest.raises(ValueError, match="other draws"):
+        gate.beyond_change(loss, other)

@@ -216,6 +216,7 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
 def test_gate_settings_state_the_tolerance_as_the_report_shows_it():
     assert monitor.gate_settings(MonitorParams())["tolerance"] == "its gain on current_test"
     stated = monitor.gate_settings(MonitorParams(tolerance="0.05", promote=True))
+    assert stated.pop("relationship")["status"] == "not measured"
     assert stated == {
         "promote": True,
         "min_improvement": 0.0,
@@ -276,3 +277,22 @@ def test_a_model_that_fails_to_score_is_reported_not_raised():
     assert result.error == "failed to score: ValueError: no such column" and not result.ok
     untouched = monitor.score_model(ModelResult("challenger", "u"), None, schema, frames)
     assert untouched.error is None and untouched.metrics == {}
+
+
+class _Evidence:
+    def __init__(self, cost):
+        self.cost = self.excused = cost
+        self.changed = cost > 0
+
+    def text(self):
+        return "r2 cost +0.5000 on 400 reference_test rows"
+
+
+def test_the_page_states_the_relationship_evidence_and_the_rule_it_applied():
+    changed = monitor.gate_settings(MonitorParams(), _Evidence(0.4))["relationship"]
+    assert changed["status"] == "changed" and "beyond the 0.4000" in changed["rule"]
+    assert changed["evidence"].startswith("r2 cost")
+    held = monitor.gate_settings(MonitorParams(), _Evidence(0.0))["relationship"]
+    assert held["status"] == "held" and "strict" in held["rule"]
+    given = monitor.gate_settings(MonitorParams(tolerance="0.05"), _Evidence(0.4))["relationship"]
+    assert "applies it as given" in given["rule"]

@@ -67,3 +67,49 @@ def test_auto_tolerance_lets_the_old_rows_cost_at_most_the_gain_on_the_new():
     steady = decide("regression", _m(0.80, 0.90), _m(0.81, 0.85))
     assert steady.status != PROMOTED
     assert "its gain on current_test (0.0100)" in steady.reason
+
+
+class _Changed:
+    """A relationship change's evidence at the point rule, as `mlcycle.relationship`
+    gives it: what following the present costs on reference_test."""
+
+    def __init__(self, cost):
+        self.cost = cost
+        self.changed = cost > 0
+        self.excused = cost if self.changed else 0.0
+
+
+def test_a_changed_relationship_does_not_hold_its_own_cost_against_the_challenger():
+    # The market-crash case: far better on the present, far worse on rows it contradicts.
+    champion, challenger = _m(0.33, 0.90), _m(0.88, -0.31)
+    assert decide("regression", champion, challenger).status == NOT_PROMOTED
+    decision = decide("regression", champion, challenger, relationship=_Changed(1.0))
+    assert decision.status == PROMOTED and decision.excused == 1.0
+    assert "beyond what the relationship change costs" in decision.checks[1].name
+    assert "-0.2100 beyond the change's cost 1.0000" in decision.checks[1].detail
+
+
+def test_forgetting_beyond_what_the_change_costs_is_still_refused():
+    # Loss 0.30, of which 0.05 is the change's: 0.25 beyond it, more than the gain 0.10.
+    decision = decide("regression", _m(0.6, 0.9), _m(0.7, 0.6), relationship=_Changed(0.05))
+    assert decision.status == NOT_PROMOTED and "reference_test" in decision.reason
+
+
+def test_with_no_change_the_reference_check_is_as_strict_as_before():
+    champion, challenger = _m(0.60, 0.90), _m(0.70, 0.75)
+    before = decide("regression", champion, challenger)
+    after = decide("regression", champion, challenger, relationship=_Changed(0.0))
+    assert before.status == after.status == NOT_PROMOTED
+    assert before.checks[1].name == after.checks[1].name and after.excused == 0.0
+
+
+def test_a_tolerance_the_user_set_is_applied_as_given_whatever_changed():
+    decision = decide(
+        "regression", _m(0.3, 0.9), _m(0.9, 0.2), tolerance=0.05, relationship=_Changed(0.9)
+    )
+    assert decision.status == NOT_PROMOTED and decision.excused == 0.0
+
+
+def test_a_challenger_worse_on_the_present_is_refused_whatever_the_reference_says():
+    decision = decide("regression", _m(0.7, 0.9), _m(0.6, 0.5), relationship=_Changed(0.9))
+    assert decision.status == NOT_PROMOTED and "failed: better on current_test" in decision.reason
