@@ -11,6 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlcycle.data import Schema
+from mlcycle.serving import MISSING_CATEGORY
 
 
 def build_preprocessor(schema: Schema) -> ColumnTransformer:
@@ -24,7 +25,7 @@ def build_preprocessor(schema: Schema) -> ColumnTransformer:
     categorical = Pipeline(
         [
             # A missing category is information ("unknown"), not a value to guess.
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
             ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
     )

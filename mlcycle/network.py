@@ -5,7 +5,8 @@ the hyper-parameters (`NetworkParams`), saved and loaded together; `NetworkPyfun
 the MLflow pyfunc around it, which takes raw rows. Every logged network loads through
 `from mlcycle.network import NetworkPyfunc` and reads the folder `NetworkModel.save`
 wrote: this module's path and that format are a contract with the models already in a
-registry. Training is `mlcycle.training`; logging, `mlcycle.families.nn`.
+registry. Training is `mlcycle.training`; what both served models share,
+`mlcycle.serving`.
 
 TensorFlow is imported inside functions: it costs ~10 s, and most importers of this
 module (the optimize and main steps' wiring) do not need it at import."""
@@ -18,20 +19,27 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass, fields
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 
+from mlcycle import modelio
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
+from mlcycle.serving import (
+    Preprocessing,
+    RawRowPyfunc,
+    is_family,
+    log_from_code,
+    served_model,
+)
 
 log = logging.getLogger(__name__)
 
 FAMILY = "nn"
-METADATA_KEY = "mlcycle.family"
-MISSING_CATEGORY = "__missing__"  # as mlcycle.features imputes it
 NETWORK_ARTIFACT = "network"
 _FORMAT = 1
 _WEIGHTS_FILE = "network.keras"
@@ -126,133 +134,6 @@ def _units(value) -> tuple[int, ...]:
     if isinstance(value, (int, float)):
         value = [value]
     return tuple(_whole(v) for v in value)
-
-
-# ------------------------------------------------------------------------ preprocessing
-
-
-@dataclass
-class Preprocessing:
-    """The preprocessing of mlcycle.features.build_preprocessor (median impute + standard
-    scale numbers; impute '__missing__' + one-hot categories, unseen ones ignored), fitted
-    into plain numbers. Why not the ColumnTransformer itself: it costs ~9 ms on one row,
-    which is more than the network; this costs microseconds and saves as JSON (no pickle,
-    which MLflow 3.17 refuses to load by default)."""
-
-    numeric: list[str]
-    medians: list[float]
-    means: list[float]
-    scales: list[float]
-    categorical: list[str]
-    categories: list[list[str]]
-
-    @classmethod
-    def fit(cls, schema: Schema, frame: pd.DataFrame) -> Preprocessing:
-        medians, means, scales = [], [], []
-        for col in schema.numeric:
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
-            median = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
-            filled = np.where(np.isnan(values), median, values)
-            std = float(filled.std())
-            medians.append(median)
-            means.append(float(filled.mean()))
-            scales.append(std if std > 0 else 1.0)  # as StandardScaler: constant -> 1
-        categories = [_categories(frame[col]) for col in schema.categorical]
-        return cls(
-            list(schema.numeric), medians, means, scales, list(schema.categorical), categories
-        )
-
-    @property
-    def width(self) -> int:
-        return len(self.numeric) + sum(len(c) for c in self.categories)
-
-    def transform(self, frame: pd.DataFrame, dtype: str = "float32") -> np.ndarray:
-        """Raw rows -> float32 matrix (what the network takes). A column absent from the
-        rows counts as missing. dtype="float64" gives the ColumnTransformer's own numbers
-        bit for bit (the same float64 subtraction and division as StandardScaler): the
-        served forest builds its tree inputs from them."""
-        n = len(frame)
-        out = np.zeros((n, self.width), dtype=dtype)
-        for j, col in enumerate(self.numeric):
-            values = _numeric_column(frame, col, n)
-            values = np.where(np.isnan(values), self.medians[j], values)
-            scaled = (values - self.means[j]) / self.scales[j]
-            _check_range(col, values, scaled)
-            out[:, j] = scaled
-        offset = len(self.numeric)
-        for col, cats in zip(self.categorical, self.categories, strict=True):
-            index = {c: i for i, c in enumerate(cats)}
-            raw = frame[col] if col in frame.columns else pd.Series([None] * n)
-            codes = np.fromiter(
-                (index.get(v, -1) for v in _category_values(raw)), dtype="int64", count=n
-            )
-            known = codes >= 0
-            out[np.flatnonzero(known), offset + codes[known]] = 1.0
-            offset += len(cats)
-        return out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(**d)
-
-
-def _categories(column: pd.Series) -> list[str]:
-    """Sorted, with the missing category last, in the order OneHotEncoder puts them."""
-    seen = set(_category_values(column))
-    return sorted(seen - {MISSING_CATEGORY}) + [MISSING_CATEGORY] * (MISSING_CATEGORY in seen)
-
-
-def _category_values(column: pd.Series):
-    """Strings, with None/NaN as the '__missing__' category (as the forest's imputer)."""
-    for value in column.tolist():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            yield MISSING_CATEGORY
-        else:
-            yield str(value)
-
-
-class BadInput(ValueError):
-    """A row the model cannot read (text where a number belongs), named by column."""
-
-
-def _numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
-    """A number column as float64, NaN for missing; text or an infinity is a BadInput
-    naming the column (a request can be corrected; null is how it says 'missing')."""
-    if col not in frame.columns:
-        return np.full(n, np.nan)
-    try:
-        values = frame[col].to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError):
-        values = pd.to_numeric(frame[col], errors="coerce")
-        bad = values.isna() & frame[col].notna()
-        raise BadInput(
-            f"column {col!r} should be numeric but holds {frame[col][bad].iloc[0]!r}"
-        ) from None
-    infinite = np.isinf(values)
-    if infinite.any():
-        raise BadInput(
-            f"column {col!r} holds {float(values[infinite][0])!r}: numbers must be finite "
-            "(null for a missing value)"
-        )
-    return values
-
-
-# Both families compute in float32 downstream (the network's layers, scikit-learn's tree
-# comparisons): a standardised value beyond its range turns into inf and the answer
-# into NaN, which is not even valid JSON.
-_FLOAT32_MAX = float(np.finfo("float32").max)
-
-
-def _check_range(col: str, values: np.ndarray, scaled: np.ndarray) -> None:
-    outside = ~(np.abs(scaled) <= _FLOAT32_MAX)
-    if outside.any():
-        raise BadInput(
-            f"column {col!r} holds {float(values[outside][0])!r}, out of the range this model "
-            "computes with"
-        )
 
 
 # ------------------------------------------------------------------------ served model
@@ -377,68 +258,67 @@ class NetworkModel:
 # ------------------------------------------------------------------------------- pyfunc
 
 
-class NetworkPyfunc(mlflow.pyfunc.PythonModel):
-    """The logged model: raw rows in; values or labels out, or class probabilities with
+class NetworkPyfunc(RawRowPyfunc):
+    """The logged network: raw rows in; values or labels out, or class probabilities with
     params={'predict_method': 'predict_proba'} (as MLflow's sklearn flavour answers)."""
-
-    def __init__(self):
-        self.model: NetworkModel | None = None
 
     def load_context(self, context):
         self.model = NetworkModel.load(context.artifacts[NETWORK_ARTIFACT])
         # Trace the graph now, so the first served request is not the slow one.
         self.model.raw_output(pd.DataFrame({c: [None] for c in self.model.schema.features}))
 
-    # The pd.DataFrame hint tells MLflow that the signature given at logging time rules.
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        method = (params or {}).get("predict_method", "predict")
-        if method not in ("predict", "predict_proba"):
-            raise _bad_request(f"predict_method must be predict or predict_proba, got {method!r}")
-        try:
-            if method == "predict_proba":
-                return pd.DataFrame(self.model.predict_proba(frame), columns=self.model.classes_)
-            return self.model.predict(frame)
-        except BadInput as exc:
-            raise _bad_request(str(exc)) from None
+
+def log_network(
+    model: NetworkModel,
+    schema: Schema,
+    train: pd.DataFrame,
+    model_name: str | None,
+    version_tags: dict[str, str] | None = None,
+):
+    """Log the network as a raw-row pyfunc (`serving.log_from_code`); register it under
+    model_name when given, with version_tags. Returns MLflow's ModelInfo."""
+    info = log_from_code(
+        model,
+        NetworkPyfunc,
+        schema,
+        train,
+        model_name,
+        artifact=NETWORK_ARTIFACT,
+        family=FAMILY,
+        pip_requirements=_pip_requirements(),
+        version_tags=version_tags,
+    )
+    log.info(
+        "logged network %s (registered version %s)", info.model_uri, info.registered_model_version
+    )
+    return info
 
 
-def _bad_request(message: str):
-    """What the scoring server answers with a 400 carrying this message; any other
-    exception becomes its generic "unexpected error while evaluating the model"."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+def _pip_requirements() -> list[str]:
+    pins = modelio.pip_requirements("keras", "numpy", "pandas")
+    tf_version = _installed("tensorflow-cpu") or _installed("tensorflow")
+    # Same markers as conda.yaml: there is no tensorflow-cpu wheel off Linux.
+    return pins + [
+        f'tensorflow-cpu=={tf_version}; sys_platform == "linux"',
+        f'tensorflow=={tf_version}; sys_platform != "linux"',
+    ]
 
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
-
-# The file MLflow executes to build the pyfunc on load ("models from code"): MLflow 3.17
-# refuses pickled Python models by default. The mlcycle package travels with the model
-# (code_paths), so a server outside the project folder can import it.
-MODEL_CODE = (
-    "from mlflow.models import set_model\n"
-    "from mlcycle.network import NetworkPyfunc\n"
-    "set_model(NetworkPyfunc())\n"
-)
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def network_of(pyfunc_model) -> NetworkModel | None:
     """The NetworkModel inside a loaded pyfunc, or None when it is another kind of model."""
-    try:
-        inner = pyfunc_model.unwrap_python_model()
-    except Exception:  # noqa: BLE001 - not a custom Python model (e.g. an sklearn flavour)
-        return None
-    model = getattr(inner, "model", None)
-    return model if isinstance(model, NetworkModel) else None
+    return served_model(pyfunc_model, NetworkModel)
 
 
 def is_network(model_uri: str) -> bool:
     """Whether a logged model is an mlcycle network, from its MLmodel file alone."""
-    try:
-        info = mlflow.models.get_model_info(model_uri)
-    except Exception:  # noqa: BLE001 - missing models are reported by whoever loads them
-        return False
-    return (info.metadata or {}).get(METADATA_KEY) == FAMILY
+    return is_family(model_uri, FAMILY)
 
 
 def load_network(model_uri: str) -> NetworkModel | None:

@@ -3,12 +3,13 @@ and the same trees compiled by Treelite.
 
 Why: on one row the Pipeline spends ~2.5 ms in its ColumnTransformer and ~4 ms in the
 forest's `predict` (per-call validation, per-tree dispatch), for a few thousand
-comparisons. Here the rows go through the network's preprocessing (`Preprocessing`, in
-float64: the ColumnTransformer's numbers bit for bit) and Treelite's interpreter (GTIL),
-which walks the trees with float64 thresholds and leaves: the predictions are the
-Pipeline's, not merely close (measured: largest relative difference 0.0 on the bundled
-data). Large batches go to scikit-learn's own tree walk on the same matrix, which is
-faster per row than GTIL's, on every core from PARALLEL_BATCH rows (see SMALL_BATCH).
+comparisons. Here the rows go through the served models' preprocessing
+(`serving.Preprocessing`, in float64: the ColumnTransformer's numbers bit for bit) and
+Treelite's interpreter (GTIL; the trees compiled by `mlcycle.compiled_forest`), which
+walks the trees with float64 thresholds and leaves: the predictions are the Pipeline's,
+not merely close (measured: largest relative difference 0.0 on the bundled data). Large
+batches go to scikit-learn's own tree walk on the same matrix, which is faster per row
+than GTIL's, on every core from PARALLEL_BATCH rows (see SMALL_BATCH).
 
 Why Treelite rather than ONNX Runtime (skl2onnx): ONNX Runtime's tree ensembles compute
 in float32 (up to 1.2e-6 relative off the Pipeline on the bundled data; skl2onnx 1.20's
@@ -30,24 +31,28 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
 from mlcycle import modelio
+from mlcycle.compiled_forest import (
+    RTOL,
+    CompiledTrees,
+    NotCompiled,
+    compile_pipeline,
+    none_as_category,
+)
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.network import (
-    METADATA_KEY,
-    MISSING_CATEGORY,
+from mlcycle.serving import (
     BadInput,
     Preprocessing,
-    _bad_request,
-    _numeric_column,
+    RawRowPyfunc,
+    log_from_code,
+    numeric_column,
+    served_model,
 )
 
 log = logging.getLogger(__name__)
@@ -65,180 +70,10 @@ SMALL_BATCH = 128
 # of ms a call, repaid only by large batches (measured here on 2 cores: 50,000 rows in
 # 0.61 s instead of 0.93 s; 10,000 rows still faster on one thread).
 PARALLEL_BATCH = 20_000
-# Regression answers must equal the Pipeline's to this relative difference.
-RTOL = 1e-9
-# scikit-learn's SimpleImputer takes NaN for missing but None for a value: a Pipeline fitted
-# on rows read from parquet (missing text is None there) learns None as a category, and
-# answers a None and a NaN differently. The compiled path reproduces that, under this name.
-NONE_CATEGORY = "\x00None"
-_CHECK_ROWS = 2000  # training rows the compiled form is checked against at logging time
 _FORMAT = 1
 _PIPELINE_FILE = "pipeline.skops"
 _TREES_FILE = "trees.treelite"
 _META_FILE = "forest.json"
-
-
-class NotCompiled(Exception):
-    """Why a pipeline's compiled form cannot be built (the Pipeline serves instead)."""
-
-
-# ------------------------------------------------------------------------ compilation
-
-
-def preprocessing_of(transformer, schema: Schema) -> Preprocessing:
-    """The fitted ColumnTransformer of mlcycle.features.build_preprocessor, read into the
-    network's Preprocessing: its own medians, means, scales and categories (not refitted,
-    so the float64 numbers are the same). Raises NotCompiled for any other shape."""
-    from sklearn.compose import ColumnTransformer
-
-    if not isinstance(transformer, ColumnTransformer):
-        raise NotCompiled(f"the preprocessing is a {type(transformer).__name__}")
-    parts = {name: (step, list(cols)) for name, step, cols in transformer.transformers_}
-    if set(parts) - {"numeric", "categorical", "remainder"} or (
-        "remainder" in parts and parts["remainder"][0] != "drop"
-    ):
-        raise NotCompiled(f"the preprocessing has other parts: {sorted(parts)}")
-    numeric, numeric_cols = parts.get("numeric", (None, []))
-    categorical, categorical_cols = parts.get("categorical", (None, []))
-    if numeric_cols != list(schema.numeric) or categorical_cols != list(schema.categorical):
-        raise NotCompiled("the preprocessing reads other columns than the schema's")
-    medians, means, scales = _numeric_steps(numeric) if numeric_cols else ([], [], [])
-    categories = _categorical_steps(categorical) if categorical_cols else []
-    return Preprocessing(
-        list(schema.numeric), medians, means, scales, list(schema.categorical), categories
-    )
-
-
-def _numeric_steps(pipeline) -> tuple[list[float], list[float], list[float]]:
-    impute, scale = _steps(pipeline, ("SimpleImputer", "StandardScaler"), "numbers")
-    if impute.strategy != "median" or not (scale.with_mean and scale.with_std):
-        raise NotCompiled("numbers are not median-imputed and standard-scaled")
-    medians = np.asarray(impute.statistics_, dtype="float64")
-    if len(medians) != len(scale.mean_) or not np.isfinite(medians).all():
-        # SimpleImputer drops a column that had no value at all in training.
-        raise NotCompiled("a number column had no value in the training rows")
-    return medians.tolist(), scale.mean_.tolist(), scale.scale_.tolist()
-
-
-def _categorical_steps(pipeline) -> list[list[str]]:
-    impute, onehot = _steps(pipeline, ("SimpleImputer", "OneHotEncoder"), "categories")
-    plain = (
-        impute.strategy == "constant"
-        and impute.fill_value == MISSING_CATEGORY
-        and onehot.handle_unknown == "ignore"
-        and onehot.drop is None
-        and onehot.min_frequency is None
-        and onehot.max_categories is None
-    )
-    if not plain:
-        raise NotCompiled("categories are not encoded as mlcycle.features encodes them")
-    categories = [[NONE_CATEGORY if v is None else v for v in c] for c in onehot.categories_]
-    if not all(isinstance(v, str) for c in categories for v in c):
-        raise NotCompiled("a category column holds values that are not text")
-    return categories
-
-
-def _steps(pipeline, kinds: tuple[str, ...], what: str):
-    steps = [step for _, step in getattr(pipeline, "steps", [])]
-    if [type(step).__name__ for step in steps] != list(kinds):
-        raise NotCompiled(f"{what} are not preprocessed by {' + '.join(kinds)}")
-    return steps
-
-
-def import_trees(estimator):
-    """The estimator's trees as a Treelite model (float64 thresholds and leaves)."""
-    import treelite
-
-    try:
-        return treelite.sklearn.import_model(estimator)
-    except Exception as exc:  # noqa: BLE001 - Treelite refuses with its own error types
-        raise NotCompiled(f"Treelite cannot import a {type(estimator).__name__}: {exc}") from exc
-
-
-def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
-    """(Preprocessing, Treelite model) of a fitted Pipeline, checked against the Pipeline
-    itself on rows (training rows and rows of nothing but missing values): the
-    preprocessing must give the ColumnTransformer's matrix exactly, the trees its
-    estimator's answers. Raises NotCompiled with the reason otherwise."""
-    steps = getattr(pipeline, "steps", None)
-    if not steps or len(steps) != 2:
-        raise NotCompiled("the model is not a Pipeline of preprocessing and estimator")
-    (_, transformer), (_, estimator) = steps
-    preprocessing = preprocessing_of(transformer, schema)
-    trees = import_trees(estimator)
-    rows = _check_rows(rows, schema)
-    expected = np.asarray(transformer.transform(rows), dtype="float64")
-    matrix = preprocessing.transform(none_as_category(rows, schema.categorical), dtype="float64")
-    if expected.shape != matrix.shape or not np.array_equal(expected, matrix):
-        raise NotCompiled("the preprocessing does not give the ColumnTransformer's numbers")
-    x = matrix.astype("float32")
-    compiled = CompiledTrees(trees, schema.task)
-    try:
-        if schema.task == "classification":
-            ours, theirs = compiled.proba(x), estimator.predict_proba(x)
-            differs = not np.allclose(ours, theirs, rtol=RTOL, atol=RTOL)
-        else:
-            ours, theirs = compiled.values(x), estimator.predict(x)
-            differs = not np.allclose(ours, theirs, rtol=RTOL, atol=0)
-    except Exception as exc:  # noqa: BLE001 - e.g. GTIL refusing the model's input type
-        raise NotCompiled(f"the compiled trees cannot answer: {exc}") from exc
-    if differs:
-        raise NotCompiled("the compiled trees do not answer as the Pipeline does")
-    return preprocessing, trees
-
-
-def _check_rows(rows: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Training rows, and two rows of nothing but missing values (text missing as None
-    and as NaN, which the Pipeline tells apart)."""
-    holes = {c: [np.nan, np.nan] for c in schema.numeric} | {
-        c: pd.Series([None, np.nan], dtype=object) for c in schema.categorical
-    }
-    sample = rows[schema.features].head(_CHECK_ROWS)
-    return pd.concat([sample, pd.DataFrame(holes)], ignore_index=True)
-
-
-def none_as_category(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    """The rows with None in a category column renamed NONE_CATEGORY (NaN stays missing),
-    as the Pipeline's imputer sees them; a copy only when there is a None."""
-    out = frame
-    for col in categorical:
-        if col not in frame.columns or frame[col].dtype != object:
-            continue
-        values = frame[col].to_numpy()
-        is_none = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-        if is_none.any():
-            if out is frame:
-                out = frame.copy()
-            renamed = values.copy()
-            renamed[is_none] = NONE_CATEGORY
-            out[col] = renamed
-    return out
-
-
-class CompiledTrees:
-    """Treelite's interpreter over float32 features, as scikit-learn compares them: its
-    trees cast the matrix to float32 first, so a value between a float32 and its float64
-    neighbour would otherwise go the other way at a threshold."""
-
-    def __init__(self, trees, task: str):
-        self.trees = trees
-        self.task = task
-
-    def _raw(self, x32: np.ndarray) -> np.ndarray:
-        import treelite
-
-        # One thread: a request is a row or a few, and a server answers several at once.
-        out = treelite.gtil.predict(self.trees, x32.astype("float64"), nthread=1)
-        return out.reshape(len(x32), -1)
-
-    def values(self, x32: np.ndarray) -> np.ndarray:
-        return self._raw(x32)[:, 0]
-
-    def proba(self, x32: np.ndarray) -> np.ndarray:
-        out = self._raw(x32)
-        if out.shape[1] == 1:  # one probability: the second class's
-            return np.column_stack([1.0 - out[:, 0], out[:, 0]])
-        return out
 
 
 # ------------------------------------------------------------------------------ model
@@ -375,23 +210,19 @@ class ForestModel:
 def _check_numbers(frame: pd.DataFrame, schema: Schema) -> None:
     """Text in a number column, named as the compiled path names it (BadInput)."""
     for col in schema.numeric:
-        _numeric_column(frame, col, len(frame))
+        numeric_column(frame, col, len(frame))
 
 
 # ------------------------------------------------------------------------------- pyfunc
 
 
-class ForestPyfunc(mlflow.pyfunc.PythonModel):
+class ForestPyfunc(RawRowPyfunc):
     """The logged forest: raw rows in; values or labels out, or class probabilities with
-    params={'predict_method': 'predict_proba'}, as the network answers. `schema` tells
-    retrain what the model predicts (network.base_mismatch reads it)."""
+    params={'predict_method': 'predict_proba'}, as the network answers."""
 
-    def __init__(self):
-        self.model: ForestModel | None = None
-
-    @property
-    def schema(self) -> Schema | None:
-        return self.model.schema if self.model else None
+    # Also a 400 here (as before the two shared this class): predict_proba asked of a
+    # regression forest.
+    ANSWERED_AS_400 = (BadInput, MlcycleError)
 
     def load_context(self, context):
         self.model = ForestModel.load(context.artifacts[FOREST_ARTIFACT])
@@ -399,28 +230,6 @@ class ForestPyfunc(mlflow.pyfunc.PythonModel):
         schema = self.model.schema
         empty = {c: [np.nan] for c in schema.numeric} | {c: [None] for c in schema.categorical}
         self.model.predict(pd.DataFrame(empty))
-
-    # The pd.DataFrame hint tells MLflow that the signature given at logging time rules.
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        method = (params or {}).get("predict_method", "predict")
-        if method not in ("predict", "predict_proba"):
-            raise _bad_request(f"predict_method must be predict or predict_proba, got {method!r}")
-        try:
-            if method == "predict_proba":
-                return pd.DataFrame(self.model.predict_proba(frame), columns=self.model.classes_)
-            return self.model.predict(frame)
-        except (BadInput, MlcycleError) as exc:
-            raise _bad_request(str(exc)) from None
-
-
-# Executed by MLflow to build the pyfunc on load ("models from code": MLflow 3.17 refuses
-# pickled Python models by default). The mlcycle package travels with the model.
-_MODEL_CODE = (
-    "from mlflow.models import set_model\n"
-    "from mlcycle.served_forest import ForestPyfunc\n"
-    "set_model(ForestPyfunc())\n"
-)
 
 
 def log_forest(
@@ -430,39 +239,26 @@ def log_forest(
     model_name: str | None,
     version_tags: dict[str, str] | None = None,
 ):
-    """Log a fitted forest Pipeline as the served forest (raw-row signature and input
-    example), compiled when it can be; register it under model_name when given, with
-    version_tags and the engine tags in the same call. Returns MLflow's ModelInfo."""
+    """Log a fitted forest Pipeline as the served forest (`serving.log_from_code`),
+    compiled when it can be; register it under model_name when given, with version_tags
+    and the engine tags in the same call. Returns MLflow's ModelInfo."""
     model = ForestModel.build(pipeline, schema, train)
     tags = {ENGINE_TAG: model.engine} | ({FALLBACK_TAG: model.fallback} if model.fallback else {})
-    example = modelio.input_example(train, schema)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model.save(tmp / FOREST_ARTIFACT)
-        (tmp / "forest_model.py").write_text(_MODEL_CODE)
-        package = Path(__file__).resolve().parent
-        shutil.copytree(
-            package,
-            tmp / "code" / package.name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
-        info = mlflow.pyfunc.log_model(
-            name=modelio.MODEL_ARTIFACT,
-            python_model=str(tmp / "forest_model.py"),
-            artifacts={FOREST_ARTIFACT: str(tmp / FOREST_ARTIFACT)},
-            code_paths=[str(tmp / "code" / package.name)],
-            signature=modelio.signature(schema, example, model.predict(example)),
-            input_example=example,
-            metadata={METADATA_KEY: FAMILY, ENGINE_TAG: model.engine},
-            pip_requirements=_pip_requirements(),
-        )
-    if mlflow.active_run() is not None:
-        mlflow.set_tags(tags)
-    if model_name:
-        version = mlflow.register_model(
-            info.model_uri, model_name, tags={**(version_tags or {}), **tags}
-        )
-        info.registered_model_version = version.version
+    info = log_from_code(
+        model,
+        ForestPyfunc,
+        schema,
+        train,
+        model_name,
+        artifact=FOREST_ARTIFACT,
+        family=FAMILY,
+        pip_requirements=modelio.pip_requirements(
+            "scikit-learn", "numpy", "pandas", "skops", "treelite"
+        ),
+        metadata={ENGINE_TAG: model.engine},
+        version_tags=version_tags,
+        tags=tags,
+    )
     log.info(
         "logged forest %s (%s; registered version %s)",
         info.model_uri,
@@ -472,15 +268,6 @@ def log_forest(
     return info
 
 
-def _pip_requirements() -> list[str]:
-    return modelio.pip_requirements("scikit-learn", "numpy", "pandas", "skops", "treelite")
-
-
 def forest_of(pyfunc_model) -> ForestModel | None:
     """The ForestModel inside a loaded pyfunc, or None when it is another kind of model."""
-    try:
-        inner = pyfunc_model.unwrap_python_model()
-    except Exception:  # noqa: BLE001 - not a custom Python model (e.g. an sklearn flavour)
-        return None
-    model = getattr(inner, "model", None)
-    return model if isinstance(model, ForestModel) else None
+    return served_model(pyfunc_model, ForestModel)

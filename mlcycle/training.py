@@ -18,7 +18,8 @@ import pandas as pd
 
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.network import NetworkModel, NetworkParams, Preprocessing, tensorflow_and_keras
+from mlcycle.network import NetworkModel, NetworkParams, tensorflow_and_keras
+from mlcycle.serving import Preprocessing
 
 log = logging.getLogger(__name__)
 

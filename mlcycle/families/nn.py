@@ -6,32 +6,14 @@ served model itself lives in `mlcycle.network`, the training loop in `mlcycle.tr
 
 from __future__ import annotations
 
-import logging
-import shutil
-import tempfile
-from importlib import metadata
-from pathlib import Path
-
-import mlflow
 import optuna
 import pandas as pd
 
-import mlcycle
-from mlcycle import modelio
 from mlcycle.data import Schema
-from mlcycle.network import (
-    FAMILY,
-    METADATA_KEY,
-    MODEL_CODE,
-    NETWORK_ARTIFACT,
-    NetworkModel,
-    NetworkParams,
-)
+from mlcycle.network import FAMILY, NetworkModel, NetworkParams, log_network
 from mlcycle.split import split_frame
 from mlcycle.training import fit_network
 from mlcycle.tuning import validation_score
-
-logger = logging.getLogger(__name__)
 
 NAME = FAMILY
 # Training-loop knobs that a tuning run's best_params.json does not decide for retrain.
@@ -61,57 +43,9 @@ def log(
     *,
     version_tags: dict[str, str] | None = None,
 ):
-    """Log the network as a pyfunc named 'model' (raw-row signature and input example);
-    register it under model_name when given, with version_tags set in the same call
-    (one registry write instead of one per tag). Returns MLflow's ModelInfo.
-
-    The mlcycle package travels with the model (code_paths), so a server outside the
-    project folder can import `mlcycle.network`."""
-    example = modelio.input_example(train, schema)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model.save(tmp / NETWORK_ARTIFACT)
-        (tmp / "network_model.py").write_text(MODEL_CODE)
-        package = Path(mlcycle.__file__).resolve().parent
-        shutil.copytree(
-            package,
-            tmp / "code" / package.name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
-        info = mlflow.pyfunc.log_model(
-            name=modelio.MODEL_ARTIFACT,
-            python_model=str(tmp / "network_model.py"),
-            artifacts={NETWORK_ARTIFACT: str(tmp / NETWORK_ARTIFACT)},
-            code_paths=[str(tmp / "code" / package.name)],
-            signature=modelio.signature(schema, example, model.predict(example)),
-            input_example=example,
-            metadata={METADATA_KEY: FAMILY},
-            pip_requirements=_pip_requirements(),
-        )
-    if model_name:
-        version = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
-        info.registered_model_version = version.version
-    logger.info(
-        "logged network %s (registered version %s)", info.model_uri, info.registered_model_version
-    )
-    return info
-
-
-def _pip_requirements() -> list[str]:
-    pins = modelio.pip_requirements("keras", "numpy", "pandas")
-    tf_version = _installed("tensorflow-cpu") or _installed("tensorflow")
-    # Same markers as conda.yaml: there is no tensorflow-cpu wheel off Linux.
-    return pins + [
-        f'tensorflow-cpu=={tf_version}; sys_platform == "linux"',
-        f'tensorflow=={tf_version}; sys_platform != "linux"',
-    ]
-
-
-def _installed(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    """Log (and register, when model_name is given) the fitted network as the served
+    network; the one place that chooses how a network is logged."""
+    return log_network(model, schema, train, model_name, version_tags=version_tags)
 
 
 # --- search --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.features import build_preprocessor
+from mlcycle.served_forest import log_forest
 from mlcycle.tuning import validation_score
 
 NAME = "rf"
@@ -100,8 +101,6 @@ def log(
     """Log (and register, when model_name is given) the fitted forest as the served
     forest (its Pipeline and the same trees compiled); the one place that chooses how a
     forest is logged."""
-    from mlcycle.served_forest import log_forest
-
     return log_forest(model, schema, train, model_name, version_tags=version_tags)
 
 

@@ -35,6 +35,7 @@ from mlcycle.families import nn
 from mlcycle.metrics import PRIMARY, prefixed
 from mlcycle.network import NetworkModel, NetworkParams, is_network, network_of
 from mlcycle.params import check, etl_run_param, model_name_param, param
+from mlcycle.serving import base_mismatch
 from mlcycle.split import Splits
 from mlcycle.steps.etl import resolve_etl_run
 from mlcycle.steps.optimize import BEST_PARAMS
@@ -223,64 +224,6 @@ def training_rows(splits: Splits, window: str) -> pd.DataFrame:
     """current: current train only; all: reference train then current train. (Of these,
     the candidates hold back their validation slice: `mlcycle.candidates`.)"""
     return candidates.window_rows(window, splits.reference_train, splits.current_train)
-
-
-def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
-    """Why a base model (any loaded pyfunc) does not model this schema's data: another
-    task, another target, or input columns the data lacks. None when it does, or when the
-    model does not say (no signature, an unknown flavour): scoring it will tell.
-
-    Data columns the base does not read are no mismatch: a champion that predates a new
-    column still scores the rows (MLflow drops what its signature does not name)."""
-    reasons = []
-    network = network_of(pyfunc_model)
-    described = network.schema if network is not None else _carried_schema(pyfunc_model)
-    if described is not None:
-        task, target, inputs = described.task, described.target, described.features
-    else:
-        task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
-    if task and task != schema.task:
-        reasons.append(f"it is a {task} model and the data is {schema.task}")
-    if target and target != schema.target:
-        reasons.append(f"it predicts {target!r}, not the data's target {schema.target!r}")
-    lacking = [c for c in inputs or [] if c not in schema.features]
-    if lacking:
-        reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
-    return "; ".join(reasons) or None
-
-
-def _carried_schema(pyfunc_model) -> Schema | None:
-    """The schema another mlcycle pyfunc carries (the served forest keeps the one it was
-    logged with), or None for models that do not carry one."""
-    try:
-        inner = pyfunc_model.unwrap_python_model()
-    except Exception:  # noqa: BLE001 - not a custom Python model (e.g. an sklearn flavour)
-        return None
-    schema = getattr(inner, "schema", None)
-    return schema if isinstance(schema, Schema) else None
-
-
-def _signature_inputs(pyfunc_model) -> list[str] | None:
-    try:
-        inputs = pyfunc_model.metadata.get_input_schema()
-    except Exception:  # noqa: BLE001 - a model without metadata says nothing
-        return None
-    if inputs is None or not inputs.has_input_names():
-        return None
-    return list(inputs.input_names())
-
-
-def _flavour_task(pyfunc_model) -> str | None:
-    """regression / classification for an sklearn model (e.g. the forest), else None."""
-    from sklearn.base import is_classifier, is_regressor
-
-    try:
-        raw = pyfunc_model.get_raw_model()
-    except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
-        return None
-    if is_classifier(raw):
-        return "classification"
-    return "regression" if is_regressor(raw) else None
 
 
 # --- reading runs and models ------------------------------------------------------------

@@ -29,8 +29,8 @@ from mlcycle.served_forest import (
     forest_of,
     log_forest,
 )
+from mlcycle.serving import base_mismatch
 from mlcycle.steps.etl import EtlParams, prepare
-from mlcycle.steps.retrain import base_mismatch
 from tests.conftest import ROOT, assert_raw_row_contract, make_classification_csv, step_env
 from tests.integration.test_clients import check_server, raw_rows, serve, stop
 

@@ -10,7 +10,8 @@ import pytest
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import predict_proba
 from mlcycle.features import build_preprocessor
-from mlcycle.network import NetworkModel, NetworkParams, Preprocessing
+from mlcycle.network import NetworkModel, NetworkParams
+from mlcycle.serving import Preprocessing
 from mlcycle.training import fit_network
 from tests.unit.networks import BIN, MULTI, REG, TINY, labelled, rows
 
@@ -132,7 +133,7 @@ def test_save_and_load_give_the_same_predictions(tmp_path, bin_model):
 )
 def test_a_non_finite_or_out_of_range_number_is_bad_input_naming_the_column(value, fragment):
     from mlcycle.data import Schema
-    from mlcycle.network import BadInput, Preprocessing
+    from mlcycle.serving import BadInput, Preprocessing
 
     schema = Schema(target="y", task="regression", numeric=["age"], categorical=["c"])
     frame = pd.DataFrame({"age": [30.0, 40.0, 50.0], "c": ["a", "b", None]})

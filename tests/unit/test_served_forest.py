@@ -17,7 +17,6 @@ from mlcycle.errors import MlcycleError
 from mlcycle.families.rf import ForestParams
 from mlcycle.families.rf import fit as fit_forest
 from mlcycle.features import build_preprocessor
-from mlcycle.network import BadInput
 from mlcycle.served_forest import (
     COMPILED,
     FALLBACK,
@@ -26,6 +25,7 @@ from mlcycle.served_forest import (
     ForestModel,
     ForestPyfunc,
 )
+from mlcycle.serving import BadInput
 from mlcycle.steps.etl import EtlParams, prepare
 from tests.conftest import make_classification_csv
 
@@ -206,7 +206,7 @@ def test_the_pyfunc_answers_predict_proba_on_request_and_refuses_other_methods(t
     assert list(proba.columns) == ["no", "yes"]
     np.testing.assert_allclose(proba.to_numpy(), pipeline.predict_proba(rows), rtol=1e-9)
     assert list(pyfunc.predict(None, rows)) == list(pipeline.predict(rows))
-    assert pyfunc.schema is CHURN
+    assert pyfunc.model.schema is CHURN  # what serving.base_mismatch reads
     from mlflow.exceptions import MlflowException
 
     with pytest.raises(MlflowException, match="predict_method must be predict or predict_proba"):

@@ -10,11 +10,11 @@ import pytest
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
 from mlcycle.network import NetworkParams
+from mlcycle.serving import base_mismatch
 from mlcycle.split import Splits
 from mlcycle.steps.retrain import (
     Base,
     RetrainParams,
-    base_mismatch,
     choose_strategy,
     comparability,
     training_rows,

@@ -9,7 +9,8 @@ import pytest
 
 from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.network import NetworkModel, NetworkParams, Preprocessing
+from mlcycle.network import NetworkModel, NetworkParams
+from mlcycle.serving import Preprocessing
 from mlcycle.training import (
     build_network,
     encode_target,
