@@ -70,7 +70,7 @@ replay: venv ## run main batch after batch over data/stream/, then print the las
 
 .PHONY: data
 data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte for byte)
-	$(BIN)/python -m mlcycle.datagen
+	$(BIN)/python -m mlcycle.ingest.datagen
 
 .PHONY: ui
 ui: venv ## open the MLflow UI on the project's store

@@ -17,14 +17,16 @@ import mlflow
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlcycle import aliases, charts, config, lineage, registry
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import predict, predict_proba, score
-from mlcycle.families import rf
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.ingest.split import Splits
+from mlcycle.lifecycle import aliases, lineage, registry
+from mlcycle.models.families import rf
+from mlcycle.monitoring import charts
+from mlcycle.monitoring.evaluate import predict, predict_proba, score
 from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.split import Splits
 from mlcycle.steps.etl import resolve_etl_run
 
 log = logging.getLogger("mlcycle.baseline")

@@ -17,13 +17,15 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, data, quality
+from mlcycle import config
 from mlcycle.config import resolve_path
-from mlcycle.data import Schema
-from mlcycle.datasets import DATASETS_DIR, latest_etl_run
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import data
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.datasets import DATASETS_DIR, latest_etl_run
+from mlcycle.ingest.split import Splits, make_splits
+from mlcycle.monitoring import quality
 from mlcycle.params import check, param
-from mlcycle.split import Splits, make_splits
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The main step: etl -> baseline -> optimize -> retrain -> monitor, as child runs of one
-parent, reusing finished identical steps (mlcycle.workflow).
+parent, reusing finished identical steps (mlcycle.lifecycle.workflow).
 
 Reads the two data files and the registry's aliases once, at the start; hands each step
 the run ids and model versions the earlier steps recorded (never an alias read back);
@@ -16,15 +16,16 @@ from dataclasses import dataclass
 
 import mlflow
 
-from mlcycle import aliases, config
+from mlcycle import config
 from mlcycle.config import resolve_path
-from mlcycle.data import TASKS
-from mlcycle.datasets import newest_finished
 from mlcycle.errors import MlcycleError
-from mlcycle.families import FAMILY_NAMES
-from mlcycle.network import FAMILY as RETRAINED_FAMILY
+from mlcycle.ingest.data import TASKS
+from mlcycle.ingest.datasets import newest_finished
+from mlcycle.lifecycle import aliases
+from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
+from mlcycle.models.families import FAMILY_NAMES
+from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.params import check, model_name_param, param
-from mlcycle.workflow import Step, code_version, data_identity, run_or_reuse
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ OUTPUT/<model_name>/latest.html, drift and performance metrics, and the promotio
 decision as tags on the run and on the challenger's model version. A missing challenger
 (or champion) is reported, not an error: the drift report is made whatever exists.
 
-The aliases a promotion moves are planned once (`mlcycle.aliases.promotion`) from the
+The aliases a promotion moves are planned once (`mlcycle.lifecycle.aliases.promotion`) from the
 registry as it was read when the models were loaded: the report shows that plan and the
 step applies that same plan, last, once the report and its artifacts are logged, so a
 failure before leaves the aliases where they were."""
@@ -23,28 +23,25 @@ from pathlib import Path
 
 import mlflow
 
-from mlcycle import (
-    aliases,
+from mlcycle import config
+from mlcycle.errors import MlcycleError
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.lifecycle import aliases, ledger, promotion, registry
+from mlcycle.monitoring import (
     charts,
-    config,
     drift,
     evidently_workspace,
     gate,
     history,
-    ledger,
-    promotion,
     quality,
-    registry,
     report,
     tables,
 )
-from mlcycle.datasets import load_splits
-from mlcycle.drift import AUTO_SAMPLE_SIZE
-from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import score_frames
-from mlcycle.metrics import PRIMARY
+from mlcycle.monitoring.drift import AUTO_SAMPLE_SIZE
+from mlcycle.monitoring.evaluate import score_frames
+from mlcycle.monitoring.metrics import PRIMARY
+from mlcycle.monitoring.report import ModelResult
 from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.report import ModelResult
 from mlcycle.steps.etl import resolve_etl_run
 
 log = logging.getLogger("mlcycle.monitor")
@@ -274,7 +271,7 @@ def predictors(schema, loaded: dict, results: dict[str, ModelResult]) -> tuple[d
 def step_metrics(
     drift_result, results: dict[str, ModelResult], decision, owners: dict | None = None
 ) -> dict[str, float]:
-    """Drift (overall and per column: `mlcycle.tables`), both models' finite metrics
+    """Drift (overall and per column: `mlcycle.monitoring.tables`), both models' finite metrics
     (prefixed by role) and whether it promoted."""
     numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
     if drift_result is not None:

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 
-from mlcycle import aliases, charts, families, lineage, optuna_storage, tuning
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
-from mlcycle.evaluate import score
-from mlcycle.families import FAMILY_NAMES
-from mlcycle.optuna_storage import StorageSpec
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.ingest.split import Splits
+from mlcycle.lifecycle import aliases, lineage
+from mlcycle.models import families, tuning
+from mlcycle.models.families import FAMILY_NAMES
+from mlcycle.monitoring import charts
+from mlcycle.monitoring.evaluate import score
 from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.split import Splits
+from mlcycle.scaleout import optuna_storage
+from mlcycle.scaleout.optuna_storage import StorageSpec
 from mlcycle.steps.etl import resolve_etl_run
 
 log = logging.getLogger("mlcycle.optimize")

@@ -3,7 +3,7 @@ with the base model's metrics before and the new model's after, on the same held
 
 Reads the etl run's splits and the base model (models:/NAME@champion unless told);
 with strategy or window `auto` (the defaults) trains every candidate they allow
-(`mlcycle.candidates`), each a nested run with its validation score, and keeps the best
+(`mlcycle.models.candidates`), each a nested run with its validation score, and keeps the best
 on a validation slice of the current train rows, saying which and why in the tags
 `mlcycle.auto.choice` and `mlcycle.auto.reason`. Writes the `network.*` params of the
 network kept, `before_*`, `after_*` (and the new model's plain `<split>_<metric>`)
@@ -25,26 +25,29 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mlcycle import aliases, candidates, charts, config, lineage, registry
-from mlcycle.candidates import Candidate, Trained, Trainer
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import score
-from mlcycle.families import nn
-from mlcycle.metrics import PRIMARY, prefixed
-from mlcycle.network import NetworkModel, NetworkParams, is_network, network_of
-from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.serving import base_mismatch
-from mlcycle.split import Splits
-from mlcycle.steps.etl import resolve_etl_run
-from mlcycle.steps.optimize import BEST_PARAMS
-from mlcycle.training import (
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.ingest.split import Splits
+from mlcycle.lifecycle import aliases, lineage, registry
+from mlcycle.models import candidates
+from mlcycle.models.candidates import Candidate, Trained, Trainer
+from mlcycle.models.families import nn
+from mlcycle.models.network import NetworkModel, NetworkParams, is_network, network_of
+from mlcycle.models.serving import base_mismatch
+from mlcycle.models.training import (
     finetune_obstacle,
     finetune_params,
     history_metrics,
     training_summary,
 )
+from mlcycle.monitoring import charts
+from mlcycle.monitoring.evaluate import score
+from mlcycle.monitoring.metrics import PRIMARY, prefixed
+from mlcycle.params import check, etl_run_param, model_name_param, param
+from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.optimize import BEST_PARAMS
 
 log = logging.getLogger("mlcycle.retrain")
 
@@ -222,7 +225,7 @@ def finetuned(params: NetworkParams, base: NetworkModel) -> NetworkParams:
 
 def training_rows(splits: Splits, window: str) -> pd.DataFrame:
     """current: current train only; all: reference train then current train. (Of these,
-    the candidates hold back their validation slice: `mlcycle.candidates`.)"""
+    the candidates hold back their validation slice: `mlcycle.models.candidates`.)"""
     return candidates.window_rows(window, splits.reference_train, splits.current_train)
 
 

@@ -4,14 +4,14 @@ Reads the model (`models:/NAME@champion` unless told; an alias is resolved to it
 version first, and that version is what is loaded and recorded), its etl run (found
 through the tag `mlcycle.etl_run` of the version or of the run that logged the model:
 the columns' types, the classes, and `drop_columns`, the identifiers kept in the
-output), and the input CSV, chunk by chunk (`mlcycle.scoring`). Writes one Parquet file
+output), and the input CSV, chunk by chunk (`mlcycle.models.scoring`). Writes one Parquet file
 (identifiers, `row`, `prediction`, `proba_<class>`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
 throughput and a summary of the predictions (metrics), and the output path (tag).
 
 With engine=spark the same run is recorded, the rows read and scored by Spark
-(`mlcycle.spark_session`, `mlcycle.spark_scoring`): a CSV or Parquet file or folder of
-parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
+(`mlcycle.scaleout.spark_session`, `mlcycle.scaleout.spark_scoring`): a CSV or Parquet
+file or folder of parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.types import DataType
 
-from mlcycle import config, registry, scoring, spark_scoring, spark_session, workflow
-from mlcycle.data import Schema, parse_columns
-from mlcycle.datasets import DATASETS_DIR
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import PROBA_PARAMS
-from mlcycle.network import network_of
+from mlcycle.ingest.data import Schema, parse_columns
+from mlcycle.ingest.datasets import DATASETS_DIR
+from mlcycle.lifecycle import registry, workflow
+from mlcycle.models import scoring
+from mlcycle.models.network import network_of
+from mlcycle.monitoring.evaluate import PROBA_PARAMS
 from mlcycle.params import check, param
+from mlcycle.scaleout import spark_scoring, spark_session
 
 log = logging.getLogger(__name__)
 

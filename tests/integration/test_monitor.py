@@ -11,11 +11,13 @@ from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
 from entrypoints.monitor import main as monitor_command
-from mlcycle import config, datagen, registry
-from mlcycle.datasets import load_splits
-from mlcycle.evaluate import score
-from mlcycle.families import rf
-from mlcycle.served_forest import log_forest
+from mlcycle import config
+from mlcycle.ingest import datagen
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.lifecycle import registry
+from mlcycle.models.families import rf
+from mlcycle.models.served_forest import log_forest
+from mlcycle.monitoring.evaluate import score
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import assert_ok, mlflow_run
 

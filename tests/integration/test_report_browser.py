@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlcycle import config, report
+from mlcycle import config
+from mlcycle.monitoring import report
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from mlcycle import aliases
-from mlcycle.aliases import Move
 from mlcycle.errors import MlcycleError
+from mlcycle.lifecycle import aliases
+from mlcycle.lifecycle.aliases import Move
 
 NONE = {"champion": None, "challenger": None, "previous": None}
 

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle.candidates import Candidate, Trained, Trainer, choose, propose
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.metrics import evaluate
-from mlcycle.network import NetworkParams
-from mlcycle.split import make_splits
-from mlcycle.training import fit_network
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import make_splits
+from mlcycle.models.candidates import Candidate, Trained, Trainer, choose, propose
+from mlcycle.models.network import NetworkParams
+from mlcycle.models.training import fit_network
+from mlcycle.monitoring.metrics import evaluate
 
 # One number and a 20-level category: the reference rows teach the level effects
 # (15 rows a level), which 40 current rows (2 a level) cannot; a few epochs suffice.

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import data
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import data
 from mlcycle.steps.etl import EtlParams, prepare
 
 NBSP, NNBSP = "\u00a0", "\u202f"

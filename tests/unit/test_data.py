@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import data
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import data
+from mlcycle.ingest.data import Schema
 
 
 def frame():

@@ -6,8 +6,8 @@ from itertools import pairwise
 import pandas as pd
 import pytest
 
-from mlcycle import datagen
 from mlcycle.config import CURRENT_CSV, DATA_DIR, DEFAULT_TARGET
+from mlcycle.ingest import datagen
 
 BATCHES = sorted((DATA_DIR / datagen.STREAM_DIR).glob("batch_*.csv"))
 PRICING = ("intercept", "income_coef", "age_coef", "smoker_effect", "sport_effect", "idf_bonus")

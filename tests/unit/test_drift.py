@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import drift
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest.data import Schema
+from mlcycle.monitoring import drift
 
 SCHEMA = Schema(target="y", task="regression", numeric=["a", "b"], categorical=["c"])
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from mlcycle import evaluate
-from mlcycle.data import Schema
-from mlcycle.split import Splits
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import Splits
+from mlcycle.monitoring import evaluate
 
 
 def _splits(task):

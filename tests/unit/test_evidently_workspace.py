@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import config, drift, evidently_workspace
-from mlcycle.data import Schema
+from mlcycle import config
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest.data import Schema
+from mlcycle.monitoring import drift, evidently_workspace
 from mlcycle.steps.monitor import MonitorParams
 
 SCHEMA = Schema(target="y", task="regression", numeric=["revenu (€/mois)"], categorical=["pays"])

@@ -7,11 +7,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlcycle import families
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.families import nn, rf
-from mlcycle.network import NetworkParams
+from mlcycle.ingest.data import Schema
+from mlcycle.models import families
+from mlcycle.models.families import nn, rf
+from mlcycle.models.network import NetworkParams
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

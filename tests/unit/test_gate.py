@@ -1,14 +1,14 @@
-"""The paired bootstrap of the promotion gate: seeded, paired, agreeing with mlcycle.metrics,
-and the decision it lets `promotion.decide` take."""
+"""The paired bootstrap of the promotion gate: seeded, paired, agreeing with
+mlcycle.monitoring.metrics, and the decision it lets `promotion.decide` take."""
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlcycle import gate
 from mlcycle.errors import MlcycleError
-from mlcycle.metrics import evaluate
-from mlcycle.promotion import NOT_PROMOTED, PROMOTED, decide
+from mlcycle.lifecycle.promotion import NOT_PROMOTED, PROMOTED, decide
+from mlcycle.monitoring import gate
+from mlcycle.monitoring.metrics import evaluate
 
 
 def _regression(rows=300, seed=1, champion_sd=1.0, challenger_sd=0.9):
@@ -288,7 +288,7 @@ def test_judge_reads_the_lower_bound_against_min_improvement_and_the_auto_tolera
 
 
 def test_the_bootstrap_figure_marks_the_interval_and_min_improvement():
-    from mlcycle.charts import close
+    from mlcycle.monitoring.charts import close
 
     interval = gate.paired_bootstrap("regression", *_regression())
     fig = gate.bootstrap_figure(interval, min_improvement=0.01)

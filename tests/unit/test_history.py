@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import matplotlib.figure
 
-from mlcycle import charts, history, replay
+from mlcycle import replay
+from mlcycle.monitoring import charts, history
 
 
 def _run(run_id, start, metrics=None, tags=None):

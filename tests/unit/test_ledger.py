@@ -3,8 +3,8 @@ at a given time (the store-backed half is in tests/integration/test_lifecycle.py
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from mlcycle.aliases import Move
-from mlcycle.ledger import Entry, alias_at, entries_for, from_params, to_params
+from mlcycle.lifecycle.aliases import Move
+from mlcycle.lifecycle.ledger import Entry, alias_at, entries_for, from_params, to_params
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

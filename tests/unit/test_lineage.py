@@ -2,7 +2,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from mlcycle.lineage import by_dataset, split_of
+from mlcycle.lifecycle.lineage import by_dataset, split_of
 
 
 @pytest.mark.parametrize(

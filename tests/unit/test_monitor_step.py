@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
-from mlcycle import promotion
-from mlcycle.aliases import Move
-from mlcycle.data import Schema
-from mlcycle.drift import ColumnDrift, DriftResult
 from mlcycle.errors import MlcycleError
-from mlcycle.report import ModelResult
+from mlcycle.ingest.data import Schema
+from mlcycle.lifecycle import promotion
+from mlcycle.lifecycle.aliases import Move
+from mlcycle.monitoring.drift import ColumnDrift, DriftResult
+from mlcycle.monitoring.report import ModelResult
 from mlcycle.steps import monitor
 from mlcycle.steps.monitor import MonitorParams
 

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import predict_proba
-from mlcycle.features import build_preprocessor
-from mlcycle.network import NetworkModel, NetworkParams
-from mlcycle.serving import Preprocessing
-from mlcycle.training import fit_network
+from mlcycle.models.features import build_preprocessor
+from mlcycle.models.network import NetworkModel, NetworkParams
+from mlcycle.models.serving import Preprocessing
+from mlcycle.models.training import fit_network
+from mlcycle.monitoring.evaluate import predict_proba
 from tests.unit.networks import BIN, MULTI, REG, TINY, labelled, rows
 
 # ---------------------------------------------------------------- NetworkParams
@@ -110,7 +110,7 @@ def test_classification_predicts_labels_and_probabilities(schema, bin_model):
     proba = model.predict_proba(train)
     assert proba.shape == (len(train), len(schema.classes))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
-    # mlcycle.evaluate reads classes_ to name the columns.
+    # mlcycle.monitoring.evaluate reads classes_ to name the columns.
     assert list(predict_proba(model, train, schema.classes).columns) == schema.classes
     assert (np.asarray(schema.classes)[proba.argmax(axis=1)] == labels).all()
 
@@ -132,8 +132,8 @@ def test_save_and_load_give_the_same_predictions(tmp_path, bin_model):
     ],
 )
 def test_a_non_finite_or_out_of_range_number_is_bad_input_naming_the_column(value, fragment):
-    from mlcycle.data import Schema
-    from mlcycle.serving import BadInput, Preprocessing
+    from mlcycle.ingest.data import Schema
+    from mlcycle.models.serving import BadInput, Preprocessing
 
     schema = Schema(target="y", task="regression", numeric=["age"], categorical=["c"])
     frame = pd.DataFrame({"age": [30.0, 40.0, 50.0], "c": ["a", "b", None]})

@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from mlcycle import optuna_storage
 from mlcycle.errors import MlcycleError
+from mlcycle.scaleout import optuna_storage
 
 
 def test_empty_storage_means_the_journal_file_under_the_state_folder(tmp_path):

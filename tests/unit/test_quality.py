@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from mlcycle import quality
-from mlcycle.data import Schema
+from mlcycle.ingest.data import Schema
+from mlcycle.monitoring import quality
 
 SCHEMA = Schema(target="y", task="regression", numeric=["a", "b"], categorical=["c"])
 REFERENCE = pd.DataFrame(

@@ -10,9 +10,10 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from mlcycle import drift, evaluate, promotion, quality, report
-from mlcycle.data import Schema
-from mlcycle.report import ModelResult
+from mlcycle.ingest.data import Schema
+from mlcycle.lifecycle import promotion
+from mlcycle.monitoring import drift, evaluate, quality, report
+from mlcycle.monitoring.report import ModelResult
 
 HOSTILE = "<script>alert(1)</script>"
 

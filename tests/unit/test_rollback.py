@@ -2,8 +2,8 @@
 
 import pytest
 
-from mlcycle.aliases import Move, after, rollback
 from mlcycle.errors import MlcycleError
+from mlcycle.lifecycle.aliases import Move, after, rollback
 
 
 def test_rollback_to_previous_swaps_champion_and_previous():

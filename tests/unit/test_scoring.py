@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
-from mlcycle.scoring import (
+from mlcycle.models.scoring import (
     Inputs,
     Summary,
     conform_chunk,

@@ -11,13 +11,13 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 
-from mlcycle import datagen
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.families.rf import ForestParams
-from mlcycle.families.rf import fit as fit_forest
-from mlcycle.features import build_preprocessor
-from mlcycle.served_forest import (
+from mlcycle.ingest import datagen
+from mlcycle.ingest.data import Schema
+from mlcycle.models.families.rf import ForestParams
+from mlcycle.models.families.rf import fit as fit_forest
+from mlcycle.models.features import build_preprocessor
+from mlcycle.models.served_forest import (
     COMPILED,
     FALLBACK,
     PARALLEL_BATCH,
@@ -25,7 +25,7 @@ from mlcycle.served_forest import (
     ForestModel,
     ForestPyfunc,
 )
-from mlcycle.serving import BadInput
+from mlcycle.models.serving import BadInput
 from mlcycle.steps.etl import EtlParams, prepare
 from tests.conftest import make_classification_csv
 

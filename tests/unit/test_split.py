@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.split import make_splits, row_keys, split_frame
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import make_splits, row_keys, split_frame
 
 REG = Schema(target="y", task="regression", numeric=["x"], categorical=["c"])
 CLF = Schema(target="y", task="classification", numeric=["x"], categorical=["c"])

@@ -6,10 +6,10 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.families.rf import ForestParams
-from mlcycle.split import Splits
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import Splits
+from mlcycle.models.families.rf import ForestParams
 from mlcycle.steps.baseline import (
     BaselineParams,
     forest_settings,

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from mlcycle.errors import MlcycleError
-from mlcycle.families import nn, rf
-from mlcycle.network import NetworkParams
+from mlcycle.models.families import nn, rf
+from mlcycle.models.network import NetworkParams
 from mlcycle.steps.optimize import OptimizeParams, best_params, refit_params, study_name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

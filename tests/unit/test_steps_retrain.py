@@ -7,11 +7,11 @@ import logging
 import pandas as pd
 import pytest
 
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.network import NetworkParams
-from mlcycle.serving import base_mismatch
-from mlcycle.split import Splits
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import Splits
+from mlcycle.models.network import NetworkParams
+from mlcycle.models.serving import base_mismatch
 from mlcycle.steps.retrain import (
     Base,
     RetrainParams,

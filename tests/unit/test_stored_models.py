@@ -1,7 +1,8 @@
 """Models logged by an earlier layout of the package still load and answer the same: the
 forest and the network under tests/data/stored_models were logged by the code of the
 commit that added them (tests/data/stored_models/store.py), their answers stored beside
-them. Their models-from-code files name `mlcycle.served_forest` and `mlcycle.network`."""
+them. Their models-from-code files name `mlcycle.served_forest` and `mlcycle.network`
+(re-exported there since the package was grouped into wings)."""
 
 import inspect
 import json

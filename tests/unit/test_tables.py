@@ -7,8 +7,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_metric_name
 
-from mlcycle import tables
-from mlcycle.drift import ColumnDrift, DriftResult
+from mlcycle.monitoring import tables
+from mlcycle.monitoring.drift import ColumnDrift, DriftResult
 
 HOSTILE = [
     "revenu (€/mois)",

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle.data import Schema
 from mlcycle.errors import MlcycleError
-from mlcycle.network import NetworkModel, NetworkParams
-from mlcycle.serving import Preprocessing
-from mlcycle.training import (
+from mlcycle.ingest.data import Schema
+from mlcycle.models.network import NetworkModel, NetworkParams
+from mlcycle.models.serving import Preprocessing
+from mlcycle.models.training import (
     build_network,
     encode_target,
     finetune_obstacle,

@@ -4,8 +4,9 @@ import mlflow
 import optuna
 import pytest
 
-from mlcycle import optuna_storage, tuning
 from mlcycle.errors import MlcycleError
+from mlcycle.models import tuning
+from mlcycle.scaleout import optuna_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -4,9 +4,9 @@ import subprocess
 import mlflow
 import pytest
 
-from mlcycle import aliases as alias_moves
 from mlcycle import config
-from mlcycle.workflow import (
+from mlcycle.lifecycle import aliases as alias_moves
+from mlcycle.lifecycle.workflow import (
     Step,
     code_version,
     data_identity,

@@ -71,8 +71,8 @@ def read_rows(stored: dict) -> pd.DataFrame:
 def main() -> None:
     import mlflow
 
-    from mlcycle.families import get
-    from mlcycle.families.rf import ForestParams
+    from mlcycle.models.families import get
+    from mlcycle.models.families.rf import ForestParams
     from tests.conftest import sqlite_store
 
     with tempfile.TemporaryDirectory() as tmp:
