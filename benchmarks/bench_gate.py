@@ -51,11 +51,11 @@ import pandas as pd  # noqa: E402
 
 from mlcycle.ingest import datagen  # noqa: E402
 from mlcycle.ingest.data import build_schema  # noqa: E402
-from mlcycle.lifecycle.promotion import decide  # noqa: E402
 from mlcycle.models.families.rf import ForestParams  # noqa: E402
 from mlcycle.models.families.rf import fit as fit_forest  # noqa: E402
 from mlcycle.monitoring import gate  # noqa: E402
 from mlcycle.monitoring.metrics import PRIMARY, evaluate  # noqa: E402
+from mlcycle.monitoring.promotion import decide  # noqa: E402
 
 SPLITS = ("current_test", "reference_test")
 RULES = ("point", "gate", "two-sided", "gate, ref. at point")

@@ -71,9 +71,8 @@ def generate(rows: int, seed: int, shift: float) -> pd.DataFrame:
 def run_one(rows: int, sample_size: int) -> dict:
     from mlcycle.ingest.data import Schema
     from mlcycle.ingest.split import Splits
-    from mlcycle.lifecycle import promotion
     from mlcycle.models.families import rf
-    from mlcycle.monitoring import drift, evaluate, quality, report
+    from mlcycle.monitoring import drift, evaluate, promotion, quality, report
 
     schema = Schema(target=TARGET, task="regression", numeric=NUMERIC, categorical=CATEGORICAL)
     reference, current = generate(rows, 1, 0.0), generate(rows, 2, 1.0)

@@ -7,7 +7,7 @@ OUTPUT/<model_name>/latest.html, drift and performance metrics, and the promotio
 decision as tags on the run and on the challenger's model version. A missing challenger
 (or champion) is reported, not an error: the drift report is made whatever exists.
 
-The aliases a promotion moves are planned once (`mlcycle.lifecycle.aliases.promotion`) from the
+The aliases a promotion moves are planned once (`aliases.promotion`) from the
 registry as it was read when the models were loaded: the report shows that plan and the
 step applies that same plan, last, once the report and its artifacts are logged, so a
 failure before leaves the aliases where they were."""
@@ -26,13 +26,14 @@ import mlflow
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import load_splits
-from mlcycle.lifecycle import aliases, ledger, promotion, registry
+from mlcycle.lifecycle import aliases, ledger, registry
 from mlcycle.monitoring import (
     charts,
     drift,
     evidently_workspace,
     gate,
     history,
+    promotion,
     quality,
     report,
     tables,

@@ -22,7 +22,7 @@ import optuna
 import pytest
 import requests
 
-from mlcycle.lifecycle import promotion
+from mlcycle.monitoring import promotion
 from mlcycle.scaleout import optuna_storage, remote
 from tests.conftest import BIN, ROOT, step_env
 

@@ -6,9 +6,9 @@ import pytest
 from sklearn import metrics as skm
 
 from mlcycle.errors import MlcycleError
-from mlcycle.lifecycle.promotion import NOT_PROMOTED, PROMOTED, decide
 from mlcycle.monitoring import gate
 from mlcycle.monitoring.metrics import evaluate
+from mlcycle.monitoring.promotion import NOT_PROMOTED, PROMOTED, decide
 
 
 def _regression(rows=300, seed=1, champion_sd=1.0, challenger_sd=0.9):

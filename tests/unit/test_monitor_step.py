@@ -11,8 +11,8 @@ from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
-from mlcycle.lifecycle import promotion
 from mlcycle.lifecycle.aliases import Move
+from mlcycle.monitoring import promotion
 from mlcycle.monitoring.drift import ColumnDrift, DriftResult
 from mlcycle.monitoring.report import ModelResult
 from mlcycle.steps import monitor

@@ -2,7 +2,7 @@
 
 import math
 
-from mlcycle.lifecycle.promotion import NOT_PROMOTED, PROMOTED, QUALIFIED, decide, tags
+from mlcycle.monitoring.promotion import NOT_PROMOTED, PROMOTED, QUALIFIED, decide, tags
 
 
 def _m(current, reference, metric="r2"):

@@ -11,8 +11,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from mlcycle.ingest.data import Schema
-from mlcycle.lifecycle import promotion
-from mlcycle.monitoring import drift, evaluate, quality, report
+from mlcycle.monitoring import drift, evaluate, promotion, quality, report
 from mlcycle.monitoring.report import ModelResult
 
 HOSTILE = "<script>alert(1)</script>"
