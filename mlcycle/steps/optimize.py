@@ -19,7 +19,6 @@ import mlflow
 import optuna
 
 from mlcycle.ingest.data import Schema
-from mlcycle.ingest.datasets import load_splits
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage
 from mlcycle.models import families, tuning
@@ -29,7 +28,7 @@ from mlcycle.monitoring.evaluate import score
 from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.scaleout import optuna_storage
 from mlcycle.scaleout.optuna_storage import StorageSpec
-from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.etl import open_etl
 
 log = logging.getLogger("mlcycle.optimize")
 
@@ -193,14 +192,13 @@ def execute(params: OptimizeParams) -> str | None:
     # A database that refuses the connection fails before any data is read; a journal
     # file is created only once the metric is known to fit the task (no stray file).
     storage = optuna_storage.open_storage(spec) if spec.kind == "rdb" else None
-    etl_run = resolve_etl_run(params.etl_run)
-    schema, splits = load_splits(etl_run)
+    etl = open_etl(params.etl_run)
+    etl_run, schema, splits = etl.run_id, etl.schema, etl.splits
     metric, direction = tuning.resolve_metric(params.metric, schema.task)
     if storage is None:
         storage = optuna_storage.open_storage(spec)
     mlflow.set_tags(
         {
-            "mlcycle.etl_run": etl_run,
             "mlcycle.study_name": study_name(params, metric),
             "mlcycle.storage": spec.display,
             "mlcycle.metric": metric,

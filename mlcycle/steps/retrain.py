@@ -28,7 +28,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
-from mlcycle.ingest.datasets import load_splits
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage, registry
 from mlcycle.models import candidates
@@ -46,7 +45,7 @@ from mlcycle.monitoring import charts
 from mlcycle.monitoring.evaluate import score
 from mlcycle.monitoring.metrics import PRIMARY, prefixed
 from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.etl import open_etl
 from mlcycle.steps.optimize import BEST_PARAMS
 
 log = logging.getLogger("mlcycle.retrain")
@@ -291,9 +290,8 @@ def plan(params: RetrainParams) -> Plan:
         best = read_best_params(params.params_from)
         network = tuned_params(network, best, params.params_from)
     base = load_base(params.base_model, params.model_name)
-    etl_run = resolve_etl_run(params.etl_run)
-    mlflow.set_tag("mlcycle.etl_run", etl_run)
-    schema, splits = load_splits(etl_run)
+    etl = open_etl(params.etl_run)
+    etl_run, schema, splits = etl.run_id, etl.schema, etl.splits
     comparable, skipped = comparability(base, schema, params.strategy, etl_run)
     if skipped:
         _skip_before(skipped)

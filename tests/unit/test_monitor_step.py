@@ -12,7 +12,7 @@ from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.lifecycle.aliases import Move
-from mlcycle.monitoring import promotion
+from mlcycle.monitoring import comparison, promotion
 from mlcycle.monitoring.drift import ColumnDrift, DriftResult
 from mlcycle.monitoring.report import ModelResult
 from mlcycle.steps import monitor
@@ -85,7 +85,7 @@ def test_a_registry_version_names_the_model_its_aliases_run_and_family():
         aliases=["challenger", "b"],
         tags=[ModelVersionTag("mlcycle.family", "nn")],
     )
-    result = monitor.describe_version(ModelResult("challenger", "models:/m/3"), version)
+    result = comparison.describe_version(ModelResult("challenger", "models:/m/3"), version)
     assert (result.name, result.version, result.run_id, result.family) == ("m", "3", "r1", "nn")
     assert result.aliases == ["b", "challenger"]
 
@@ -94,11 +94,11 @@ def test_the_gate_is_told_which_model_failed_and_which_is_merely_missing():
     missing = ModelResult(
         "challenger", "models:/m@challenger", error="missing: not in the registry"
     )
-    inputs = monitor.gate_inputs({"champion": _result("champion"), "challenger": missing}, "m")
+    inputs = comparison.gate_inputs({"champion": _result("champion"), "challenger": missing}, "m")
     assert inputs["challenger"] is None and inputs["challenger_error"] is None
     assert inputs["champion"] == R2 and not inputs["same_version"]
     broken = _result("champion", error="failed to load: boom")
-    inputs = monitor.gate_inputs(
+    inputs = comparison.gate_inputs(
         {"champion": broken, "challenger": _result("challenger", "2")}, "m"
     )
     assert inputs["champion"] is None and inputs["champion_error"] == "failed to load: boom"
@@ -106,9 +106,9 @@ def test_the_gate_is_told_which_model_failed_and_which_is_merely_missing():
 
 def test_the_champion_own_version_or_another_model_cannot_be_promoted():
     same = {"champion": _result("champion", "2"), "challenger": _result("challenger", "2")}
-    assert monitor.gate_inputs(same, "m")["same_version"]
+    assert comparison.gate_inputs(same, "m")["same_version"]
     foreign = {"champion": _result("champion"), "challenger": _result("challenger", name="x")}
-    error = monitor.gate_inputs(foreign, "m")["challenger_error"]
+    error = comparison.gate_inputs(foreign, "m")["challenger_error"]
     assert (
         error
         == "models:/x@challenger is not a registered version of m, so it cannot become its champion"
@@ -121,11 +121,11 @@ def test_decide_applies_the_gate_settings_of_the_parameters():
         "challenger": _result("challenger", "2"),
     }
     params = MonitorParams(model_name="m", promote=True)
-    assert monitor.decide(params, "regression", results).status == promotion.PROMOTED
+    assert comparison.decide(params, "regression", results).status == promotion.PROMOTED
     off = dataclasses.replace(params, promote=False)
-    assert monitor.decide(off, "regression", results).status == promotion.QUALIFIED
+    assert comparison.decide(off, "regression", results).status == promotion.QUALIFIED
     strict = dataclasses.replace(params, min_improvement=0.5)
-    assert monitor.decide(strict, "regression", results).status == promotion.NOT_PROMOTED
+    assert comparison.decide(strict, "regression", results).status == promotion.NOT_PROMOTED
 
 
 def _decision(status):
@@ -149,7 +149,7 @@ def test_only_a_promotion_plans_moves_and_previous_is_only_this_model_s_champion
         Move("challenger", None, "2"),
     ]
     results["champion"] = _result("champion", "7", name="other")
-    assert monitor.compared_champion(results, "m") is None
+    assert comparison.compared_champion(results, "m") is None
     moves = monitor.planned_moves(_decision(promotion.PROMOTED), state, results, "m")
     assert [m.alias for m in moves] == ["champion", "challenger"]
 
@@ -160,12 +160,12 @@ def test_the_report_shows_this_model_s_aliases_as_the_moves_leave_them():
         "challenger": _result("challenger", "2", aliases=["challenger"]),
     }
     moves = [Move("previous", "1", None), Move("champion", "2", "1"), Move("challenger", None, "2")]
-    monitor.show_aliases_after(results, moves, "m")
-    assert results["champion"].aliases == ["previous", "stable"]
-    assert results["challenger"].aliases == ["champion"]
+    after = monitor.aliases_after(results, moves, "m")
+    assert after["champion"] == ["previous", "stable"]
+    assert after["challenger"] == ["champion"]
     other = {"champion": _result("champion", "1", name="x", aliases=["champion"])}
-    monitor.show_aliases_after(other, moves, "m")
-    assert other["champion"].aliases == ["champion"]  # another model's aliases never move
+    after = monitor.aliases_after(other, moves, "m")
+    assert after["champion"] == ["champion"]  # another model's aliases never move
 
 
 def test_predictions_of_scored_models_get_drift_columns_apart_from_the_data():
@@ -178,7 +178,7 @@ def test_predictions_of_scored_models_get_drift_columns_apart_from_the_data():
         "champion": (results["champion"], "model-a"),
         "challenger": (results["challenger"], "b"),
     }
-    models, owners = monitor.predictors(schema, loaded, results)
+    models, owners = comparison.predictors(schema, loaded, results)
     assert models == {"_champion_prediction": "model-a"}
     assert owners == {"_champion_prediction": "champion"}
 
@@ -198,7 +198,7 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
         ),
         "challenger": _result("challenger", error="missing: not in the registry", metrics={}),
     }
-    numbers = monitor.step_metrics(_drift_result(), results, _decision(promotion.PROMOTED))
+    numbers = comparison.step_metrics(_drift_result(), results, _decision(promotion.PROMOTED))
     assert numbers == {
         "promoted": 1.0,
         "drift_share": 0.5,
@@ -210,12 +210,12 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
         "drift_score.a": 0.3,
         "champion_current_test_mae": 1.5,
     }
-    assert monitor.step_metrics(None, {}, _decision(promotion.QUALIFIED)) == {"promoted": 0.0}
+    assert comparison.step_metrics(None, {}, _decision(promotion.QUALIFIED)) == {"promoted": 0.0}
 
 
 def test_gate_settings_state_the_tolerance_as_the_report_shows_it():
-    assert monitor.gate_settings(MonitorParams())["tolerance"] == "its gain on current_test"
-    stated = monitor.gate_settings(MonitorParams(tolerance="0.05", promote=True))
+    assert comparison.gate_settings(MonitorParams())["tolerance"] == "its gain on current_test"
+    stated = comparison.gate_settings(MonitorParams(tolerance="0.05", promote=True))
     assert stated == {
         "promote": True,
         "min_improvement": 0.0,
@@ -230,7 +230,7 @@ def test_provenance_names_runs_data_models_and_the_store():
         "champion": _result("champion", "1", aliases=["champion"], run_id="t1"),
         "challenger": ModelResult("challenger", "runs:/abc/model"),
     }
-    rows = monitor.provenance(
+    rows = comparison.provenance(
         run_id="m1",
         experiment_id="0",
         etl_run="e1",
@@ -254,7 +254,7 @@ def test_provenance_names_runs_data_models_and_the_store():
 
 def test_decision_tags_name_the_report_and_the_versions_compared(tmp_path):
     results = {"champion": _result("champion", "1"), "challenger": ModelResult("challenger", "u")}
-    tags = monitor.decision_tags(_decision(promotion.NOT_PROMOTED), results, tmp_path / "r.html")
+    tags = comparison.decision_tags(_decision(promotion.NOT_PROMOTED), results, tmp_path / "r.html")
     assert tags == {
         promotion.DECISION_TAG: promotion.NOT_PROMOTED,
         promotion.REASON_TAG: "because",
@@ -272,7 +272,7 @@ def test_a_model_that_fails_to_score_is_reported_not_raised():
     schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
     frame = pd.DataFrame({"x": np.arange(5.0), "y": np.arange(5.0)})
     frames = {"reference_test": frame, "current_test": frame}
-    result = monitor.score_model(ModelResult("champion", "u"), _Broken(), schema, frames)
+    result = comparison.score_model(ModelResult("champion", "u"), _Broken(), schema, frames)
     assert result.error == "failed to score: ValueError: no such column" and not result.ok
-    untouched = monitor.score_model(ModelResult("challenger", "u"), None, schema, frames)
+    untouched = comparison.score_model(ModelResult("challenger", "u"), None, schema, frames)
     assert untouched.error is None and untouched.metrics == {}
