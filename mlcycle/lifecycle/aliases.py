@@ -187,3 +187,11 @@ def _set(model_name: str, alias: str, version: str | None) -> None:
         registry.client().delete_registered_model_alias(model_name, alias)
     else:
         registry.set_alias(model_name, alias, version)
+
+
+def nominate_challenger(model_name: str, version: str, reason: str, by_run: str) -> None:
+    """Nominate the version challenger (planned from the aliases as read, applied all or
+    nothing), tagging the candidate it replaces, if any, with `by_run`."""
+    moves = nominate(read_state(model_name), version)
+    apply(model_name, moves, reason=reason)
+    supersede(model_name, moves, by_run)

@@ -167,13 +167,6 @@ def register_best(
     return version
 
 
-def nominate(model_name: str, version: str) -> None:
-    """Nominate the version challenger, saying so when it replaces another candidate."""
-    moves = aliases.nominate(aliases.read_state(model_name), version)
-    aliases.apply(model_name, moves, reason="optimize: the best model of the study")
-    aliases.supersede(model_name, moves, mlflow.active_run().info.run_id)
-
-
 def execute(params: OptimizeParams) -> str | None:
     """Tune, log and register the best model in the active run; its version, or None
     when there was nothing to tune (n_trials=0, how main skips the step)."""
@@ -212,5 +205,10 @@ def execute(params: OptimizeParams) -> str | None:
     version = register_best(best, schema, splits, params, etl_run)
     log_search(study, trial, best, counts, metric)
     # The alias moves last, once the run holds everything it says about the model.
-    nominate(params.model_name, version)
+    aliases.nominate_challenger(
+        params.model_name,
+        version,
+        reason="optimize: the best model of the study",
+        by_run=mlflow.active_run().info.run_id,
+    )
     return version

@@ -357,9 +357,9 @@ def register(chosen: Trained, p: Plan, params: RetrainParams, metrics: dict, bef
     lineage.log_lineage(info.model_id, p.schema, p.splits, p.etl_run, metrics, trained_on, rows)
     lineage.log_run_metrics(before)
     version = str(info.registered_model_version)
-    moves = aliases.nominate(aliases.read_state(name), version)
-    aliases.apply(name, moves, reason="retrain: the retrained network")
-    aliases.supersede(name, moves, mlflow.active_run().info.run_id)
+    aliases.nominate_challenger(
+        name, version, "retrain: the retrained network", mlflow.active_run().info.run_id
+    )
     mlflow.set_tags({**tags, "mlcycle.model_name": name, "mlcycle.model_version": version})
     return version
 
