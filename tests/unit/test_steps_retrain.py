@@ -11,15 +11,15 @@ from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.models.network import NetworkParams
-from mlcycle.models.serving import base_mismatch
-from mlcycle.steps.retrain import (
+from mlcycle.models.retraining import (
     Base,
-    RetrainParams,
     choose_strategy,
     comparability,
     training_rows,
     tuned_params,
 )
+from mlcycle.models.serving import base_mismatch
+from mlcycle.steps.retrain import RetrainParams
 from tests.unit.networks import BIN, REG
 
 
