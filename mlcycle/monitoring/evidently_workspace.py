@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import os
 from pathlib import Path
 
 from mlcycle import config
@@ -40,18 +39,12 @@ def workspace_folder(text: str) -> Path | None:
     opens."""
     if not str(text).strip():
         return None
-    folder = Path(text).expanduser()
-    if not folder.is_absolute():
-        folder = config.PROJECT_ROOT / folder
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MlcycleError(
-            f"parameter evidently_workspace: cannot create {folder}: {exc.strerror or exc}"
-        ) from exc
-    if not os.access(folder, os.W_OK):
-        raise MlcycleError(f"parameter evidently_workspace: cannot write to {folder}")
-    return folder
+    folder = config.from_root(text)
+    return config.writable_folder(
+        folder,
+        f"parameter evidently_workspace: cannot create {folder}",
+        f"parameter evidently_workspace: cannot write to {folder}",
+    )
 
 
 @contextlib.contextmanager

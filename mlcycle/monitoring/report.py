@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from mlcycle import config
-from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.monitoring import charts, evaluate
 from mlcycle.monitoring.drift import SAMPLE_SEED
@@ -169,19 +167,9 @@ def timestamp(now: datetime | None = None) -> str:
 def output_folder(output: str | Path, model_name: str) -> Path:
     """OUTPUT/<model_name>/, created now: a relative OUTPUT is taken from the project root.
     A folder that cannot be written is a bad `output` parameter, found before any work."""
-    base = Path(output).expanduser()
-    if not base.is_absolute():
-        base = config.PROJECT_ROOT / base
-    folder = base / model_name
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MlcycleError(
-            f"parameter output: cannot write reports to {folder}: {exc.strerror or exc}"
-        ) from exc
-    if not os.access(folder, os.W_OK):
-        raise MlcycleError(f"parameter output: cannot write reports to {folder}: not writable")
-    return folder
+    folder = config.from_root(output) / model_name
+    refused = f"parameter output: cannot write reports to {folder}"
+    return config.writable_folder(folder, refused, f"{refused}: not writable")
 
 
 def report_folder(output: str | Path, model_name: str, stamp: str) -> Path:
