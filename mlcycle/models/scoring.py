@@ -248,21 +248,22 @@ def stamped_file(folder: Path, now: datetime | None = None) -> Path:
     return path
 
 
-def output_path(output: str, model_name: str, base: Path) -> Path:
+def output_path(output: str, model_name: str, base: Path, parts: bool = False) -> Path:
     """Where the predictions go: by default predictions/<model_name>/<UTC time>.parquet;
     a folder (ending with '/', or existing) gets a timestamped file; else a .parquet file,
-    replaced if it exists. Relative paths are taken from base."""
+    replaced if it exists. Relative paths are taken from base. With parts (Spark), the
+    .parquet name is a folder of parts, and an existing one is the output to replace."""
     if not output:
         return stamped_file(base / "predictions" / model_name)
     path = Path(output).expanduser()
-    if not path.is_absolute():
-        path = base / path
-    if output.endswith(("/", os.sep)) or path.is_dir():
+    path = path if path.is_absolute() else base / path
+    if output.endswith(("/", os.sep)) or (path.is_dir() and not (parts and path.suffix == SUFFIX)):
         return stamped_file(path)
     if path.suffix != SUFFIX:
         raise MlcycleError(
-            f"parameter output: predictions are written as Parquet, so name the file "
-            f"*{SUFFIX} (or give a folder ending with /), got {output!r}"
+            "parameter output: predictions are written as Parquet, so name the "
+            f"{'folder' if parts else 'file'} *{SUFFIX} (or give a folder ending with /), "
+            f"got {output!r}"
         )
     return path
 

@@ -38,9 +38,9 @@ from mlcycle.models.scoring import (
     SUFFIX,
     Inputs,
     Scored,
+    output_path,
     proba_column,
     read_header,
-    stamped_file,
 )
 
 log = logging.getLogger(__name__)
@@ -79,18 +79,7 @@ def env_manager() -> str:
 def output_folder(output: str, model_name: str, base: Path) -> Path:
     """Where Spark writes: as `scoring.output_path`, but the .parquet name is a folder of
     parts, and an existing one is the output to replace (not a folder to write into)."""
-    if not output:
-        return stamped_file(base / "predictions" / model_name)
-    path = Path(output).expanduser()
-    path = path if path.is_absolute() else base / path
-    if output.endswith(("/", os.sep)) or (path.is_dir() and path.suffix != SUFFIX):
-        return stamped_file(path)
-    if path.suffix != SUFFIX:
-        raise MlcycleError(
-            f"parameter output: predictions are written as Parquet, so name the folder "
-            f"*{SUFFIX} (or give a folder ending with /), got {output!r}"
-        )
-    return path
+    return output_path(output, model_name, base, parts=True)
 
 
 # ------------------------------------------------------------------------------- input
