@@ -9,8 +9,10 @@ decision as tags on the run and on the challenger's model version. A missing cha
 
 The aliases a promotion moves are planned once (`aliases.promotion`) from the
 registry as it was read when the models were loaded: the report shows that plan and the
-step applies that same plan, last, once the report and its artifacts are logged, so a
-failure before leaves the aliases where they were."""
+step applies that same plan, last, once the report and its artifacts are logged (once:
+`mlcycle.monitoring.publish`), so a failure before leaves the aliases where they were; a
+plan refused because the aliases moved meanwhile rewrites the same page to say so. What
+the run compares and decides is `mlcycle.monitoring.comparison`."""
 
 from __future__ import annotations
 
