@@ -46,8 +46,10 @@ test: venv system-deps ## run the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1800 $(PYTEST_ARGS)
 
 .PHONY: unit
+# Under a minute: the unit tests that train real networks or run Evidently are marked
+# integration and left to `make test`.
 unit: venv ## run the unit tests only
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: venv ## ruff check and format check

@@ -86,6 +86,7 @@ def _registry(client, name: str) -> dict[str, str]:
     return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_apply_carries_out_the_plan_the_report_shows(module_tracking_uri, tmp_path):
     assert aliases.read_state("nobody") == NONE  # no such model: nothing set
     client = _model("m", 3, tmp_path)
@@ -102,6 +103,7 @@ def test_apply_carries_out_the_plan_the_report_shows(module_tracking_uri, tmp_pa
     assert {a: v for v, names in shown.items() for a in names} == registry
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_nomination_tags_the_candidate_it_replaces(module_tracking_uri, tmp_path):
     client = _model("n", 2, tmp_path)
     client.set_registered_model_alias("n", "challenger", "1")
@@ -112,6 +114,7 @@ def test_a_nomination_tags_the_candidate_it_replaces(module_tracking_uri, tmp_pa
     assert aliases.SUPERSEDED_TAG not in client.get_model_version("n", "2").tags
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_failed_move_puts_back_every_alias_already_moved(module_tracking_uri, tmp_path):
     client = _model("p", 2, tmp_path)
     client.set_registered_model_alias("p", "champion", "1")
@@ -124,6 +127,7 @@ def test_a_failed_move_puts_back_every_alias_already_moved(module_tracking_uri, 
     assert _registry(client, "p") == {"champion": "1", "challenger": "2"}
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_registry_that_moved_since_it_was_read_is_refused_and_nothing_moves(
     module_tracking_uri, tmp_path
 ):

@@ -98,6 +98,7 @@ def aliases(client, name: str) -> dict[str, str]:
     return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_key_follows_the_version_an_alias_resolves_to(registry_client, tmp_path):
     new_model(registry_client, "keyed", 2, tmp_path)
     uri = "models:/keyed@champion"
@@ -119,6 +120,7 @@ def adopt_baseline(model_name, forest, started_from):
     return alias_moves.apply(model_name, moves)
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_forced_baseline_becomes_the_champion_and_the_old_one_previous(registry_client, tmp_path):
     new_model(registry_client, "forced", 3, tmp_path)
     # No champion yet: the forest takes the place.
@@ -131,6 +133,7 @@ def test_a_forced_baseline_becomes_the_champion_and_the_old_one_previous(registr
     assert aliases(registry_client, "forced") == {"champion": "2", "previous": "1"}
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_replayed_start_does_not_undo_a_later_promotion(registry_client, tmp_path):
     """A warm re-run starts from the state the last identical run started from (champion
     1); that run's monitor has promoted version 3 since: the forest must not take it back."""

@@ -144,11 +144,13 @@ def test_a_choice_needs_a_validation_slice():
 # ---------------------------------------------------------------- the choice follows the drift
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_champion_network_that_is_already_right_is_fine_tuned():
     champion = fit_network(SCHEMA, QUICK, rows(300, 7, sign=-1))[0]
     assert _choice(rows(300, 1), rows(40, 2, sign=-1), base=champion) == "finetune/current"
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_relationship_that_moved_by_an_offset_is_transferred():
     # The level effects hold, every loan moved by 2000: learnt from the reference rows,
     # corrected on the current ones.
@@ -160,10 +162,12 @@ def test_a_relationship_that_moved_by_an_offset_is_transferred():
     [(rows(40, 2), "scratch/all"), (rows(40, 2, sign=-1), "scratch/current")],
     ids=["unchanged relationship: every row", "total drift: current rows only"],
 )
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_window_auto_takes_every_row_unless_the_relationship_changed(current, expected):
     assert _choice(rows(300, 1), current, strategy="scratch") == expected
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_transfer_candidate_trains_its_reference_network_once():
     trainer = Trainer(SCHEMA, QUICK, rows(100, 1), rows(40, 2))
     first = trainer.train(Candidate("transfer", "current"))

@@ -100,6 +100,7 @@ def _frame(rows=120, seed=0):
 SCHEMA = Schema(target="y", task="regression", numeric=["x"], categorical=["kind"])
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_forest_objective_cross_validates_on_the_rows_it_is_given():
     objective = rf.objective(SCHEMA, _frame(), "r2", "maximize", seed=0)
     assert sum(len(valid) for _, valid in objective.folds) == 120

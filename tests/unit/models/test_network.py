@@ -101,6 +101,7 @@ def test_preprocessing_takes_holes_missing_columns_and_refuses_text_numbers():
         pre.transform(pd.DataFrame({"x": ["abc"], "z": [1.0], "c": ["a"]}))
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 @pytest.mark.parametrize("schema", [BIN, MULTI], ids=["binary", "multiclass"])
 def test_classification_predicts_labels_and_probabilities(schema, bin_model):
     train = labelled(schema)

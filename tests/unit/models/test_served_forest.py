@@ -68,6 +68,7 @@ def assert_same_values(model: ForestModel, pipeline, rows: pd.DataFrame) -> None
         assert relative.max() <= 1e-9, (n, relative.max())
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_regression_equals_the_pipeline_on_the_bundled_data(bundled):
     schema, splits, pipeline, model = bundled
     assert model.engine == COMPILED and model.fallback is None
@@ -98,6 +99,7 @@ CHURN = Schema(
 )
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 @pytest.mark.parametrize("missing_text", ["NaN", "None"])
 @pytest.mark.parametrize("labels", ["binary", "three classes"])
 def test_classification_gives_the_pipelines_labels_and_probabilities(
@@ -158,6 +160,7 @@ def _foreign_preprocessing(schema: Schema) -> ColumnTransformer:
         ),
     ],
 )
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_pipeline_that_cannot_be_compiled_is_served_by_itself(bundled, tmp_path, kind, reason):
     schema, splits, _, _ = bundled
     train = splits.reference_train

@@ -81,6 +81,7 @@ def test_targets_are_encoded_for_training_and_decoded_in_predictions():
         encode_target(clf, pd.Series(["maybe"]))
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_regression_predictions_come_back_in_target_units():
     train = rows(200)
     model, history = fit_network(
@@ -104,6 +105,7 @@ def test_validation_slice_is_seeded_and_never_empties_training():
     assert [len(f) for f in split_validation(rows(5), 0.0, 1)] == [5, 0]
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_same_seed_same_model_and_epoch_hook_sees_val_loss(reg_fit):
     a, history, seen = reg_fit
     b, again = fit_network(REG, TINY, rows(seed=1))
@@ -113,6 +115,7 @@ def test_same_seed_same_model_and_epoch_hook_sees_val_loss(reg_fit):
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_an_exception_from_the_epoch_hook_stops_training():
     class Pruned(Exception):
         pass
@@ -137,6 +140,7 @@ OVERSHOOT = NetworkParams(
 )
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_early_stopping_keeps_the_best_epoch_and_patience_zero_the_last():
     train = rows(60)
     model, history = fit_network(REG, OVERSHOOT, train)
@@ -161,6 +165,7 @@ def test_early_stopping_keeps_the_best_epoch_and_patience_zero_the_last():
     assert summary["best_epoch"] < epochs + 2
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_finetune_keeps_shape_and_preprocessing_and_leaves_the_base_alone(reg_fit):
     base = reg_fit[0]
     before = [w.copy() for w in base.network.get_weights()]

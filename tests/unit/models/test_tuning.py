@@ -80,6 +80,7 @@ def test_no_completed_trial_is_a_clear_error(tmp_path):
 # --- trial logging ------------------------------------------------------------------
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_each_trial_is_a_nested_run_with_its_state_even_in_threads(tracking_uri):
     """A failing trial is recorded as failed and the search goes on; n_jobs=2 threads."""
 

@@ -28,6 +28,7 @@ class _Doubler:
         return features["a"].to_numpy() * 2
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_shifted_data_drifts_in_every_column_and_the_target_and_predictions():
     result = drift.run_drift(
         _frame(300, 1), _frame(300, 2, shift=1.0), SCHEMA, {"model_prediction": _Doubler()}
@@ -44,6 +45,7 @@ def test_shifted_data_drifts_in_every_column_and_the_target_and_predictions():
     assert not result.sampled
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_same_distribution_rarely_raises_a_false_alarm_over_20_resamples():
     alarms = sum(
         drift.run_drift(_frame(150, 100 + i), _frame(150, 200 + i), SCHEMA).dataset_drift
@@ -52,6 +54,7 @@ def test_same_distribution_rarely_raises_a_false_alarm_over_20_resamples():
     assert alarms <= 1  # at most 5 %
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_same_distribution_rarely_flags_a_column():
     """Per column, not only the dataset verdict: 20 resamples x 3 features at Evidently's
     5 % level expect 3 false alarms; more than 8 happens with probability < 0.5 %. With

@@ -84,6 +84,7 @@ def _add(folder, snapshot, barrier, i):
         evidently_workspace.add_snapshot(folder, model, snapshot, name=f"run {i}", metadata={})
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_monitors_at_once_share_one_project(tmp_path, snapshot):
     """Without the lock, two of six processes finding no project each make one: seen in
     about one round of three here, so five rounds (models) in a row."""

@@ -204,6 +204,7 @@ def test_a_clearly_better_challenger_is_promoted_and_the_details_show_both_inter
     assert with_ci.checks[1].detail.count("95% bounds") == 1
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_a_challenger_better_by_noise_only_wins_the_point_rule_but_not_the_gate():
     # Equal models; seeds picked so that the challenger looks better on both splits.
     wins = []

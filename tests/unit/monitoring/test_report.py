@@ -122,6 +122,7 @@ def sample_context(task):
     ), result
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_report_renders_verdicts_tables_and_inline_charts(task, tmp_path):
     context, result = sample_context(task)
@@ -145,6 +146,7 @@ def test_report_renders_verdicts_tables_and_inline_charts(task, tmp_path):
     assert 'href="20260101T000000Z/evidently.html"' in latest
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_values_from_data_are_escaped_never_raw(tmp_path):
     context, _ = sample_context("regression")
     html = report.render(context | {"evidently_href": None, "self_href": "report.html"})
@@ -153,6 +155,7 @@ def test_values_from_data_are_escaped_never_raw(tmp_path):
     assert "&lt;b&gt;unseen&lt;/b&gt;" in html  # the unseen category, in data quality
 
 
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
 def test_missing_challenger_still_reports_the_champion_and_says_why(tmp_path):
     frames, schema = _frames("regression"), _schema("regression")
     models = _models("regression", frames, schema)
