@@ -46,8 +46,10 @@ test: venv system-deps ## run the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1800 $(PYTEST_ARGS)
 
 .PHONY: unit
+# Under a minute: the unit tests that train real networks or run Evidently are marked
+# integration and left to `make test`.
 unit: venv ## run the unit tests only
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: venv ## ruff check and format check
@@ -70,7 +72,7 @@ replay: venv ## run main batch after batch over data/stream/, then print the las
 
 .PHONY: data
 data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte for byte)
-	$(BIN)/python -m mlcycle.datagen
+	$(BIN)/python -m mlcycle.ingest.datagen
 
 .PHONY: ui
 ui: venv ## open the MLflow UI on the project's store

@@ -12,11 +12,11 @@ Equal quality means equal on both splits: the gate checks both, and a challenger
 is no better on current_test and no worse on reference_test is the one that must not win.
   - synthetic regression, R² ≈ 0.90 on both splits: truth of variance 1, predictions =
     truth + errors, either independent per model, or a noise both models share plus an
-    error of each. 0.05 of the target's variance is shared, as in `mlcycle.datagen`
+    error of each. 0.05 of the target's variance is shared, as in `mlcycle.ingest.datagen`
     (noise sd 1200: 0.037 of the loan amount's variance in OLD, 0.049 in NEW);
   - the baseline's forest (100 trees) refitted with another seed, (a) on the same
     training rows, (b) on other rows of the same populations: a pair drawn from a pool of
-    12 per trial; data from `mlcycle.datagen` (reference_test from OLD, current_test from
+    12 per trial; data from `mlcycle.ingest.datagen` (reference_test from OLD, current_test from
     NEW, training rows 1600 of each, as etl splits the bundled files: window=all);
   - synthetic 3-class labels, each model right 80 % of the time (weighted F1).
 Better by +0.02 R² (expected) on current_test: the same synthetic error structures at
@@ -49,12 +49,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcycle import datagen, gate  # noqa: E402
-from mlcycle.data import build_schema  # noqa: E402
-from mlcycle.families.rf import ForestParams  # noqa: E402
-from mlcycle.families.rf import fit as fit_forest  # noqa: E402
-from mlcycle.metrics import PRIMARY, evaluate  # noqa: E402
-from mlcycle.promotion import decide  # noqa: E402
+from mlcycle.ingest import datagen  # noqa: E402
+from mlcycle.ingest.data import build_schema  # noqa: E402
+from mlcycle.models.families.rf import ForestParams  # noqa: E402
+from mlcycle.models.families.rf import fit as fit_forest  # noqa: E402
+from mlcycle.monitoring import gate  # noqa: E402
+from mlcycle.monitoring.metrics import PRIMARY, evaluate  # noqa: E402
+from mlcycle.monitoring.promotion import decide  # noqa: E402
 
 SPLITS = ("current_test", "reference_test")
 RULES = ("point", "gate", "two-sided", "gate, ref. at point")

@@ -3,7 +3,7 @@
 A fresh SQLite store gets N earlier FINISHED monitor runs of one model (tags, the drift
 and performance metrics a monitor run logs, 12 drift scores each) and a few ledger
 entries; then, as monitor does once its own metrics are logged, the history is read
-(`steps.monitor.model_history`: one search) and turned into the page's section
+(`monitoring.publish.model_history`: one search) and turned into the page's section
 (`history_context`: three charts as inline PNGs and the ledger's moves), and the page is
 rendered with and without it. Printed: median and spread over repeats of the added time
 for 0, 10 and 50 earlier runs (target: 50 earlier runs add <= 2 s to the step).
@@ -81,7 +81,8 @@ def _this_run(model: str) -> str:
 def measure(earlier: int) -> list[float]:
     import mlflow
 
-    from mlcycle.steps.monitor import history_context, model_history
+    from mlcycle.monitoring.publish import history_context, model_history
+    from mlcycle.steps.monitor import ledger_moves
 
     times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +93,7 @@ def measure(earlier: int) -> list[float]:
         for _ in range(REPEATS):
             start = time.perf_counter()
             past = model_history(model, run_id, "regression")
-            history_context(past, model)
+            history_context(past, ledger_moves(model))
             times.append(time.perf_counter() - start)
             assert len(past) == earlier + 1
     return times

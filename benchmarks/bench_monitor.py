@@ -69,10 +69,10 @@ def generate(rows: int, seed: int, shift: float) -> pd.DataFrame:
 
 
 def run_one(rows: int, sample_size: int) -> dict:
-    from mlcycle import drift, evaluate, promotion, quality, report
-    from mlcycle.data import Schema
-    from mlcycle.families import rf
-    from mlcycle.split import Splits
+    from mlcycle.ingest.data import Schema
+    from mlcycle.ingest.split import Splits
+    from mlcycle.models.families import rf
+    from mlcycle.monitoring import drift, evaluate, promotion, quality, report
 
     schema = Schema(target=TARGET, task="regression", numeric=NUMERIC, categorical=CATEGORICAL)
     reference, current = generate(rows, 1, 0.0), generate(rows, 2, 1.0)

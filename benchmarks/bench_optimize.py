@@ -132,7 +132,7 @@ def bench_forest_workers(tmp: Path, etl_run: str, seconds: float) -> None:
 def _finished_trials(journal: Path):
     import optuna
 
-    from mlcycle import optuna_storage
+    from mlcycle.scaleout import optuna_storage
 
     study = optuna.load_study(
         study_name="bench",
@@ -147,9 +147,9 @@ def _finished_trials(journal: Path):
 def bench_network_pruning(etl_run: str, n_trials: int) -> None:
     import optuna
 
-    from mlcycle import tuning
-    from mlcycle.datasets import load_splits
-    from mlcycle.families import nn
+    from mlcycle.ingest.datasets import load_splits
+    from mlcycle.models import tuning
+    from mlcycle.models.families import nn
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     schema, splits = load_splits(etl_run)

@@ -17,10 +17,10 @@ Each scenario goes through etl's own `prepare` (test_size 0.2, leaked rows remov
 every split seed; the panel is fitted on those train rows and scored on current_test:
 the old champion (the baseline forest on reference train), a forest refit on current,
 on reference + current, HistGradientBoosting on reference + current, and the networks
-retrain trains as candidates (`mlcycle.candidates`: scratch on current, on all,
+retrain trains as candidates (`mlcycle.models.candidates`: scratch on current, on all,
 transfer = reference then fine-tuned on current), each with retrain's defaults (60
 epochs at most, patience 10). `auto` is the candidate retrain's defaults keep over a
-forest champion (`mlcycle.candidates.choose`); `max val` the plain best validation score,
+forest champion (`mlcycle.models.candidates.choose`); `max val` the plain best validation score,
 for comparison. `--check-step` also runs the real retrain step (MLflow, in-process) on
 `full` at the first seed and prints its after_current_test figure beside the panel's
 `auto`. `--main TRIALS` also runs main's steps for real, in-process, in a throw-away store
@@ -57,12 +57,12 @@ from sklearn.ensemble import (  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from mlcycle import config, datagen  # noqa: E402
-from mlcycle.candidates import Candidate, Trainer, choose  # noqa: E402
-from mlcycle.evaluate import score  # noqa: E402
-from mlcycle.families import rf  # noqa: E402
-from mlcycle.features import build_preprocessor  # noqa: E402
-from mlcycle.metrics import PRIMARY  # noqa: E402
-from mlcycle.network import NetworkParams  # noqa: E402
+from mlcycle.models.candidates import Candidate, Trainer, choose  # noqa: E402
+from mlcycle.models.families import rf  # noqa: E402
+from mlcycle.models.features import build_preprocessor  # noqa: E402
+from mlcycle.models.network import NetworkParams  # noqa: E402
+from mlcycle.monitoring.evaluate import score  # noqa: E402
+from mlcycle.monitoring.metrics import PRIMARY  # noqa: E402
 from mlcycle.steps.etl import EtlParams, prepare  # noqa: E402
 
 SEEDS = (42, 7, 2024)
@@ -291,7 +291,7 @@ def main_steps(scenario: Scenario, seed: int, trials: int, folder: Path) -> tupl
     from entrypoints.monitor import main as monitor_command
     from entrypoints.optimize import main as optimize_command
     from entrypoints.retrain import main as retrain_command
-    from mlcycle.datasets import load_splits
+    from mlcycle.ingest.datasets import load_splits
 
     store = folder / f"main_{scenario.name}_{seed}"
     store.mkdir()

@@ -2,7 +2,7 @@
 covariate shift, and does the gate then promote what a user would keep?
 
 For every scenario of the bank (benchmarks/bench_quality.py) and split seed: etl's own
-splits; `mlcycle.relationship.measure` (the cost of following the present on
+splits; `mlcycle.monitoring.relationship.measure` (the cost of following the present on
 reference_test, its bounds, what the gate excuses); then the gate, at its defaults
 (confidence 0.95, tolerance auto), between the old forest (fitted on reference train: the
 champion a fresh pipeline starts with) and three challengers a user would try by hand
@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_quality import Scenario, generated, hgb, wage, weather  # noqa: E402
 
-from mlcycle import gate, promotion, relationship  # noqa: E402
-from mlcycle.evaluate import score  # noqa: E402
-from mlcycle.families import rf  # noqa: E402
-from mlcycle.metrics import PRIMARY  # noqa: E402
+from mlcycle.models.families import rf  # noqa: E402
+from mlcycle.monitoring import gate, promotion, relationship  # noqa: E402
+from mlcycle.monitoring.evaluate import score  # noqa: E402
+from mlcycle.monitoring.metrics import PRIMARY  # noqa: E402
 from mlcycle.steps.etl import EtlParams, prepare  # noqa: E402
 
 SEEDS = (42, 7, 2024)

@@ -133,7 +133,7 @@ def main() -> None:
     from entrypoints.baseline import main as baseline
     from entrypoints.etl import main as etl
     from entrypoints.retrain import main as retrain
-    from mlcycle.network import network_of
+    from mlcycle.models.network import network_of
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -195,7 +195,7 @@ def main() -> None:
 
     pyfunc = mlflow.pyfunc.load_model("models:/loan-amount@challenger")
     model = network_of(pyfunc)
-    from mlcycle.datasets import load_splits
+    from mlcycle.ingest.datasets import load_splits
 
     schema, splits = load_splits(run.data.tags["mlcycle.etl_run"])
     row = splits.current_test[schema.features].head(1)
@@ -223,12 +223,12 @@ def drift_scenarios() -> None:
     retrain defaults on current train, on data generated with other drifts and sizes."""
     from dataclasses import fields, replace
 
-    from mlcycle import datagen
-    from mlcycle.evaluate import score
-    from mlcycle.families import rf
-    from mlcycle.network import NetworkParams
+    from mlcycle.ingest import datagen
+    from mlcycle.models.families import rf
+    from mlcycle.models.network import NetworkParams
+    from mlcycle.models.training import fit_network
+    from mlcycle.monitoring.evaluate import score
     from mlcycle.steps.etl import EtlParams, prepare
-    from mlcycle.training import fit_network
 
     def between(a, b, t):
         mixed = {}

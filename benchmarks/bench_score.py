@@ -4,7 +4,7 @@ same file, side by side; and the peak memory of `score` at 100k and 1M rows.
 In a fresh SQLite store under benchmarks/out/bench_score/, it trains (not timed) the
 forest champion (`baseline`, its defaults: 100 trees) and a network (`retrain`, a few
 epochs: the epochs change the weights, not the cost of a prediction), writes loan CSVs
-of 100,000 and 1,000,000 rows from mlcycle.datagen into benchmarks/out/ (the same seed
+of 100,000 and 1,000,000 rows from mlcycle.ingest.datagen into benchmarks/out/ (the same seed
 each time; reused when present), then for each model and size runs, each in a fresh
 process whose peak RSS is read from wait4, `--repeat` times each, alternating (the
 shortest wall time counts, the highest peak):
@@ -89,7 +89,7 @@ def prepare_store(reuse: bool) -> dict[str, str]:
 
 
 def csv_of(rows: int) -> Path:
-    from mlcycle import datagen
+    from mlcycle.ingest import datagen
 
     path = OUT / f"score_{rows}.csv"
     if not path.exists():

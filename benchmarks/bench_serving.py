@@ -48,9 +48,9 @@ def build_models(store: str):
     versions logged it). Returns the model URIs, the fitted Pipeline and raw test rows."""
     import mlflow
 
-    from mlcycle.families import nn, rf
-    from mlcycle.modelio import log_sklearn
-    from mlcycle.network import NetworkParams
+    from mlcycle.models.families import nn, rf
+    from mlcycle.models.modelio import log_sklearn
+    from mlcycle.models.network import NetworkParams
     from mlcycle.steps.etl import EtlParams, prepare
 
     mlflow.set_tracking_uri(store)
@@ -226,7 +226,7 @@ def forest_targets(uris: dict, store: str, pipeline, rows, body: str, n: int, re
     import numpy as np
     import pandas as pd
 
-    from mlcycle.served_forest import forest_of
+    from mlcycle.models.served_forest import forest_of
 
     row = rows.head(1)
     compiled = mlflow.pyfunc.load_model(uris["forest"])

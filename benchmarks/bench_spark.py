@@ -4,7 +4,7 @@ the input grows.
 
 In a fresh SQLite store under benchmarks/out/bench_spark/, it trains (not timed) the
 forest champion (`baseline`, --n-estimators trees), writes loan CSVs of the asked sizes
-from mlcycle.datagen into benchmarks/out/ (same seed; reused when present), starts a
+from mlcycle.ingest.datagen into benchmarks/out/ (same seed; reused when present), starts a
 master and workers on loopback from PySpark's own launcher (`spark-class`), and runs, each
 in a fresh process whose peak RSS (the driver: Python and its JVM) is sampled:
 
@@ -116,7 +116,7 @@ def prepare_store(trees: int, reuse: bool) -> None:
 
 def csv_of(rows: int) -> Path:
     """The loan CSV of that many rows, generated a million rows at a time."""
-    from mlcycle import datagen
+    from mlcycle.ingest import datagen
 
     path = OUT / f"spark_{rows}.csv"
     if not path.exists():

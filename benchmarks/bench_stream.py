@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from mlcycle import data  # noqa: E402
 from mlcycle.config import DATA_DIR  # noqa: E402
-from mlcycle.datagen import STREAM_DIR  # noqa: E402
-from mlcycle.families.rf import ForestParams  # noqa: E402
-from mlcycle.families.rf import fit as fit_forest  # noqa: E402
-from mlcycle.metrics import evaluate  # noqa: E402
+from mlcycle.ingest import data  # noqa: E402
+from mlcycle.ingest.datagen import STREAM_DIR  # noqa: E402
+from mlcycle.models.families.rf import ForestParams  # noqa: E402
+from mlcycle.models.families.rf import fit as fit_forest  # noqa: E402
+from mlcycle.monitoring.metrics import evaluate  # noqa: E402
 from mlcycle.steps.etl import EtlParams, prepare  # noqa: E402
 
 

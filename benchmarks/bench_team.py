@@ -74,9 +74,9 @@ def step_times(stores: dict[str, dict], repeats: int) -> tuple[dict, dict]:
 
 def compute_time(etl_run: str, repeats: int) -> float:
     """The step's own work, no MLflow call: fit the forest and score it on the same rows."""
-    from mlcycle.datasets import load_splits
-    from mlcycle.evaluate import score
-    from mlcycle.families import rf
+    from mlcycle.ingest.datasets import load_splits
+    from mlcycle.models.families import rf
+    from mlcycle.monitoring.evaluate import score
 
     schema, splits = load_splits(etl_run)
     times = []
@@ -91,7 +91,7 @@ def compute_time(etl_run: str, repeats: int) -> float:
 def trials_per_minute(team_env: dict, etl_run: str, workers: int, trials: int) -> tuple:
     import optuna
 
-    from mlcycle import optuna_storage
+    from mlcycle.scaleout import optuna_storage
 
     study_name = f"bench-{workers}w-{int(time.time())}"
     env = dict(

@@ -14,9 +14,10 @@ import click
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, remote, signals, telemetry
+from mlcycle import config, signals, telemetry
 from mlcycle.errors import MlcycleError
 from mlcycle.params import fields_of
+from mlcycle.scaleout import remote
 
 log = logging.getLogger("mlcycle")
 

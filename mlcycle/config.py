@@ -84,3 +84,23 @@ def resolve_path(path: str) -> Path:
     if not candidate.is_absolute() and not candidate.exists():
         candidate = PROJECT_ROOT / candidate
     return candidate
+
+
+def from_root(path: str | Path) -> Path:
+    """A folder the project writes: a relative path is taken from the project root."""
+    folder = Path(path).expanduser()
+    return folder if folder.is_absolute() else PROJECT_ROOT / folder
+
+
+def writable_folder(folder: Path, refused: str, not_writable: str) -> Path:
+    """The folder, created now; one line when it cannot be created (`refused`, then why)
+    or written (`not_writable`): a bad parameter, found before any work."""
+    from mlcycle.errors import MlcycleError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlcycleError(f"{refused}: {exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise MlcycleError(not_writable)
+    return folder

@@ -1,7 +1,7 @@
 """optuna-dashboard on the studies optimize writes: `make dashboard` (`python -m
 mlcycle.dashboard`).
 
-The storage is named the way optimize's `storage` parameter names it (`mlcycle.tuning`):
+The storage is named the way optimize's `storage` parameter names it (`mlcycle.models.tuning`):
 empty for the project's journal file (.mlcycle/optuna-journal.log), a path for another
 journal, or the team's `postgresql://USER:PASSWORD@HOST:PORT/DB`. optuna-dashboard's own
 command line would guess a journal from an existing file only (a fresh clone has none
@@ -16,9 +16,9 @@ import logging
 
 import click
 
-from mlcycle import optuna_storage
 from mlcycle.cli import step_command
 from mlcycle.errors import MlcycleError
+from mlcycle.scaleout import optuna_storage
 
 log = logging.getLogger("mlcycle.dashboard")
 

@@ -50,7 +50,7 @@ def last_report(model_name: str) -> str | None:
     """The report of the model's newest monitor run, from the tracking store."""
     import mlflow
 
-    from mlcycle.history import monitor_runs
+    from mlcycle.monitoring.history import monitor_runs
 
     mlflow.set_tracking_uri(config.tracking_uri())
     runs = monitor_runs(model_name)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import mlflow
 
-from mlcycle import config, registry
+from mlcycle import config
+from mlcycle.lifecycle import registry
 
 
 def lines(model_name: str = config.DEFAULT_MODEL_NAME) -> list[str]:

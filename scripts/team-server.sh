@@ -23,8 +23,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${MLCYCLE_BIN:-$ROOT/.venv/bin}"
 PY="$BIN/python"
-# mlcycle.remote from this checkout, whatever the current folder.
-remote() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m mlcycle.remote "$@"; }
+# mlcycle.scaleout.remote from this checkout, whatever the current folder.
+remote() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m mlcycle.scaleout.remote "$@"; }
 
 die() { echo "team-server: $*" >&2; exit 1; }
 say() { echo "team-server: $*"; }

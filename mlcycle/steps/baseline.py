@@ -17,15 +17,16 @@ import mlflow
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlcycle import aliases, charts, config, lineage, registry
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import predict, predict_proba, score
-from mlcycle.families import rf
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import Splits
+from mlcycle.lifecycle import aliases, lineage, registry
+from mlcycle.models.families import rf
+from mlcycle.monitoring import charts
+from mlcycle.monitoring.evaluate import predict, predict_proba, score
 from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.split import Splits
-from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.steps.etl import open_etl
 
 log = logging.getLogger("mlcycle.baseline")
 
@@ -140,8 +141,6 @@ def _log_classification_charts(model, schema: Schema, splits: Splits) -> None:
 
 def execute(params: BaselineParams) -> str:
     """Train, score, log and register the forest in the active run; its version."""
-    etl_run = resolve_etl_run(params.etl_run)
-    mlflow.set_tag("mlcycle.etl_run", etl_run)
-    schema, splits = load_splits(etl_run)
-    model, metrics = train(schema, splits, params.forest())
-    return log_baseline(model, metrics, schema, splits, params, etl_run)
+    etl = open_etl(params.etl_run)
+    model, metrics = train(etl.schema, etl.splits, params.forest())
+    return log_baseline(model, metrics, etl.schema, etl.splits, params, etl.run_id)

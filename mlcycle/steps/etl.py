@@ -17,13 +17,15 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, data, quality
+from mlcycle import config
 from mlcycle.config import resolve_path
-from mlcycle.data import Schema
-from mlcycle.datasets import DATASETS_DIR, latest_etl_run
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import data
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.datasets import DATASETS_DIR, latest_etl_run, load_splits
+from mlcycle.ingest.split import Splits, make_splits
+from mlcycle.monitoring import quality
 from mlcycle.params import check, param
-from mlcycle.split import Splits, make_splits
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +161,26 @@ def resolve_etl_run(etl_run: str | None) -> str:
         mlflow.log_params(vars(params))
         execute(params)
     return run.info.run_id
+
+
+@dataclass(frozen=True)
+class OpenedEtl:
+    """An etl run as a later step reads it: its id, schema and splits."""
+
+    run_id: str
+    schema: Schema
+    splits: Splits
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The etl run's parameters (its reference and current files among them)."""
+        return mlflow.get_run(self.run_id).data.params
+
+
+def open_etl(etl_run: str | None, tags: dict[str, str] | None = None) -> OpenedEtl:
+    """The opening of every step that reads an etl run: resolve it (`resolve_etl_run`),
+    tag the active run with it (and `tags`), load its schema and splits."""
+    run_id = resolve_etl_run(etl_run)
+    mlflow.set_tags({"mlcycle.etl_run": run_id, **(tags or {})})
+    schema, splits = load_splits(run_id)
+    return OpenedEtl(run_id, schema, splits)

@@ -1,5 +1,5 @@
 """The main step: etl -> baseline -> optimize -> retrain -> monitor, as child runs of one
-parent, reusing finished identical steps (mlcycle.workflow).
+parent, reusing finished identical steps (mlcycle.lifecycle.workflow).
 
 Reads the two data files and the registry's aliases once, at the start; hands each step
 the run ids and model versions the earlier steps recorded (never an alias read back);
@@ -12,19 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import mlflow
 
-from mlcycle import aliases, config
+from mlcycle import config
 from mlcycle.config import resolve_path
-from mlcycle.data import TASKS
-from mlcycle.datasets import newest_finished
 from mlcycle.errors import MlcycleError
-from mlcycle.families import FAMILY_NAMES
-from mlcycle.network import FAMILY as RETRAINED_FAMILY
+from mlcycle.ingest.datasets import newest_finished
+from mlcycle.lifecycle import aliases
+from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
+from mlcycle.models.families import FAMILY_NAMES
+from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.params import check, model_name_param, param
-from mlcycle.workflow import Step, code_version, data_identity, run_or_reuse
+from mlcycle.steps.etl import EtlParams
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,10 @@ VERSION_TAG = "mlcycle.model_version"
 
 
 @dataclass(frozen=True)
-class MainParams:
-    reference: str = param(config.DEFAULT_REFERENCE, "CSV of the data the model learned on")
-    current: str = param(config.DEFAULT_CURRENT, "CSV of the new data")
-    target: str = param(config.DEFAULT_TARGET, "the column to predict")
-    task: str = param("auto", "what the target is", choices=TASKS)
-    drop_columns: str = param(
-        config.DEFAULT_DROP_COLUMNS,
-        "comma-separated identifier columns that must never be features",
-    )
-    test_size: float = param(0.2, "share of each file held out for testing")
+class MainParams(EtlParams):
+    """etl's parameters (in their order; main's seed also seeds models and search), then
+    the pipeline's own."""
+
     seed: int = param(42, "seed of the splits, models and search", minimum=0)
     model_name: str = model_name_param()
     n_trials: int = param(20, "optimize trials (0 skips optimize)", minimum=0)
@@ -157,15 +152,8 @@ def execute(params: MainParams) -> None:
 
     etl_run = pipeline.step(
         "etl",
-        dict(
-            reference=str(data_files[0]),
-            current=str(data_files[1]),
-            target=params.target,
-            task=params.task,
-            drop_columns=params.drop_columns,
-            test_size=params.test_size,
-            seed=params.seed,
-        ),
+        {f.name: getattr(params, f.name) for f in fields(EtlParams)}
+        | {"reference": str(data_files[0]), "current": str(data_files[1])},
         data_files=data_files,
     ).info.run_id
 

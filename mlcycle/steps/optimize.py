@@ -18,15 +18,17 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 
-from mlcycle import aliases, charts, families, lineage, optuna_storage, tuning
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
-from mlcycle.evaluate import score
-from mlcycle.families import FAMILY_NAMES
-from mlcycle.optuna_storage import StorageSpec
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import Splits
+from mlcycle.lifecycle import aliases, lineage
+from mlcycle.models import families, tuning
+from mlcycle.models.families import FAMILY_NAMES
+from mlcycle.monitoring import charts
+from mlcycle.monitoring.evaluate import score
 from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.split import Splits
-from mlcycle.steps.etl import resolve_etl_run
+from mlcycle.scaleout import optuna_storage
+from mlcycle.scaleout.optuna_storage import StorageSpec
+from mlcycle.steps.etl import open_etl
 
 log = logging.getLogger("mlcycle.optimize")
 
@@ -165,13 +167,6 @@ def register_best(
     return version
 
 
-def nominate(model_name: str, version: str) -> None:
-    """Nominate the version challenger, saying so when it replaces another candidate."""
-    moves = aliases.nominate(aliases.read_state(model_name), version)
-    aliases.apply(model_name, moves, reason="optimize: the best model of the study")
-    aliases.supersede(model_name, moves, mlflow.active_run().info.run_id)
-
-
 def execute(params: OptimizeParams) -> str | None:
     """Tune, log and register the best model in the active run; its version, or None
     when there was nothing to tune (n_trials=0, how main skips the step)."""
@@ -190,14 +185,13 @@ def execute(params: OptimizeParams) -> str | None:
     # A database that refuses the connection fails before any data is read; a journal
     # file is created only once the metric is known to fit the task (no stray file).
     storage = optuna_storage.open_storage(spec) if spec.kind == "rdb" else None
-    etl_run = resolve_etl_run(params.etl_run)
-    schema, splits = load_splits(etl_run)
+    etl = open_etl(params.etl_run)
+    etl_run, schema, splits = etl.run_id, etl.schema, etl.splits
     metric, direction = tuning.resolve_metric(params.metric, schema.task)
     if storage is None:
         storage = optuna_storage.open_storage(spec)
     mlflow.set_tags(
         {
-            "mlcycle.etl_run": etl_run,
             "mlcycle.study_name": study_name(params, metric),
             "mlcycle.storage": spec.display,
             "mlcycle.metric": metric,
@@ -211,5 +205,10 @@ def execute(params: OptimizeParams) -> str | None:
     version = register_best(best, schema, splits, params, etl_run)
     log_search(study, trial, best, counts, metric)
     # The alias moves last, once the run holds everything it says about the model.
-    nominate(params.model_name, version)
+    aliases.nominate_challenger(
+        params.model_name,
+        version,
+        reason="optimize: the best model of the study",
+        by_run=mlflow.active_run().info.run_id,
+    )
     return version

@@ -3,7 +3,7 @@ with the base model's metrics before and the new model's after, on the same held
 
 Reads the etl run's splits and the base model (models:/NAME@champion unless told);
 with strategy or window `auto` (the defaults) trains every candidate they allow
-(`mlcycle.candidates`), each a nested run with its validation score, and keeps the best
+(`mlcycle.models.candidates`), each a nested run with its validation score, and keeps the best
 on a validation slice of the current train rows, saying which and why in the tags
 `mlcycle.auto.choice` and `mlcycle.auto.reason`. Writes the `network.*` params of the
 network kept, `before_*`, `after_*` (and the new model's plain `<split>_<metric>`)
@@ -17,42 +17,45 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import mlflow
-import pandas as pd
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mlcycle import aliases, candidates, charts, config, lineage, registry
-from mlcycle.candidates import Candidate, Trained, Trainer
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import score
-from mlcycle.families import nn
-from mlcycle.metrics import PRIMARY, prefixed
-from mlcycle.network import NetworkModel, NetworkParams, is_network, network_of
-from mlcycle.params import check, etl_run_param, model_name_param, param
-from mlcycle.split import Splits
-from mlcycle.steps.etl import resolve_etl_run
-from mlcycle.steps.optimize import BEST_PARAMS
-from mlcycle.training import (
-    finetune_obstacle,
-    finetune_params,
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.split import Splits
+from mlcycle.lifecycle import aliases, lineage, registry
+from mlcycle.models import candidates
+from mlcycle.models.candidates import Candidate, Trained, Trainer
+from mlcycle.models.families import nn
+from mlcycle.models.network import NetworkModel, NetworkParams, is_network, network_of
+from mlcycle.models.retraining import (
+    CONTINUING,
+    Base,
+    choose_strategy,
+    comparability,
+    finetuned,
+    try_candidates,
+    tuned_params,
+)
+from mlcycle.models.training import (
     history_metrics,
     training_summary,
 )
+from mlcycle.monitoring import charts
+from mlcycle.monitoring.evaluate import score
+from mlcycle.monitoring.metrics import PRIMARY, prefixed
+from mlcycle.params import check, etl_run_param, model_name_param, param
+from mlcycle.steps.etl import open_etl
+from mlcycle.steps.optimize import BEST_PARAMS
 
 log = logging.getLogger("mlcycle.retrain")
 
 STRATEGIES = (candidates.AUTO, *candidates.STRATEGIES)
 WINDOWS = (candidates.AUTO, *candidates.WINDOWS)
-# Strategies that use the base model's weights, so a base of other data is refused for
-# them: fine-tuning it is impossible, and auto would have tried.
-_CONTINUING = ("finetune", candidates.AUTO)
-CANDIDATE_STEP_TAG = "retrain-candidate"
 
 
 @dataclass(frozen=True)
@@ -100,16 +103,6 @@ class RetrainParams:
 
 
 @dataclass
-class Base:
-    """The model the challenger is measured against (and maybe continues from)."""
-
-    uri: str
-    version: str  # registry version, "" for a runs:/ URI
-    pyfunc: object
-    network: NetworkModel | None = None  # the mlcycle network inside, if it is one
-
-
-@dataclass
 class Plan:
     """What retrain trains, decided before any training."""
 
@@ -122,165 +115,6 @@ class Plan:
     start_from: NetworkModel | None  # the base network, when it can be fine-tuned
     network: NetworkParams
     candidates: list[Candidate]  # one when strategy and window are given: no choice
-
-
-# --- decisions over plain objects ---------------------------------------------------------
-
-
-def tuned_params(params: NetworkParams, best: dict, run_id: str) -> NetworkParams:
-    """params with the network hyper-parameters an optimize run found best (its
-    best_params.json, `best`); the training budget (epochs, patience, seed) stays this
-    step's."""
-    if best.get("family") != nn.NAME:
-        raise MlcycleError(
-            f"parameter params_from: run {run_id} tuned family "
-            f"{best.get('family')!r}, not a network ({nn.NAME!r})"
-        )
-    names = {f.name for f in fields(NetworkParams)} - set(nn.TRAINING_BUDGET)
-    tuned = NetworkParams.from_dict({k: v for k, v in best.items() if k in names})
-    params = replace(params, **{k: getattr(tuned, k) for k in names if k in best}).validate()
-    log.info(
-        "network hyper-parameters from optimize run %s: %s",
-        run_id,
-        {k: best[k] for k in sorted(names) if k in best},
-    )
-    return params
-
-
-def comparability(
-    base: Base | None, schema: Schema, strategy: str, etl_run: str
-) -> tuple[bool, str | None]:
-    """(whether the base can be compared with on this data, why not when it cannot).
-
-    A base of another task, target or columns (a model of another dataset) cannot be
-    continued nor compared: with strategy finetune or auto (which would try to continue
-    it) that is an error before any training; with scratch or transfer (the base was only
-    the yardstick) the network trains without before_* metrics, and the run says why in
-    the tag mlcycle.before_skipped."""
-    if base is None:
-        return False, None
-    reason = base_mismatch(base.pyfunc, schema)
-    if reason is None:
-        return True, None
-    where = f"base model {base.uri} does not model the data of etl run {etl_run}: {reason}"
-    if strategy in _CONTINUING:
-        raise MlcycleError(
-            f"{where}; it can be neither fine-tuned nor compared with: pass a base_model of "
-            "this data, or strategy=scratch to train without before_ metrics"
-        )
-    return False, f"{where}; no before_ metrics"
-
-
-def choose_strategy(
-    strategy: str, base: Base | None, schema: Schema
-) -> tuple[str, NetworkModel | None]:
-    """(strategy actually used, the NetworkModel to continue or None), saying why when
-    fine-tuning is asked for and impossible. auto stays auto, with the base network when
-    fine-tuning it is one of the candidates."""
-    if strategy in ("scratch", "transfer"):
-        return strategy, None
-    reason = _why_not_finetune(base, schema)
-    if strategy == candidates.AUTO:
-        if reason:
-            log.info("strategy auto: no finetune candidate: %s", reason)
-            return strategy, None
-        return strategy, base.network
-    if reason:
-        level = logging.INFO if base is None else logging.WARNING
-        log.log(level, "strategy finetune: %s, so training from scratch", reason)
-        return "scratch", None
-    return "finetune", base.network
-
-
-def _why_not_finetune(base: Base | None, schema: Schema) -> str | None:
-    if base is None:
-        return "no base model"
-    if base.network is None:
-        return (
-            f"the base model {base.uri} is not a network (e.g. the RandomForest champion), "
-            "fine-tuning is impossible"
-        )
-    return finetune_obstacle(base.network, schema)
-
-
-def finetuned(params: NetworkParams, base: NetworkModel) -> NetworkParams:
-    """The base network's architecture, saying so when it replaces the one asked for."""
-    continued = finetune_params(params, base)
-    if continued != params:
-        log.warning(
-            "strategy finetune: the base network's architecture (hidden_units %s, dropout %s) "
-            "replaces the one asked for (hidden_units %s, dropout %s): the weights only fit "
-            "its shape",
-            list(continued.hidden_units),
-            continued.dropout,
-            list(params.hidden_units),
-            params.dropout,
-        )
-    return continued
-
-
-def training_rows(splits: Splits, window: str) -> pd.DataFrame:
-    """current: current train only; all: reference train then current train. (Of these,
-    the candidates hold back their validation slice: `mlcycle.candidates`.)"""
-    return candidates.window_rows(window, splits.reference_train, splits.current_train)
-
-
-def base_mismatch(pyfunc_model, schema: Schema) -> str | None:
-    """Why a base model (any loaded pyfunc) does not model this schema's data: another
-    task, another target, or input columns the data lacks. None when it does, or when the
-    model does not say (no signature, an unknown flavour): scoring it will tell.
-
-    Data columns the base does not read are no mismatch: a champion that predates a new
-    column still scores the rows (MLflow drops what its signature does not name)."""
-    reasons = []
-    network = network_of(pyfunc_model)
-    described = network.schema if network is not None else _carried_schema(pyfunc_model)
-    if described is not None:
-        task, target, inputs = described.task, described.target, described.features
-    else:
-        task, target, inputs = _flavour_task(pyfunc_model), None, _signature_inputs(pyfunc_model)
-    if task and task != schema.task:
-        reasons.append(f"it is a {task} model and the data is {schema.task}")
-    if target and target != schema.target:
-        reasons.append(f"it predicts {target!r}, not the data's target {schema.target!r}")
-    lacking = [c for c in inputs or [] if c not in schema.features]
-    if lacking:
-        reasons.append(f"it reads columns the data lacks ({', '.join(sorted(lacking))})")
-    return "; ".join(reasons) or None
-
-
-def _carried_schema(pyfunc_model) -> Schema | None:
-    """The schema another mlcycle pyfunc carries (the served forest keeps the one it was
-    logged with), or None for models that do not carry one."""
-    try:
-        inner = pyfunc_model.unwrap_python_model()
-    except Exception:  # noqa: BLE001 - not a custom Python model (e.g. an sklearn flavour)
-        return None
-    schema = getattr(inner, "schema", None)
-    return schema if isinstance(schema, Schema) else None
-
-
-def _signature_inputs(pyfunc_model) -> list[str] | None:
-    try:
-        inputs = pyfunc_model.metadata.get_input_schema()
-    except Exception:  # noqa: BLE001 - a model without metadata says nothing
-        return None
-    if inputs is None or not inputs.has_input_names():
-        return None
-    return list(inputs.input_names())
-
-
-def _flavour_task(pyfunc_model) -> str | None:
-    """regression / classification for an sklearn model (e.g. the forest), else None."""
-    from sklearn.base import is_classifier, is_regressor
-
-    try:
-        raw = pyfunc_model.get_raw_model()
-    except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
-        return None
-    if is_classifier(raw):
-        return "classification"
-    return "regression" if is_regressor(raw) else None
 
 
 # --- reading runs and models ------------------------------------------------------------
@@ -326,7 +160,7 @@ def score_before(
         text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
         reason = " ".join(text.split())[:300]
         where = f"base model {base.uri} cannot score the rows of etl run {etl_run}: {reason}"
-        if strategy in _CONTINUING:
+        if strategy in CONTINUING:
             raise MlcycleError(
                 f"{where}; pass a base_model of this data, or strategy=scratch to train "
                 "without before_ metrics"
@@ -345,9 +179,8 @@ def plan(params: RetrainParams) -> Plan:
         best = read_best_params(params.params_from)
         network = tuned_params(network, best, params.params_from)
     base = load_base(params.base_model, params.model_name)
-    etl_run = resolve_etl_run(params.etl_run)
-    mlflow.set_tag("mlcycle.etl_run", etl_run)
-    schema, splits = load_splits(etl_run)
+    etl = open_etl(params.etl_run)
+    etl_run, schema, splits = etl.run_id, etl.schema, etl.splits
     comparable, skipped = comparability(base, schema, params.strategy, etl_run)
     if skipped:
         _skip_before(skipped)
@@ -413,86 +246,11 @@ def register(chosen: Trained, p: Plan, params: RetrainParams, metrics: dict, bef
     lineage.log_lineage(info.model_id, p.schema, p.splits, p.etl_run, metrics, trained_on, rows)
     lineage.log_run_metrics(before)
     version = str(info.registered_model_version)
-    moves = aliases.nominate(aliases.read_state(name), version)
-    aliases.apply(name, moves, reason="retrain: the retrained network")
-    aliases.supersede(name, moves, mlflow.active_run().info.run_id)
+    aliases.nominate_challenger(
+        name, version, "retrain: the retrained network", mlflow.active_run().info.run_id
+    )
     mlflow.set_tags({**tags, "mlcycle.model_name": name, "mlcycle.model_version": version})
     return version
-
-
-# --- candidates as nested runs ----------------------------------------------------------
-
-
-def try_candidates(trainer: Trainer, p: Plan) -> Trained:
-    """Train every candidate of the plan, each in a nested run, and keep the best on the
-    validation slice; the run's tags say which and why. One candidate is simply trained."""
-    if len(p.candidates) == 1:
-        (candidate,) = p.candidates
-        log.info(
-            "training %s on %s rows (%s)",
-            candidate.strategy,
-            candidate.window,
-            f"from {p.base.uri}" if candidate.strategy == "finetune" else "fresh network",
-        )
-        return trainer.train(candidate)
-    trainer.check_choice(p.candidates)
-    parent = mlflow.active_run()
-    tried = [(_candidate_run(trainer, c, parent), c) for c in p.candidates]
-    chosen, reason = candidates.choose([t for (t, _), _ in tried], p.schema.task, trainer.truth)
-    client = mlflow.MlflowClient()
-    for (trained, run_id), _ in tried:
-        client.set_tag(run_id, "mlcycle.auto.chosen", str(trained is chosen).lower())
-    log.info("auto: %s", reason)
-    mlflow.set_tags({"mlcycle.auto.choice": chosen.candidate.name, "mlcycle.auto.reason": reason})
-    return chosen
-
-
-def _candidate_run(trainer: Trainer, candidate: Candidate, parent) -> tuple[Trained, str]:
-    """Train one candidate in a run nested under the step's (through the client: the
-    step's own run stays the active one), ended FAILED or KILLED if training stops."""
-    client = mlflow.MlflowClient()
-    run = client.create_run(
-        parent.info.experiment_id,
-        run_name=f"candidate-{candidate.strategy}-{candidate.window}",
-        tags={
-            MLFLOW_PARENT_RUN_ID: parent.info.run_id,
-            config.STEP_TAG: CANDIDATE_STEP_TAG,
-            "mlcycle.candidate": candidate.name,
-            "mlcycle.strategy": candidate.strategy,
-            "mlcycle.window": candidate.window,
-        },
-    )
-    run_id = run.info.run_id
-    try:
-        trained = trainer.train(candidate)
-    except BaseException as exc:
-        client.set_terminated(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
-        raise
-    _log_candidate(client, run_id, trained)
-    client.set_terminated(run_id, "FINISHED")
-    return trained, run_id
-
-
-def _log_candidate(client, run_id: str, trained: Trained) -> None:
-    """The candidate's validation metrics, training summary and curves, and the network
-    it trained, in one batch."""
-    now = int(time.time() * 1000)
-    values = {
-        **trained.metrics,
-        **training_summary(trained.history, trained.params),
-        **trained.pretrain,
-        "train_rows": float(trained.train_rows),
-        "validation_rows": float(trained.validation_rows),
-        "seconds": trained.seconds,
-    }
-    metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]
-    metrics += [
-        Metric(name, value, now, step)
-        for name, curve in history_metrics(trained.history).items()
-        for step, value in enumerate(curve, start=1)
-    ]
-    params = [Param(f"network.{k}", str(v)) for k, v in trained.params.to_dict().items()]
-    client.log_batch(run_id, metrics=metrics, params=params)
 
 
 def execute(params: RetrainParams) -> str:
@@ -507,7 +265,7 @@ def execute(params: RetrainParams) -> str:
     trainer = Trainer(
         p.schema, p.network, p.splits.reference_train, p.splits.current_train, p.start_from
     )
-    chosen = try_candidates(trainer, p)
+    chosen = try_candidates(trainer, p.candidates, p.schema.task, p.base.uri if p.base else None)
     # Logged once trained: they describe the network kept (a fine-tune's is the base's).
     mlflow.log_params({f"network.{k}": v for k, v in chosen.params.to_dict().items()})
     after = score(chosen.model, p.schema, p.splits)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from mlcycle import aliases, config, registry
+from mlcycle import config
 from mlcycle.errors import MlcycleError
+from mlcycle.lifecycle import aliases, registry
 from mlcycle.params import check, param
 
 log = logging.getLogger(__name__)

@@ -4,14 +4,14 @@ Reads the model (`models:/NAME@champion` unless told; an alias is resolved to it
 version first, and that version is what is loaded and recorded), its etl run (found
 through the tag `mlcycle.etl_run` of the version or of the run that logged the model:
 the columns' types, the classes, and `drop_columns`, the identifiers kept in the
-output), and the input CSV, chunk by chunk (`mlcycle.scoring`). Writes one Parquet file
+output), and the input CSV, chunk by chunk (`mlcycle.models.scoring`). Writes one Parquet file
 (identifiers, `row`, `prediction`, `proba_<class>`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
 throughput and a summary of the predictions (metrics), and the output path (tag).
 
 With engine=spark the same run is recorded, the rows read and scored by Spark
-(`mlcycle.spark_session`, `mlcycle.spark_scoring`): a CSV or Parquet file or folder of
-parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
+(`mlcycle.scaleout.spark_session`, `mlcycle.scaleout.spark_scoring`): a CSV or Parquet
+file or folder of parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
@@ -22,20 +22,21 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.types import DataType
 
-from mlcycle import config, registry, scoring, spark_scoring, spark_session, workflow
-from mlcycle.data import Schema, parse_columns
-from mlcycle.datasets import DATASETS_DIR
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.evaluate import PROBA_PARAMS
-from mlcycle.network import network_of
+from mlcycle.ingest.data import Schema, parse_columns
+from mlcycle.ingest.datasets import DATASETS_DIR
+from mlcycle.lifecycle import registry, workflow
+from mlcycle.models import scoring
+from mlcycle.models.predictors import inputs_for, predictor_for
 from mlcycle.params import check, param
+from mlcycle.scaleout import spark_scoring, spark_session
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # what the champion of a fresh clone is asked to score next.
 DEFAULT_INPUT = "data/stream/batch_01.csv"
 ETL_RUN_TAG = "mlcycle.etl_run"
-_NUMERIC_TYPES = {DataType.double, DataType.float, DataType.long, DataType.integer}
 # spark_udf's result type for the model's declared output; float and int widened as the
 # pandas engine writes them (float64, int64).
 _SPARK_TYPES = {
@@ -148,102 +148,6 @@ def _etl_facts(etl_run: str | None) -> tuple[Schema | None, list[str]]:
     return schema, parse_columns(given) if given is not None else list(schema.dropped)
 
 
-def inputs_for(model: Model, header: list[str], path: Path) -> scoring.Inputs:
-    """The model's columns and their kinds: from its etl schema, else its signature."""
-    signature = model.pyfunc.metadata.get_input_schema()
-    if signature is None or not signature.has_input_names():
-        raise MlcycleError(
-            f"model {model.uri} does not declare its input columns (no signature): "
-            "score cannot tell which columns of the file it reads"
-        )
-    features = signature.input_names()
-    if model.schema is not None:
-        numeric, categorical = model.schema.numeric, model.schema.categorical
-        classes = model.schema.classes if model.schema.task == "classification" else None
-    else:
-        types = {spec.name: spec.type for spec in signature.inputs}
-        numeric = [c for c in features if types[c] in _NUMERIC_TYPES]
-        categorical = [c for c in features if types[c] == DataType.string]
-        classes = _raw_classes(model.pyfunc)
-    return scoring.plan_inputs(
-        header, features, numeric, categorical, model.drop_columns, classes, path
-    )
-
-
-def _raw_model(pyfunc):
-    try:
-        return pyfunc.get_raw_model()
-    except Exception:  # noqa: BLE001 - flavours without a raw model raise anything
-        return None
-
-
-def _raw_classes(pyfunc) -> list | None:
-    classes = getattr(_raw_model(pyfunc), "classes_", None)
-    return None if classes is None else list(classes)
-
-
-def predictor_for(model: Model, classes: list | None) -> scoring.Predictor:
-    """The model's own predict on rows `scoring.conform_chunk` already typed as MLflow's
-    input enforcement would (measured on 50,000 loan rows: the enforcement alone costs
-    0.6 s a chunk for the network, whose prediction costs 0.2 s, and 0.5 s for the
-    forest). An mlcycle network and an MLflow sklearn model are called directly, a forest
-    on every core (its trees predict in threads); any other model through its pyfunc.
-    Probabilities come in the order of `classes`."""
-    network = network_of(model.pyfunc)
-    if network is not None:
-        proba = network.predict_proba if classes else None
-        return _ordered(scoring.Predictor(network.predict, proba), network.classes_, classes)
-    raw = _raw_model(model.pyfunc) if "sklearn" in model.pyfunc.metadata.flavors else None
-    if raw is not None:
-        _all_cores(raw)
-        proba = raw.predict_proba if classes and hasattr(raw, "predict_proba") else None
-        return _ordered(
-            scoring.Predictor(raw.predict, proba), list(getattr(raw, "classes_", [])), classes
-        )
-
-    def predict(frame: pd.DataFrame) -> np.ndarray:
-        out = model.pyfunc.predict(frame)
-        return np.asarray(out.iloc[:, 0] if isinstance(out, pd.DataFrame) else out)
-
-    if not classes:
-        return scoring.Predictor(predict)
-
-    def proba(frame: pd.DataFrame) -> np.ndarray:
-        out = pd.DataFrame(model.pyfunc.predict(frame, params=PROBA_PARAMS))
-        order = _class_order(list(out.columns), classes, model.uri)
-        return out.to_numpy(dtype="float64")[:, order]
-
-    return scoring.Predictor(predict, proba)
-
-
-def _ordered(predictor: scoring.Predictor, has: list, classes: list | None) -> scoring.Predictor:
-    """Probability columns reordered from the model's class order to `classes`."""
-    if predictor.predict_proba is None or not classes:
-        return scoring.Predictor(predictor.predict)
-    order = _class_order(has, classes, "the model")
-    proba = predictor.predict_proba
-    return scoring.Predictor(predictor.predict, lambda frame: proba(frame)[:, order])
-
-
-def _all_cores(estimator) -> None:
-    """A forest predicts its trees in threads: on every core for a batch (its logged
-    n_jobs=1 suits the served model's single rows). Predictions are the same."""
-    # Imported here: a network's scoring never needs scikit-learn (~1.8 s of imports).
-    from sklearn.ensemble._forest import BaseForest
-    from sklearn.pipeline import Pipeline
-
-    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    if isinstance(final, BaseForest):
-        final.set_params(n_jobs=-1)
-
-
-def _class_order(has: list, wanted: list, uri: str) -> list[int]:
-    names, wanted = [str(c) for c in has], [str(c) for c in wanted]
-    if sorted(names) != sorted(wanted):
-        raise MlcycleError(f"model {uri} answers classes {names}, its etl run names {wanted}")
-    return [names.index(c) for c in wanted]
-
-
 # ------------------------------------------------------------------------------ the step
 
 
@@ -335,7 +239,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
     spark_session.preflight(params.spark_master)
     model = load_model(params)
     prediction = spark_prediction(model)
-    inputs = inputs_for(model, header, path)
+    inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
     with spark_session.session(params.spark_master) as spark:
         frame = spark_scoring.read_input(spark, path)
         log.info(
@@ -365,7 +269,7 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
     output = scoring.output_path(params.output, params.model_name, config.launcher_folder())
     scoring.writable_ancestor(output)
     model = load_model(params)
-    inputs = inputs_for(model, header, path)
+    inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
     log.info(
         "scoring %s with %s%s; identifiers kept: %s",
         path,
@@ -374,7 +278,7 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         ", ".join(inputs.identifiers) or "none",
     )
     scored = scoring.score_file(
-        path, inputs, predictor_for(model, inputs.classes), output, chunk_rows
+        path, inputs, predictor_for(model.pyfunc, model.uri, inputs.classes), output, chunk_rows
     )
     mlflow.set_tag("mlcycle.engine", "pandas")
     log_score(model, path, scored)

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from mlcycle import config
-from mlcycle.datasets import latest_etl_run
+from mlcycle.ingest.datasets import latest_etl_run
 from tests.conftest import (
     BIN,
     ROOT,

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import config, drift
-from mlcycle.datasets import load_splits
+from mlcycle import config
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.monitoring import drift
 from mlcycle.steps.etl import EtlParams, prepare
 from tests.conftest import ROOT, assert_ok, run_step
 

@@ -18,12 +18,13 @@ from click.testing import CliRunner
 from entrypoints.retrain import main as retrain_command
 from entrypoints.rollback import main as rollback_command
 from entrypoints.score import main as score_command
-from mlcycle import aliases, config, ledger, registry
-from mlcycle.datasets import load_splits
+from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.families.rf import ForestParams
-from mlcycle.families.rf import fit as fit_forest
-from mlcycle.modelio import log_sklearn
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.lifecycle import aliases, ledger, registry
+from mlcycle.models.families.rf import ForestParams
+from mlcycle.models.families.rf import fit as fit_forest
+from mlcycle.models.modelio import log_sklearn
 from mlcycle.steps import score as score_step
 from mlcycle.steps.etl import EtlParams
 from mlcycle.steps.etl import execute as etl_execute

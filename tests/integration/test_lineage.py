@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from entrypoints.baseline import main as baseline_command
 from entrypoints.optimize import main as optimize_command
 from mlcycle import config
-from mlcycle.datasets import load_splits
-from mlcycle.split import SPLIT_NAMES
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.ingest.split import SPLIT_NAMES
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import assert_ok, mlflow_run
 

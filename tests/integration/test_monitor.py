@@ -13,11 +13,13 @@ from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
 from entrypoints.monitor import main as monitor_command
-from mlcycle import config, datagen, registry
-from mlcycle.datasets import load_splits
-from mlcycle.evaluate import score
-from mlcycle.families import rf
-from mlcycle.served_forest import log_forest
+from mlcycle import config
+from mlcycle.ingest import datagen
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.lifecycle import registry
+from mlcycle.models.families import rf
+from mlcycle.models.served_forest import log_forest
+from mlcycle.monitoring.evaluate import score
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import assert_ok, mlflow_run
 
@@ -369,3 +371,49 @@ def test_after_a_regime_change_the_gate_stops_defending_the_old_prices(tracking_
     page = Path(run.data.tags["mlcycle.report"]).read_text()
     assert 'id="relationship"' in page and "beyond the" in page
     assert "beyond what the relationship change costs there" in page
+
+
+def test_a_refused_promotion_is_published_once_and_says_the_aliases_did_not_move(
+    tracking_uri, tmp_path, monkeypatch
+):
+    """Another run moves the champion alias between this run's publishing and its alias
+    moves (done here by a real registry write at that moment): the moves are refused as
+    stale, the one report folder's page and the run's tags say so, and the metrics are
+    not logged twice."""
+    from mlcycle.monitoring import publish
+
+    name = "refused"
+    etl_run = _etl()
+    first, _ = _forest(etl_run, name, n_estimators=10, max_depth=3)
+    second, _ = _forest(etl_run, name, train="current_train", n_estimators=20, seed=7)
+    registry.set_alias(name, config.CHAMPION, first)
+    registry.set_alias(name, config.CHALLENGER, second)
+    real_publish = publish.publish
+
+    def publish_then_another_run_moves(outcome):
+        published = real_publish(outcome)
+        registry.set_alias(name, config.CHAMPION, second)
+        return published
+
+    monkeypatch.setattr(publish, "publish", publish_then_another_run_moves)
+    out = tmp_path / "reports"
+    _monitor(
+        *["--etl-run", etl_run, "--model-name", name, "--promote", "true", "--tolerance", "1"],
+        *["--output", str(out)],
+    )
+    run = _monitor_runs()[0]
+    tags = run.data.tags
+    assert tags["mlcycle.promotion.decision"] == "not_promoted"
+    assert tags["mlcycle.promotion.reason"].startswith("qualified, but the aliases did not move")
+    assert run.data.metrics["promoted"] == 0.0
+    folders = [p for p in (out / name).iterdir() if p.is_dir()]
+    assert len(folders) == 1 and Path(tags["mlcycle.report"]).parent == folders[0]
+    page = Path(tags["mlcycle.report"]).read_text()
+    assert "the aliases did not move" in page and "promoted to champion" not in page
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(run.info.run_id, "drift_share")) == 1
+    history = json.loads((folders[0] / "history.json").read_text())
+    assert history[-1]["decision"] == "not_promoted"
+    version = client.get_model_version(name, second)
+    assert version.tags["mlcycle.promotion.decision"] == "not_promoted"
+    assert _aliases(name)["champion"] == second  # as the other run left it

@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from entrypoints.optimize import main as optimize_command
-from mlcycle import config, optuna_storage, tuning
+from mlcycle import config
+from mlcycle.models import tuning
+from mlcycle.scaleout import optuna_storage
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import BIN, ROOT, assert_ok, step_env
 
@@ -189,8 +191,8 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
         assert "validation_roc_auc" not in run.data.metrics
 
     best = mlflow.artifacts.load_dict(f"runs:/{pid}/best_params.json")
-    from mlcycle.families.nn import TRAINING_BUDGET
-    from mlcycle.network import NetworkParams, load_network
+    from mlcycle.models.families.nn import TRAINING_BUDGET
+    from mlcycle.models.network import NetworkParams, load_network
 
     assert best.pop("family") == "nn" and isinstance(best["hidden_units"], list)
     assert set(best) == set(NetworkParams.__dataclass_fields__)

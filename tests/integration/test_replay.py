@@ -12,7 +12,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from mlcycle import config, history
+from mlcycle import config
+from mlcycle.monitoring import history
 from tests.conftest import ROOT, step_env
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlcycle import config, report
+from mlcycle import config
+from mlcycle.monitoring import report
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ def screenshot(html: Path, png: Path, height: int = 1150) -> Visit:
 def test_report_opens_offline_with_the_verdict_on_screen_and_no_errors(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.unit.test_report import HOSTILE, sample_context
+    from tests.unit.monitoring.test_report import HOSTILE, sample_context
 
     context, result = sample_context("regression")
     folder = report.report_folder(tmp_path, "m", "20260101T000000Z")

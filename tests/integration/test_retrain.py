@@ -15,12 +15,12 @@ from entrypoints.baseline import main as baseline_command
 from entrypoints.etl import main as etl_command
 from entrypoints.retrain import main as retrain_command
 from mlcycle import config
-from mlcycle.data import Schema
-from mlcycle.datasets import load_splits
-from mlcycle.families import rf
-from mlcycle.modelio import SKOPS_TRUSTED_TYPES
-from mlcycle.network import load_network
-from mlcycle.served_forest import log_forest
+from mlcycle.ingest.data import Schema
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.models.families import rf
+from mlcycle.models.modelio import SKOPS_TRUSTED_TYPES
+from mlcycle.models.network import load_network
+from mlcycle.models.served_forest import log_forest
 from tests.conftest import ROOT, assert_ok, make_classification_csv, mlflow_run
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ def _candidates(run) -> dict:
 def _picked_by_validation(run, tried: dict, metric: str) -> str:
     """The run's choice, checked against its candidates' validation scores: the best one,
     or one that learns from more rows and that the slice could not tell from the best."""
-    from mlcycle.candidates import PREFERENCE
+    from mlcycle.models.candidates import PREFERENCE
 
     scores = {name: c.data.metrics[f"validation_{metric}"] for name, c in tried.items()}
     best = max(scores, key=scores.get)
@@ -305,8 +305,8 @@ def test_defaults_over_a_forest_champion_try_each_candidate_in_a_nested_run_and_
 
     # The registered network is the chosen candidate itself: its score on the validation
     # slice (recomputed here from the etl splits and the seed) is the one it was chosen by.
-    from mlcycle.candidates import validation_metrics, validation_slice
-    from mlcycle.network import NetworkParams
+    from mlcycle.models.candidates import validation_metrics, validation_slice
+    from mlcycle.models.network import NetworkParams
 
     _, judged = validation_slice(splits.current_train, NetworkParams())
     registered = load_network("models:/loan-amount/2")
@@ -453,7 +453,7 @@ def test_bad_parameters_get_one_message_and_leave_the_aliases(store_with_aliases
 
 def test_best_params_file_is_what_optimize_writes():
     """The contract with optimize: keys of NetworkParams plus the family."""
-    from mlcycle.network import NetworkParams
+    from mlcycle.models.network import NetworkParams
 
     written = json.loads(json.dumps({"family": "nn", **NetworkParams().to_dict()}))
     assert NetworkParams.from_dict(written) == NetworkParams()

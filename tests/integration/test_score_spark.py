@@ -29,12 +29,12 @@ from click.testing import CliRunner
 
 from entrypoints.score import main as score_command
 from mlcycle import config
-from mlcycle.datasets import load_splits
-from mlcycle.families import nn
-from mlcycle.families.rf import ForestParams
-from mlcycle.families.rf import fit as fit_forest
-from mlcycle.network import NetworkParams
-from mlcycle.served_forest import log_forest
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.models.families import nn
+from mlcycle.models.families.rf import ForestParams
+from mlcycle.models.families.rf import fit as fit_forest
+from mlcycle.models.network import NetworkParams
+from mlcycle.models.served_forest import log_forest
 from mlcycle.steps import score as score_step
 from tests.conftest import ROOT, assert_ok, make_classification_csv, mlflow_run, run_step
 from tests.integration.test_lifecycle import _champion, _etl
@@ -314,8 +314,8 @@ def test_spark_mistakes_are_one_line(models, tmp_path):
 
 
 def test_java_missing_is_said_with_how_to_install_it(monkeypatch, tmp_path):
-    from mlcycle import spark_session
     from mlcycle.errors import MlcycleError
+    from mlcycle.scaleout import spark_session
 
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

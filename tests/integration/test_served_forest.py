@@ -16,12 +16,12 @@ import requests
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
-from mlcycle.data import Schema
-from mlcycle.families.rf import ForestParams
-from mlcycle.families.rf import fit as fit_forest
-from mlcycle.features import build_preprocessor
-from mlcycle.modelio import log_sklearn
-from mlcycle.served_forest import (
+from mlcycle.ingest.data import Schema
+from mlcycle.models.families.rf import ForestParams
+from mlcycle.models.families.rf import fit as fit_forest
+from mlcycle.models.features import build_preprocessor
+from mlcycle.models.modelio import log_sklearn
+from mlcycle.models.served_forest import (
     COMPILED,
     ENGINE_TAG,
     FALLBACK,
@@ -29,8 +29,8 @@ from mlcycle.served_forest import (
     forest_of,
     log_forest,
 )
+from mlcycle.models.serving import base_mismatch
 from mlcycle.steps.etl import EtlParams, prepare
-from mlcycle.steps.retrain import base_mismatch
 from tests.conftest import ROOT, assert_raw_row_contract, make_classification_csv, step_env
 from tests.integration.test_clients import check_server, raw_rows, serve, stop
 

@@ -22,7 +22,8 @@ import optuna
 import pytest
 import requests
 
-from mlcycle import optuna_storage, promotion, remote
+from mlcycle.monitoring import promotion
+from mlcycle.scaleout import optuna_storage, remote
 from tests.conftest import BIN, ROOT, step_env
 
 pytestmark = pytest.mark.integration
@@ -365,7 +366,7 @@ def test_two_optimize_workers_share_one_postgresql_study(team):
 
 
 def test_unreachable_server_is_named_in_one_line():
-    """What mlcycle.remote makes of MLflow's error once its bounded retries are spent."""
+    """What mlcycle.scaleout.remote makes of MLflow's error once its bounded retries are spent."""
     from mlflow.exceptions import MlflowException
 
     url = "http://127.0.0.1:9"

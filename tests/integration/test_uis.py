@@ -30,11 +30,13 @@ from click.testing import CliRunner
 
 from entrypoints.monitor import main as monitor_command
 from entrypoints.optimize import main as optimize_command
-from mlcycle import config, evidently_workspace, registry, tables
-from mlcycle.datasets import load_splits
-from mlcycle.families.rf import ForestParams
-from mlcycle.families.rf import fit as fit_forest
-from mlcycle.modelio import log_sklearn
+from mlcycle import config
+from mlcycle.ingest.datasets import load_splits
+from mlcycle.lifecycle import registry
+from mlcycle.models.families.rf import ForestParams
+from mlcycle.models.families.rf import fit as fit_forest
+from mlcycle.models.modelio import log_sklearn
+from mlcycle.monitoring import evidently_workspace, tables
 from mlcycle.steps.etl import EtlParams, execute
 from tests.conftest import ROOT
 
@@ -281,7 +283,7 @@ def test_optuna_dashboard_serves_the_teams_postgresql_study(tmp_path):
     on a study its workers would share."""
     import optuna
 
-    from mlcycle import optuna_storage
+    from mlcycle.scaleout import optuna_storage
     from tests.integration.test_team import SCRIPT, read_env
 
     # Under /tmp (world-searchable): the cluster runs as the postgres user when we are root.

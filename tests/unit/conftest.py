@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlcycle.training import fit_network
+from mlcycle.models.training import fit_network
 from tests.unit.networks import BIN, REG, TINY, labelled, rows
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from mlcycle.data import Schema
-from mlcycle.network import NetworkParams
+from mlcycle.ingest.data import Schema
+from mlcycle.models.network import NetworkParams
 
 REG = Schema(target="y", task="regression", numeric=["x", "z"], categorical=["c"])
 BIN = Schema(

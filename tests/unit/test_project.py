@@ -11,7 +11,7 @@ from mlflow.projects._project_spec import load_project
 from mlflow.utils.environment import _PythonEnv
 
 from mlcycle import config
-from mlcycle.datagen import write_bundled
+from mlcycle.ingest.datagen import write_bundled
 
 ROOT = config.PROJECT_ROOT
 

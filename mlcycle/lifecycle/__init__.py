@@ -1,0 +1,7 @@
+"""A model's life in the tracking store and registry: versions and URIs (registry), the
+one owner of alias moves (aliases), their record (ledger), the data a version learned
+from (lineage), and main's cache of finished runs (workflow, whose code version the
+ledger records).
+
+Imports the foundation, `mlcycle.ingest` and `mlcycle.monitoring` (a promotion's moves
+follow the gate's decision)."""

@@ -1,0 +1,72 @@
+"""Log models so that they take raw rows: a signature and an input example of raw rows."""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, DataType
+from mlflow.types import Schema as TypeSchema
+from mlflow.types.schema import AnyType
+
+from mlcycle.ingest.data import Schema
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"
+# MLflow 3.17 saves sklearn models with skops, which refuses types it cannot vouch for.
+# These are the forest's own node storage and numpy dtypes of a model we fitted ourselves.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree"]
+
+
+def pip_requirements(*packages: str) -> list[str]:
+    """Pinned to what is installed. Given explicitly because MLflow's inference of them
+    reloads the model in a subprocess, which costs ~10 s a model."""
+    return [f"{name}=={metadata.version(name)}" for name in ("mlflow", *packages)]
+
+
+def input_example(train: pd.DataFrame, schema: Schema, rows: int = 3) -> pd.DataFrame:
+    """A few raw training rows, as a client would send them."""
+    return train[schema.features].head(rows).reset_index(drop=True)
+
+
+def signature(
+    schema: Schema, example: pd.DataFrame, predictions, predict_method_param: bool = True
+) -> ModelSignature:
+    """Raw-row inputs. Every column is required (a request without one gets "Model is
+    missing inputs [...]"), and any value may be missing: MLflow lets None through a
+    required column. With predict_method_param, the model also answers
+    params={"predict_method": "predict_proba"} (MLflow's sklearn pyfunc ignores params,
+    so forests do not declare it).
+
+    Numeric columns are typed `Any`: MLflow refuses int64 where `double` is declared, and
+    a CSV read by pandas makes a whole-number column int64. The preprocessing converts
+    them; text where a number belongs fails there (a 400 from the scoring server)."""
+    params = {"predict_method": "predict"} if predict_method_param else None
+    inferred = infer_signature(example, predictions, params=params)
+    inputs = TypeSchema(
+        [ColSpec(AnyType(), name) for name in schema.numeric]
+        + [ColSpec(DataType.string, name) for name in schema.categorical]
+    )
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
+
+
+def log_sklearn(pipeline, schema: Schema, train: pd.DataFrame, model_name: str | None):
+    """Log (and register, when model_name is given) a fitted sklearn Pipeline."""
+    example = input_example(train, schema)
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name=MODEL_ARTIFACT,
+        signature=signature(schema, example, pipeline.predict(example), predict_method_param=False),
+        input_example=example,
+        registered_model_name=model_name,
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        pip_requirements=pip_requirements("scikit-learn", "numpy", "pandas", "skops"),
+    )
+    log.info(
+        "logged model %s (registered version %s)", info.model_uri, info.registered_model_version
+    )
+    return info

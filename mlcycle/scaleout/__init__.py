@@ -1,0 +1,5 @@
+"""Scale-out: a Spark session and Spark scoring (spark_session, spark_scoring), the team
+tracking server's client settings (remote) and Optuna's shared storage (optuna_storage).
+
+Imports the foundation, `mlcycle.ingest`, `mlcycle.monitoring` and `mlcycle.models`
+(Spark scores with the models' chunk typing)."""

@@ -1,0 +1,164 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle.errors import MlcycleError
+from mlcycle.ingest import data
+from mlcycle.ingest.data import Schema
+
+
+def frame():
+    return pd.DataFrame(
+        {"id": ["a", "b", "c"], "x": [1, 2, None], "c": ["u", None, "v"], "y": [10.5, 20.25, 30.0]}
+    )
+
+
+def test_schema_splits_numeric_and_text_and_drops_identifiers():
+    schema = data.build_schema(frame(), "y", "auto", ["id"])
+    assert schema.numeric == ["x"] and schema.categorical == ["c"]
+    assert schema.dropped == ["id"] and schema.task == "regression"
+    assert "id" not in schema.features
+
+
+def test_missing_target_column_is_named():
+    with pytest.raises(MlcycleError, match="target column 'nope'"):
+        data.build_schema(frame(), "nope", "auto", [])
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.5, 2.25, 3.0, 4.0], "regression"),
+        (["yes", "no", "yes", "no"], "classification"),
+        ([0, 1, 1, 0], "classification"),
+        (list(range(50)), "regression"),
+    ],
+)
+def test_task_auto_detection(values, expected):
+    assert data.infer_task(pd.Series(values, name="t")) == expected
+
+
+def test_text_target_is_refused_for_regression():
+    with pytest.raises(MlcycleError, match="not numeric"):
+        data.infer_task(pd.Series(["a", "b"], name="t"), "regression")
+
+
+def test_unknown_task_names_the_parameter():
+    with pytest.raises(MlcycleError, match="parameter task"):
+        data.infer_task(pd.Series([1, 2], name="t"), "clustering")
+
+
+def test_conform_gives_schema_types_and_keeps_holes():
+    schema = data.build_schema(frame(), "y", "auto", ["id"])
+    out = data.conform(frame(), schema, "reference", "ref.csv")
+    assert out["x"].dtype == np.float64 and np.isnan(out["x"].iloc[2])
+    assert out["c"].iloc[1] is None and out["c"].iloc[0] == "u"
+    assert list(out.columns) == ["x", "c", "y"]
+
+
+def test_current_missing_feature_columns_are_named():
+    schema = Schema(target="y", task="regression", numeric=["x", "z"], categorical=["c"])
+    with pytest.raises(MlcycleError, match="missing feature columns of the reference: x, z"):
+        data.conform(pd.DataFrame({"c": ["a"], "y": [1.0]}), schema, "current", "new.csv")
+
+
+def test_text_in_a_numeric_column_is_named():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
+    bad = pd.DataFrame({"x": ["1", "lots"], "y": [1.0, 2.0]})
+    with pytest.raises(MlcycleError, match="column 'x' of the current file"):
+        data.conform(bad, schema, "current", "new.csv")
+
+
+def test_infinite_features_become_missing_and_an_infinite_target_is_refused():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
+    out = data.conform(
+        pd.DataFrame({"x": [1.0, np.inf, -np.inf], "y": [1.0, 2.0, 3.0]}), schema, "current", "n"
+    )
+    assert out["x"].iloc[0] == 1.0 and out["x"].iloc[1:].isna().all()
+    with pytest.raises(MlcycleError, match="target column 'y' of the reference file r.csv"):
+        data.conform(pd.DataFrame({"x": [1.0], "y": [-np.inf]}), schema, "reference", "r.csv")
+
+
+def test_kinds_that_differ_between_files_name_the_column_and_both_files():
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=["c"])
+    paths = {"reference": "old.csv", "current": "new.csv"}
+    ref = pd.DataFrame({"x": [1.0, 2.0], "c": ["u", "v"], "y": [1.0, 2.0]})
+    cur = pd.DataFrame({"x": ["3,5", "lots"], "c": ["u", "v"], "y": [1.0, 2.0]})
+    with pytest.raises(MlcycleError, match="should be numeric, as in the reference") as err:
+        data.check_kinds({"reference": ref, "current": cur}, schema, paths)
+    assert str(err.value).startswith("column 'x' of the current file new.csv")
+    assert "'lots' (1 such values)" in str(err.value) and "old.csv" in str(err.value)
+    cur = pd.DataFrame({"x": [3.0, None], "c": [4.5, 1.0], "y": [1.0, 2.0]})
+    with pytest.raises(MlcycleError, match="column 'c' of the current file new.csv holds only"):
+        data.check_kinds({"reference": ref, "current": cur}, schema, paths)
+    cur = pd.DataFrame({"x": [None, None], "c": [None, None], "y": [1.0, 2.0]})
+    data.check_kinds({"reference": ref, "current": cur}, schema, paths)
+
+
+def test_rows_with_missing_target_are_removed_and_counted():
+    kept, removed = data.drop_missing_target(
+        pd.DataFrame({"x": [1, 2, 3], "y": [1.0, None, 3.0]}), "y", "reference"
+    )
+    assert removed == 1 and kept["y"].tolist() == [1.0, 3.0]
+
+
+def test_single_class_is_refused():
+    schema = Schema(target="y", task="classification", numeric=["x"], categorical=[])
+    with pytest.raises(MlcycleError, match="single class"):
+        data.check_classes(pd.DataFrame({"x": [1, 2], "y": ["a", "a"]}), schema, "reference")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"a,b\n", "header but no rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not CSV text"),
+        (b"a\n1\n2\n", "single column"),
+    ],
+)
+def test_unreadable_files_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(MlcycleError, match=message) as err:
+        data.read_csv(path, "reference")
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(MlcycleError, match="reference file not found: .*nope.csv"):
+        data.read_csv(tmp_path / "nope.csv", "reference")
+
+
+def test_numeric_class_labels_read_the_same_from_both_files(tmp_path):
+    """0/1 labels with a hole in one file (read as 0.0/1.0) are one set of classes."""
+    from mlcycle.steps.etl import EtlParams, prepare
+
+    rng = np.random.default_rng(0)
+    paths = {}
+    for role, hole in (("old", False), ("new", True)):
+        rows = pd.DataFrame({"x": rng.normal(size=80), "y": rng.integers(0, 2, 80)})
+        if hole:
+            rows["y"] = rows["y"].astype("float64")
+            rows.loc[3, "y"] = np.nan
+        paths[role] = tmp_path / f"{role}.csv"
+        rows.to_csv(paths[role], index=False)
+    result = prepare(
+        EtlParams(
+            reference=str(paths["old"]),
+            current=str(paths["new"]),
+            target="y",
+            task="classification",
+            drop_columns="",
+        )
+    )
+    assert result.schema.classes == [0, 1]
+    for name, split in result.splits.items():
+        assert split["y"].dtype == "int64", name
+        assert {str(v) for v in split["y"]} <= {"0", "1"}, name
+    assert result.quality["removed_missing_target"]["current"] == 1
+
+
+def test_fractional_labels_stay_as_they_are():
+    labels = pd.Series([0.5, 1.0, 1.5])
+    assert data.whole_labels(labels).tolist() == [0.5, 1.0, 1.5]

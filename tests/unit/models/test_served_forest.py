@@ -1,0 +1,222 @@
+"""The served forest answers as its scikit-learn Pipeline does: compiled when it can be,
+the Pipeline itself when it cannot (and it says why)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+
+from mlcycle.errors import MlcycleError
+from mlcycle.ingest import datagen
+from mlcycle.ingest.data import Schema
+from mlcycle.models.families.rf import ForestParams
+from mlcycle.models.families.rf import fit as fit_forest
+from mlcycle.models.features import build_preprocessor
+from mlcycle.models.served_forest import (
+    COMPILED,
+    FALLBACK,
+    PARALLEL_BATCH,
+    SMALL_BATCH,
+    ForestModel,
+    ForestPyfunc,
+)
+from mlcycle.models.serving import BadInput
+from mlcycle.steps.etl import EtlParams, prepare
+from tests.conftest import make_classification_csv
+
+SIZES = (1, 7, SMALL_BATCH, SMALL_BATCH + 1)  # both sides of the compiled/batch switch
+
+
+def many(rows: pd.DataFrame) -> pd.DataFrame:
+    """PARALLEL_BATCH rows drawn from rows: the batch walked on every core."""
+    return rows.sample(PARALLEL_BATCH, replace=True, random_state=0).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The forest of the bundled data, as baseline fits it (fewer trees: same paths)."""
+    result = prepare(EtlParams())
+    schema, splits = result.schema, result.splits
+    pipeline = fit_forest(schema, ForestParams(n_estimators=40), splits.reference_train)
+    return schema, splits, pipeline, ForestModel.build(pipeline, schema, splits.reference_train)
+
+
+def with_holes(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Raw rows as clients send them: missing numbers and categories, unseen categories."""
+    frame = frame[schema.features].reset_index(drop=True).copy()
+    number, category = schema.numeric[0], schema.categorical[-1]
+    for col in schema.categorical:
+        frame[col] = frame[col].astype(object)
+    frame.loc[0::5, number] = np.nan
+    frame.loc[1::5, category] = None
+    frame.loc[2::5, category] = "never seen in training"
+    frame.loc[4::5, schema.categorical[0]] = np.nan  # missing text as NaN, not None
+    frame.loc[3, schema.features] = None
+    return frame
+
+
+def assert_same_values(model: ForestModel, pipeline, rows: pd.DataFrame) -> None:
+    for n in (*SIZES, len(rows)):
+        ours, theirs = model.predict(rows.head(n)), pipeline.predict(rows.head(n))
+        assert len(ours) == n
+        relative = np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-300)
+        assert relative.max() <= 1e-9, (n, relative.max())
+
+
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+def test_regression_equals_the_pipeline_on_the_bundled_data(bundled):
+    schema, splits, pipeline, model = bundled
+    assert model.engine == COMPILED and model.fallback is None
+    for name in ("reference_train", "reference_test", "current_test"):
+        assert_same_values(model, pipeline, getattr(splits, name)[schema.features])
+    # A batch of drifted new customers, with holes and categories never seen.
+    drifted = datagen.generate(datagen.NEW, 600, seed=11)
+    rows = with_holes(drifted, schema)
+    assert rows.isna().any().any() and (rows == "never seen in training").any().any()
+    assert_same_values(model, pipeline, rows)
+    assert_same_values(model, pipeline, many(rows))
+
+
+def test_the_compiled_trees_are_what_answers_small_batches(bundled):
+    """Not the Pipeline under another name: the compiled trees alone give its answers."""
+    schema, splits, pipeline, model = bundled
+    rows = splits.current_test[schema.features].head(50)
+    x = model.preprocessing.transform(rows, dtype="float64").astype("float32")
+    np.testing.assert_array_equal(model.compiled.values(x), pipeline.predict(rows))
+    # Features fed to the trees in float64 without the float32 cast go astray at
+    # thresholds: the cast is what makes the answers equal.
+    exact = pipeline.named_steps["preprocess"].transform(rows)
+    assert not np.array_equal(model.compiled.values(exact), pipeline.predict(rows))
+
+
+CHURN = Schema(
+    "churn", "classification", ["tenure", "spend", "support_calls"], ["plan"], classes=["no", "yes"]
+)
+
+
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+@pytest.mark.parametrize("missing_text", ["NaN", "None"])
+@pytest.mark.parametrize("labels", ["binary", "three classes"])
+def test_classification_gives_the_pipelines_labels_and_probabilities(
+    tmp_path, labels, missing_text
+):
+    """Missing text in training as read_csv gives it (NaN, imputed '__missing__') and as
+    etl's parquet splits give it (None, which the Pipeline learns as a category)."""
+    frame = pd.read_csv(make_classification_csv(tmp_path / "churn.csv", rows=400, seed=3))
+    if missing_text == "None":
+        frame["plan"] = frame["plan"].astype(object).where(frame["plan"].notna(), None)
+    schema = CHURN
+    if labels == "three classes":
+        frame["churn"] = pd.cut(frame["tenure"], 3, labels=False).fillna(0).astype(int)
+        schema = Schema(CHURN.target, CHURN.task, CHURN.numeric, CHURN.categorical, [0, 1, 2])
+    train, test = frame.iloc[:300], frame.iloc[300:]
+    # Leaves of several rows: probabilities that are not all k/n_trees.
+    params = ForestParams(n_estimators=30, min_samples_leaf=4, max_features="sqrt")
+    pipeline = fit_forest(schema, params, train)
+    model = ForestModel.build(pipeline, schema, train)
+    assert model.engine == COMPILED, model.fallback
+    rows = with_holes(pd.concat([test, train.head(100)]), schema)
+    for part in (*(rows.head(n) for n in (*SIZES, len(rows))), many(rows)):
+        assert list(model.predict(part)) == list(pipeline.predict(part))
+        np.testing.assert_allclose(
+            model.predict_proba(part), pipeline.predict_proba(part), rtol=1e-9, atol=1e-12
+        )
+    assert model.classes_ == list(pipeline.classes_)
+
+
+def test_text_in_a_number_column_names_the_column(bundled):
+    schema, splits, _, model = bundled
+    row = splits.current_test[schema.features].head(1).astype(object)
+    row.iloc[0, row.columns.get_loc("age")] = "old"
+    with pytest.raises(BadInput, match="column 'age' should be numeric but holds 'old'"):
+        model.predict(row)
+
+
+def _foreign_preprocessing(schema: Schema) -> ColumnTransformer:
+    numeric = Pipeline([("impute", SimpleImputer()), ("scale", MinMaxScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    return ColumnTransformer(
+        [("numeric", numeric, schema.numeric), ("categorical", categorical, schema.categorical)]
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("an estimator Treelite does not import", "Treelite cannot import a Ridge"),
+        (
+            "another preprocessing",
+            "numbers are not preprocessed by SimpleImputer + StandardScaler",
+        ),
+    ],
+)
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+def test_a_pipeline_that_cannot_be_compiled_is_served_by_itself(bundled, tmp_path, kind, reason):
+    schema, splits, _, _ = bundled
+    train = splits.reference_train
+    if kind.startswith("an estimator"):
+        pipeline = Pipeline([("preprocess", build_preprocessor(schema)), ("model", Ridge())])
+    else:
+        forest = RandomForestClassifier(n_estimators=5, random_state=0)
+        pipeline = Pipeline([("preprocess", _foreign_preprocessing(schema)), ("model", forest)])
+        train = train.assign(
+            **{schema.target: train[schema.target] > train[schema.target].median()}
+        )
+    pipeline.fit(train[schema.features], train[schema.target])
+    model = ForestModel.build(pipeline, schema, train)
+    assert model.engine == FALLBACK and model.compiled is None
+    assert reason in model.fallback
+    rows = splits.current_test[schema.features]
+    np.testing.assert_array_equal(model.predict(rows), pipeline.predict(rows))
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    assert loaded.engine == FALLBACK and reason in loaded.fallback
+    np.testing.assert_array_equal(loaded.predict(rows), pipeline.predict(rows))
+    # The same one-line answer for text in a number as the compiled path gives.
+    bad = rows.head(1).astype(object)
+    bad.iloc[0, bad.columns.get_loc("age")] = "old"
+    with pytest.raises(BadInput, match="column 'age'"):
+        loaded.predict(bad)
+
+
+def test_saved_and_loaded_it_answers_the_same(bundled, tmp_path):
+    schema, splits, pipeline, model = bundled
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    assert loaded.engine == COMPILED
+    rows = with_holes(splits.current_test, schema)
+    np.testing.assert_array_equal(loaded.predict(rows), pipeline.predict(rows))
+    np.testing.assert_array_equal(loaded.predict(rows.head(3)), pipeline.predict(rows.head(3)))
+    # The Pipeline travels too, for users: feature importances, its own predict.
+    assert len(loaded.pipeline.named_steps["model"].feature_importances_) > 0
+
+
+def test_the_pyfunc_answers_predict_proba_on_request_and_refuses_other_methods(tmp_path):
+    frame = pd.read_csv(make_classification_csv(tmp_path / "churn.csv", rows=200))
+    pipeline = fit_forest(CHURN, ForestParams(n_estimators=10), frame)
+    pyfunc = ForestPyfunc()
+    pyfunc.model = ForestModel.build(pipeline, CHURN, frame)
+    rows = frame[CHURN.features].head(4)
+    proba = pyfunc.predict(None, rows, params={"predict_method": "predict_proba"})
+    assert list(proba.columns) == ["no", "yes"]
+    np.testing.assert_allclose(proba.to_numpy(), pipeline.predict_proba(rows), rtol=1e-9)
+    assert list(pyfunc.predict(None, rows)) == list(pipeline.predict(rows))
+    assert pyfunc.model.schema is CHURN  # what serving.base_mismatch reads
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="predict_method must be predict or predict_proba"):
+        pyfunc.predict(None, rows, params={"predict_method": "decision_function"})
+
+
+def test_predict_proba_of_a_regression_forest_is_a_user_error(bundled):
+    schema, splits, _, model = bundled
+    with pytest.raises(MlcycleError, match="classification models only"):
+        model.predict_proba(splits.current_test[schema.features].head(1))
