@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -29,7 +30,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.types import DataType
 
-from mlcycle import config, registry, scoring, spark_scoring, spark_session, workflow
+from mlcycle import config, inference, registry, scoring, spark_scoring, spark_session, workflow
 from mlcycle.data import Schema, parse_columns
 from mlcycle.datasets import DATASETS_DIR
 from mlcycle.errors import MlcycleError
@@ -268,6 +269,7 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
             "mlcycle.model_id": getattr(metadata, "model_id", None) or "",
             ETL_RUN_TAG: model.etl_run or "",
             "mlcycle.output": str(scored.output),
+            inference.TABLE_TAG: str(scored.inference_table or ""),
         }
     )
     dataset = MetaDataset(
@@ -302,6 +304,22 @@ def _digest(path: Path) -> str:
     parts = sorted(p for p in path.rglob("*") if p.is_file())
     lines = "".join(f"{p.relative_to(path)} {workflow.file_digest(p)}\n" for p in parts)
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def batch_of(
+    model: Model, params: ScoreParams, inputs: scoring.Inputs, header: list[str]
+) -> inference.Batch:
+    """The batch this run logs: in the table of the model that scores (its registered
+    name, else model_name), with the version that scored, stamped now; the features in
+    the input's column order, so labelled rows come back in the original data's order."""
+    version = model.version
+    return inference.Batch(
+        model_name=version.name if version else params.model_name,
+        score_run=mlflow.active_run().info.run_id,
+        model_version=str(version.version) if version else "",
+        scored_at=datetime.now(UTC),
+        features=[c for c in header if c in inputs.features],
+    )
 
 
 def spark_prediction(model: Model) -> spark_scoring.Prediction:
@@ -345,8 +363,9 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
             model.loaded,
             ", ".join(inputs.identifiers) or "none",
         )
+        batch = batch_of(model, params, inputs, header)
         scored = spark_scoring.score_input(
-            spark, frame, inputs, model.loaded, prediction, output, path
+            spark, frame, inputs, model.loaded, prediction, output, path, batch
         )
     mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
     log_score(model, path, scored, "on Spark ")
@@ -373,9 +392,9 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         f" (version {model.version.version})" if model.version else "",
         ", ".join(inputs.identifiers) or "none",
     )
-    scored = scoring.score_file(
-        path, inputs, predictor_for(model, inputs.classes), output, chunk_rows
-    )
+    predictor = predictor_for(model, inputs.classes)
+    batch = batch_of(model, params, inputs, header)
+    scored = scoring.score_file(path, inputs, predictor, output, chunk_rows, batch)
     mlflow.set_tag("mlcycle.engine", "pandas")
     log_score(model, path, scored)
     return scored
