@@ -4,9 +4,11 @@ A file is read `CHUNK_ROWS` rows at a time (pandas' chunked reader, only the col
 model and the output need), each chunk is given the model's types the way etl gave them
 to the training rows (`conform_chunk`), predicted, and appended to a Parquet file as one
 row group, so memory stays what one chunk needs whatever the file's length. The output
-holds the identifiers found in the file, `row` (the input row's 0-based position), the
-prediction and, for a classifier, one `proba_<class>` column per class: one output row
-per input row, in order.
+holds `prediction_id` (`<score run id>-<row>`, when scored for a run), the identifiers
+found in the file, `row` (the input row's 0-based position), the prediction and, for a
+classifier, one `proba_<class>` column per class: one output row per input row, in
+order. The same chunk, with the features as conformed, is appended to the batch's
+partition of the inference log (`mlcycle.inference`) in the same pass.
 
 Nothing is written where the output goes until every row has been scored: the chunks go
 to a hidden file beside it, moved into place at the end and removed on any error, so a

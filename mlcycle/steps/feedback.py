@@ -167,7 +167,11 @@ def prepare(params: FeedbackParams, now: datetime | None = None) -> Feedback:
     for line in joined.problems:
         log.warning("labels file %s: %s", path, line)
     if joined.rows.empty:
-        raise MlcycleError(f"no label of {path} lands on a row {params.model_name} scored")
+        why = ", ".join(f"{k} {v}" for k, v in joined.counts.items() if v and k != "labels_read")
+        raise MlcycleError(
+            f"no label of {path} lands on a row {params.model_name} scored ({why}); "
+            "nothing was written"
+        )
     batches, sizes = labelled_batches(joined, table, store, spec.target)
     output = output_path(params.output, params.model_name, config.launcher_folder(), now)
     return Feedback(joined, spec, output, batches, sizes, features_of(table, spec), path, frame)

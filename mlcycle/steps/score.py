@@ -5,13 +5,16 @@ version first, and that version is what is loaded and recorded), its etl run (fo
 through the tag `mlcycle.etl_run` of the version or of the run that logged the model:
 the columns' types, the classes, and `drop_columns`, the identifiers kept in the
 output), and the input CSV, chunk by chunk (`mlcycle.scoring`). Writes one Parquet file
-(identifiers, `row`, `prediction`, `proba_<class>`); records in the active run the
+(`prediction_id`, identifiers, `row`, `prediction`, `proba_<class>`) and appends the
+batch to the model's inference log (`mlcycle.inference`: this run's partition, tag
+`mlcycle.inference_table`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
 throughput and a summary of the predictions (metrics), and the output path (tag).
 
 With engine=spark the same run is recorded, the rows read and scored by Spark
 (`mlcycle.spark_session`, `mlcycle.spark_scoring`): a CSV or Parquet file or folder of
-parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
+parts in, a Parquet folder out (and the log's partition), the model applied by
+`mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
