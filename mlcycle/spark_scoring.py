@@ -265,10 +265,13 @@ def score_input(
                 # Read by pandas and pyarrow as the pandas engine's: UTC microseconds.
                 spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                 log_partial.parent.mkdir(parents=True, exist_ok=True)
-                scored.write.mode("overwrite").parquet(log_partial.as_uri())
+                # Not as_uri(): it escapes the '=' of the partition's name, which Spark
+                # would keep as '%3D' in the folder it writes.
+                log_uri = f"file://{log_partial}"
+                scored.write.mode("overwrite").parquet(log_uri)
                 kept = [PREDICTION_ID, *inputs.identifiers, ROW, PREDICTION]
                 kept += [proba_column(c) for c in inputs.classes or []]
-                written = spark.read.parquet(log_partial.as_uri())
+                written = spark.read.parquet(log_uri)
                 scored = written.select(*[f"`{c}`" for c in kept if c in written.columns])
             scored.write.mode("overwrite").parquet(partial.as_uri())
             summary = summarize(spark.read.parquet(partial.as_uri()), inputs)
