@@ -100,7 +100,7 @@ def log_frame(batch: Batch, output: pd.DataFrame, features: pd.DataFrame) -> pd.
     n = len(output)
     head = {
         PREDICTION_ID: output[PREDICTION_ID].to_numpy(),
-        SCORED_AT: np.full(n, pd.Timestamp(batch.scored_at)),
+        SCORED_AT: _instants(batch.scored_at, n).array,
         MODEL_VERSION: np.full(n, batch.model_version, dtype=object),
         "row": output["row"].to_numpy(),
     }
@@ -115,6 +115,14 @@ def log_frame(batch: Batch, output: pd.DataFrame, features: pd.DataFrame) -> pd.
     for c in predicted:
         columns[c] = output[c].to_numpy()
     return pd.DataFrame(columns)
+
+
+def _instants(when: datetime, n: int) -> pd.Series:
+    """n copies of a UTC instant as a datetime column (not n Timestamp objects)."""
+    stamp = pd.Timestamp(when)  # a naive time is UTC, as everywhere in mlcycle
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    utc = stamp.tz_localize(None).as_unit("us")
+    return pd.Series(np.full(n, utc.to_datetime64())).dt.tz_localize("UTC")
 
 
 def arrow_schema(frame: pd.DataFrame, output_schema: pa.Schema, batch: Batch) -> pa.Schema:

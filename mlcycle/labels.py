@@ -78,7 +78,8 @@ def read_labels(path: Path) -> pd.DataFrame:
 
 
 def _blank(values: pd.Series) -> pd.Series:
-    return values.str.strip().str.lower().isin(_MISSING) | values.isna()
+    """Empty or a missing-value marker; the values already stripped."""
+    return values.isna() | values.eq("") | values.str.lower().isin(_MISSING)
 
 
 def typed_labels(raw: pd.Series, spec: Spec) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -87,7 +88,9 @@ def typed_labels(raw: pd.Series, spec: Spec) -> tuple[pd.Series, np.ndarray, np.
     missing = _blank(text).to_numpy()
     if spec.task == "regression":
         values = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
-        comma = values.isna() & ~missing & text.str.fullmatch(r"[+-]?\d*,\d+").to_numpy()
+        failed = (values.isna() & ~missing).to_numpy()
+        comma = np.zeros(len(text), dtype=bool)
+        comma[failed] = text[failed].str.fullmatch(r"[+-]?\d*,\d+").to_numpy()
         if comma.any():  # a decimal comma, as csvread reads a French export
             values[comma] = text[comma].str.replace(",", ".").astype(float)
         wrong = ~missing & ~np.isfinite(values.to_numpy())
@@ -159,8 +162,10 @@ def join_labels(
             f"{labels[spec.target][first]!r} ({_lines(labels.index[wrong])}): skipped"
         )
     kept = labels.loc[~missing & ~wrong, keys].copy()
-    for key in keys:
-        kept[key] = kept[key].where(~_blank(kept[key].astype(str)), None)
+    if keys != [PREDICTION_ID]:  # an empty identifier matches a missing one
+        for key in keys:
+            text = kept[key].astype(str).str.strip()
+            kept[key] = text.where(~_blank(text), None)
     kept[spec.target] = values[~missing & ~wrong]
     kept[LABELLED_AT] = _label_times(labels.loc[kept.index], spec.now)
     repeated = kept.duplicated(keys, keep="last").to_numpy()
@@ -179,7 +184,7 @@ def join_labels(
     found = position >= 0
     rows = table.iloc[position[found]].reset_index(drop=True)
     rows[spec.target] = kept[spec.target].to_numpy()[found]
-    rows[LABELLED_AT] = kept[LABELLED_AT].to_numpy()[found]
+    rows[LABELLED_AT] = kept[LABELLED_AT].array[found]  # tz-aware, not Timestamp objects
     if seen is not None and len(seen):
         again = rows[PREDICTION_ID].isin(seen).to_numpy()
         if again.any():

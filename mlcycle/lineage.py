@@ -34,6 +34,24 @@ log = logging.getLogger("mlcycle.lineage")
 TRAINING_CONTEXT = "training"
 
 
+# MLflow infers a pandas dataset's schema value by value in Python when the dataset is
+# logged (measured here: 100 s of feedback's 140 s for two batches of 500,000 labelled rows,
+# 18 columns, on a busy 2-core machine). The schema of the first rows names the same
+# columns and types; MLflow's digest is of the first 10,000 rows anyway, and the row count
+# covers every row.
+SCHEMA_SAMPLE_ROWS = 10_000
+
+
+def rows_dataset(frame: pd.DataFrame, **kwargs) -> PandasDataset:
+    """`mlflow.data.from_pandas(frame, **kwargs)` whose schema is inferred on a sample."""
+    dataset = mlflow.data.from_pandas(frame, **kwargs)
+    if len(frame) > SCHEMA_SAMPLE_ROWS:
+        # PandasDataset.schema is a cached_property: set once, it is never inferred again.
+        sample = mlflow.data.from_pandas(frame.head(SCHEMA_SAMPLE_ROWS))
+        dataset.__dict__["schema"] = sample.schema
+    return dataset
+
+
 def split_dataset(frame: pd.DataFrame, schema: Schema, name: str, etl_run: str) -> PandasDataset:
     """Rows of the etl run as an MLflow dataset named `name`; its source is the etl run's
     `datasets/<name>.parquet` for a split, its `datasets/` folder for rows joined from

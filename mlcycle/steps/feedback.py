@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from mlflow.exceptions import MlflowException
 
-from mlcycle import config, inference, labels
+from mlcycle import config, inference, labels, lineage
 from mlcycle.data import Schema, parse_columns
 from mlcycle.datasets import DATASETS_DIR
 from mlcycle.errors import MlcycleError
@@ -87,19 +87,19 @@ def labelled_batches(
     earlier = store[
         store[PARTITION].isin(touched) & ~store[PREDICTION_ID].isin(joined.rows[PREDICTION_ID])
     ]
-    known = pd.concat(
-        [
-            earlier[[PREDICTION_ID, target, LABELLED_AT]],
-            joined.rows[[PREDICTION_ID, target, LABELLED_AT]],
-        ],
-        ignore_index=True,
-    )
-    batches, sizes = {}, {}
+    columns = [PREDICTION_ID, target, LABELLED_AT]
+    known = joined.rows[columns]
+    if len(earlier):
+        known = pd.concat([earlier[columns], known], ignore_index=True)
+    sizes = table[PARTITION].value_counts()
+    batches = {}
     for run in touched:
-        rows = table[table[PARTITION] == run]
-        sizes[run] = len(rows)
-        batches[run] = rows.merge(known, on=PREDICTION_ID, how="inner")
-    return batches, sizes
+        if len(earlier) and earlier[PARTITION].eq(run).any():
+            rows = table[table[PARTITION] == run]
+            batches[run] = rows.merge(known, on=PREDICTION_ID, how="inner")
+        else:  # only this file's labels: the joined rows are the batch's labelled rows
+            batches[run] = joined.rows[joined.rows[PARTITION] == run].reset_index(drop=True)
+    return batches, {run: int(sizes[run]) for run in touched}
 
 
 def joined_file_frame(rows: pd.DataFrame, spec: Spec, features: list[str]) -> pd.DataFrame:
@@ -196,7 +196,7 @@ def log_batch(score_run: str, rows: pd.DataFrame, size: int, result: Feedback, n
     version = str(rows[inference.MODEL_VERSION].iloc[0]) if len(rows) else ""
     metrics = labels.batch_metrics(rows, size, spec)
     columns = joined_file_frame(rows, spec, result.features).columns.tolist() + ["prediction"]
-    dataset = mlflow.data.from_pandas(
+    dataset = lineage.rows_dataset(
         rows[columns],
         source=str(result.output),
         name=f"labels-{score_run[:8]}",
@@ -239,9 +239,7 @@ def log_feedback(result: Feedback, params: FeedbackParams) -> None:
             "mlcycle.target": result.spec.target,
         }
     )
-    dataset = mlflow.data.from_pandas(
-        result.raw, source=str(result.source), name=result.source.stem
-    )
+    dataset = lineage.rows_dataset(result.raw, source=str(result.source), name=result.source.stem)
     mlflow.log_input(dataset, context="labels")
     mlflow.log_metrics(
         {**{k: float(v) for k, v in counts.items()}, "batches_touched": float(len(result.batches))}
