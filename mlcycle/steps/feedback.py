@@ -58,6 +58,8 @@ class FeedbackParams:
                 f"parameter output: the labelled rows are written as CSV, so name the file "
                 f"*.csv (or give a folder ending with /), got {self.output!r}"
             )
+        if not input_path(self.labels).is_file():  # before any run opens
+            raise MlcycleError(f"labels file not found: {input_path(self.labels)}")
         return self
 
 
