@@ -84,17 +84,21 @@ def _blank(values: pd.Series) -> pd.Series:
 
 def typed_labels(raw: pd.Series, spec: Spec) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """(labels typed as the etl run typed the target, missing, wrong type)."""
+    if spec.task == "regression":
+        # Plain numbers through pandas' C parser; only the rest is looked at as text.
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        odd = ~np.isfinite(values.to_numpy())
+        text = raw[odd].astype(object).where(raw[odd].notna(), "").astype(str).str.strip()
+        blank = _blank(text).to_numpy()
+        missing = np.zeros(len(raw), dtype=bool)
+        missing[np.flatnonzero(odd)[blank]] = True
+        # Spaces around, or a decimal comma as csvread reads a French export.
+        text = text.where(~text.str.fullmatch(r"[+-]?\d*,\d+"), text.str.replace(",", "."))
+        values[np.flatnonzero(odd)] = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy()
+        wrong = ~missing & ~np.isfinite(values.to_numpy())
+        return values.where(~wrong & ~missing), missing, wrong
     text = raw.astype(object).where(raw.notna(), "").astype(str).str.strip()
     missing = _blank(text).to_numpy()
-    if spec.task == "regression":
-        values = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
-        failed = (values.isna() & ~missing).to_numpy()
-        comma = np.zeros(len(text), dtype=bool)
-        comma[failed] = text[failed].str.fullmatch(r"[+-]?\d*,\d+").to_numpy()
-        if comma.any():  # a decimal comma, as csvread reads a French export
-            values[comma] = text[comma].str.replace(",", ".").astype(float)
-        wrong = ~missing & ~np.isfinite(values.to_numpy())
-        return values.where(~wrong), missing, wrong
     known = {str(c): c for c in spec.classes}
     whole = pd.to_numeric(text, errors="coerce")
     as_int = whole.notna() & (whole % 1 == 0)
