@@ -59,6 +59,7 @@ def prepare() -> Path:
     import mlflow
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     from mlcycle import datagen, inference, scoring
     from mlcycle.data import build_schema
@@ -98,7 +99,8 @@ def prepare() -> Path:
             [c for c in frame.columns if c in schema.features],
         )
         writer = inference.PartitionWriter(batch)
-        writer.write(output, scoring.arrow_schema(output, inputs), features)
+        schema = scoring.arrow_schema(output, inputs)
+        writer.write(pa.Table.from_pandas(output, schema, preserve_index=False), features)
         writer.commit()
         ids.append(output["prediction_id"])
         truth.append(chunk[TARGET])

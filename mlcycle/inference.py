@@ -93,56 +93,47 @@ class Batch:
     features: list[str] = field(default_factory=list)  # the model's columns, as read
 
 
-def log_frame(batch: Batch, output: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
-    """One chunk of the log: the output's columns (prediction_id, identifiers, row,
-    prediction, probabilities) with the batch's facts and the features as read, in the
-    order the module doc gives."""
-    n = len(output)
-    head = {
-        PREDICTION_ID: output[PREDICTION_ID].to_numpy(),
-        SCORED_AT: _instants(batch.scored_at, n).array,
-        MODEL_VERSION: np.full(n, batch.model_version, dtype=object),
-        "row": output["row"].to_numpy(),
-    }
-    rest = [c for c in output.columns if c not in (PREDICTION_ID, "row")]
-    predicted = [c for c in rest if c == "prediction" or c.startswith("proba_")]
-    identifiers = [c for c in rest if c not in predicted]
-    columns = {**head}
-    for c in identifiers:
-        columns[c] = output[c].to_numpy()
-    for c in batch.features:
-        columns[c] = features[c].to_numpy()
-    for c in predicted:
-        columns[c] = output[c].to_numpy()
-    return pd.DataFrame(columns)
-
-
-def _instants(when: datetime, n: int) -> pd.Series:
-    """n copies of a UTC instant as a datetime column (not n Timestamp objects)."""
+def _instants(when: datetime, n: int) -> pa.Array:
+    """n copies of a UTC instant, as Arrow timestamps."""
     stamp = pd.Timestamp(when)  # a naive time is UTC, as everywhere in mlcycle
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    utc = stamp.tz_localize(None).as_unit("us")
-    return pd.Series(np.full(n, utc.to_datetime64())).dt.tz_localize("UTC")
+    micros = stamp.tz_localize(None).as_unit("us").to_datetime64()
+    return pa.array(np.full(n, micros), pa.timestamp("us", tz="UTC"))
 
 
-def arrow_schema(frame: pd.DataFrame, output_schema: pa.Schema, batch: Batch) -> pa.Schema:
-    """The log's types: the output's where it has the column, UTC microseconds for the
-    time, float64 or text for features (as conform_chunk types them)."""
+def feature_schema(features: pd.DataFrame, names: list[str]) -> pa.Schema:
+    """The features' types, fixed by the first chunk: float64 or text, as conform_chunk
+    types them; anything else as pandas gave it."""
     fields = []
-    for name in frame.columns:
-        if name in output_schema.names:
-            fields.append(output_schema.field(name))
-        elif name == SCORED_AT:
-            fields.append(pa.field(name, pa.timestamp("us", tz="UTC")))
-        elif name == MODEL_VERSION:
-            fields.append(pa.field(name, pa.string()))
-        elif frame[name].dtype == "float64":
+    for name in names:
+        kind = features[name].dtype
+        if kind == "float64":
             fields.append(pa.field(name, pa.float64()))
-        elif frame[name].dtype == object:
+        elif kind.kind == "O":
             fields.append(pa.field(name, pa.string()))
         else:
-            fields.append(pa.field(name, pa.from_numpy_dtype(frame[name].dtype)))
+            fields.append(pa.field(name, pa.from_numpy_dtype(kind)))
     return pa.schema(fields)
+
+
+def log_table(batch: Batch, output: pa.Table, features: pa.Table) -> pa.Table:
+    """One chunk of the log, in the order the module doc gives: the output's columns as
+    already converted for the output file (prediction_id, row, identifiers, prediction,
+    probabilities), the batch's facts, the features as read."""
+    n = output.num_rows
+    names = output.column_names
+    predicted = [c for c in names if c == "prediction" or c.startswith("proba_")]
+    identifiers = [c for c in names if c not in (PREDICTION_ID, "row", *predicted)]
+    columns = {
+        PREDICTION_ID: output[PREDICTION_ID],
+        SCORED_AT: _instants(batch.scored_at, n),
+        MODEL_VERSION: pa.repeat(pa.scalar(batch.model_version, pa.string()), n),
+        "row": output["row"],
+    }
+    columns |= {c: output[c] for c in identifiers}
+    columns |= {c: features[c] for c in batch.features}
+    columns |= {c: output[c] for c in predicted}
+    return pa.table(columns)
 
 
 class PartitionWriter:
@@ -155,11 +146,18 @@ class PartitionWriter:
         self.partial = self.final.parent / f".{self.final.name}.{os.getpid()}.partial"
         self.writer: pq.ParquetWriter | None = None
         self.schema: pa.Schema | None = None
+        self.features: pa.Schema | None = None
 
-    def write(self, output: pd.DataFrame, output_schema: pa.Schema, features: pd.DataFrame):
-        frame = log_frame(self.batch, output, features)
+    def write(self, output: pa.Table, features: pd.DataFrame) -> None:
+        """Append one chunk: its output rows as written to the output file (Arrow, so
+        they are converted once) and its features as conformed."""
         if self.writer is None:
-            self.schema = arrow_schema(frame, output_schema, self.batch)
+            self.features = feature_schema(features, self.batch.features)
+        chunk = pa.Table.from_pandas(
+            features[self.batch.features], self.features, preserve_index=False
+        )
+        table = log_table(self.batch, output, chunk)
+        if self.writer is None:
             try:
                 self.partial.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -167,8 +165,9 @@ class PartitionWriter:
                     f"the inference log cannot be written in {self.partial.parent} "
                     f"({exc.strerror or exc}): set {ENV_DIR} to a writable folder"
                 ) from exc
+            self.schema = table.schema
             self.writer = pq.ParquetWriter(self.partial / "part-0.parquet", self.schema)
-        self.writer.write_table(pa.Table.from_pandas(frame, self.schema, preserve_index=False))
+        self.writer.write_table(table.cast(self.schema))
 
     def commit(self) -> Path:
         if self.writer is not None:

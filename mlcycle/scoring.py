@@ -393,9 +393,10 @@ def score_file(
             if writer is None:
                 schema = arrow_schema(frame, inputs)
                 writer = pq.ParquetWriter(partial, schema)
-            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            writer.write_table(table)
             if logged is not None:
-                logged.write(frame, schema, features)
+                logged.write(table, features)
             summary.update(predictions, proba)
         if writer is None:
             raise MlcycleError(f"input file {path} has a header but no rows")
