@@ -213,7 +213,9 @@ def _unmatched_ids(unmatched, counts, problems, elsewhere, model_name) -> None:
     if unmatched.empty:
         return
     runs = inference.run_of(unmatched[PREDICTION_ID])
-    owners = runs.map(lambda r: elsewhere(r) if elsewhere and r else None)
+    # One look per score run named, not per label (a million labels may name one run).
+    owner = {r: elsewhere(r) if elsewhere else None for r in runs.dropna().unique()}
+    owners = runs.map(owner)
     other = (owners.notna() & owners.ne(model_name)).to_numpy()
     if other.any():
         counts["other_model_labels"] = int(other.sum())

@@ -7,9 +7,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from entrypoints.feedback import main as feedback_command
 from mlcycle import config, inference
-from mlcycle.metrics import regression_metrics
+from mlcycle.metrics import classification_metrics, regression_metrics
+from mlcycle.steps import score as score_step
 from tests.conftest import ROOT, assert_ok, mlflow_run
 from tests.integration.test_lifecycle import _champion, _etl, _forest, _runs
 
@@ -105,3 +108,47 @@ def test_score_twice_then_late_labels_give_exact_counts_and_realised_metrics_per
     assert by_id.loc[f"{second}-210", "nom"] == batch["nom"][210]
     current_etl = _etl(current=str(joined))
     assert mlflow.get_run(current_etl).data.metrics["current_train_rows"] > 0
+
+
+def test_a_classifier_labelled_by_identifiers_gets_realised_f1_and_auc_from_its_probabilities(
+    tracking_uri, tmp_path, classification_csvs
+):
+    """In-process (the command above went through mlflow run): labels by customer_id,
+    one of them a class the model does not know."""
+    old, new = classification_csvs
+    etl_run = _etl(reference=str(old), current=str(new), target="churn", drop_columns="customer_id")
+    version = _forest(etl_run, model_name="churn")
+    rows = pd.read_csv(new)
+    unlabelled = tmp_path / "new.csv"
+    rows.drop(columns=["churn"]).to_csv(unlabelled, index=False)
+    output = tmp_path / "scored.parquet"
+    params = score_step.ScoreParams(
+        model_uri=f"models:/churn/{version}", model_name="churn", input=str(unlabelled),
+        output=str(output),
+    )  # fmt: skip
+    with mlflow.start_run():
+        score_step.execute(params)
+    scored = pd.read_parquet(output)
+
+    labels = rows[["customer_id", "churn"]].iloc[:120].copy()
+    labels.loc[7, "churn"] = "maybe"
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    result = CliRunner().invoke(
+        feedback_command,
+        ["--labels", str(tmp_path / "labels.csv"), "--model-name", "churn",
+         "--output", str(tmp_path / "labelled.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+
+    (parent,) = _runs("feedback")
+    assert parent.data.metrics["wrong_type_labels"] == 1
+    assert parent.data.metrics["labels_joined"] == 119
+    assert parent.data.tags["mlcycle.feedback.key"] == "customer_id"
+    (child,) = _runs("feedback_batch")
+    kept = [i for i in range(120) if i != 7]
+    truth = rows["churn"].iloc[kept]
+    proba = scored[["proba_no", "proba_yes"]].iloc[kept].set_axis(["no", "yes"], axis=1)
+    expected = classification_metrics(truth, scored["prediction"].iloc[kept], proba)
+    for metric, value in expected.items():
+        assert child.data.metrics[f"realised_{metric}"] == pytest.approx(value), metric
+    assert child.data.metrics["label_coverage"] == pytest.approx(119 / len(rows))
