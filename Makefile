@@ -70,6 +70,12 @@ REPLAY_ARGS ?= --n-trials 2 --epochs 30
 replay: venv ## run main batch after batch over data/stream/, then print the last report
 	$(BIN)/python -m mlcycle.replay $(REPLAY_ARGS)
 
+.PHONY: replay-production
+# As production runs: each batch scored without labels, labels back LABEL_DELAY batches later.
+LABEL_DELAY ?= 1
+replay-production: venv ## the stream as production: score unlabelled, feedback LABEL_DELAY batches later, main
+	$(BIN)/python -m mlcycle.replay --production --label-delay $(LABEL_DELAY) $(REPLAY_ARGS)
+
 .PHONY: data
 data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte for byte)
 	$(BIN)/python -m mlcycle.ingest.datagen

@@ -5,19 +5,23 @@ version first, and that version is what is loaded and recorded), its etl run (fo
 through the tag `mlcycle.etl_run` of the version or of the run that logged the model:
 the columns' types, the classes, and `drop_columns`, the identifiers kept in the
 output), and the input CSV, chunk by chunk (`mlcycle.models.scoring`). Writes one Parquet file
-(identifiers, `row`, `prediction`, `proba_<class>`); records in the active run the
+(`prediction_id`, identifiers, `row`, `prediction`, `proba_<class>`) and appends the
+batch to the model's inference log (`mlcycle.ingest.inference`: this run's partition, tag
+`mlcycle.inference_table`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
 throughput and a summary of the predictions (metrics), and the output path (tag).
 
 With engine=spark the same run is recorded, the rows read and scored by Spark
 (`mlcycle.scaleout.spark_session`, `mlcycle.scaleout.spark_scoring`): a CSV or Parquet
-file or folder of parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
+file or folder of parts in, a Parquet folder out (and the log's partition), the model
+applied by `mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -30,6 +34,7 @@ from mlflow.types import DataType
 
 from mlcycle import config
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import inference
 from mlcycle.ingest.data import Schema, parse_columns
 from mlcycle.ingest.datasets import DATASETS_DIR
 from mlcycle.lifecycle import registry, workflow
@@ -172,6 +177,7 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
             "mlcycle.model_id": getattr(metadata, "model_id", None) or "",
             ETL_RUN_TAG: model.etl_run or "",
             "mlcycle.output": str(scored.output),
+            inference.TABLE_TAG: str(scored.inference_table or ""),
         }
     )
     dataset = MetaDataset(
@@ -206,6 +212,22 @@ def _digest(path: Path) -> str:
     parts = sorted(p for p in path.rglob("*") if p.is_file())
     lines = "".join(f"{p.relative_to(path)} {workflow.file_digest(p)}\n" for p in parts)
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def batch_of(
+    model: Model, params: ScoreParams, inputs: scoring.Inputs, header: list[str]
+) -> inference.Batch:
+    """The batch this run logs: in the table of the model that scores (its registered
+    name, else model_name), with the version that scored, stamped now; the features in
+    the input's column order, so labelled rows come back in the original data's order."""
+    version = model.version
+    return inference.Batch(
+        model_name=version.name if version else params.model_name,
+        score_run=mlflow.active_run().info.run_id,
+        model_version=str(version.version) if version else "",
+        scored_at=datetime.now(UTC),
+        features=[c for c in header if c in inputs.features],
+    )
 
 
 def spark_prediction(model: Model) -> spark_scoring.Prediction:
@@ -249,8 +271,9 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
             model.loaded,
             ", ".join(inputs.identifiers) or "none",
         )
+        batch = batch_of(model, params, inputs, header)
         scored = spark_scoring.score_input(
-            spark, frame, inputs, model.loaded, prediction, output, path
+            spark, frame, inputs, model.loaded, prediction, output, path, batch
         )
     mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
     log_score(model, path, scored, "on Spark ")
@@ -277,9 +300,9 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         f" (version {model.version.version})" if model.version else "",
         ", ".join(inputs.identifiers) or "none",
     )
-    scored = scoring.score_file(
-        path, inputs, predictor_for(model.pyfunc, model.uri, inputs.classes), output, chunk_rows
-    )
+    predictor = predictor_for(model.pyfunc, model.uri, inputs.classes)
+    batch = batch_of(model, params, inputs, header)
+    scored = scoring.score_file(path, inputs, predictor, output, chunk_rows, batch)
     mlflow.set_tag("mlcycle.engine", "pandas")
     log_score(model, path, scored)
     return scored
