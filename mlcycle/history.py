@@ -19,6 +19,7 @@ from mlcycle import config
 DRIFT_SCORE_PREFIX = "drift_score."
 CURRENT_DATA_TAG = "mlcycle.current_data"
 DECISION_TAG = "mlcycle.promotion.decision"
+LABELS_TAG = "mlcycle.monitor.labels"
 # A history is read whole; this bounds the query for a model monitored every day for years.
 MAX_RUNS = 5000
 
@@ -65,6 +66,11 @@ def entry(run, primary: str) -> dict:
         "champion_version": tags.get("mlcycle.champion_version", ""),
         "challenger_version": tags.get("mlcycle.challenger_version", ""),
         "decision": tags.get(DECISION_TAG, ""),
+        # A monitor run of a batch without labels: its champion figure is an estimate.
+        "labels": tags.get(LABELS_TAG, "present"),
+        "estimated": metric(f"estimated_{primary}"),
+        "estimated_low": metric(f"estimated_{primary}_low"),
+        "estimated_high": metric(f"estimated_{primary}_high"),
     }
 
 

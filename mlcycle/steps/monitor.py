@@ -37,6 +37,7 @@ from mlcycle import (
     registry,
     report,
     tables,
+    unlabelled,
 )
 from mlcycle.datasets import load_splits
 from mlcycle.drift import AUTO_SAMPLE_SIZE
@@ -78,6 +79,12 @@ class MonitorParams:
         "the promotion gate judges a paired bootstrap of the difference at this one-sided "
         "confidence; 0: the point estimates alone",
         minimum=0,
+    )
+    score_run: str = param(
+        "",
+        "a score run whose batch has no labels yet: monitor it without labels (drift, "
+        "prediction drift, estimated performance; never promotes); empty: the etl run's "
+        "labelled rows",
     )
     evidently_workspace: str = param(
         evidently_workspace.DEFAULT_WORKSPACE,
@@ -495,6 +502,15 @@ def history_context(past: list[dict], model_name: str) -> dict:
 
 def execute(params: MonitorParams) -> dict[str, Path]:
     """Everything monitor does, in the active run; returns the report's paths."""
+    if params.score_run:
+        return unlabelled.monitor_batch(
+            score_run=params.score_run,
+            model_name=params.model_name,
+            champion=params.champion,
+            etl_run=params.etl_run,
+            output=params.output,
+            sample_size=params.sample_size,
+        )
     run = mlflow.active_run()
     etl_run = resolve_etl_run(params.etl_run)
     etl_params = mlflow.get_run(etl_run).data.params
