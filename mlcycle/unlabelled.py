@@ -266,7 +266,7 @@ def monitor_batch(
         )
     past = [r for r in history.monitor_runs(model_name) if r.info.run_id != run.info.run_id]
     entries = history.entries([*past, mlflow.get_run(run.info.run_id)], PRIMARY[schema.task])
-    entries[-1].update(decision="no labels", champion_version=best.version or "")
+    entries[-1].update(champion_version=best.version or "")
     context = {
         "model_name": model_name,
         "task": schema.task,
