@@ -45,6 +45,7 @@ SCORED_AT = "scored_at"
 MODEL_VERSION = "model_version"
 PARTITION = "score_run"
 TABLE_TAG = "mlcycle.inference_table"
+PROBA_PREFIX = "proba_"  # the classifiers' probability columns, as score names them
 _RUN_ID_LENGTH = 32  # MLflow run ids: 32 hex digits
 
 
@@ -226,15 +227,57 @@ def _read(folder: Path, score_run: str, columns: list[str] | None) -> pa.Table:
     return table.append_column(PARTITION, pa.array([score_run] * len(table), pa.string()))
 
 
+def score_run(run_id: str):
+    """The score run with this id; one line when it is not one."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = mlflow.get_run(run_id)
+    except MlflowException as exc:
+        raise MlcycleError(f"parameter score_run: no run {run_id!r} in the tracking store") from exc
+    if run.data.tags.get(config.STEP_TAG) != "score":
+        raise MlcycleError(
+            f"parameter score_run: run {run_id} is a "
+            f"{run.data.tags.get(config.STEP_TAG) or 'non-mlcycle'} run, not a score run"
+        )
+    return run
+
+
+def tagged_folder(score_run_id: str) -> Path:
+    """The partition folder the score run tagged (absolute: found even when the log is
+    read under another MLCYCLE_INFERENCE_DIR than the one it was written under)."""
+    folder = score_run(score_run_id).data.tags.get(TABLE_TAG)
+    if not folder:
+        raise MlcycleError(
+            f"parameter score_run: score run {score_run_id} has no tag {TABLE_TAG} "
+            "(scored before the inference log existed): score the batch again"
+        )
+    path = Path(folder)
+    if not path.is_dir() or not any(path.glob("*.parquet")):
+        raise MlcycleError(
+            f"parameter score_run: the inference table of score run {score_run_id} is missing: "
+            f"{path}"
+        )
+    return path
+
+
 def read_batch(score_run: str, model_name: str | None = None, columns=None) -> pd.DataFrame:
-    """The rows one score run logged, with a `score_run` column."""
+    """The rows one score run logged, in input order, with a `score_run` column: from the
+    inference log, else from the folder the score run tagged."""
     model_name = model_name or model_of(score_run)
     folder = partition_dir(model_name, score_run) if model_name else None
     if folder is None or not folder.is_dir():
-        raise MlcycleError(
-            f"score run {score_run} has no batch in the inference log {inference_dir()}"
-        )
-    return _read(folder, score_run, columns).to_pandas()
+        try:
+            folder = tagged_folder(score_run)
+        except MlcycleError as exc:
+            raise MlcycleError(
+                f"score run {score_run} has no batch in the inference log {inference_dir()} ({exc})"
+            ) from exc
+    frame = _read(folder, score_run, columns).to_pandas()
+    if "row" in frame.columns:
+        frame = frame.sort_values("row", kind="stable", ignore_index=True)
+    return frame
 
 
 def read_table(model_name: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -195,7 +195,9 @@ def run_drift(
             ref[name] = predict(model, ref[schema.features])
             cur[name] = predict(model, cur[schema.features])
     predictions = list(predictors)
-    extra = [schema.target, *predictions]
+    # An unlabelled batch has no target: its drift is the features' and predictions' only.
+    labelled = schema.target in reference.columns and schema.target in current.columns
+    extra = [schema.target, *predictions] if labelled else predictions
     numeric, categorical = list(schema.numeric), list(schema.categorical)
     (numeric if schema.task == "regression" else categorical).extend(extra)
     ref, cur = _for_evidently(ref, numeric, categorical), _for_evidently(cur, numeric, categorical)
@@ -220,7 +222,9 @@ def run_drift(
             Dataset.from_pandas(ref, data_definition=definition),
         )
     roles = {c: "feature" for c in schema.features}
-    roles.update({schema.target: "target", **{p: "prediction" for p in predictions}})
+    if labelled:
+        roles[schema.target] = "target"
+    roles.update({p: "prediction" for p in predictions})
     kinds = {**{c: "numerical" for c in numeric}, **{c: "categorical" for c in categorical}}
     columns, share, count = parse_snapshot(snapshot.dict(), roles, kinds)
     n_features = len(schema.features)

@@ -35,6 +35,7 @@ from mlcycle.monitoring import (
     promotion,
     publish,
     report,
+    unlabelled,
 )
 from mlcycle.monitoring.comparison import (
     compared_champion,
@@ -82,6 +83,12 @@ class MonitorParams:
         "the promotion gate judges a paired bootstrap of the difference at this one-sided "
         "confidence; 0: the point estimates alone",
         minimum=0,
+    )
+    score_run: str = param(
+        "",
+        "a score run whose batch has no labels yet: monitor it without labels (drift, "
+        "prediction drift, estimated performance; never promotes); empty: the etl run's "
+        "labelled rows",
     )
     evidently_workspace: str = param(
         evidently_workspace.DEFAULT_WORKSPACE,
@@ -261,6 +268,17 @@ def tag_challenger_version(decision, results: dict[str, ModelResult]) -> None:
 
 def execute(params: MonitorParams) -> dict[str, Path]:
     """Everything monitor does, in the active run; returns the report's paths."""
+    if params.score_run:
+        champion = params.champion or registry.alias_uri(params.model_name, config.CHAMPION)
+        return unlabelled.monitor_batch(
+            score_run=params.score_run,
+            model_name=params.model_name,
+            best=registry.load_champion(champion, params.model_name),
+            etl_run=params.etl_run,
+            output=params.output,
+            sample_size=params.sample_size,
+            moves=ledger_moves(params.model_name),
+        )
     run = mlflow.active_run()
     etl = open_etl(params.etl_run, {"mlcycle.model_name": params.model_name})
     mlflow.set_tag(history.CURRENT_DATA_TAG, etl.params.get("current", ""))
