@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import mlflow
 
-from mlcycle import aliases, config
+from mlcycle import alerts, aliases, config
 from mlcycle.config import resolve_path
 from mlcycle.data import TASKS
 from mlcycle.datasets import newest_finished
 from mlcycle.errors import MlcycleError
 from mlcycle.families import FAMILY_NAMES
 from mlcycle.network import FAMILY as RETRAINED_FAMILY
-from mlcycle.params import check, model_name_param, param
+from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
 from mlcycle.workflow import Step, code_version, data_identity, run_or_reuse
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class MainParams:
     env_manager: str = param(
         "local", "environment manager of the child runs (local inside an isolated env)"
     )
+    alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> MainParams:
         check(self)
@@ -184,7 +185,7 @@ def execute(params: MainParams) -> None:
         ),
     )
     challenger = registered_version(retrained, "retrain")
-    pipeline.step(
+    monitored = pipeline.step(
         "monitor",
         dict(
             etl_run=etl_run,
@@ -196,6 +197,10 @@ def execute(params: MainParams) -> None:
     )
     mlflow.set_tag(REGISTRY_OUT_TAG, json.dumps(registry_state(name), sort_keys=True))
     _summarise(pipeline.done)
+    # The monitor child's promotion, drift and decay, once: a reused monitor run already
+    # told them when it ran. (Not passed to the child: its cache key would change.)
+    if not pipeline.done["monitor"][1]:
+        alerts.report_monitor_run(params.alert_url, monitored.info.run_id)
 
 
 def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:

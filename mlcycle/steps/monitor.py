@@ -24,6 +24,7 @@ from pathlib import Path
 import mlflow
 
 from mlcycle import (
+    alerts,
     aliases,
     charts,
     config,
@@ -43,7 +44,7 @@ from mlcycle.drift import AUTO_SAMPLE_SIZE
 from mlcycle.errors import MlcycleError
 from mlcycle.evaluate import score_frames
 from mlcycle.metrics import PRIMARY
-from mlcycle.params import check, etl_run_param, model_name_param, param
+from mlcycle.params import ALERT_URL_HELP, check, etl_run_param, model_name_param, param
 from mlcycle.report import ModelResult
 from mlcycle.steps.etl import resolve_etl_run
 
@@ -84,6 +85,7 @@ class MonitorParams:
         "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
         "the project root; empty: none",
     )
+    alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> MonitorParams:
         """Every check a value allows before any run opens, the report folder included;
@@ -586,4 +588,5 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         # models that may no longer be the ones in place. Refused, and the page says so.
         log.warning("promotion not applied: %s", exc)
         paths = publish(not_applied(decision, exc), [])
+    alerts.report_monitor_run(params.alert_url, run.info.run_id)
     return paths
