@@ -22,6 +22,7 @@ STEPS = {
     "main": "MainParams",
     "score": "ScoreParams",
     "rollback": "RollbackParams",
+    "watch": "WatchParams",
 }
 # MLproject knows float and string only: whole numbers are floats, flags are strings.
 MLPROJECT_TYPE = {int: "float", float: "float", str: "string", bool: "string"}
