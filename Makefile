@@ -100,10 +100,12 @@ clean: ## remove generated state (store, reports), keep .venv
 # Team setup (README, "Team setup"): PostgreSQL + an authenticated tracking server, state
 # in TEAM_DIR. Then `source $(TEAM_DIR)/team.env` and every step logs to the server.
 TEAM_DIR ?= $(CURDIR)/.mlcycle/team
+# make team-server ALERT_WEBHOOK_URL=https://...: MLflow posts every alias move there
+ALERT_WEBHOOK_URL ?=
 
 .PHONY: team-server
 team-server: venv system-deps ## start PostgreSQL and the authenticated mlflow server in TEAM_DIR
-	@bash scripts/team-server.sh start $(TEAM_DIR)
+	@ALERT_WEBHOOK_URL="$(ALERT_WEBHOOK_URL)" bash scripts/team-server.sh start $(TEAM_DIR)
 
 .PHONY: team-stop
 team-stop: ## stop what `make team-server` started (its data stays in TEAM_DIR)
