@@ -35,6 +35,15 @@ run: venv ## run the whole pipeline (entry point main) on the bundled data
 	mlflow run . --env-manager local -e main
 	@$(BIN)/python -m mlcycle.summary
 
+.PHONY: watch
+# The scheduled command of the production loop (README, "Deciding when to retrain"):
+# hourly from cron, `0 * * * * cd /path/to/mlcycle && make watch`.
+POLICY ?= auto
+ALERT_URL ?=
+watch: venv ## decide whether MODEL_NAME needs retraining (POLICY, ALERT_URL), and retrain it
+	mlflow run . --env-manager local -e watch -P model_name=$(MODEL_NAME) -P policy=$(POLICY) \
+		-P alert_url=$(ALERT_URL)
+
 .PHONY: system-deps
 system-deps: ## install what the integration tests start: Chromium, PostgreSQL, Java (Debian)
 	@bash scripts/system-deps.sh
