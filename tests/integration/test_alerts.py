@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from entrypoints.rollback import main as rollback_command
-from mlcycle import aliases
+from mlcycle import alerts, aliases
 from tests.alert_receiver import Receiver, closed_port_url
 
 pytestmark = pytest.mark.integration
@@ -84,3 +84,28 @@ def test_a_dead_endpoint_adds_at_most_two_seconds_and_the_rollback_still_succeed
     dead, _, with_dead = _rollback(two_versions, closed_port_url())
     assert dead.exit_code == 0, dead.output
     assert with_dead - without <= 2.0, (with_dead, without)
+
+
+def test_a_monitor_run_s_promotion_and_drift_reach_the_server_as_monitor_posts_them(tracking_uri):
+    with mlflow.start_run() as run:
+        mlflow.set_tags(
+            {
+                "mlcycle.step": "monitor",
+                "mlcycle.model_name": "alerting",
+                "mlcycle.promotion.decision": "promoted",
+                "mlcycle.promotion.reason": "better on current_test",
+                "mlcycle.champion_version": "1",
+                "mlcycle.challenger_version": "2",
+                "mlcycle.report": "/reports/alerting/report.html",
+            }
+        )
+        mlflow.log_metrics(
+            {"dataset_drift": 1.0, "drift_share": 0.75, "challenger_current_test_r2": 0.9}
+        )
+    with Receiver() as server:
+        assert alerts.report_monitor_run(server.url, run.info.run_id) == 2
+    bodies = [r["body"] for r in server.received]
+    assert [b["event"] for b in bodies] == ["promotion", "drift"]
+    assert all(b["run_id"] == run.info.run_id for b in bodies)
+    assert bodies[0]["report"] == "/reports/alerting/report.html"
+    assert bodies[1]["metrics"]["drift_share"] == 0.75
