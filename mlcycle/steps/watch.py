@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from mlcycle import alerts, config, ledger, registry, trigger
 from mlcycle.config import resolve_path
+from mlcycle.data import parse_columns
 from mlcycle.errors import MlcycleError
 from mlcycle.metrics import PRIMARY
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
@@ -43,6 +44,7 @@ REASON_TAG = "mlcycle.watch.reason"
 RULES_TAG = "mlcycle.watch.rules_fired"
 POLICY_TAG = "mlcycle.watch.policy"
 FEEDBACK_OUTPUT_TAG = "mlcycle.feedback.output"
+PREDICTION_ID = "prediction_id"
 EVIDENCE_FILE = "watch/evidence.json"
 MAX_RUNS = 5000
 
@@ -184,8 +186,8 @@ def merged_labels(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The labelled rows of several feedback files as one; a prediction labelled twice
     keeps its newest label (files come oldest first)."""
     merged = pd.concat(frames, ignore_index=True)
-    if "prediction_id" in merged.columns:
-        merged = merged.drop_duplicates("prediction_id", keep="last")
+    if PREDICTION_ID in merged.columns:
+        merged = merged.drop_duplicates(PREDICTION_ID, keep="last")
     return merged
 
 
@@ -370,7 +372,17 @@ def main_parameters(params: WatchParams, version, current: Path) -> dict:
     for name in ("target", "task", "drop_columns", "test_size", "seed"):
         if etl.get(name) not in (None, ""):
             chosen[name] = etl[name]
+    chosen["drop_columns"] = with_prediction_id(
+        chosen.get("drop_columns", config.DEFAULT_DROP_COLUMNS)
+    )
     return chosen
+
+
+def with_prediction_id(drop_columns: str) -> str:
+    """The identifiers main drops, prediction_id included: the labelled rows carry it, and
+    once they are a reference (the next retrain's) it would otherwise become a feature."""
+    columns = parse_columns(drop_columns)
+    return ",".join(columns if PREDICTION_ID in columns else [*columns, PREDICTION_ID])
 
 
 # ---------------------------------------------------------------- logging, then the step

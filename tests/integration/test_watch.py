@@ -142,5 +142,6 @@ def test_decay_in_the_feedback_triggers_and_runs_main_on_the_labelled_rows(
     # reference: what the champion learned on (its etl run's current file)
     assert main.data.params["reference"] == str(loop["folder"] / "new.csv")
     assert main.data.params["model_name"] == NAME
+    assert main.data.params["drop_columns"] == "nom,prenom,prediction_id"
     monitor = mlflow.get_run(main.data.tags["mlcycle.run.monitor"])
     assert monitor.info.status == "FINISHED"

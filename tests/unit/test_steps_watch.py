@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
-from mlcycle.steps.watch import WatchParams, assemble, merged_labels
+from mlcycle.steps.watch import WatchParams, assemble, merged_labels, with_prediction_id
 
 
 def _run(run_id, start, score_run="", version="", **metrics):
@@ -84,3 +84,9 @@ def test_labels_merged_from_several_files_keep_the_newest_label_of_a_prediction(
 def test_k_above_n_is_one_line_naming_both():
     with pytest.raises(MlcycleError, match=r"parameter k \(4\) must not exceed n \(3\)"):
         dataclasses.replace(WatchParams(), k=4, n=3).validate()
+
+
+def test_main_drops_the_prediction_id_of_the_labelled_rows_once():
+    assert with_prediction_id("nom,prenom") == "nom,prenom,prediction_id"
+    assert with_prediction_id("nom, prediction_id") == "nom,prediction_id"
+    assert with_prediction_id("") == "prediction_id"
