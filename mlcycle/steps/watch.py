@@ -426,13 +426,24 @@ def record(decision: trigger.Decision, params: WatchParams) -> None:
         mlflow.log_artifact(str(path), str(Path(EVIDENCE_FILE).parent))
 
 
+def said_before(model_name: str, run_id: str, reason: str) -> bool:
+    """Whether the model's previous watch run gave the same reason: an hourly schedule
+    during a cooldown would otherwise repeat the same held-back alert every hour."""
+    earlier = [r for r in _runs(model_name, "watch") if r["run_id"] != run_id]
+    return bool(earlier) and earlier[-1]["tags"].get(REASON_TAG) == reason[:4900]
+
+
 def tell(decision: trigger.Decision, params: WatchParams, run_id: str) -> None:
-    """A trigger alert; a decay or drift seen but not acted on (cooldown, never) too."""
+    """A trigger alert; a decay or drift seen but not acted on (cooldown, never) too,
+    unless the previous watch said the very same."""
     ev = decision.evidence
     kind = "trigger" if decision.trigger else None
     if not kind and decision.fired:
         kind = "decay" if any("decay" in name for name in decision.fired) else "drift"
-    if not kind:
+    if not kind or not params.alert_url:
+        return
+    if not decision.trigger and said_before(params.model_name, run_id, decision.summary):
+        log.info("watch: %s alert not repeated (the previous watch said the same)", kind)
         return
     windows = ev.get("windows") or []
     alerts.send(
