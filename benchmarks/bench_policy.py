@@ -230,6 +230,23 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def missing_steps() -> list[str]:
+    """What of the production loop this checkout lacks (issue 24's score log and
+    feedback, the label-free monitor)."""
+    from mlflow.exceptions import ExecutionException
+    from mlflow.projects._project_spec import load_project
+
+    project = load_project(str(ROOT))
+    missing = []
+    try:
+        project.get_entry_point("feedback")
+    except ExecutionException:
+        missing.append("the feedback entry point")
+    if "score_run" not in project.get_entry_point("monitor").parameters:
+        missing.append("monitor's score_run (the label-free monitor)")
+    return missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default=",".join(STREAMS))
@@ -241,6 +258,10 @@ def main() -> None:
     parser.add_argument("--no-monitor", action="store_true", help="skip the label-free monitor")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mlcycle-bench-policy"))
     args = parser.parse_args()
+    missing = missing_steps()
+    if missing:
+        print(f"bench_policy: not run, this checkout lacks {' and '.join(missing)}")
+        return
     results = []
     for stream in args.streams.split(","):
         reference, current, batches = stream_files(stream, args.work / stream / "data")
