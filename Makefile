@@ -35,6 +35,15 @@ run: venv ## run the whole pipeline (entry point main) on the bundled data
 	mlflow run . --env-manager local -e main
 	@$(BIN)/python -m mlcycle.summary
 
+.PHONY: watch
+# The scheduled command of the production loop (README, "Deciding when to retrain"):
+# hourly from cron, `0 * * * * cd /path/to/mlcycle && make watch`.
+POLICY ?= auto
+ALERT_URL ?=
+watch: venv ## decide whether MODEL_NAME needs retraining (POLICY, ALERT_URL), and retrain it
+	mlflow run . --env-manager local -e watch -P model_name=$(MODEL_NAME) -P policy=$(POLICY) \
+		-P alert_url=$(ALERT_URL)
+
 .PHONY: system-deps
 system-deps: ## install what the integration tests start: Chromium, PostgreSQL, Java (Debian)
 	@bash scripts/system-deps.sh
@@ -108,10 +117,12 @@ clean: ## remove generated state (store, reports), keep .venv
 # Team setup (README, "Team setup"): PostgreSQL + an authenticated tracking server, state
 # in TEAM_DIR. Then `source $(TEAM_DIR)/team.env` and every step logs to the server.
 TEAM_DIR ?= $(CURDIR)/.mlcycle/team
+# make team-server ALERT_WEBHOOK_URL=https://...: MLflow posts every alias move there
+ALERT_WEBHOOK_URL ?=
 
 .PHONY: team-server
 team-server: venv system-deps ## start PostgreSQL and the authenticated mlflow server in TEAM_DIR
-	@bash scripts/team-server.sh start $(TEAM_DIR)
+	@ALERT_WEBHOOK_URL="$(ALERT_WEBHOOK_URL)" bash scripts/team-server.sh start $(TEAM_DIR)
 
 .PHONY: team-stop
 team-stop: ## stop what `make team-server` started (its data stays in TEAM_DIR)

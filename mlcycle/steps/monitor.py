@@ -26,7 +26,7 @@ import mlflow
 
 from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.lifecycle import aliases, ledger, registry
+from mlcycle.lifecycle import alerts, aliases, ledger, registry
 from mlcycle.monitoring import (
     charts,
     evidently_workspace,
@@ -49,7 +49,7 @@ from mlcycle.monitoring.comparison import (
 )
 from mlcycle.monitoring.drift import AUTO_SAMPLE_SIZE
 from mlcycle.monitoring.report import ModelResult
-from mlcycle.params import check, etl_run_param, model_name_param, param
+from mlcycle.params import ALERT_URL_HELP, check, etl_run_param, model_name_param, param
 from mlcycle.steps.etl import open_etl
 
 log = logging.getLogger("mlcycle.monitor")
@@ -95,6 +95,7 @@ class MonitorParams:
         "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
         "the project root; empty: none",
     )
+    alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> MonitorParams:
         """Every check a value allows before any run opens, the report folder included;
@@ -270,7 +271,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
     """Everything monitor does, in the active run; returns the report's paths."""
     if params.score_run:
         champion = params.champion or registry.alias_uri(params.model_name, config.CHAMPION)
-        return unlabelled.monitor_batch(
+        paths = unlabelled.monitor_batch(
             score_run=params.score_run,
             model_name=params.model_name,
             best=registry.load_champion(champion, params.model_name),
@@ -279,6 +280,10 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             sample_size=params.sample_size,
             moves=ledger_moves(params.model_name),
         )
+        # Its metrics and tags are logged: decay (the band's top under the reference) and
+        # drift are posted as for a labelled run.
+        alerts.report_monitor_run(params.alert_url, mlflow.active_run().info.run_id)
+        return paths
     run = mlflow.active_run()
     etl = open_etl(params.etl_run, {"mlcycle.model_name": params.model_name})
     mlflow.set_tag(history.CURRENT_DATA_TAG, etl.params.get("current", ""))
@@ -297,5 +302,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         log.warning("promotion not applied: %s", exc)
         decision, paths = publish.refused(outcome, published, exc)
         tag_challenger_version(decision, outcome.results)
-        return paths
-    return published.paths
+    else:
+        paths = published.paths
+    alerts.report_monitor_run(params.alert_url, run.info.run_id)
+    return paths

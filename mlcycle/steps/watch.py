@@ -1,0 +1,508 @@
+"""The watch step: decide whether a model needs retraining, record why, and retrain it.
+
+Reads, for the model (runs filtered by the tag `mlcycle.model_name`, in every
+experiment), what the production loop wrote (docs/lifecycle.md, "Deciding when to
+retrain"): `feedback_batch` runs (realised metrics per scored batch), label-free
+`monitor` runs (estimated metric and band, drift share), `score` runs (the batches), the
+promotion ledger (when the champion took over), the registry (the champion; the monitor
+run that promoted it, whose `challenger_current_test_<metric>` is the champion's own
+held-out metric, the baseline of decay) and earlier `watch` and `main` runs (the last
+retrain). `mlcycle.lifecycle.trigger.decide` judges that evidence under the policy.
+
+Writes, in its own run (tag mlcycle.step=watch): the decision as tags
+(`mlcycle.watch.trigger`, `mlcycle.watch.reason`, `mlcycle.watch.rules_fired`), the
+figures as metrics, and `watch/evidence.json` (the evidence, every rule's verdict, the
+thresholds). Every decision is recorded, "no" included. When it triggers it posts a
+`trigger` alert and runs `main` as a child run on the labelled rows `feedback` gathered
+since the champion took over (the `mlcycle.feedback.output` files, merged when several),
+with reference = the data the champion learned on (its etl run's `current` file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from mlcycle import config
+from mlcycle.config import resolve_path
+from mlcycle.errors import MlcycleError
+from mlcycle.ingest.data import parse_columns
+from mlcycle.lifecycle import alerts, ledger, registry, trigger
+from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
+from mlcycle.monitoring.metrics import PRIMARY
+from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
+
+log = logging.getLogger(__name__)
+
+TRIGGER_TAG = "mlcycle.watch.trigger"
+REASON_TAG = "mlcycle.watch.reason"
+RULES_TAG = "mlcycle.watch.rules_fired"
+POLICY_TAG = "mlcycle.watch.policy"
+FEEDBACK_OUTPUT_TAG = "mlcycle.feedback.output"
+PREDICTION_ID = "prediction_id"
+EVIDENCE_FILE = "watch/evidence.json"
+MAX_RUNS = 5000
+
+
+@dataclass(frozen=True)
+class WatchParams:
+    model_name: str = model_name_param()
+    policy: str = param("auto", "when to retrain", choices=trigger.POLICIES)
+    max_decay: float = param(
+        trigger.DEFAULTS["max_decay"],
+        "drop of the primary metric (R², F1) below the champion's baseline that counts as decay",
+        minimum=0,
+    )
+    k: int = param(trigger.DEFAULTS["k"], "decayed labelled windows needed ...", minimum=1)
+    n: int = param(trigger.DEFAULTS["n"], "... among the last n labelled windows", minimum=1)
+    max_drift_share: float = param(
+        trigger.DEFAULTS["max_drift_share"],
+        "share of drifted features above which drift triggers",
+        minimum=0,
+    )
+    max_age: int = param(
+        trigger.DEFAULTS["max_age"],
+        "batches a champion may score before a retrain; 0: no limit",
+        minimum=0,
+    )
+    cooldown: int = param(
+        trigger.DEFAULTS["cooldown"],
+        "batches after a retrain or promotion during which nothing triggers",
+        minimum=0,
+    )
+    reference: str = param(
+        "", "main's reference CSV when it retrains; empty: the data the champion learned on"
+    )
+    n_trials: int = param(20, "main's optimize trials when it retrains", minimum=0)
+    epochs: int = param(60, "main's retrain epochs when it retrains", minimum=1)
+    env_manager: str = param("local", "environment manager of main and its children")
+    alert_url: str = param("", ALERT_URL_HELP)
+
+    def validate(self) -> WatchParams:
+        check(self)
+        if self.k > self.n:
+            raise MlcycleError(f"parameter k ({self.k}) must not exceed n ({self.n})")
+        return self
+
+    @property
+    def thresholds(self) -> dict:
+        return {name: getattr(self, name) for name in trigger.DEFAULTS}
+
+
+# ---------------------------------------------------------------- pure: the evidence
+
+
+def batch_times(score_runs: list[dict], referring: list[dict]) -> dict[str, int]:
+    """score run id -> when the batch was scored (ms): the score run's start, else the
+    earliest run that refers to it (a score run in another store or deleted)."""
+    times = {r["run_id"]: r["start"] for r in score_runs}
+    for r in sorted(referring, key=lambda r: r["start"]):
+        if r.get("score_run"):
+            times.setdefault(r["score_run"], r["start"])
+    return times
+
+
+def windows_of(feedback_batches: list[dict], champion: str | None, metric: str, times) -> list:
+    """The champion's labelled windows, oldest batch first; a batch labelled twice counts
+    with its newest feedback."""
+    newest: dict[str, dict] = {}
+    for r in sorted(feedback_batches, key=lambda r: r["start"]):
+        if champion and r["tags"].get("mlcycle.model_version") not in (None, "", champion):
+            continue
+        value = r["metrics"].get(f"realised_{metric}")
+        if value is None:
+            continue
+        newest[r["score_run"] or r["run_id"]] = {
+            "score_run": r["score_run"],
+            "realised": value,
+            "labelled_rows": r["metrics"].get("labelled_rows"),
+            "label_coverage": r["metrics"].get("label_coverage"),
+        }
+    return sorted(newest.values(), key=lambda w: times.get(w["score_run"], 0))
+
+
+def estimates_of(monitor_runs: list[dict], champion: str | None, metric: str) -> list[dict]:
+    """The champion's label-free estimates, oldest first."""
+    out = []
+    for r in sorted(monitor_runs, key=lambda r: r["start"]):
+        if champion and r["tags"].get("mlcycle.champion_version") not in (None, "", champion):
+            continue
+        m = r["metrics"]
+        if f"estimated_{metric}" not in m and "drift_share" not in m:
+            continue
+        out.append(
+            {
+                "score_run": r["score_run"],
+                "estimated": m.get(f"estimated_{metric}"),
+                "low": m.get(f"estimated_{metric}_low"),
+                "high": m.get(f"estimated_{metric}_high"),
+                "reference": m.get(f"reference_{metric}"),
+                "drift_share": m.get("drift_share"),
+            }
+        )
+    return out
+
+
+def assemble(
+    *,
+    metric: str,
+    champion: str | None,
+    baseline: float | None,
+    baseline_source: str,
+    champion_since: int | None,
+    last_retrain: int | None,
+    score_runs: list[dict],
+    feedback_batches: list[dict],
+    monitor_runs: list[dict],
+) -> dict:
+    """The evidence `trigger.decide` reads, from runs as plain dicts
+    ({run_id, start, score_run, tags, metrics})."""
+    times = batch_times(score_runs, feedback_batches + monitor_runs)
+    estimates = estimates_of(monitor_runs, champion, metric)
+    shares = [e["drift_share"] for e in estimates if e["drift_share"] is not None]
+    return {
+        "metric": metric,
+        "champion_version": champion,
+        "baseline": baseline,
+        "baseline_source": baseline_source,
+        "windows": windows_of(feedback_batches, champion, metric, times),
+        "estimates": [e for e in estimates if e["high"] is not None],
+        "drift_share": shares[-1] if shares else None,
+        "age_batches": sum(
+            1 for t in times.values() if champion_since is None or t > champion_since
+        ),
+        "batches_since_retrain": None
+        if last_retrain is None
+        else sum(1 for t in times.values() if t > last_retrain),
+    }
+
+
+def merged_labels(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The labelled rows of several feedback files as one; a prediction labelled twice
+    keeps its newest label (files come oldest first)."""
+    merged = pd.concat(frames, ignore_index=True)
+    if PREDICTION_ID in merged.columns:
+        merged = merged.drop_duplicates(PREDICTION_ID, keep="last")
+    return merged
+
+
+# ---------------------------------------------------------------- reading the store
+
+
+def _runs(model_name: str, step: str, *conditions: str) -> list[dict]:
+    """The model's FINISHED runs of a step in every experiment, as plain dicts."""
+    quoted = model_name.replace("'", "\\'")
+    query = " and ".join(
+        [
+            f"tags.`{config.STEP_TAG}` = '{step}'",
+            f"tags.`mlcycle.model_name` = '{quoted}'",
+            "attributes.status = 'FINISHED'",
+            *conditions,
+        ]
+    )
+    found = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=query,
+        order_by=["attributes.start_time ASC"],
+        max_results=MAX_RUNS,
+        output_format="list",
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "start": r.info.start_time,
+            "score_run": r.data.tags.get("mlcycle.score_run", ""),
+            "tags": r.data.tags,
+            "metrics": r.data.metrics,
+        }
+        for r in found
+    ]
+
+
+def champion_version(model_name: str):
+    return registry.version_for_alias(model_name, config.CHAMPION)
+
+
+def task_of(version) -> str | None:
+    """The task of the etl run the champion learned from."""
+    etl_run = etl_run_of(version)
+    if not etl_run:
+        return None
+    try:
+        return mlflow.get_run(etl_run).data.tags.get("mlcycle.task")
+    except MlflowException:
+        return None
+
+
+def etl_run_of(version) -> str | None:
+    if version is None:
+        return None
+    found = (version.tags or {}).get("mlcycle.etl_run")
+    if found:
+        return found
+    try:
+        return mlflow.get_run(version.run_id).data.tags.get("mlcycle.etl_run")
+    except MlflowException:
+        return None
+
+
+def baseline_of(version, metric: str) -> tuple[float | None, str]:
+    """The champion's own held-out primary metric, and where it was read: the monitor run
+    that promoted it (`challenger_current_test_<metric>`, measured on the rows the gate
+    judged), else the run that trained it (`current_test_<metric>`: a first champion
+    adopted without a gate)."""
+    if version is None:
+        return None, "no champion"
+    promoted_by = (version.tags or {}).get("mlcycle.promotion.monitor_run")
+    for run_id, key in (
+        (promoted_by, f"challenger_current_test_{metric}"),
+        (version.run_id, f"current_test_{metric}"),
+    ):
+        if not run_id:
+            continue
+        try:
+            value = mlflow.get_run(run_id).data.metrics.get(key)
+        except MlflowException:
+            continue
+        if value is not None:
+            return value, f"run {run_id} metric {key}"
+    return None, "no held-out metric found"
+
+
+def champion_since(model_name: str, version) -> int | None:
+    """When the champion took over (ms): its last move in the ledger, else its creation."""
+    if version is None:
+        return None
+    moves = [
+        e
+        for e in ledger.history(model_name)
+        if e.alias == config.CHAMPION and e.to_version == str(version.version)
+    ]
+    if moves:
+        return int(moves[-1].time.timestamp() * 1000)
+    return version.creation_timestamp
+
+
+def last_retrain(model_name: str, since: int | None) -> int | None:
+    """The newest of: the champion's arrival, a watch that triggered, a main run."""
+    found = [since] if since is not None else []
+    found += [r["start"] for r in _runs(model_name, "watch", f"tags.`{TRIGGER_TAG}` = 'true'")]
+    quoted = model_name.replace("'", "\\'")
+    mains = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.`{config.STEP_TAG}` = 'main' and params.model_name = '{quoted}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    found += [r.info.start_time for r in mains]
+    return max(found) if found else None
+
+
+def read_evidence(model_name: str) -> dict:
+    version = champion_version(model_name)
+    feedback_batches = _runs(model_name, "feedback_batch")
+    metric = PRIMARY.get(task_of(version) or "", "")
+    if not metric:  # no champion's etl run: the metric the feedback realised
+        keys = {k for r in feedback_batches for k in r["metrics"]}
+        metric = "f1" if "realised_f1" in keys else "r2"
+    baseline, source = baseline_of(version, metric)
+    since = champion_since(model_name, version)
+    monitors = _runs(model_name, "monitor", "tags.`mlcycle.monitor.labels` = 'absent'")
+    return assemble(
+        metric=metric,
+        champion=str(version.version) if version else None,
+        baseline=baseline,
+        baseline_source=source,
+        champion_since=since,
+        last_retrain=last_retrain(model_name, since),
+        score_runs=_runs(model_name, "score"),
+        feedback_batches=feedback_batches,
+        monitor_runs=monitors,
+    )
+
+
+def gathered_labels(model_name: str, since: int | None, run_id: str) -> Path | None:
+    """The labelled rows feedback gathered since the champion took over, as one CSV:
+    the newest feedback run's output, or those of several merged into
+    `watch-<run>.csv` beside the newest. None when there are none."""
+    runs = [r for r in _runs(model_name, "feedback") if since is None or r["start"] > since]
+    files = []
+    for r in runs:
+        path = r["tags"].get(FEEDBACK_OUTPUT_TAG)
+        if path and Path(path).is_file():
+            files.append(Path(path))
+        elif path:
+            log.warning("feedback run %s: its output %s is gone; skipped", r["run_id"], path)
+    if len(files) <= 1:
+        return files[0] if files else None
+    merged = merged_labels([pd.read_csv(p) for p in files])
+    out = files[-1].parent / f"watch-{run_id}.csv"
+    merged.to_csv(out, index=False)
+    log.info("merged the labelled rows of %d feedback runs into %s", len(files), out)
+    return out
+
+
+def main_parameters(params: WatchParams, version, current: Path) -> dict:
+    """main's parameters: the champion's etl settings, the labelled rows as current, and
+    reference = what the champion learned on (its etl run's current file)."""
+    etl = {}
+    etl_run = etl_run_of(version)
+    if etl_run:
+        etl = mlflow.get_run(etl_run).data.params
+    reference = params.reference or etl.get("current") or config.DEFAULT_REFERENCE
+    if not params.reference:
+        log.info("reference for main: %s (the data the champion learned on)", reference)
+    if not resolve_path(reference).is_file():
+        raise MlcycleError(f"parameter reference: data file not found: {resolve_path(reference)}")
+    chosen = {
+        "reference": str(resolve_path(reference)),
+        "current": str(current),
+        "model_name": params.model_name,
+        "n_trials": params.n_trials,
+        "epochs": params.epochs,
+        "env_manager": params.env_manager,
+        "alert_url": params.alert_url,
+    }
+    for name in ("target", "task", "drop_columns", "test_size", "seed"):
+        if etl.get(name) not in (None, ""):
+            chosen[name] = etl[name]
+    chosen["drop_columns"] = with_prediction_id(
+        chosen.get("drop_columns", config.DEFAULT_DROP_COLUMNS)
+    )
+    return chosen
+
+
+def with_prediction_id(drop_columns: str) -> str:
+    """The identifiers main drops, prediction_id included: the labelled rows carry it, and
+    once they are a reference (the next retrain's) it would otherwise become a feature."""
+    columns = parse_columns(drop_columns)
+    return ",".join(columns if PREDICTION_ID in columns else [*columns, PREDICTION_ID])
+
+
+# ---------------------------------------------------------------- logging, then the step
+
+
+def record(decision: trigger.Decision, params: WatchParams) -> None:
+    """The decision as tags and metrics, its evidence as an artifact."""
+    ev = decision.evidence
+    mlflow.set_tags(
+        {
+            "mlcycle.model_name": params.model_name,
+            "mlcycle.champion_version": ev.get("champion_version") or "",
+            POLICY_TAG: params.policy,
+            TRIGGER_TAG: str(decision.trigger).lower(),
+            REASON_TAG: decision.summary[:4900],
+            RULES_TAG: ",".join(decision.fired),
+        }
+    )
+    windows = ev.get("windows") or []
+    figures = {
+        "watch_trigger": float(decision.trigger),
+        "baseline": ev.get("baseline"),
+        "last_realised": windows[-1]["realised"] if windows else None,
+        "labelled_windows": float(len(windows)),
+        "drift_share": ev.get("drift_share"),
+        "age_batches": ev.get("age_batches"),
+        "batches_since_retrain": ev.get("batches_since_retrain"),
+    }
+    mlflow.log_metrics({k: float(v) for k, v in figures.items() if v is not None})
+    content = {
+        "policy": params.policy,
+        "thresholds": params.thresholds,
+        "trigger": decision.trigger,
+        "reasons": decision.reasons,
+        "rules": [vars(r) for r in decision.rules],
+        "evidence": ev,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(EVIDENCE_FILE).name
+        path.write_text(json.dumps(content, indent=2, default=str))
+        mlflow.log_artifact(str(path), str(Path(EVIDENCE_FILE).parent))
+
+
+def said_before(model_name: str, run_id: str, reason: str) -> bool:
+    """Whether the model's previous watch run gave the same reason: an hourly schedule
+    during a cooldown would otherwise repeat the same held-back alert every hour."""
+    earlier = [r for r in _runs(model_name, "watch") if r["run_id"] != run_id]
+    return bool(earlier) and earlier[-1]["tags"].get(REASON_TAG) == reason[:4900]
+
+
+def tell(decision: trigger.Decision, params: WatchParams, run_id: str) -> None:
+    """A trigger alert; a decay or drift seen but not acted on (cooldown, never) too,
+    unless the previous watch said the very same."""
+    ev = decision.evidence
+    kind = "trigger" if decision.trigger else None
+    if not kind and decision.fired:
+        kind = "decay" if any("decay" in name for name in decision.fired) else "drift"
+    if not kind or not params.alert_url:
+        return
+    if not decision.trigger and said_before(params.model_name, run_id, decision.summary):
+        log.info("watch: %s alert not repeated (the previous watch said the same)", kind)
+        return
+    windows = ev.get("windows") or []
+    alerts.send(
+        params.alert_url,
+        kind,
+        model=params.model_name,
+        version=ev.get("champion_version"),
+        message=decision.summary,
+        metrics={
+            "baseline": ev.get("baseline"),
+            f"realised_{ev.get('metric')}": windows[-1]["realised"] if windows else None,
+            "drift_share": ev.get("drift_share"),
+            "age_batches": ev.get("age_batches"),
+        },
+        thresholds=params.thresholds,
+        run_id=run_id,
+        policy=params.policy,
+        rules_fired=decision.fired,
+    )
+
+
+def retrain(params: WatchParams, run) -> str | None:
+    """main, as a child of this run, on the labelled rows gathered; its run id."""
+    version = champion_version(params.model_name)
+    since = champion_since(params.model_name, version)
+    labels = gathered_labels(params.model_name, since, run.info.run_id)
+    if labels is None:
+        log.warning("watch: no labelled rows gathered since the champion took over: main not run")
+        mlflow.set_tag("mlcycle.watch.main", "not run: no labelled rows since the champion")
+        return None
+    parameters = main_parameters(params, version, labels)
+    child, reused = run_or_reuse(
+        Step("main", parameters, data_files=[Path(parameters["reference"]), labels]),
+        parent_run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        env_manager=params.env_manager,
+        use_cache=True,
+        code=code_version(),
+    )
+    mlflow.set_tags({"mlcycle.run.main": child.info.run_id, "mlcycle.watch.main": "ran"})
+    log.info("watch: main %s run %s", "reused" if reused else "ran as", child.info.run_id)
+    return child.info.run_id
+
+
+def execute(params: WatchParams) -> trigger.Decision:
+    """Gather, decide, record, tell; retrain when it triggers."""
+    run = mlflow.active_run()
+    evidence = read_evidence(params.model_name)
+    decision = trigger.decide(evidence, params.policy, params.thresholds)
+    record(decision, params)
+    log.info(
+        "watch %s (%s): %s — %s",
+        params.model_name,
+        params.policy,
+        "RETRAIN" if decision.trigger else "no retrain",
+        decision.summary,
+    )
+    tell(decision, params, run.info.run_id)
+    if decision.trigger:
+        retrain(params, run)
+    return decision
