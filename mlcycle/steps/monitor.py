@@ -193,20 +193,6 @@ def aliases_after(
     }
 
 
-def ledger_moves(model_name: str) -> list[dict]:
-    """The ledger's alias moves of the model, as the report's History lists them."""
-    return [
-        {
-            "time": e.time.strftime("%Y-%m-%d %H:%M:%S"),
-            "alias": e.alias,
-            "from_version": e.from_version,
-            "to_version": e.to_version,
-            "reason": e.reason,
-        }
-        for e in ledger.history(model_name)
-    ]
-
-
 def prepare(params: MonitorParams, run, etl) -> tuple[publish.Outcome, list[aliases.Move]]:
     """Load and score both models, decide, plan the alias moves, measure drift: the
     outcome to publish and the moves to apply after."""
@@ -239,7 +225,7 @@ def prepare(params: MonitorParams, run, etl) -> tuple[publish.Outcome, list[alia
         decision=decision,
         moved=aliases.describe(moves),
         aliases_after=aliases_after(results, moves, params.model_name),
-        ledger_moves=ledger_moves(params.model_name),
+        ledger_moves=ledger.listed(params.model_name),
         drift_result=drift_result,
         drift_error=drift_error,
         owners=owners,
@@ -278,7 +264,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             etl_run=params.etl_run,
             output=params.output,
             sample_size=params.sample_size,
-            moves=ledger_moves(params.model_name),
+            moves=ledger.listed(params.model_name),
         )
         # Its metrics and tags are logged: decay (the band's top under the reference) and
         # drift are posted as for a labelled run.

@@ -95,92 +95,7 @@ class WatchParams:
         return {name: getattr(self, name) for name in trigger.DEFAULTS}
 
 
-# ---------------------------------------------------------------- pure: the evidence
-
-
-def batch_times(score_runs: list[dict], referring: list[dict]) -> dict[str, int]:
-    """score run id -> when the batch was scored (ms): the score run's start, else the
-    earliest run that refers to it (a score run in another store or deleted)."""
-    times = {r["run_id"]: r["start"] for r in score_runs}
-    for r in sorted(referring, key=lambda r: r["start"]):
-        if r.get("score_run"):
-            times.setdefault(r["score_run"], r["start"])
-    return times
-
-
-def windows_of(feedback_batches: list[dict], champion: str | None, metric: str, times) -> list:
-    """The champion's labelled windows, oldest batch first; a batch labelled twice counts
-    with its newest feedback."""
-    newest: dict[str, dict] = {}
-    for r in sorted(feedback_batches, key=lambda r: r["start"]):
-        if champion and r["tags"].get("mlcycle.model_version") not in (None, "", champion):
-            continue
-        value = r["metrics"].get(f"realised_{metric}")
-        if value is None:
-            continue
-        newest[r["score_run"] or r["run_id"]] = {
-            "score_run": r["score_run"],
-            "realised": value,
-            "labelled_rows": r["metrics"].get("labelled_rows"),
-            "label_coverage": r["metrics"].get("label_coverage"),
-        }
-    return sorted(newest.values(), key=lambda w: times.get(w["score_run"], 0))
-
-
-def estimates_of(monitor_runs: list[dict], champion: str | None, metric: str) -> list[dict]:
-    """The champion's label-free estimates, oldest first."""
-    out = []
-    for r in sorted(monitor_runs, key=lambda r: r["start"]):
-        if champion and r["tags"].get("mlcycle.champion_version") not in (None, "", champion):
-            continue
-        m = r["metrics"]
-        if f"estimated_{metric}" not in m and "drift_share" not in m:
-            continue
-        out.append(
-            {
-                "score_run": r["score_run"],
-                "estimated": m.get(f"estimated_{metric}"),
-                "low": m.get(f"estimated_{metric}_low"),
-                "high": m.get(f"estimated_{metric}_high"),
-                "reference": m.get(f"reference_{metric}"),
-                "drift_share": m.get("drift_share"),
-            }
-        )
-    return out
-
-
-def assemble(
-    *,
-    metric: str,
-    champion: str | None,
-    baseline: float | None,
-    baseline_source: str,
-    champion_since: int | None,
-    last_retrain: int | None,
-    score_runs: list[dict],
-    feedback_batches: list[dict],
-    monitor_runs: list[dict],
-) -> dict:
-    """The evidence `trigger.decide` reads, from runs as plain dicts
-    ({run_id, start, score_run, tags, metrics})."""
-    times = batch_times(score_runs, feedback_batches + monitor_runs)
-    estimates = estimates_of(monitor_runs, champion, metric)
-    shares = [e["drift_share"] for e in estimates if e["drift_share"] is not None]
-    return {
-        "metric": metric,
-        "champion_version": champion,
-        "baseline": baseline,
-        "baseline_source": baseline_source,
-        "windows": windows_of(feedback_batches, champion, metric, times),
-        "estimates": [e for e in estimates if e["high"] is not None],
-        "drift_share": shares[-1] if shares else None,
-        "age_batches": sum(
-            1 for t in times.values() if champion_since is None or t > champion_since
-        ),
-        "batches_since_retrain": None
-        if last_retrain is None
-        else sum(1 for t in times.values() if t > last_retrain),
-    }
+# ---------------------------------------------------------------- pure
 
 
 def merged_labels(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -315,7 +230,7 @@ def read_evidence(model_name: str) -> dict:
     baseline, source = baseline_of(version, metric)
     since = champion_since(model_name, version)
     monitors = _runs(model_name, "monitor", "tags.`mlcycle.monitor.labels` = 'absent'")
-    return assemble(
+    return trigger.assemble(
         metric=metric,
         champion=str(version.version) if version else None,
         baseline=baseline,

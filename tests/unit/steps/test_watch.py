@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
-from mlcycle.steps.watch import WatchParams, assemble, merged_labels, with_prediction_id
+from mlcycle.lifecycle.trigger import assemble
+from mlcycle.steps.watch import WatchParams, merged_labels, with_prediction_id
 
 
 def _run(run_id, start, score_run="", version="", **metrics):
