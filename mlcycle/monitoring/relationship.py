@@ -101,7 +101,7 @@ def side_frame(frame: pd.DataFrame, schema, side: int) -> pd.DataFrame:
     model splits on them natively), and the side flag."""
     features = frame[schema.features].copy()
     for column in schema.categorical:
-        features[column] = features[column].astype("string").astype("category")
+        features[column] = _categories(features[column])
     for column in schema.numeric:
         features[column] = pd.to_numeric(features[column], errors="coerce").astype(float)
     features[SIDE] = float(side)
@@ -119,8 +119,15 @@ def _pooled(schema, reference: pd.DataFrame, current: pd.DataFrame, seed: int):
     y = pd.concat([p[1] for p in parts], ignore_index=True)
     # One category set for both sides, so a side's categories mean the same codes.
     for column in schema.categorical:
-        x[column] = x[column].astype("string").astype("category")
+        x[column] = _categories(x[column])
     return x, y
+
+
+def _categories(values: pd.Series) -> pd.Series:
+    """Strings as categories, missing values as the category dtype's own missing code
+    (pandas' NA inside the categories breaks the model's encoder)."""
+    values = values.astype(object)
+    return values.where(values.isna(), values.astype(str)).astype("category")
 
 
 def side_model(task: str, seed: int):

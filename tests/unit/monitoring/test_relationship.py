@@ -75,3 +75,18 @@ def test_an_unseen_category_in_the_test_rows_is_predicted_not_refused():
     frames = _frames(2.0, 2.0, 0.0)
     frames["reference_test"].loc[:5, "kind"] = "never-seen"
     assert relationship.measure(SCHEMA, frames, seed=0) is not None
+
+
+def test_missing_categories_and_string_classes_are_read_as_the_model_needs():
+    schema = Schema(target="y", task="classification", numeric=["x"], categorical=["kind"])
+    rng = np.random.default_rng(0)
+
+    def side(n):
+        x = rng.normal(0, 1, n)
+        kind = pd.Series(rng.choice(["a", "b"], n), dtype="string")
+        kind[::7] = pd.NA
+        return pd.DataFrame({"x": x, "kind": kind, "y": np.where(x > 0, "yes", "no")})
+
+    frames = {name: side(300) for name in ("reference_train", "reference_test", "current_train")}
+    evidence = relationship.measure(schema, frames, seed=0)
+    assert evidence is not None and not evidence.changed
