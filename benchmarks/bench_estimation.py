@@ -56,6 +56,7 @@ from bench_quality import TOTAL, between, generated  # noqa: E402
 from mlcycle import config  # noqa: E402
 from mlcycle.ingest import datagen  # noqa: E402
 from mlcycle.models.families import rf  # noqa: E402
+from mlcycle.models.features import build_preprocessor as pre  # noqa: E402
 from mlcycle.monitoring import estimation  # noqa: E402
 from mlcycle.monitoring.evaluate import predict, predict_proba  # noqa: E402
 from mlcycle.monitoring.metrics import PRIMARY, evaluate  # noqa: E402
@@ -155,15 +156,18 @@ def accuracy(seeds: list[int], classification: bool, folder: Path) -> list[dict]
             both = pd.concat([splits.reference_test, splits.current_test], ignore_index=True)
             calibrations["both tests"] = _rows(champion, schema, both, True)
             estimators = {
-                "default": estimation.fit(schema, calibrations["current_test"], seed=seed),
+                "default": estimation.fit(
+                    schema, calibrations["current_test"], preprocessor=pre, seed=seed
+                ),
                 "both tests": estimation.fit(
-                    schema, calibrations["both tests"], resamples=0, seed=seed
+                    schema, calibrations["both tests"], preprocessor=pre, resamples=0, seed=seed
                 ),
             }
             if schema.task == "regression":
                 estimators["simple variance"] = estimation.fit(
                     schema,
                     calibrations["current_test"],
+                    preprocessor=pre,
                     resamples=0,
                     seed=seed,
                     variance="simple",

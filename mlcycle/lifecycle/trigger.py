@@ -1,7 +1,7 @@
 """The trigger policy: retrain now, or not, and why. Pure functions over plain dicts.
 
 `decide(evidence, policy, thresholds)` judges what the store knows about a model's
-champion (read by `mlcycle.steps.watch`, put together by `assemble` below, see
+champion (read by `mlcycle.lifecycle.evidence`, put together by `assemble` below, see
 `EVIDENCE`) and returns a
 `Decision` with every rule's verdict as a sentence. Policies:
 

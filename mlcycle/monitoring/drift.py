@@ -79,6 +79,15 @@ class DriftResult:
     def drifted_features(self) -> list[str]:
         return [c.column for c in self.by_role("feature") if c.drifted]
 
+    def logged(self) -> dict[str, float]:
+        """The run's drift metrics (the contract's names)."""
+        return {
+            "drift_share": self.drift_share,
+            "n_drifted_columns": float(self.n_drifted),
+            "dataset_drift": float(self.dataset_drift),
+            "drift_sample_rows": float(self.sample_rows["current"]),
+        }
+
 
 def sample_size_for(rows: int, sample_size: int) -> int:
     """sample_size 0 means automatic: every row up to AUTO_SAMPLE_SIZE."""

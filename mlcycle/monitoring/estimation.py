@@ -53,6 +53,13 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.ingest.data import Schema
+from mlcycle.monitoring.estimators import (
+    Preprocessor,
+    classification_estimates,
+    fit_cbpe,
+    fit_dle,
+    regression_estimates,
+)
 from mlcycle.monitoring.metrics import PRIMARY, evaluate
 
 # Measured here: the two refits of a resample cost 0.45 s on 400 calibration rows and
@@ -64,12 +71,6 @@ CONFIDENCE = 0.90
 # The band's bootstrap predicts on at most this many batch rows per resample: the band
 # is about the calibration's few hundred rows, not about a 100,000-row batch.
 BAND_ROWS = 5000
-PREDICTION = "__prediction__"
-MISSING_CATEGORY = "__missing__"  # as mlcycle.models.serving names a missing category
-REGRESSION_ESTIMATED = ("mae", "mse", "rmse", "r2")
-CLASSIFICATION_ESTIMATED = ("accuracy", "precision", "recall", "f1")
-# How R²'s variance is estimated (see the module docstring); "simple" only for comparison.
-VARIANCES = ("covariance", "simple")
 
 
 @dataclass
@@ -109,196 +110,6 @@ class Estimate:
         return out
 
 
-# --- regression: direct loss estimation -----------------------------------------------
-
-
-def _loss_schema(schema: Schema) -> Schema:
-    return Schema(
-        target="__loss__",
-        task="regression",
-        numeric=[*schema.numeric, PREDICTION],
-        categorical=list(schema.categorical),
-    )
-
-
-def loss_frame(schema: Schema, features: pd.DataFrame, predictions) -> pd.DataFrame:
-    """The loss models' input: the features as the model read them, and its prediction."""
-    frame = features[schema.features].copy()
-    frame[PREDICTION] = np.asarray(predictions, dtype="float64")
-    return frame
-
-
-@dataclass
-class LossModels:
-    """Fitted models of the squared, absolute and signed error (absolute may be None)."""
-
-    squared: object
-    signed: object
-    absolute: object | None = None
-
-
-def _preprocessor(schema: Schema):
-    """The models' preprocessing (mlcycle.models.features.build_preprocessor, the same
-    steps and settings), built here: monitoring sits below the models wing. Never logged
-    or served, so only its arithmetic has to match."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
-    return ColumnTransformer(
-        [("numeric", numeric, schema.numeric), ("categorical", categorical, schema.categorical)],
-        remainder="drop",
-        sparse_threshold=0.0,
-        verbose_feature_names_out=False,
-    )
-
-
-def _loss_model(schema: Schema, seed: int):
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.pipeline import Pipeline
-
-    return Pipeline(
-        [
-            ("preprocess", _preprocessor(_loss_schema(schema))),
-            ("model", HistGradientBoostingRegressor(random_state=seed)),
-        ]
-    )
-
-
-def fit_dle(
-    schema: Schema, features: pd.DataFrame, y, predictions, seed: int = 0, absolute: bool = True
-) -> LossModels:
-    """The loss models on the calibration rows (rows without a target are left out)."""
-    y = np.asarray(y, dtype="float64")
-    keep = np.isfinite(y)
-    x = loss_frame(schema, features, predictions)[keep]
-    error = y[keep] - np.asarray(predictions, dtype="float64")[keep]
-    fitted = {}
-    for name, target in (("squared", error**2), ("signed", error), ("absolute", np.abs(error))):
-        if name == "absolute" and not absolute:
-            continue
-        fitted[name] = _loss_model(schema, seed).fit(x, target)
-    return LossModels(**fitted)
-
-
-def regression_estimates(
-    models: LossModels,
-    schema: Schema,
-    features: pd.DataFrame,
-    predictions,
-    variance: str = "covariance",
-) -> dict[str, float]:
-    """Estimated mae, mse, rmse and r2 of the predictions on these (unlabelled) rows."""
-    p = np.asarray(predictions, dtype="float64")
-    x = loss_frame(schema, features, p)
-    m2 = np.maximum(models.squared.predict(x), 0.0)
-    m1 = models.signed.predict(x)
-    mse = float(m2.mean())
-    out = {"mse": mse, "rmse": math.sqrt(mse)}
-    if models.absolute is not None:
-        out["mae"] = float(np.maximum(models.absolute.predict(x), 0.0).mean())
-    out["r2"] = r2_from_moments(p, m1, m2, variance)
-    return {k: out[k] for k in REGRESSION_ESTIMATED if k in out}
-
-
-def r2_from_moments(p, m1, m2, variance: str = "covariance") -> float:
-    """1 − E[e²] / Var(y), Var(y) estimated from the predictions and the error's first two
-    conditional moments (module docstring); NaN when the estimated variance is not
-    positive."""
-    p, m1, m2 = (np.asarray(a, dtype="float64") for a in (p, m1, m2))
-    mse = float(m2.mean())
-    if variance == "simple":
-        var_y = float(p.var()) + mse
-    else:
-        cov = float(((p - p.mean()) * (m1 - m1.mean())).mean())
-        var_y = float(p.var()) + mse - float(m1.mean()) ** 2 + 2 * cov
-    return 1 - mse / var_y if var_y > 0 else math.nan
-
-
-# --- classification: confidence-based performance estimation ----------------------------
-
-
-@dataclass
-class Calibrators:
-    """One isotonic regression per class (one-vs-rest), in the order of `classes`."""
-
-    classes: list
-    per_class: list
-
-
-def fit_cbpe(classes: list, proba: np.ndarray, y) -> Calibrators:
-    """Isotonic calibration of each class's probability on the calibration rows."""
-    from sklearn.isotonic import IsotonicRegression
-
-    proba = np.asarray(proba, dtype="float64")
-    y = np.asarray(y)
-    fitted = []
-    for k, label in enumerate(classes):
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        fitted.append(iso.fit(proba[:, k], (y == label).astype("float64")))
-    return Calibrators(list(classes), fitted)
-
-
-def calibrate(calibrators: Calibrators, proba: np.ndarray) -> np.ndarray:
-    """Calibrated probabilities, each row summing to 1 (uniform where all came out 0)."""
-    proba = np.asarray(proba, dtype="float64")
-    out = np.column_stack([iso.predict(proba[:, k]) for k, iso in enumerate(calibrators.per_class)])
-    total = out.sum(axis=1, keepdims=True)
-    uniform = np.full_like(out, 1.0 / out.shape[1])
-    return np.where(total > 0, out / np.where(total > 0, total, 1.0), uniform)
-
-
-def expected_confusion(calibrated: np.ndarray, predicted_index: np.ndarray) -> np.ndarray:
-    """K x K expected counts: [true class, predicted class]; a predicted label outside the
-    classes (index -1) counts in no column."""
-    k = calibrated.shape[1]
-    matrix = np.zeros((k, k))
-    for j in range(k):
-        matrix[:, j] = calibrated[predicted_index == j].sum(axis=0)
-    return matrix
-
-
-def classification_from_confusion(matrix: np.ndarray, rows: int) -> dict[str, float]:
-    """Accuracy and support-weighted precision, recall and F1 of a confusion matrix."""
-    tp = np.diag(matrix)
-    predicted = matrix.sum(axis=0)
-    support = matrix.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    weights = support / support.sum() if support.sum() > 0 else np.zeros_like(support)
-    return {
-        "accuracy": float(tp.sum() / rows) if rows else math.nan,
-        "precision": float((weights * precision).sum()),
-        "recall": float((weights * recall).sum()),
-        "f1": float((weights * f1).sum()),
-    }
-
-
-def predicted_index(classes: list, predicted) -> np.ndarray:
-    """Each predicted label's position in `classes` (compared as text); -1 if absent."""
-    position = {str(c): i for i, c in enumerate(classes)}
-    return np.array([position.get(str(v), -1) for v in np.asarray(predicted)], dtype=int)
-
-
-def classification_estimates(
-    calibrators: Calibrators, proba: np.ndarray, predicted
-) -> dict[str, float]:
-    """Expected accuracy, precision, recall and F1 of the predictions on these rows."""
-    calibrated = calibrate(calibrators, proba)
-    index = predicted_index(calibrators.classes, predicted)
-    return classification_from_confusion(expected_confusion(calibrated, index), len(index))
-
-
 # --- one estimate, with its band ------------------------------------------------------
 
 
@@ -325,10 +136,16 @@ class Rows:
         return len(self.predictions)
 
 
-def _fit(schema: Schema, calibration: Rows, seed: int, full: bool):
+def _fit(schema: Schema, calibration: Rows, seed: int, full: bool, preprocessor: Preprocessor):
     if schema.task == "regression":
         return fit_dle(
-            schema, calibration.features, calibration.y, calibration.predictions, seed, full
+            schema,
+            calibration.features,
+            calibration.y,
+            calibration.predictions,
+            preprocessor,
+            seed,
+            full,
         )
     return fit_cbpe(schema.classes, calibration.proba, calibration.y)
 
@@ -367,6 +184,7 @@ def fit(
     schema: Schema,
     calibration: Rows,
     *,
+    preprocessor: Preprocessor,
     resamples: int = RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
@@ -380,10 +198,14 @@ def fit(
     # the n, and its deviation is shrunk by sqrt(m / n) (`estimate_batch`).
     m = min(len(calibration), BAND_CALIBRATION_ROWS)
     with _one_thread():
-        full = _fit(schema, calibration, seed, True)
+        full = _fit(schema, calibration, seed, True, preprocessor)
         resampled = [
             _fit(
-                schema, calibration.take(rng.integers(0, len(calibration), m)), seed + i + 1, False
+                schema,
+                calibration.take(rng.integers(0, len(calibration), m)),
+                seed + i + 1,
+                False,
+                preprocessor,
             )
             for i in range(resamples)
         ]
@@ -440,24 +262,8 @@ def estimate_batch(estimator: Estimator, batch: Rows) -> Estimate:
     )
 
 
-def estimate(
-    schema: Schema,
-    calibration: Rows,
-    batch: Rows,
-    *,
-    resamples: int = RESAMPLES,
-    confidence: float = CONFIDENCE,
-    seed: int = 0,
-    variance: str = "covariance",
-) -> Estimate:
+def estimate(schema: Schema, calibration: Rows, batch: Rows, **settings) -> Estimate:
     """The batch's estimated metrics with a bootstrap band of the primary one (module
-    docstring), and the realised metrics on the calibration rows."""
-    estimator = fit(
-        schema,
-        calibration,
-        resamples=resamples,
-        confidence=confidence,
-        seed=seed,
-        variance=variance,
-    )
-    return estimate_batch(estimator, batch)
+    docstring), and the realised metrics on the calibration rows; `settings` are `fit`'s
+    (preprocessor, resamples, confidence, seed, variance)."""
+    return estimate_batch(fit(schema, calibration, **settings), batch)

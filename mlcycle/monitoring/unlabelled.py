@@ -93,14 +93,7 @@ def logged_metrics(
     if estimate is not None:
         numbers.update(estimate.logged())
     if drift_result is not None:
-        numbers.update(
-            {
-                "drift_share": drift_result.drift_share,
-                "n_drifted_columns": float(drift_result.n_drifted),
-                "dataset_drift": float(drift_result.dataset_drift),
-                "drift_sample_rows": float(drift_result.sample_rows["current"]),
-            }
-        )
+        numbers.update(drift_result.logged())
         numbers.update(tables.drift_metrics(drift_result, owners))
         for column in drift_result.by_role("prediction"):
             if math.isfinite(column.score):
@@ -149,11 +142,13 @@ def monitor_batch(
     output: str,
     sample_size: int,
     moves: list[dict],
+    preprocessor: estimation.Preprocessor,
 ) -> dict[str, Path]:
     """Everything a label-free monitor does, in the active run; the page's paths. `best`
     is the champion pinned to its version (`mlcycle.lifecycle.registry.Champion`) and
     `moves` the ledger's alias moves as the report's History lists them: both are read by
-    the lifecycle wing and handed in, this wing only measures."""
+    the lifecycle wing and handed in, this wing only measures; `preprocessor` is the
+    models' preprocessing, which the loss models are built with."""
     run = mlflow.active_run()
     scored = inference.score_run(score_run)
     scored_name = scored.data.tags.get("mlcycle.model_name", "")
@@ -198,7 +193,7 @@ def monitor_batch(
     )
     estimate, estimate_error = None, None
     try:
-        estimate = estimation.estimate(schema, calibration, batch)
+        estimate = estimation.estimate(schema, calibration, batch, preprocessor=preprocessor)
     except ValueError as exc:  # a classifier without probabilities
         estimate_error = f"performance not estimated: {exc}"
     reference = pd.concat([splits.current_train, splits.current_test], ignore_index=True)

@@ -28,57 +28,34 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.inference import MODEL_VERSION, PREDICTION_ID, SCORED_AT, Batch, partition_dir
+from mlcycle.models.outputs import SUFFIX, output_path
 from mlcycle.models.scoring import (
     PREDICTION,
     ROW,
-    SUFFIX,
     Inputs,
     Scored,
-    output_path,
     proba_column,
     read_header,
 )
+from mlcycle.scaleout.spark_udf import Prediction, env_manager
 
 log = logging.getLogger(__name__)
 
-ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
 _FILE, _START, _ID, _SHIFT = "__mlcycle_file", "__mlcycle_start", "__mlcycle_id", "__mlcycle_shift"
-
-
-@dataclass
-class Prediction:
-    """How the model answers on Spark: the label or value type, and for a classifier
-    whose pyfunc takes predict_method, the order of its probability columns."""
-
-    spark_type: str  # a Spark SQL type name: double, long, string, boolean...
-    proba_classes: list | None = None  # the model's class order in predict_proba
-
 
 # Splits per core of the cluster when the input is planned (see with_positions).
 SPLITS_PER_CORE = 4
-
-
-def env_manager() -> str:
-    """How spark_udf gives the workers the model's environment: `local` (the workers'
-    own Python, PYSPARK_PYTHON), or built from the model's requirements on each worker."""
-    value = os.environ.get("MLCYCLE_SPARK_ENV_MANAGER", "local")
-    if value not in ENV_MANAGERS:
-        raise MlcycleError(
-            f"MLCYCLE_SPARK_ENV_MANAGER must be one of {', '.join(ENV_MANAGERS)}, got {value!r}"
-        )
-    return value
 
 
 # ------------------------------------------------------------------------------ output
 
 
 def output_folder(output: str, model_name: str, base: Path) -> Path:
-    """Where Spark writes: as `scoring.output_path`, but the .parquet name is a folder of
+    """Where Spark writes: as `outputs.output_path`, but the .parquet name is a folder of
     parts, and an existing one is the output to replace (not a folder to write into)."""
     return output_path(output, model_name, base, parts=True)
 

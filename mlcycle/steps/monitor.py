@@ -27,6 +27,7 @@ import mlflow
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.lifecycle import alerts, aliases, ledger, registry
+from mlcycle.models.features import build_preprocessor
 from mlcycle.monitoring import (
     charts,
     evidently_workspace,
@@ -265,6 +266,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
             output=params.output,
             sample_size=params.sample_size,
             moves=ledger.listed(params.model_name),
+            preprocessor=build_preprocessor,
         )
         # Its metrics and tags are logged: decay (the band's top under the reference) and
         # drift are posted as for a labelled run.

@@ -18,19 +18,16 @@ applied by `mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.types import DataType
 
 from mlcycle import config
 from mlcycle.errors import MlcycleError
@@ -38,10 +35,10 @@ from mlcycle.ingest import inference
 from mlcycle.ingest.data import Schema, parse_columns
 from mlcycle.ingest.datasets import DATASETS_DIR
 from mlcycle.lifecycle import registry, workflow
-from mlcycle.models import scoring
+from mlcycle.models import outputs, scoring
 from mlcycle.models.predictors import inputs_for, predictor_for
 from mlcycle.params import check, param
-from mlcycle.scaleout import spark_scoring, spark_session
+from mlcycle.scaleout import spark_scoring, spark_session, spark_udf
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +46,6 @@ log = logging.getLogger(__name__)
 # what the champion of a fresh clone is asked to score next.
 DEFAULT_INPUT = "data/stream/batch_01.csv"
 ETL_RUN_TAG = "mlcycle.etl_run"
-# spark_udf's result type for the model's declared output; float and int widened as the
-# pandas engine writes them (float64, int64).
-_SPARK_TYPES = {
-    DataType.double: "double",
-    DataType.float: "double",
-    DataType.long: "long",
-    DataType.integer: "long",
-    DataType.boolean: "boolean",
-    DataType.string: "string",
-}
 
 
 @dataclass(frozen=True)
@@ -183,7 +170,7 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
     dataset = MetaDataset(
         resolve_dataset_source(str(path)),
         name=path.stem,
-        digest=_digest(path)[:16],
+        digest=workflow.path_digest(path)[:16],
         schema=metadata.get_input_schema(),
     )
     mlflow.log_input(dataset, context="scoring")
@@ -205,15 +192,6 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
     )
 
 
-def _digest(path: Path) -> str:
-    """A file's content hash; for a folder of parts, a hash of its parts' names and hashes."""
-    if path.is_file():
-        return workflow.file_digest(path)
-    parts = sorted(p for p in path.rglob("*") if p.is_file())
-    lines = "".join(f"{p.relative_to(path)} {workflow.file_digest(p)}\n" for p in parts)
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
 def batch_of(
     model: Model, params: ScoreParams, inputs: scoring.Inputs, header: list[str]
 ) -> inference.Batch:
@@ -230,37 +208,16 @@ def batch_of(
     )
 
 
-def spark_prediction(model: Model) -> spark_scoring.Prediction:
-    """What spark_udf is asked to return: the type of the model's declared output, and the
-    class order of its predict_proba when its pyfunc takes predict_method."""
-    metadata = model.pyfunc.metadata
-    output = metadata.get_output_schema()
-    kind = output.inputs[0].type if output is not None and output.inputs else None
-    if isinstance(kind, np.dtype):  # a tensor output: its numpy kind
-        kind = {"f": DataType.double, "i": DataType.long, "u": DataType.long}.get(
-            kind.kind, DataType.boolean if kind.kind == "b" else DataType.string
-        )
-    spark_type = _SPARK_TYPES.get(kind, "string" if kind is not None else "double")
-    takes_method = metadata.get_params_schema() is not None and any(
-        p.name == "predict_method" for p in metadata.get_params_schema().params
-    )
-    classes = None
-    if takes_method:
-        inner = getattr(model.pyfunc.unwrap_python_model(), "model", None)
-        classes = list(getattr(inner, "classes_", []) or []) or None
-    return spark_scoring.Prediction(spark_type, classes)
-
-
 def execute_spark(params: ScoreParams) -> scoring.Scored:
     """The same step on Spark: input, output place and model checked before Spark starts,
     columns once Spark has read the header; recorded as the pandas engine records."""
     path = input_path(params.input)
     header = spark_scoring.input_columns(path)
     output = spark_scoring.output_folder(params.output, params.model_name, config.launcher_folder())
-    scoring.writable_ancestor(output)
+    outputs.writable_ancestor(output)
     spark_session.preflight(params.spark_master)
     model = load_model(params)
-    prediction = spark_prediction(model)
+    prediction = spark_udf.prediction_of(model.pyfunc)
     inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
     with spark_session.session(params.spark_master) as spark:
         frame = spark_scoring.read_input(spark, path)
@@ -289,8 +246,8 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         return execute_spark(params)
     path = input_path(params.input)
     header = scoring.read_header(path)
-    output = scoring.output_path(params.output, params.model_name, config.launcher_folder())
-    scoring.writable_ancestor(output)
+    output = outputs.output_path(params.output, params.model_name, config.launcher_folder())
+    outputs.writable_ancestor(output)
     model = load_model(params)
     inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
     log.info(

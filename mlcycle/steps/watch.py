@@ -26,28 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from mlcycle import config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import parse_columns
-from mlcycle.lifecycle import alerts, ledger, registry, trigger
+from mlcycle.lifecycle import alerts, evidence, trigger
+from mlcycle.lifecycle.evidence import TRIGGER_TAG
 from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
-from mlcycle.monitoring.metrics import PRIMARY
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
 
 log = logging.getLogger(__name__)
 
-TRIGGER_TAG = "mlcycle.watch.trigger"
 REASON_TAG = "mlcycle.watch.reason"
 RULES_TAG = "mlcycle.watch.rules_fired"
 POLICY_TAG = "mlcycle.watch.policy"
-FEEDBACK_OUTPUT_TAG = "mlcycle.feedback.output"
-PREDICTION_ID = "prediction_id"
 EVIDENCE_FILE = "watch/evidence.json"
-MAX_RUNS = 5000
 
 
 @dataclass(frozen=True)
@@ -95,180 +89,11 @@ class WatchParams:
         return {name: getattr(self, name) for name in trigger.DEFAULTS}
 
 
-# ---------------------------------------------------------------- pure
-
-
-def merged_labels(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The labelled rows of several feedback files as one; a prediction labelled twice
-    keeps its newest label (files come oldest first)."""
-    merged = pd.concat(frames, ignore_index=True)
-    if PREDICTION_ID in merged.columns:
-        merged = merged.drop_duplicates(PREDICTION_ID, keep="last")
-    return merged
-
-
-# ---------------------------------------------------------------- reading the store
-
-
-def _runs(model_name: str, step: str, *conditions: str) -> list[dict]:
-    """The model's FINISHED runs of a step in every experiment, as plain dicts."""
-    quoted = model_name.replace("'", "\\'")
-    query = " and ".join(
-        [
-            f"tags.`{config.STEP_TAG}` = '{step}'",
-            f"tags.`mlcycle.model_name` = '{quoted}'",
-            "attributes.status = 'FINISHED'",
-            *conditions,
-        ]
-    )
-    found = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=query,
-        order_by=["attributes.start_time ASC"],
-        max_results=MAX_RUNS,
-        output_format="list",
-    )
-    return [
-        {
-            "run_id": r.info.run_id,
-            "start": r.info.start_time,
-            "score_run": r.data.tags.get("mlcycle.score_run", ""),
-            "tags": r.data.tags,
-            "metrics": r.data.metrics,
-        }
-        for r in found
-    ]
-
-
-def champion_version(model_name: str):
-    return registry.version_for_alias(model_name, config.CHAMPION)
-
-
-def task_of(version) -> str | None:
-    """The task of the etl run the champion learned from."""
-    etl_run = etl_run_of(version)
-    if not etl_run:
-        return None
-    try:
-        return mlflow.get_run(etl_run).data.tags.get("mlcycle.task")
-    except MlflowException:
-        return None
-
-
-def etl_run_of(version) -> str | None:
-    if version is None:
-        return None
-    found = (version.tags or {}).get("mlcycle.etl_run")
-    if found:
-        return found
-    try:
-        return mlflow.get_run(version.run_id).data.tags.get("mlcycle.etl_run")
-    except MlflowException:
-        return None
-
-
-def baseline_of(version, metric: str) -> tuple[float | None, str]:
-    """The champion's own held-out primary metric, and where it was read: the monitor run
-    that promoted it (`challenger_current_test_<metric>`, measured on the rows the gate
-    judged), else the run that trained it (`current_test_<metric>`: a first champion
-    adopted without a gate)."""
-    if version is None:
-        return None, "no champion"
-    promoted_by = (version.tags or {}).get("mlcycle.promotion.monitor_run")
-    for run_id, key in (
-        (promoted_by, f"challenger_current_test_{metric}"),
-        (version.run_id, f"current_test_{metric}"),
-    ):
-        if not run_id:
-            continue
-        try:
-            value = mlflow.get_run(run_id).data.metrics.get(key)
-        except MlflowException:
-            continue
-        if value is not None:
-            return value, f"run {run_id} metric {key}"
-    return None, "no held-out metric found"
-
-
-def champion_since(model_name: str, version) -> int | None:
-    """When the champion took over (ms): its last move in the ledger, else its creation."""
-    if version is None:
-        return None
-    moves = [
-        e
-        for e in ledger.history(model_name)
-        if e.alias == config.CHAMPION and e.to_version == str(version.version)
-    ]
-    if moves:
-        return int(moves[-1].time.timestamp() * 1000)
-    return version.creation_timestamp
-
-
-def last_retrain(model_name: str, since: int | None) -> int | None:
-    """The newest of: the champion's arrival, a watch that triggered, a main run."""
-    found = [since] if since is not None else []
-    found += [r["start"] for r in _runs(model_name, "watch", f"tags.`{TRIGGER_TAG}` = 'true'")]
-    quoted = model_name.replace("'", "\\'")
-    mains = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"tags.`{config.STEP_TAG}` = 'main' and params.model_name = '{quoted}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    found += [r.info.start_time for r in mains]
-    return max(found) if found else None
-
-
-def read_evidence(model_name: str) -> dict:
-    version = champion_version(model_name)
-    feedback_batches = _runs(model_name, "feedback_batch")
-    metric = PRIMARY.get(task_of(version) or "", "")
-    if not metric:  # no champion's etl run: the metric the feedback realised
-        keys = {k for r in feedback_batches for k in r["metrics"]}
-        metric = "f1" if "realised_f1" in keys else "r2"
-    baseline, source = baseline_of(version, metric)
-    since = champion_since(model_name, version)
-    monitors = _runs(model_name, "monitor", "tags.`mlcycle.monitor.labels` = 'absent'")
-    return trigger.assemble(
-        metric=metric,
-        champion=str(version.version) if version else None,
-        baseline=baseline,
-        baseline_source=source,
-        champion_since=since,
-        last_retrain=last_retrain(model_name, since),
-        score_runs=_runs(model_name, "score"),
-        feedback_batches=feedback_batches,
-        monitor_runs=monitors,
-    )
-
-
-def gathered_labels(model_name: str, since: int | None, run_id: str) -> Path | None:
-    """The labelled rows feedback gathered since the champion took over, as one CSV:
-    the newest feedback run's output, or those of several merged into
-    `watch-<run>.csv` beside the newest. None when there are none."""
-    runs = [r for r in _runs(model_name, "feedback") if since is None or r["start"] > since]
-    files = []
-    for r in runs:
-        path = r["tags"].get(FEEDBACK_OUTPUT_TAG)
-        if path and Path(path).is_file():
-            files.append(Path(path))
-        elif path:
-            log.warning("feedback run %s: its output %s is gone; skipped", r["run_id"], path)
-    if len(files) <= 1:
-        return files[0] if files else None
-    merged = merged_labels([pd.read_csv(p) for p in files])
-    out = files[-1].parent / f"watch-{run_id}.csv"
-    merged.to_csv(out, index=False)
-    log.info("merged the labelled rows of %d feedback runs into %s", len(files), out)
-    return out
-
-
 def main_parameters(params: WatchParams, version, current: Path) -> dict:
     """main's parameters: the champion's etl settings, the labelled rows as current, and
     reference = what the champion learned on (its etl run's current file)."""
     etl = {}
-    etl_run = etl_run_of(version)
+    etl_run = evidence.etl_run_of(version)
     if etl_run:
         etl = mlflow.get_run(etl_run).data.params
     reference = params.reference or etl.get("current") or config.DEFAULT_REFERENCE
@@ -298,7 +123,9 @@ def with_prediction_id(drop_columns: str) -> str:
     """The identifiers main drops, prediction_id included: the labelled rows carry it, and
     once they are a reference (the next retrain's) it would otherwise become a feature."""
     columns = parse_columns(drop_columns)
-    return ",".join(columns if PREDICTION_ID in columns else [*columns, PREDICTION_ID])
+    return ",".join(
+        columns if evidence.PREDICTION_ID in columns else [*columns, evidence.PREDICTION_ID]
+    )
 
 
 # ---------------------------------------------------------------- logging, then the step
@@ -345,7 +172,7 @@ def record(decision: trigger.Decision, params: WatchParams) -> None:
 def said_before(model_name: str, run_id: str, reason: str) -> bool:
     """Whether the model's previous watch run gave the same reason: an hourly schedule
     during a cooldown would otherwise repeat the same held-back alert every hour."""
-    earlier = [r for r in _runs(model_name, "watch") if r["run_id"] != run_id]
+    earlier = [r for r in evidence.runs(model_name, "watch") if r["run_id"] != run_id]
     return bool(earlier) and earlier[-1]["tags"].get(REASON_TAG) == reason[:4900]
 
 
@@ -383,9 +210,9 @@ def tell(decision: trigger.Decision, params: WatchParams, run_id: str) -> None:
 
 def retrain(params: WatchParams, run) -> str | None:
     """main, as a child of this run, on the labelled rows gathered; its run id."""
-    version = champion_version(params.model_name)
-    since = champion_since(params.model_name, version)
-    labels = gathered_labels(params.model_name, since, run.info.run_id)
+    version = evidence.champion_version(params.model_name)
+    since = evidence.champion_since(params.model_name, version)
+    labels = evidence.gathered_labels(params.model_name, since, run.info.run_id)
     if labels is None:
         log.warning("watch: no labelled rows gathered since the champion took over: main not run")
         mlflow.set_tag("mlcycle.watch.main", "not run: no labelled rows since the champion")
@@ -407,8 +234,8 @@ def retrain(params: WatchParams, run) -> str | None:
 def execute(params: WatchParams) -> trigger.Decision:
     """Gather, decide, record, tell; retrain when it triggers."""
     run = mlflow.active_run()
-    evidence = read_evidence(params.model_name)
-    decision = trigger.decide(evidence, params.policy, params.thresholds)
+    found = evidence.read_evidence(params.model_name)
+    decision = trigger.decide(found, params.policy, params.thresholds)
     record(decision, params)
     log.info(
         "watch %s (%s): %s — %s",

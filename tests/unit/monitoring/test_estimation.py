@@ -8,7 +8,8 @@ from sklearn import metrics as skm
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from mlcycle.ingest.data import Schema
-from mlcycle.monitoring import estimation
+from mlcycle.models.features import build_preprocessor
+from mlcycle.monitoring import estimation, estimators
 
 REGRESSION = Schema(target="y", task="regression", numeric=["x", "z"], categorical=["c"])
 CLASSIFICATION = Schema(
@@ -56,14 +57,16 @@ def test_r2_from_exact_error_moments_is_the_realised_r2():
     p = rng.normal(10, 3, 400)
     y = p + rng.normal(0.5, 2, 400) + 0.3 * (p - 10)  # biased, and errors grow with p
     e = y - p
-    assert estimation.r2_from_moments(p, e, e**2) == pytest.approx(skm.r2_score(y, p), abs=1e-9)
+    assert estimators.r2_from_moments(p, e, e**2) == pytest.approx(skm.r2_score(y, p), abs=1e-9)
     # Without the covariance and the bias the same moments give another answer.
-    assert abs(estimation.r2_from_moments(p, e, e**2, "simple") - skm.r2_score(y, p)) > 0.05
+    assert abs(estimators.r2_from_moments(p, e, e**2, "simple") - skm.r2_score(y, p)) > 0.05
 
 
 def test_dle_follows_a_covariate_shift_within_003_r2():
     calibration, batch, truth = _regression_world()
-    result = estimation.estimate(REGRESSION, calibration, batch, resamples=10)
+    result = estimation.estimate(
+        REGRESSION, calibration, batch, preprocessor=build_preprocessor, resamples=10
+    )
     realised = skm.r2_score(truth, batch.predictions)
     # The shift really moved the model's quality: the calibration rows' figure is no answer.
     assert result.reference["r2"] - realised > 0.05
@@ -81,7 +84,9 @@ def test_dle_cannot_see_a_change_of_the_relationship_itself():
     """The stated limit: the same customers, a new pricing (slope 3 -> -1). The realised R²
     collapses; the estimate, which only sees the features, stays where it was."""
     calibration, batch, truth = _regression_world(slope_batch=-1.0)
-    result = estimation.estimate(REGRESSION, calibration, batch, resamples=0)
+    result = estimation.estimate(
+        REGRESSION, calibration, batch, preprocessor=build_preprocessor, resamples=0
+    )
     realised = skm.r2_score(truth, batch.predictions)
     assert realised < 0
     assert result.metrics["r2"] - realised > 0.5
@@ -114,9 +119,9 @@ def _classification_world(seed=0, flip=False):
 def test_expected_confusion_matrix_on_a_hand_example():
     calibrated = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     index = np.array([0, 1, 1])
-    matrix = estimation.expected_confusion(calibrated, index)
+    matrix = estimators.expected_confusion(calibrated, index)
     assert np.allclose(matrix, [[0.9, 0.8], [0.1, 1.2]])
-    out = estimation.classification_from_confusion(matrix, 3)
+    out = estimators.classification_from_confusion(matrix, 3)
     assert out["accuracy"] == pytest.approx((0.9 + 1.2) / 3)
     # class 0: precision 0.9/1.0, recall 0.9/1.7; class 1: 1.2/2.0, 1.2/1.3; support 1.7, 1.3
     f0 = 2 * 0.9 * (0.9 / 1.7) / (0.9 + 0.9 / 1.7)
@@ -126,16 +131,18 @@ def test_expected_confusion_matrix_on_a_hand_example():
 
 def test_cbpe_follows_a_covariate_shift_within_003_accuracy_and_f1():
     calibration, batch, truth = _classification_world()
-    result = estimation.estimate(CLASSIFICATION, calibration, batch, resamples=20)
+    result = estimation.estimate(
+        CLASSIFICATION, calibration, batch, preprocessor=build_preprocessor, resamples=20
+    )
     realised_acc = skm.accuracy_score(truth, batch.predictions)
     realised_f1 = skm.f1_score(truth, batch.predictions, average="weighted")
     assert result.reference["accuracy"] - realised_acc > 0.05  # the shift cost accuracy
     assert abs(result.metrics["accuracy"] - realised_acc) <= 0.03
     assert abs(result.metrics["f1"] - realised_f1) <= 0.03
     # Uncalibrated, the over-confident probabilities promise far more than was realised.
-    raw = estimation.classification_from_confusion(
-        estimation.expected_confusion(
-            batch.proba, estimation.predicted_index(["no", "yes"], batch.predictions)
+    raw = estimators.classification_from_confusion(
+        estimators.expected_confusion(
+            batch.proba, estimators.predicted_index(["no", "yes"], batch.predictions)
         ),
         len(batch),
     )
@@ -148,12 +155,14 @@ def test_cbpe_cannot_see_labels_that_changed_meaning():
     """The stated limit: the same rows, every label flipped. Realised accuracy collapses;
     the estimate, from the probabilities alone, does not move."""
     calibration, batch, truth = _classification_world(flip=True)
-    result = estimation.estimate(CLASSIFICATION, calibration, batch, resamples=0)
+    result = estimation.estimate(
+        CLASSIFICATION, calibration, batch, preprocessor=build_preprocessor, resamples=0
+    )
     realised = skm.accuracy_score(truth, batch.predictions)
     assert result.metrics["accuracy"] - realised > 0.4
 
 
 def test_a_prediction_outside_the_classes_counts_as_wrong():
-    assert estimation.predicted_index(["a", "b"], ["b", "x", "a"]).tolist() == [1, -1, 0]
-    matrix = estimation.expected_confusion(np.array([[0.5, 0.5]]), np.array([-1]))
-    assert estimation.classification_from_confusion(matrix, 1)["accuracy"] == 0.0
+    assert estimators.predicted_index(["a", "b"], ["b", "x", "a"]).tolist() == [1, -1, 0]
+    matrix = estimators.expected_confusion(np.array([[0.5, 0.5]]), np.array([-1]))
+    assert estimators.classification_from_confusion(matrix, 1)["accuracy"] == 0.0

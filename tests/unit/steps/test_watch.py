@@ -2,12 +2,11 @@
 
 import dataclasses
 
-import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
 from mlcycle.lifecycle.trigger import assemble
-from mlcycle.steps.watch import WatchParams, merged_labels, with_prediction_id
+from mlcycle.steps.watch import WatchParams, with_prediction_id
 
 
 def _run(run_id, start, score_run="", version="", **metrics):
@@ -73,13 +72,6 @@ def test_the_newest_label_free_run_gives_the_drift_share_and_the_estimate():
     evidence = _evidence(monitor_runs=monitors)
     assert evidence["drift_share"] == 0.7
     assert [e["high"] for e in evidence["estimates"]] == [0.95, 0.7]
-
-
-def test_labels_merged_from_several_files_keep_the_newest_label_of_a_prediction():
-    old = pd.DataFrame({"prediction_id": ["a", "b"], "y": [1.0, 2.0]})
-    new = pd.DataFrame({"prediction_id": ["b", "c"], "y": [3.0, 4.0]})
-    merged = merged_labels([old, new])
-    assert merged.set_index("prediction_id")["y"].to_dict() == {"a": 1.0, "b": 3.0, "c": 4.0}
 
 
 def test_k_above_n_is_one_line_naming_both():
