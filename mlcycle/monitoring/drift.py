@@ -186,7 +186,8 @@ def run_drift(
 ) -> DriftResult:
     """Evidently's DataDriftPreset (with its tests) on the features, plus ValueDrift on the
     target and on each model's predictions. `predictors` maps a column name to a model
-    (anything `evaluate.predict` takes); it predicts on the sampled rows of both sides."""
+    (anything `evaluate.predict` takes); it predicts on the sampled rows of both sides,
+    except where `current` already holds that column (a scored batch's own predictions)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -202,7 +203,8 @@ def run_drift(
         ref, cur = ref.copy(), cur.copy()
         for name, model in predictors.items():
             ref[name] = predict(model, ref[schema.features])
-            cur[name] = predict(model, cur[schema.features])
+            if name not in current.columns:
+                cur[name] = predict(model, cur[schema.features])
     predictions = list(predictors)
     # An unlabelled batch has no target: its drift is the features' and predictions' only.
     labelled = schema.target in reference.columns and schema.target in current.columns

@@ -201,8 +201,10 @@ def monitor_batch(
     owners = {column: "champion"}
     drift_result, drift_error = None, None
     try:
+        # The batch's predictions are made (or stored by score): only the reference's are.
+        scored_rows = batch.features.assign(**{column: batch.predictions})
         drift_result = drift.run_drift(
-            reference, features, schema, {column: best.model}, sample_size
+            reference, scored_rows, schema, {column: best.model}, sample_size
         )
     except MlcycleError:
         raise
