@@ -196,3 +196,29 @@ def classification_estimates(
     calibrated = calibrate(calibrators, proba)
     index = predicted_index(calibrators.classes, predicted)
     return classification_from_confusion(expected_confusion(calibrated, index), len(index))
+
+
+# --- either method, on rows as estimation holds them -------------------------------
+
+
+def fit_rows(schema: Schema, calibration, seed: int, full: bool, preprocessor: Preprocessor):
+    """The method's fit on calibration rows (`estimation.Rows`): DLE's loss models (`full`:
+    the absolute error's too) or CBPE's calibrators."""
+    if schema.task == "regression":
+        return fit_dle(
+            schema,
+            calibration.features,
+            calibration.y,
+            calibration.predictions,
+            preprocessor,
+            seed,
+            full,
+        )
+    return fit_cbpe(schema.classes, calibration.proba, calibration.y)
+
+
+def apply_rows(schema: Schema, fitted, batch, variance: str) -> dict[str, float]:
+    """The method's estimates on a batch's rows (`estimation.Rows`)."""
+    if schema.task == "regression":
+        return regression_estimates(fitted, schema, batch.features, batch.predictions, variance)
+    return classification_estimates(fitted, batch.proba, batch.predictions)
