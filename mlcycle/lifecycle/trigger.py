@@ -14,7 +14,11 @@ Rules, on the task's primary metric (R², F1: higher is better):
 - realised decay: in at least `k` of the last `n` labelled windows of the champion, the
   realised metric is below the champion's baseline (its own held-out metric) by more
   than `max_decay`. Only the windows of batches the champion scored count: a new
-  champion starts with a clean slate.
+  champion starts with a clean slate. Only windows labelled since the last retrain
+  count: a retrain already learned from the labels before it, so the same bad batch does
+  not retrain twice, and a window labelled after it is new evidence that the cooldown
+  does not hold back (a relationship change shown by the first labels after a retrain
+  that promoted nothing retrains at once).
 - estimated decay: the newest label-free estimate's whole band lies more than `max_decay`
   below the reference it was calibrated on. Estimation cannot see a relationship change
   (the features keep their distribution, the target moves), so an estimate that sees no
@@ -25,8 +29,10 @@ Rules, on the task's primary metric (R², F1: higher is better):
 - max_age: the champion has scored more than `max_age` batches (0: no limit). Age is
   counted in batches, not days: an hourly schedule over a model that scores nothing new
   must not retrain it, and batches are what the loop's evidence is measured in.
-- cooldown: no trigger within `cooldown` batches of the last retrain or promotion, so one
-  bad batch, seen again by every run until its labels age out, retrains once. `always`
+- cooldown: no trigger of the label-free rules (estimated decay, drift share) or of age
+  within `cooldown` batches of the last retrain or promotion, so one drifted batch, seen
+  again by every run until newer batches replace it, retrains once. Realised decay is
+  judged on labels the last retrain did not see, so it needs no cooldown. `always`
   ignores it.
 """
 
@@ -45,6 +51,7 @@ EVIDENCE = {
     "drift_share": "share of features drifted in the newest label-free monitor run",
     "age_batches": "batches the champion scored since it became champion",
     "batches_since_retrain": "batches scored since the last retrain or promotion (None: never)",
+    "last_retrain": "when the last retrain or promotion happened (ms; None: never)",
 }
 
 DEFAULTS = {
@@ -85,6 +92,11 @@ def realised_decay(evidence: dict, max_decay: float, k: int, n: int) -> Rule:
     baseline, metric = evidence.get("baseline"), evidence.get("metric", "metric")
     if not windows:
         return Rule("realised_decay", False, "no labelled window of the champion yet")
+    since = evidence.get("last_retrain")
+    if since is not None:  # what the last retrain learned from is not evidence again
+        windows = [w for w in windows if w.get("labelled") is None or w["labelled"] > since]
+        if not windows:
+            return Rule("realised_decay", False, "no window labelled since the last retrain")
     if not _finite(baseline):
         return Rule("realised_decay", False, "no baseline for the champion: decay not judged")
     last = windows[-n:]
@@ -178,7 +190,7 @@ def decide(evidence: dict, policy: str, thresholds: dict) -> Decision:
             False, ["no rule fired: " + "; ".join(r.detail for r in rules)], evidence, rules
         )
     waiting = cooling(evidence, int(t["cooldown"]))
-    if waiting:
+    if waiting and "realised_decay" not in [r.name for r in fired]:
         return Decision(False, [waiting, *(r.detail for r in fired)], evidence, rules)
     return Decision(True, [r.detail for r in fired], evidence, rules)
 
@@ -213,6 +225,7 @@ def windows_of(feedback_batches: list[dict], champion: str | None, metric: str, 
         newest[r["score_run"] or r["run_id"]] = {
             "score_run": r["score_run"],
             "realised": value,
+            "labelled": r["start"],
             "labelled_rows": r["metrics"].get("labelled_rows"),
             "label_coverage": r["metrics"].get("label_coverage"),
         }
@@ -272,4 +285,5 @@ def assemble(
         "batches_since_retrain": None
         if last_retrain is None
         else sum(1 for t in times.values() if t > last_retrain),
+        "last_retrain": last_retrain,
     }

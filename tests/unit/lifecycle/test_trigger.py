@@ -92,15 +92,34 @@ def test_a_champion_older_than_max_age_batches_triggers_and_zero_means_no_limit(
     assert not decide(old, "auto", {"max_age": 0}).trigger
 
 
-def test_the_cooldown_holds_a_second_trigger_back_for_cooldown_batches():
+def test_the_cooldown_holds_a_second_label_free_trigger_back_for_cooldown_batches():
     thresholds = {"cooldown": 2}
-    just_retrained = _evidence([0.48], batches_since_retrain=1)
+    just_retrained = _evidence(drift_share=0.8, batches_since_retrain=1)
     decision = decide(just_retrained, "auto", thresholds)
     assert not decision.trigger
     assert decision.reasons[0].startswith("cooldown: 1 batches since the last retrain")
-    assert "realised r2 below the baseline" in decision.reasons[1]
-    assert decide(_evidence([0.48], batches_since_retrain=2), "auto", thresholds).trigger
+    assert "drift" in decision.reasons[1]
+    assert decide(_evidence(drift_share=0.8, batches_since_retrain=2), "auto", thresholds).trigger
     assert decide(just_retrained, "auto", {"cooldown": 0}).trigger
+
+
+def test_labels_the_last_retrain_learned_from_do_not_trigger_again():
+    """The retrain at t=100 saw the bad window labelled at t=50: it is not evidence twice."""
+    seen = _evidence([0.48], last_retrain=100, batches_since_retrain=1)
+    seen["windows"][0]["labelled"] = 50
+    decision = decide(seen, "auto", {"cooldown": 0})
+    assert not decision.trigger
+    assert "no window labelled since the last retrain" in decision.summary
+
+
+def test_a_decayed_window_labelled_after_the_last_retrain_triggers_through_the_cooldown():
+    """A retrain that promoted nothing, then the first labels of a repricing: retrain now."""
+    evidence = _evidence([0.87, 0.93, 0.44], last_retrain=100, batches_since_retrain=1)
+    for window, labelled in zip(evidence["windows"], (50, 150, 250), strict=True):
+        window["labelled"] = labelled
+    decision = decide(evidence, "auto", {"cooldown": 5})
+    assert decision.trigger and decision.fired == ["realised_decay"]
+    assert "1 of the last 2 labelled windows" in decision.reasons[0]
 
 
 def test_always_retrains_on_every_new_batch_whatever_the_cooldown():
