@@ -67,7 +67,7 @@ class WatchParams:
     )
     cooldown: int = param(
         trigger.DEFAULTS["cooldown"],
-        "batches after a retrain or promotion during which drift, an estimate or age do not trigger",
+        "batches after a retrain or promotion in which drift, estimates or age do not trigger",
         minimum=0,
     )
     reference: str = param(
