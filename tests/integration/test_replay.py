@@ -131,9 +131,13 @@ def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_ba
     assert [b.data.tags["mlcycle.score_run"] for b in batches] == [r.info.run_id for r in scores]
     assert scores[1].info.start_time < batches[0].info.start_time
     assert all(b.data.metrics["label_coverage"] == 1.0 for b in batches)
-    # main ran first on df_new, then on each batch's labelled rows, as current.
-    currents = [Path(h["current_data"]).name for h in history_of("prod")]
+    # main ran first on df_new, then on each batch's labelled rows, as current; each batch
+    # was monitored without its labels as soon as it was scored.
+    entries = history_of("prod")
+    currents = [Path(h["current_data"]).name for h in entries if h["labels"] == "present"]
     assert currents == ["df_new.csv", "batch_01.labelled.csv", "batch_02.labelled.csv"]
+    label_free = [Path(h["current_data"]).name for h in entries if h["labels"] == "absent"]
+    assert label_free == ["batch_01.unlabelled.csv", "batch_02.unlabelled.csv"]
     labelled = pd.read_csv(work / "batch_01.labelled.csv")
     truth = pd.read_csv(stream / "batch_01.csv")
     assert labelled["montant_pret"].tolist() == truth["montant_pret"].tolist()
