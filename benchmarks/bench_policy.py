@@ -26,7 +26,10 @@ Streams:
 
 Needs the `score` inference log, `feedback` and the label-free `monitor` (issue 24).
 Usage: python benchmarks/bench_policy.py [--streams bundled,...] [--policies ...]
-[--batches N] [--label-delay 1] [--epochs 20] [--n-trials 0] [--work DIR]"""
+[--batches N] [--label-delay 1] [--epochs 20] [--n-trials 0] [--work DIR] [--recount]
+
+A retrain is a watch run whose `main` ran; a trigger before any label has come back
+(`always` on the first batch) runs none and is counted apart, as a trigger."""
 
 from __future__ import annotations
 
@@ -188,7 +191,13 @@ class Loop:
                 epochs=a.epochs,
             )
         wall = time.perf_counter() - start
-        return {**self.realised(), "retrains": self.retrains(), "wall_s": round(wall, 1)}
+        result = {**self.counts(), "wall_s": round(wall, 1)}
+        (self.work / "result.json").write_text(json.dumps(result))
+        return result
+
+    def counts(self) -> dict:
+        """What the store holds: realised quality, retrains (main ran) and triggers."""
+        return {**self.realised(), "retrains": self.retrains(), "triggers": self.triggers()}
 
     def feedback(self, batch: Path, predictions: Path, target: str) -> None:
         scored = pd.read_parquet(predictions, columns=["prediction_id", "row"])
@@ -219,32 +228,57 @@ class Loop:
             "batches": len(values),
             "mean": round(statistics.fmean(values), 4) if values else None,
             "worst": round(min(values), 4) if values else None,
+            "per_batch": [round(v, 3) for v in values],
         }
 
-    def retrains(self) -> int:
+    def _watch_runs(self, condition: str) -> int:
         import mlflow
 
         mlflow.set_tracking_uri(self.env["MLFLOW_TRACKING_URI"])
-        return len(
-            mlflow.search_runs(
-                search_all_experiments=True,
-                filter_string=self.of_model("watch") + " and tags.`mlcycle.watch.trigger` = 'true'",
-                output_format="list",
-            )
+        found = mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"{self.of_model('watch')} and {condition}",
+            output_format="list",
         )
+        return len(found)
+
+    def retrains(self) -> int:
+        """watch runs whose main ran (a trigger before any label comes back runs none)."""
+        return self._watch_runs("tags.`mlcycle.watch.main` = 'ran'")
+
+    def triggers(self) -> int:
+        return self._watch_runs("tags.`mlcycle.watch.trigger` = 'true'")
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| stream | policy | mean realised | worst batch | retrains | wall (s) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| stream | policy | mean realised | worst batch | per batch | retrains (triggers) "
+        "| wall (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r['stream']} | {r['policy']} | {r['mean']} | {r['worst']} | "
-            f"{r['retrains']} | {r['wall_s']} |"
+            f"{' '.join(map(str, r.get('per_batch', [])))} | {r['retrains']} "
+            f"({r.get('triggers', '?')}) | {r.get('wall_s', '?')} |"
         )
     return "\n".join(lines)
+
+
+def recount(args) -> list[dict]:
+    """The table again from the stores a run left under --work (a run cut short
+    included): each stream/policy folder's store, its wall time when it finished."""
+    results = []
+    for stream in args.streams.split(","):
+        for policy in args.policies.split(","):
+            folder = args.work / stream / policy
+            if not (folder / "mlflow.db").exists():
+                continue
+            measured = Loop(folder, f"policy-{stream}", args).counts()
+            done = folder / "result.json"
+            wall = json.loads(done.read_text())["wall_s"] if done.exists() else "unfinished"
+            results.append({"stream": stream, "policy": policy, **measured, "wall_s": wall})
+    return results
 
 
 def missing_steps() -> list[str]:
@@ -274,7 +308,13 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=0)
     parser.add_argument("--no-monitor", action="store_true", help="skip the label-free monitor")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mlcycle-bench-policy"))
+    parser.add_argument(
+        "--recount", action="store_true", help="print the table from the stores under --work"
+    )
     args = parser.parse_args()
+    if args.recount:
+        print(table(recount(args)))
+        return
     missing = missing_steps()
     if missing:
         print(f"bench_policy: not run, this checkout lacks {' and '.join(missing)}")
