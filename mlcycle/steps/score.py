@@ -225,7 +225,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
         prediction = spark_udf.prediction_of(model.pyfunc)
         inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
         with spark_session.session(params.spark_master) as spark:
-            frame = spark_scoring.read_input(spark, path)
+            frame = spark_scoring.read_input(spark, path, inputs.numeric)
             log.info(
                 "scoring %s on Spark (%s) with %s; identifiers kept: %s",
                 path,
