@@ -218,7 +218,8 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
     columns once Spark has read the header; recorded as the pandas engine records."""
     path = input_path(params.input)
     header = spark_scoring.input_columns(path)
-    output = spark_scoring.output_folder(params.output, params.model_name, config.launcher_folder())
+    base = config.output_root(config.launcher_folder())
+    output = spark_scoring.output_folder(params.output, params.model_name, base)
     with outputs.claimed(output, outputs.stamped(params.output, output)) as output:
         spark_session.preflight(params.spark_master)
         model = load_model(params)
@@ -253,7 +254,8 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         return execute_spark(params)
     path = input_path(params.input)
     header = scoring.read_header(path)
-    output = outputs.output_path(params.output, params.model_name, config.launcher_folder())
+    base = config.output_root(config.launcher_folder())
+    output = outputs.output_path(params.output, params.model_name, base)
     with outputs.claimed(output, outputs.stamped(params.output, output)) as output:
         model = load_model(params)
         inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)

@@ -113,7 +113,7 @@ def _champion(version: str, reason: str = "first champion") -> None:
 
 
 def test_score_keeps_every_row_in_order_with_identifiers_for_a_forest_and_a_network(
-    tracking_uri, tmp_path
+    tracking_uri, tmp_path, monkeypatch
 ):
     etl_run = _etl()
     forest = _forest(etl_run)
@@ -122,7 +122,9 @@ def test_score_keeps_every_row_in_order_with_identifiers_for_a_forest_and_a_netw
     batch = pd.read_csv(BATCH)
 
     # The real `mlflow run`, from another folder: the default model (the champion) and
-    # the default output, under the folder the command was started from.
+    # the default output, under the folder the command was started from (as a user runs
+    # it: without the suite's MLCYCLE_OUTPUT_ROOT).
+    monkeypatch.delenv(config.OUTPUT_ROOT_ENV)
     result = mlflow_run("score", tracking_uri, {"input": str(BATCH)}, uri=str(ROOT), cwd=tmp_path)
     assert_ok(result)
     (written,) = (tmp_path / "predictions" / NAME).glob("*.parquet")
