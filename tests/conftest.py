@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,9 @@ import pytest
 # Every relative output of the steps this suite runs (reports/, predictions/, .mlcycle/),
 # in this process and the ones it starts, goes to a folder of the suite's own, never the
 # checkout's: set before mlcycle is imported (config reads it for its STATE_DIR).
-os.environ.setdefault("MLCYCLE_OUTPUT_ROOT", tempfile.mkdtemp(prefix="mlcycle-suite-"))
+_OWN_OUTPUT_ROOT = None
+if not os.environ.get("MLCYCLE_OUTPUT_ROOT"):
+    _OWN_OUTPUT_ROOT = os.environ["MLCYCLE_OUTPUT_ROOT"] = tempfile.mkdtemp(prefix="mlcycle-suite-")
 
 from mlcycle import config  # noqa: E402
 
@@ -44,6 +47,8 @@ def _the_checkout_is_left_alone():
     after `make run` then `make test`, latest.html was once a test's page."""
     before = users_work()
     yield
+    if _OWN_OUTPUT_ROOT:
+        shutil.rmtree(_OWN_OUTPUT_ROOT, ignore_errors=True)
     after = users_work()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"the suite changed the checkout's {', '.join(changed[:20])}"
