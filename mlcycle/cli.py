@@ -56,11 +56,47 @@ class Flag(click.ParamType):
         self.fail(f"{value!r} is not true or false", param, ctx)
 
 
+class Number(click.ParamType):
+    """A float, refused in the words of the other parameter checks."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.fail(f"must be a number, got {value!r}", param, ctx)
+
+
+class OneOf(click.Choice):
+    """A closed set: listed by --help as click lists choices ([pandas|spark]), a value
+    outside it refused as `mlcycle.params.check` words it."""
+
+    def convert(self, value, param, ctx):
+        if value in self.choices:
+            return value
+        self.fail(f"must be one of {', '.join(self.choices)}, got {value!r}", param, ctx)
+
+
+class StepCommand(click.Command):
+    """A step's command: a value of the wrong type is the one-line `mlcycle error:` of
+    every other bad parameter (exit 2), not click's usage block."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.BadParameter as exc:
+            name = exc.param.name if exc.param is not None else "?"
+            sep = " " if exc.message.startswith("must") else ": "
+            click.echo(f"mlcycle error: parameter {name}{sep}{exc.message}", err=True)
+            sys.exit(2)
+
+
 INT = WholeNumber()
 BOOL = Flag()
 
 
-_CLICK_TYPES = {int: INT, float: click.FLOAT, bool: BOOL, str: click.STRING}
+_CLICK_TYPES = {int: INT, float: Number(), bool: BOOL, str: click.STRING}
 
 
 def options_from(params_cls):
@@ -70,16 +106,14 @@ def options_from(params_cls):
 
     def decorate(command):
         for field, kind in reversed(fields_of(params_cls)):
-            text = field.metadata.get("help", "")
-            if field.metadata.get("choices"):
-                text += f" (one of: {', '.join(field.metadata['choices'])})"
+            choices = field.metadata.get("choices")
             command = click.option(
                 "--" + field.name.replace("_", "-"),
                 field.name,
-                type=_CLICK_TYPES[kind],
+                type=OneOf(choices) if choices and kind is str else _CLICK_TYPES[kind],
                 default=field.default,
                 show_default=True,
-                help=text,
+                help=field.metadata.get("help", ""),
             )(command)
         return command
 
@@ -91,7 +125,7 @@ def entry_point(step: str, params_cls, execute, doc: str, show=None) -> click.Co
     dataclass, the parameters checked before any run opens, `execute(params)` in the
     step's run, then the lines `show(result)` returns (paths a person opens next)."""
 
-    @click.command(help=" ".join(doc.split(": ", 1)[1].split()))
+    @click.command(cls=StepCommand, help=" ".join(doc.split(": ", 1)[1].split()))
     @options_from(params_cls)
     @step_command
     def main(**options):

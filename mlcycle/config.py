@@ -11,8 +11,18 @@ REFERENCE_CSV = DATA_DIR / "df_old.csv"
 CURRENT_CSV = DATA_DIR / "df_new.csv"
 TEMPLATES_DIR = PROJECT_ROOT / "reports" / "templates"
 REPORTS_DIR = PROJECT_ROOT / "reports"
+# Where relative outputs go (reports/, predictions/, the .mlcycle/ state) when set: the
+# test suite points it at a temporary folder, so no test writes into a user's checkout.
+OUTPUT_ROOT_ENV = "MLCYCLE_OUTPUT_ROOT"
 # Local state that is not tracked by git: Optuna journals, the workflow cache.
-STATE_DIR = PROJECT_ROOT / ".mlcycle"
+STATE_DIR = Path(os.environ.get(OUTPUT_ROOT_ENV) or PROJECT_ROOT) / ".mlcycle"
+
+
+def output_root(default: Path = PROJECT_ROOT) -> Path:
+    """The folder relative outputs are taken from: MLCYCLE_OUTPUT_ROOT, else default."""
+    given = os.environ.get(OUTPUT_ROOT_ENV)
+    return Path(given).expanduser() if given else default
+
 
 # As MLproject declares them: relative to the project root (config.resolve_path).
 DEFAULT_REFERENCE = "data/df_old.csv"
@@ -89,7 +99,7 @@ def resolve_path(path: str) -> Path:
 def from_root(path: str | Path) -> Path:
     """A folder the project writes: a relative path is taken from the project root."""
     folder = Path(path).expanduser()
-    return folder if folder.is_absolute() else PROJECT_ROOT / folder
+    return folder if folder.is_absolute() else output_root() / folder
 
 
 def writable_folder(folder: Path, refused: str, not_writable: str) -> Path:

@@ -61,11 +61,27 @@ def main_command(reference: Path, current: Path, params: dict[str, str]) -> list
     return step_command("main", {"reference": reference, "current": current, **params})
 
 
-def run_step(entry: str, params: dict) -> None:
+class Stopped(SystemExit):
+    """A step of the replay failed: the replay stops there, its exit code kept."""
+
+    def __init__(self, code: int, entry: str, batch: str):
+        super().__init__(code)
+        self.entry, self.batch = entry, batch
+
+
+def summary(done: int, total: int, stopped: Stopped | None = None) -> str:
+    """The replay's own last word: the batches done, and where it stopped."""
+    line = f"replay: {done} of {total} batch(es) done"
+    if stopped is not None:
+        line += f"; stopped at {stopped.batch}: {stopped.entry} exited {stopped.code}"
+    return line
+
+
+def run_step(entry: str, params: dict, batch: str = "") -> None:
     """One step; the replay stops at the first failure (exit code kept)."""
     done = subprocess.run(step_command(entry, params), check=False)
     if done.returncode != 0:
-        raise SystemExit(done.returncode)
+        raise Stopped(done.returncode, entry, batch or str(params.get("current", "")))
 
 
 def last_report(model_name: str) -> str | None:
@@ -79,13 +95,17 @@ def last_report(model_name: str) -> str | None:
     return runs[-1].data.tags.get("mlcycle.report") if runs else None
 
 
-def replay(steps: list[tuple[Path, Path]], params: dict[str, str], model_name: str) -> str | None:
-    """Run main on each pair in order; stop at the first failure (exit code kept)."""
+def replay(
+    steps: list[tuple[Path, Path]], params: dict[str, str], model_name: str, done: list
+) -> str | None:
+    """Run main on each pair in order; stop at the first failure (exit code kept). `done`
+    gets each pair's current file once its main has finished."""
     for number, (reference, current) in enumerate(steps, 1):
         log.info("replay %d/%d: main on %s (reference %s)", number, len(steps), current, reference)
-        done = subprocess.run(main_command(reference, current, params), check=False)
-        if done.returncode != 0:
-            raise SystemExit(done.returncode)
+        finished = subprocess.run(main_command(reference, current, params), check=False)
+        if finished.returncode != 0:
+            raise Stopped(finished.returncode, "main", current.name)
+        done.append(current)
     return last_report(model_name)
 
 
@@ -118,9 +138,10 @@ def label_free_monitor_available() -> bool:
 
 
 def production(
-    stream: list[Path], params: dict[str, str], model_name: str, delay: int, work: Path
+    stream: list[Path], params: dict[str, str], model_name: str, delay: int, work: Path, done: list
 ) -> str | None:
-    """The stream as production runs it (see the module doc)."""
+    """The stream as production runs it (see the module doc); `done` gets each batch once
+    it is scored (and watched)."""
     target = params.get("target", config.DEFAULT_TARGET)
     # The rows' ids are a column of the labelled files: never a feature.
     main_params = {**params, "drop_columns": f"{config.DEFAULT_DROP_COLUMNS},prediction_id"}
@@ -136,14 +157,16 @@ def production(
         batch.drop(columns=[target]).to_csv(unlabelled, index=False)
         output = work / f"{path.stem}.parquet"
         log.info("production replay %d/%d: score %s without labels", t + 1, len(stream), path)
-        run_step("score", {"input": unlabelled, "output": output, "model_name": model_name})
+        run_step(
+            "score", {"input": unlabelled, "output": output, "model_name": model_name}, path.name
+        )
         scored.append(output)
         score_run = pd.read_parquet(output, columns=["prediction_id"])["prediction_id"][0]
         score_run = score_run.rsplit("-", 1)[0]
         # THE call site of the label-free monitor (issue 24, item 2): run per batch once
         # this checkout's monitor takes score_run, skipped (and said) before.
         if monitor:
-            run_step("monitor", {"score_run": score_run, "model_name": model_name})
+            run_step("monitor", {"score_run": score_run, "model_name": model_name}, path.name)
         else:
             log.info("label-free monitor not in this checkout: batch %s not watched", path.stem)
         for s in arrived:
@@ -153,9 +176,12 @@ def production(
             predictions = pd.read_parquet(scored[s], columns=["prediction_id", "row"])
             labels_file(pd.read_csv(source), predictions, target).to_csv(labels, index=False)
             log.info("production replay: the labels of %s arrive", source.stem)
-            run_step("feedback", {"labels": labels, "model_name": model_name, "output": labelled})
-            run_step("main", {"reference": reference, "current": labelled, **main_params})
+            feedback = {"labels": labels, "model_name": model_name, "output": labelled}
+            run_step("feedback", feedback, f"the labels of {source.name}")
+            main = {"reference": reference, "current": labelled, **main_params}
+            run_step("main", main, f"the labels of {source.name}")
             reference = labelled
+        done.append(path)
     return last_report(model_name)
 
 
@@ -190,12 +216,18 @@ def cli(argv: list[str] | None = None) -> None:
         "n_trials": str(args.n_trials),
         "epochs": str(args.epochs),
     }
-    if args.production:
-        if args.label_delay < 0:
-            raise SystemExit("mlcycle error: --label-delay must be >= 0")
-        report = production(stream, params, args.model_name, args.label_delay, args.work)
-    else:
-        report = replay(pairs(start, stream), params, args.model_name)
+    if args.production and args.label_delay < 0:
+        raise SystemExit("mlcycle error: --label-delay must be >= 0")
+    done: list[Path] = []
+    try:
+        if args.production:
+            report = production(stream, params, args.model_name, args.label_delay, args.work, done)
+        else:
+            report = replay(pairs(start, stream), params, args.model_name, done)
+    except Stopped as stopped:
+        print(summary(len(done), len(stream), stopped), file=sys.stderr)
+        raise
+    print(summary(len(done), len(stream)))
     print(f"last report: {report}")
 
 

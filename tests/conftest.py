@@ -3,18 +3,55 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import config
+# Every relative output of the steps this suite runs (reports/, predictions/, .mlcycle/),
+# in this process and the ones it starts, goes to a folder of the suite's own, never the
+# checkout's: set before mlcycle is imported (config reads it for its STATE_DIR).
+_OWN_OUTPUT_ROOT = None
+if not os.environ.get("MLCYCLE_OUTPUT_ROOT"):
+    _OWN_OUTPUT_ROOT = os.environ["MLCYCLE_OUTPUT_ROOT"] = tempfile.mkdtemp(prefix="mlcycle-suite-")
+
+from mlcycle import config  # noqa: E402
 
 ROOT = config.PROJECT_ROOT
 BIN = Path(sys.executable).parent
+# What the suite must leave as it found it in the checkout: a user's own work.
+USERS_WORK = ("reports", "predictions", "mlflow.db", ".mlcycle")
+
+
+def users_work(root: Path = ROOT) -> dict[str, tuple[int, int]]:
+    """Every file of the user's work in the checkout: path -> (size, mtime in ns)."""
+    found = {}
+    for name in USERS_WORK:
+        top = root / name
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+            if path.is_file():
+                stat = path.stat()
+                found[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_checkout_is_left_alone():
+    """Fails the session (an error at its last teardown) when a test wrote, changed or
+    removed anything of the checkout's reports/, predictions/, mlflow.db or .mlcycle/:
+    after `make run` then `make test`, latest.html was once a test's page."""
+    before = users_work()
+    yield
+    if _OWN_OUTPUT_ROOT:
+        shutil.rmtree(_OWN_OUTPUT_ROOT, ignore_errors=True)
+    after = users_work()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the suite changed the checkout's {', '.join(changed[:20])}"
 
 
 def sqlite_store(folder: Path) -> str:

@@ -98,9 +98,10 @@ class Table:
             f"{self.encoding}, delimiter {self.delimiter!r}, {decimal}, "
             f"{rows} rows x {cols} columns"
         )
-        missing = sum(self.placeholders.values()) + sum(self.infinite.values())
-        if missing:
-            line += f", {missing} placeholder or infinite value(s) read as missing or ±inf"
+        seen = [f"{n} placeholder(s) in {c}" for c, n in self.placeholders.items()]
+        seen += [f"{n} infinite value(s) in {c}" for c, n in self.infinite.items()]
+        if seen:
+            line += f"; read as missing or ±inf: {', '.join(seen)}"
         return line
 
 

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from pandas.api import types as ptypes
 
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import csvchunks
 from mlcycle.ingest.inference import PREDICTION_ID, Batch, PartitionWriter, prediction_ids
 from mlcycle.models.outputs import writable_ancestor
 
@@ -83,31 +84,17 @@ class Scored:
     seconds: float
     summary: dict[str, float]
     inference_table: Path | None = None  # the batch's partition of the inference log
+    # Placeholders and infinities read as missing: {"infinite": {column: count}, ...}
+    read_as_missing: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ the file and its head
 
 
 def read_header(path: Path) -> list[str]:
-    """The file's column names, refusing what is missing, binary or not CSV text."""
-    if not path.is_file():
-        raise MlcycleError(f"input file not found: {path}")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise MlcycleError(f"input file {path} cannot be read: {exc.strerror}") from exc
-    if b"\x00" in head:
-        raise MlcycleError(f"input file {path} is not CSV text (it holds binary data)")
-    try:
-        header = pd.read_csv(path, nrows=1, encoding="utf-8")
-    except pd.errors.EmptyDataError as exc:
-        raise MlcycleError(f"input file {path} is empty") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise MlcycleError(f"input file {path} is not valid UTF-8 CSV text: {exc}") from exc
-    if header.empty:
-        raise MlcycleError(f"input file {path} has a header but no rows")
-    return [str(c) for c in header.columns]
+    """The file's column names, read as etl reads the file (`csvread`'s encoding and
+    delimiter), refusing what is missing, a folder, binary or not CSV text."""
+    return csvchunks.sniff(path).columns
 
 
 def plan_inputs(
@@ -145,54 +132,36 @@ def plan_inputs(
 
 
 def read_chunks(path: Path, inputs: Inputs, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The needed columns, chunk by chunk. Identifiers and categories are read as text,
-    as they were written: '007' stays '007', and a chunk cannot type them differently
-    from the next (an all-missing chunk would otherwise read as numbers)."""
-    text = {c: str for c in inputs.identifiers + inputs.categorical}
-    reader = pd.read_csv(
-        path,
-        usecols=inputs.columns,
-        dtype=text,
-        chunksize=chunk_rows,
-        encoding="utf-8",
-    )
-    try:
-        with reader:
-            yield from reader
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise MlcycleError(f"input file {path} cannot be read as CSV: {exc}") from exc
+    """The needed columns, chunk by chunk, every field the string it is (etl's encoding
+    and delimiter; `mlcycle.ingest.csvchunks`): '007' stays '007', and a chunk cannot
+    type a column differently from the next."""
+    yield from csvchunks.read_chunks(path, csvchunks.sniff(path), inputs.columns, chunk_rows)
 
 
-def conform_chunk(chunk: pd.DataFrame, inputs: Inputs, path: Path, first_row: int) -> pd.DataFrame:
+def conform_chunk(
+    chunk: pd.DataFrame, inputs: Inputs, path: Path, first_row: int, missing: dict | None = None
+) -> pd.DataFrame:
     """The model's columns with the types etl gave the training rows: numbers as float64
-    (text there is an error naming the column, the row and the value), categories as
-    strings with missing values as None."""
+    read with etl's rules (decimal mark, placeholders and infinities as missing; text
+    there is an error naming the column, the row and the value), categories as strings
+    with etl's missing markers as None. `missing` counts, per kind and column, the
+    placeholders and infinities read as missing."""
     out = {}
     for col in inputs.features:
         values = chunk[col]
         if col in inputs.numeric:
-            out[col] = _numbers(values, col, path, first_row)
+            text = values.astype(object).where(values.notna(), "").astype(str)
+            read = csvchunks.numbers(text, f"input file {path}", first_row)
+            out[col] = read.values
+            for kind, count in (("placeholders", read.placeholders), ("infinite", read.infinite)):
+                if count and missing is not None:
+                    counts = missing.setdefault(kind, {})
+                    counts[col] = counts.get(col, 0) + count
         elif col in inputs.categorical:
-            out[col] = values.astype(object).where(values.notna(), None)
+            out[col] = csvchunks.text(values)
         else:
             out[col] = values
     return pd.DataFrame(out, index=chunk.index)
-
-
-def _numbers(values: pd.Series, col: str, path: Path, first_row: int) -> pd.Series:
-    if ptypes.is_numeric_dtype(values) or ptypes.is_bool_dtype(values):
-        return values.astype("float64")
-    converted = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero((converted.isna() & values.notna()).to_numpy())
-    if len(bad):
-        row = first_row + int(bad[0])
-        raise MlcycleError(
-            f"column {col!r} of the input file {path} should be numeric but holds "
-            f"{values.iloc[bad[0]]!r} at row {row} (line {row + 2}); "
-            f"{len(bad)} such value(s) in rows {first_row}-{first_row + len(values) - 1}; "
-            "nothing was written"
-        )
-    return converted.astype("float64")
 
 
 # ---------------------------------------------------------------------------- the output
@@ -303,13 +272,23 @@ def metric_safe(label) -> str:
     return re.sub(r"[^\w\-. /]", "_", str(label)) or "_"
 
 
+def missing_text(missing: dict) -> str:
+    """'2 placeholder(s) in poids, 1 infinite value(s) in poids': each column, each count."""
+    names = {"placeholders": "placeholder(s)", "infinite": "infinite value(s)"}
+    return ", ".join(
+        f"{count} {names[kind]} in {col}"
+        for kind, counts in missing.items()
+        for col, count in counts.items()
+    )
+
+
 def conformed_chunks(
-    path: Path, inputs: Inputs, chunk_rows: int = CHUNK_ROWS
+    path: Path, inputs: Inputs, chunk_rows: int = CHUNK_ROWS, missing: dict | None = None
 ) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
     """(first row, chunk as read, the model's columns typed) for each chunk, in order."""
     first_row = 0
     for chunk in read_chunks(path, inputs, chunk_rows):
-        yield first_row, chunk, conform_chunk(chunk, inputs, path, first_row)
+        yield first_row, chunk, conform_chunk(chunk, inputs, path, first_row, missing)
         first_row += len(chunk)
 
 
@@ -342,8 +321,10 @@ def score_file(
     writer, read = None, 0
     logged = PartitionWriter(batch) if batch else None
     score_run = batch.score_run if batch else None
+    missing: dict = {}
+    chunks = conformed_chunks(path, inputs, chunk_rows, missing)
     try:
-        for first_row, chunk, features in read_ahead(conformed_chunks(path, inputs, chunk_rows)):
+        for first_row, chunk, features in read_ahead(chunks):
             read = first_row + len(chunk)
             predictions = predictor.predict(features)
             proba = predictor.predict_proba(features) if predictor.predict_proba else None
@@ -371,4 +352,10 @@ def score_file(
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     seconds = time.perf_counter() - started
-    return Scored(output, summary.rows, read, seconds, summary.metrics(), table)
+    if missing:
+        log.info("%s: read as missing (as etl reads them): %s", path, missing_text(missing))
+    metrics = summary.metrics() | {
+        f"input_{kind}_as_missing": float(sum(missing.get(kind, {}).values()))
+        for kind in ("placeholders", "infinite")
+    }
+    return Scored(output, summary.rows, read, seconds, metrics, table, missing)

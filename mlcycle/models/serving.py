@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 
 import mlcycle
 from mlcycle.ingest.data import Schema
@@ -37,10 +38,14 @@ class BadInput(ValueError):
 
 
 def numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
-    """A number column as float64, NaN for missing; text or an infinity is a BadInput
-    naming the column (a request can be corrected; null is how it says 'missing')."""
+    """A number column as float64, NaN for missing; text, true/false or an infinity is a
+    BadInput naming the column (a request can be corrected; null is how it says
+    'missing')."""
     if col not in frame.columns:
         return np.full(n, np.nan)
+    odd = _first(frame[col], lambda v: isinstance(v, bool | np.bool_ | str | bytes))
+    if odd is not None:
+        raise BadInput(f"column {col!r} should be numeric but holds {odd!r}")
     try:
         values = frame[col].to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
@@ -56,6 +61,30 @@ def numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
             "(null for a missing value)"
         )
     return values
+
+
+def _first(column: pd.Series, wrong):
+    """The first value of an object (or bool) column for which wrong(value) holds."""
+    if ptypes.is_bool_dtype(column):
+        return bool(column.iloc[0]) if len(column) else None
+    if column.dtype != object:
+        return None
+    return next((v for v in column.tolist() if wrong(v)), None)
+
+
+def category_column(column: pd.Series, col: str) -> pd.Series:
+    """A category column holds text or nothing: a number or true/false there is a
+    BadInput naming the column (7 is not the category "7" the model learned)."""
+    odd = _first(column, lambda v: not (v is None or isinstance(v, str) or _is_nan(v)))
+    if odd is None and ptypes.is_numeric_dtype(column) and column.notna().any():
+        odd = column.dropna().iloc[0]
+    if odd is not None:
+        raise BadInput(f"column {col!r} should be text but holds {odd!r}")
+    return column
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 # Both families compute in float32 downstream (the network's layers, scikit-learn's tree
@@ -124,7 +153,8 @@ class Preprocessing:
         offset = len(self.numeric)
         for col, cats in zip(self.categorical, self.categories, strict=True):
             index = {c: i for i, c in enumerate(cats)}
-            raw = frame[col] if col in frame.columns else pd.Series([None] * n)
+            given = col in frame.columns
+            raw = category_column(frame[col], col) if given else pd.Series([None] * n)
             codes = np.fromiter(
                 (index.get(v, -1) for v in _category_values(raw)), dtype="int64", count=n
             )

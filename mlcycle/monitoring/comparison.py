@@ -105,9 +105,11 @@ def decide(
     results: dict[str, ModelResult],
     bootstrap: dict | None = None,
     evidence=None,
+    targets: dict | None = None,
 ):
     """The gate's decision on these results (at the bootstrap's bounds when given, the
-    reference check excusing what a change of relationship costs), with its reasons."""
+    reference check excusing what a change of relationship costs), with its reasons;
+    "not enough rows" when the test splits' `targets` cannot decide (`gate.undecidable`)."""
     return promotion.decide(
         task,
         min_improvement=params.min_improvement,
@@ -115,6 +117,7 @@ def decide(
         requested=params.promote,
         intervals=bootstrap,
         relationship=evidence,
+        undecidable=gate.undecidable(task, targets, bootstrap) if targets else None,
         **gate_inputs(results, params.model_name),
     )
 
@@ -195,7 +198,10 @@ def step_metrics(
 ) -> dict[str, float]:
     """Drift (overall and per column: `mlcycle.monitoring.tables`), both models' finite metrics
     (prefixed by role) and whether it promoted."""
-    numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
+    numbers = {
+        "promoted": float(decision.status == promotion.PROMOTED),
+        "gate_not_enough_rows": float(decision.status == promotion.NOT_ENOUGH_ROWS),
+    }
     if drift_result is not None:
         numbers.update(drift_result.logged())
         for column in drift_result.by_role("target"):

@@ -48,6 +48,19 @@ import pandas as pd
 from mlcycle.errors import MlcycleError
 from mlcycle.monitoring.metrics import PRIMARY, evaluate
 
+# When the test rows cannot decide (`undecidable`; docs/monitor.md, "When the rows cannot
+# decide"). Below 30 rows the bootstrap itself misleads: its percentiles of a statistic
+# of n rows are too narrow by about sqrt((n - 1) / n) and skewed, and R² on a handful of
+# rows swings by more than its whole useful range (5 rows gave bounds +0.20..+2.75).
+MIN_TEST_ROWS = 30
+# A class with fewer test rows than this: one row more or less right moves its F1 by
+# more than 0.2, which no gain in the weighted F1 of the others can be told apart from.
+MIN_CLASS_ROWS = 5
+# The primary metrics' useful range: F1 in [0, 1]; R² of any model worth serving in
+# [0, 1] too (below 0 it is worse than predicting the mean). Bounds wider than this say
+# the rows cannot tell the models apart at all.
+METRIC_RANGE = 1.0
+
 # Drawn row indices per chunk of resamples (8 bytes each: 32 MB), so a test split of a
 # million rows is resampled in slices instead of one n_resamples × n_rows matrix.
 CHUNK_CELLS = 4_000_000
@@ -152,6 +165,32 @@ def beyond_change(reference: Interval, change: Interval) -> Interval:
         deltas,
         reference.rows,
     )
+
+
+def undecidable(task: str, targets: dict, bootstraps: dict | None = None) -> str | None:
+    """Why the test rows cannot decide between two models, or None when they can: a split
+    with fewer than MIN_TEST_ROWS rows, a class with fewer than MIN_CLASS_ROWS rows in
+    one (classification), or bounds wider than the metric's range. `targets` maps a
+    split to its target values, `bootstraps` a split to its `Interval`."""
+    for split, values in targets.items():
+        y = pd.Series(np.asarray(values).ravel()).dropna()
+        if len(y) < MIN_TEST_ROWS:
+            return f"{split} has {len(y)} row(s), fewer than the {MIN_TEST_ROWS} the gate needs"
+        if _primary(task) != "r2":
+            counts = y.astype(str).value_counts()
+            few = counts[counts < MIN_CLASS_ROWS]
+            if len(few):
+                return (
+                    f"class {few.index[0]!r} has {int(few.iloc[0])} row(s) in {split}, fewer "
+                    f"than the {MIN_CLASS_ROWS} the gate needs to judge its F1"
+                )
+        interval = (bootstraps or {}).get(split)
+        if interval is not None and interval.high - interval.low > METRIC_RANGE:
+            return (
+                f"on {split} the {interval.metric} difference's {interval.text()} span more "
+                f"than the metric's range ({METRIC_RANGE:g})"
+            )
+    return None
 
 
 def metric_on_resamples(task: str, y_true, y_pred, indices: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import mlflow
 
 from mlcycle import config
+from mlcycle.monitoring.tables import metric_safe
 
 DRIFT_SCORE_PREFIX = "drift_score."
 CURRENT_DATA_TAG = "mlcycle.current_data"
@@ -77,10 +78,17 @@ def entry(run, primary: str) -> dict:
     }
 
 
-def entries(runs, primary: str) -> list[dict]:
-    """The history, oldest first, one entry per run (runs in any order)."""
+def entries(runs, primary: str, columns: list[str] = ()) -> list[dict]:
+    """The history, oldest first, one entry per run (runs in any order). Each entry's
+    `drift_columns` gives the column each drift score's key stands for: a name MLflow
+    refuses in a metric is logged shortened, with a hash (`tables.metric_safe`), so the
+    key alone does not say it; `columns` are the names known (the schema's features)."""
+    known = {metric_safe(c).removeprefix(DRIFT_SCORE_PREFIX): c for c in columns}
     ordered = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
-    return [entry(run, primary) for run in ordered]
+    out = [entry(run, primary) for run in ordered]
+    for item in out:
+        item["drift_columns"] = {key: known.get(key, key) for key in item["drift_scores"]}
+    return out
 
 
 def columns(history: list[dict]) -> list[str]:

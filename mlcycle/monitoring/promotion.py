@@ -21,7 +21,9 @@ The rule, on the task's primary metric (R² for regression, F1 for classificatio
     the check stops defending obsolete labels and stays as strict as before where the
     reference still describes the present.
 Nothing moves when the challenger is missing, failed to load or to score, when a metric
-is not a number, or when any check fails; the reason says which."""
+is not a number, or when any check fails; the reason says which. When the test rows are
+too few to tell the models apart (`gate.undecidable`), the decision is "not enough rows"
+(its own status), whatever the metrics say."""
 
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ PROMOTED = "promoted"
 NOT_PROMOTED = "not_promoted"
 # Would have been promoted, but promote=false.
 QUALIFIED = "qualified"
+# The test rows cannot tell the models apart: nothing judged, nothing moved.
+NOT_ENOUGH_ROWS = "not_enough_rows"
 DECISION_TAG = "mlcycle.promotion.decision"
 REASON_TAG = "mlcycle.promotion.reason"
 
@@ -54,9 +58,12 @@ class Decision:
     requested: bool = True
     # What the reference check excused for a change of relationship (0: nothing).
     excused: float = 0.0
+    undecided: bool = False  # the rows could not decide (then promote is False)
 
     @property
     def status(self) -> str:
+        if self.undecided:
+            return NOT_ENOUGH_ROWS
         if self.promote and self.requested:
             return PROMOTED
         return QUALIFIED if self.promote else NOT_PROMOTED
@@ -67,6 +74,8 @@ class Decision:
             return "challenger promoted to champion"
         if self.status == QUALIFIED:
             return "not promoted (promote=false), but the challenger qualifies"
+        if self.status == NOT_ENOUGH_ROWS:
+            return "not promoted: not enough test rows to decide"
         return "not promoted"
 
 
@@ -83,6 +92,7 @@ def decide(
     same_version: bool = False,
     intervals: dict | None = None,
     relationship=None,
+    undecidable: str | None = None,
 ) -> Decision:
     """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
     the model is absent; *_error says why a model could not be loaded or scored.
@@ -91,7 +101,9 @@ def decide(
     `gate.paired_bootstrap` on the same predictions) judges both checks at the intervals'
     bounds instead of the point estimates (`gate.judge`), and the details show them.
     `relationship` (`mlcycle.monitoring.relationship.Evidence`, or None when not measured) excuses,
-    under the auto tolerance, what a change of relationship surely costs on reference_test."""
+    under the auto tolerance, what a change of relationship surely costs on reference_test.
+    `undecidable` (`gate.undecidable`) says why the test rows cannot decide: then nothing
+    is judged between two models, and the decision says so."""
     primary = PRIMARY[task]
     cur, ref = f"current_test_{primary}", f"reference_test_{primary}"
 
@@ -112,6 +124,9 @@ def decide(
         return Decision(True, "there is no champion: the challenger takes the place", [], requested)
     if not _finite(champion, cur, ref):
         return no(f"the champion has no finite {cur} / {ref}")
+    if undecidable:
+        reason = f"not enough rows to decide: {undecidable}; nothing was judged"
+        return Decision(False, reason, [], requested, undecided=True)
     gain = challenger[cur] - champion[cur]
     loss = champion[ref] - challenger[ref]
     # Under the auto tolerance a changed relationship's cost is not the challenger's loss.

@@ -90,7 +90,7 @@ def publish(outcome: Outcome) -> Published:
         }
     )
     mlflow.set_tag(RELATIONSHIP_TAG, relationship_status(o.evidence))
-    past = model_history(o.params.model_name, o.run_id, o.schema.task)
+    past = model_history(o.params.model_name, o.run_id, o.schema.task, o.schema.features)
     # This run's decision and versions are tagged once the page is written.
     past[-1].update(
         decision=o.decision.status,
@@ -196,11 +196,11 @@ def log_snapshot(params, drift_result, schema, run_id: str, meta: dict) -> None:
 HISTORY_FILE = "history.json"
 
 
-def model_history(model_name: str, run_id: str, task: str) -> list[dict]:
+def model_history(model_name: str, run_id: str, task: str, columns=()) -> list[dict]:
     """The model's earlier finished monitor runs and this one (its metrics logged), oldest
     first: one query, whatever the history's length."""
     earlier = [r for r in history.monitor_runs(model_name) if r.info.run_id != run_id]
-    return history.entries([*earlier, mlflow.get_run(run_id)], PRIMARY[task])
+    return history.entries([*earlier, mlflow.get_run(run_id)], PRIMARY[task], columns)
 
 
 def history_context(past: list[dict], moves: list[dict]) -> dict:

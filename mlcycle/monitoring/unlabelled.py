@@ -224,7 +224,8 @@ def monitor_batch(
             estimate.method,
         )
     past = [r for r in history.monitor_runs(model_name) if r.info.run_id != run.info.run_id]
-    entries = history.entries([*past, mlflow.get_run(run.info.run_id)], PRIMARY[schema.task])
+    runs = [*past, mlflow.get_run(run.info.run_id)]
+    entries = history.entries(runs, PRIMARY[schema.task], schema.features)
     entries[-1].update(champion_version=best.version or "")
     context = {
         "model_name": model_name,

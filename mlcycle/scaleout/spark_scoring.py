@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import csvchunks, csvread
 from mlcycle.ingest.inference import MODEL_VERSION, PREDICTION_ID, SCORED_AT, Batch, partition_dir
 from mlcycle.models.outputs import SUFFIX, output_path
 from mlcycle.models.scoring import (
@@ -76,8 +77,9 @@ def input_format(path: Path) -> str:
 def input_columns(path: Path) -> list[str]:
     """The input's column names, read on the driver before Spark starts (the first part
     of a folder), so a column the model needs is found missing at once."""
+    kind = input_format(path)  # first: a missing input is said so
     first = path if path.is_file() else _parts(path)[0]
-    if input_format(path) == "parquet":
+    if kind == "parquet":
         import pyarrow.parquet as pq
 
         try:
@@ -92,13 +94,58 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
 
 
-def read_input(spark, path: Path):
-    """The input as a DataFrame of the files' own columns (CSV: text, header line)."""
+def read_input(spark, path: Path, numeric: list[str] = ()):
+    """The input as a DataFrame of the files' own columns (CSV: text, header line), read
+    as etl reads a file where Spark can: the encoding and delimiter of the first part,
+    and in the `numeric` columns etl's placeholders and infinities as missing, grouped
+    thousands and the decimal mark of the first part's head (`csvchunks.sniff`)."""
     reader = spark.read
     with spark_errors(path):
         if input_format(path) == "parquet":
             return reader.parquet(path.as_uri())
-        return reader.option("header", True).option("encoding", "UTF-8").csv(path.as_uri())
+        dialect = csvchunks.sniff(path if path.is_file() else _parts(path)[0])
+        frame = (
+            reader.option("header", True)
+            .option("encoding", _SPARK_ENCODINGS.get(dialect.encoding, "UTF-8"))
+            .option("sep", dialect.delimiter)
+            .csv(path.as_uri())
+        )
+        if dialect.encoding == "cp1252":
+            frame = _from_cp1252(frame)
+        return frame.withColumns(
+            {c: _number_text(c, dialect.marks.get(c)) for c in numeric if c in frame.columns}
+        )
+
+
+# Spark 4's CSV reader takes a few charsets only: cp1252 is read as ISO-8859-1, which
+# decodes every byte alike but 0x80-0x9f (€, œ, ’...), translated after (`_from_cp1252`).
+_SPARK_ENCODINGS = {"utf-8 with BOM": "UTF-8", "cp1252": "ISO-8859-1", "latin-1": "ISO-8859-1"}
+_C1 = "".join(chr(b) for b in range(0x80, 0xA0))
+_CP1252 = bytes(range(0x80, 0xA0)).decode("cp1252", errors="replace")
+
+
+def _from_cp1252(frame):
+    """Text read as ISO-8859-1 made what cp1252 meant (names and values)."""
+    from pyspark.sql import functions as F
+
+    def fixed(text: str) -> str:
+        return text.translate(str.maketrans(_C1, _CP1252))
+
+    return frame.select(
+        *[F.translate(F.col(f"`{c}`"), _C1, _CP1252).alias(fixed(c)) for c in frame.columns]
+    )
+
+
+def _number_text(name: str, mark: str | None):
+    """A numeric column's text as a number Spark casts: etl's placeholders and
+    infinities null, thousands' spaces removed, a decimal comma made a point."""
+    from pyspark.sql import functions as F
+
+    value = F.trim(F.col(f"`{name}`"))
+    missing = sorted(csvread.PLACEHOLDERS | csvread.INFINITIES)
+    number = F.regexp_replace(value, "[ \u00a0\u202f]", "")
+    number = F.regexp_replace(number, ",", ".") if mark == "," else number
+    return F.when(F.lower(value).isin(missing) | (value == ""), None).otherwise(number)
 
 
 def with_positions(spark, frame):
@@ -146,7 +193,10 @@ def _conformed(frame, inputs: Inputs) -> list:
         kind = "double" if col in inputs.numeric else None
         kind = "string" if col in inputs.categorical else kind
         value = F.col(f"`{col}`")
-        columns.append((value.cast(kind) if kind else value).alias(col))
+        value = value.cast(kind) if kind else value
+        if kind == "double":  # an overflow ('1e999') is an infinity: missing, as in etl
+            value = F.when(F.abs(value) == float("inf"), None).otherwise(value)
+        columns.append(value.alias(col))
     return columns
 
 

@@ -178,7 +178,8 @@ def prepare(params: FeedbackParams, now: datetime | None = None) -> Feedback:
             "nothing was written"
         )
     batches, sizes = labelled_batches(joined, table, store, spec.target)
-    output = output_path(params.output, params.model_name, config.launcher_folder(), now)
+    base = config.output_root(config.launcher_folder())
+    output = output_path(params.output, params.model_name, base, now)
     return Feedback(joined, spec, output, batches, sizes, features_of(table, spec), path, frame)
 
 

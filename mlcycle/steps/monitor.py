@@ -39,6 +39,7 @@ from mlcycle.monitoring import (
     unlabelled,
 )
 from mlcycle.monitoring.comparison import (
+    GATE_SPLITS,
     compared_champion,
     decide,
     describe_version,
@@ -206,7 +207,8 @@ def prepare(params: MonitorParams, run, etl) -> tuple[publish.Outcome, list[alia
     }
     bootstrap = intervals(params, schema.task, schema.target, frames, results)
     evidence = relationship_evidence(params, schema, frames, results)
-    decision = decide(params, schema.task, results, bootstrap, evidence)
+    targets = {split: frames[split][schema.target] for split in GATE_SPLITS}
+    decision = decide(params, schema.task, results, bootstrap, evidence, targets)
     picture = None
     if bootstrap:
         figure = gate.bootstrap_figure(bootstrap["current_test"], params.min_improvement)

@@ -9,7 +9,9 @@ output), and the input CSV, chunk by chunk (`mlcycle.models.scoring`). Writes on
 batch to the model's inference log (`mlcycle.ingest.inference`: this run's partition, tag
 `mlcycle.inference_table`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
-throughput and a summary of the predictions (metrics), and the output path (tag).
+throughput and a summary of the predictions (metrics), and the output path and the
+digest of what was written there (tags). The output is claimed by a lock beside it
+(`mlcycle.models.outputs`): a second run writing the same file is refused.
 
 With engine=spark the same run is recorded, the rows read and scored by Spark
 (`mlcycle.scaleout.spark_session`, `mlcycle.scaleout.spark_scoring`): a CSV or Parquet
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 # what the champion of a fresh clone is asked to score next.
 DEFAULT_INPUT = "data/stream/batch_01.csv"
 ETL_RUN_TAG = "mlcycle.etl_run"
+OUTPUT_DIGEST_TAG = "mlcycle.output_digest"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
             "mlcycle.model_id": getattr(metadata, "model_id", None) or "",
             ETL_RUN_TAG: model.etl_run or "",
             "mlcycle.output": str(scored.output),
+            # What was written, as written: a later run replacing the file changes it.
+            OUTPUT_DIGEST_TAG: "sha256:" + workflow.path_digest(scored.output),
             inference.TABLE_TAG: str(scored.inference_table or ""),
         }
     )
@@ -213,53 +218,57 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
     columns once Spark has read the header; recorded as the pandas engine records."""
     path = input_path(params.input)
     header = spark_scoring.input_columns(path)
-    output = spark_scoring.output_folder(params.output, params.model_name, config.launcher_folder())
-    outputs.writable_ancestor(output)
-    spark_session.preflight(params.spark_master)
-    model = load_model(params)
-    prediction = spark_udf.prediction_of(model.pyfunc)
-    inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
-    with spark_session.session(params.spark_master) as spark:
-        frame = spark_scoring.read_input(spark, path)
-        log.info(
-            "scoring %s on Spark (%s) with %s; identifiers kept: %s",
-            path,
-            params.spark_master,
-            model.loaded,
-            ", ".join(inputs.identifiers) or "none",
-        )
-        batch = batch_of(model, params, inputs, header)
-        scored = spark_scoring.score_input(
-            spark, frame, inputs, model.loaded, prediction, output, path, batch
-        )
-    mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
-    log_score(model, path, scored, "on Spark ")
+    base = config.output_root(config.launcher_folder())
+    output = spark_scoring.output_folder(params.output, params.model_name, base)
+    with outputs.claimed(output, outputs.stamped(params.output, output)) as output:
+        spark_session.preflight(params.spark_master)
+        model = load_model(params)
+        prediction = spark_udf.prediction_of(model.pyfunc)
+        inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
+        with spark_session.session(params.spark_master) as spark:
+            frame = spark_scoring.read_input(spark, path, inputs.numeric)
+            log.info(
+                "scoring %s on Spark (%s) with %s; identifiers kept: %s",
+                path,
+                params.spark_master,
+                model.loaded,
+                ", ".join(inputs.identifiers) or "none",
+            )
+            batch = batch_of(model, params, inputs, header)
+            scored = spark_scoring.score_input(
+                spark, frame, inputs, model.loaded, prediction, output, path, batch
+            )
+        mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
+        log_score(model, path, scored, "on Spark ")
     return scored
 
 
 def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scoring.Scored:
-    """Check the file and the output place, load the model, score, log: in the active run.
+    """Check the file and claim the output place, load the model, score, log: in the
+    active run.
 
-    A missing file or an output that cannot be written is found before the model loads;
+    A missing file, an output that cannot be written or that another run is writing
+    (`mlcycle.models.outputs.claimed`) is found before the model loads;
     a missing column before any row is read; a bad value before anything is written."""
     if params.engine == "spark":
         return execute_spark(params)
     path = input_path(params.input)
     header = scoring.read_header(path)
-    output = outputs.output_path(params.output, params.model_name, config.launcher_folder())
-    outputs.writable_ancestor(output)
-    model = load_model(params)
-    inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
-    log.info(
-        "scoring %s with %s%s; identifiers kept: %s",
-        path,
-        model.uri,
-        f" (version {model.version.version})" if model.version else "",
-        ", ".join(inputs.identifiers) or "none",
-    )
-    predictor = predictor_for(model.pyfunc, model.uri, inputs.classes)
-    batch = batch_of(model, params, inputs, header)
-    scored = scoring.score_file(path, inputs, predictor, output, chunk_rows, batch)
-    mlflow.set_tag("mlcycle.engine", "pandas")
-    log_score(model, path, scored)
+    base = config.output_root(config.launcher_folder())
+    output = outputs.output_path(params.output, params.model_name, base)
+    with outputs.claimed(output, outputs.stamped(params.output, output)) as output:
+        model = load_model(params)
+        inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
+        log.info(
+            "scoring %s with %s%s; identifiers kept: %s",
+            path,
+            model.uri,
+            f" (version {model.version.version})" if model.version else "",
+            ", ".join(inputs.identifiers) or "none",
+        )
+        predictor = predictor_for(model.pyfunc, model.uri, inputs.classes)
+        batch = batch_of(model, params, inputs, header)
+        scored = scoring.score_file(path, inputs, predictor, output, chunk_rows, batch)
+        mlflow.set_tag("mlcycle.engine", "pandas")
+        log_score(model, path, scored)
     return scored

@@ -26,6 +26,9 @@ CASES = [
     ("retrain", ["--epochs", "0"], "parameter epochs must be >= 1, got 0"),
     ("monitor", ["--model-name", "../../x"], "parameter model_name '../../x' cannot name"),
     ("monitor", ["--confidence", "1"], "parameter confidence must be below 1"),
+    ("monitor", ["--confidence", "abc"], "parameter confidence must be a number, got 'abc'"),
+    ("score", ["--engine", "dask"], "parameter engine must be one of pandas, spark, got 'dask'"),
+    ("etl", ["--seed", "x"], "parameter seed: 'x' is not a whole number"),
     ("monitor", ["--sample-size", "-5"], "parameter sample_size must be a number >= 0, got -5"),
     ("main", ["--model-name", "x:y"], "parameter model_name 'x:y' cannot name"),
     ("main", ["--n-trials", "-1"], "parameter n_trials must be >= 0, got -1"),
@@ -52,3 +55,9 @@ def test_a_bad_parameter_is_one_line_and_changes_nothing(
     assert not mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert not mlflow.MlflowClient().search_registered_models()
     assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_help_lists_a_closed_set_as_its_choices():
+    command = importlib.import_module("entrypoints.score").main
+    result = CliRunner().invoke(command, ["--help"])
+    assert result.exit_code == 0 and "[pandas|spark]" in result.output

@@ -296,6 +296,16 @@ def check_server(base: str, names_column: bool = True) -> None:
     # earlier versions) answers its generic 400.
     for case in ("Infinity", "-Infinity", "1e308") if names_column else ():
         assert "column 'age'" in bad[case].json()["message"], (case, bad[case].text)
+    # Served inputs typed strictly (docs/serving.md): true/false or a string is not a
+    # number, and a number is not a category, alone in its column or beside values of the
+    # right type.
+    if names_column:
+        other = records["dataframe_records"][1]
+        for field, value in (("age", True), ("age", "34"), ("region", 7)):
+            for rows in ([dict(record, **{field: value})], [other, dict(record, **{field: value})]):
+                answer = post(json.dumps({"dataframe_records": rows}))
+                assert answer.status_code == 400, (field, value, len(rows), answer.text)
+                assert f"column {field!r}" in answer.json()["message"], answer.text
     # NaN is how JSON writers spell a missing number: answered like null.
     nan = post(json.dumps({"dataframe_records": [dict(record, age=float("nan"))]}))
     assert nan.status_code == 200 and math.isfinite(nan.json()["predictions"][0]), nan.text

@@ -12,10 +12,14 @@ import pandas as pd
 import pytest
 
 from mlcycle import config
+from mlcycle.errors import MlcycleError
+from mlcycle.ingest import csvread, data
 from mlcycle.ingest.datasets import load_splits
+from mlcycle.models import scoring
 from mlcycle.monitoring import drift
+from mlcycle.steps import score as score_step
 from mlcycle.steps.etl import EtlParams, prepare
-from tests.conftest import ROOT, assert_ok, run_step
+from tests.conftest import ROOT, assert_ok, mlflow_run, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +211,119 @@ def test_hostile_files_stop_the_etl_with_one_line(tracking_uri, tmp_path, role, 
     assert re.search(pattern, line), line
     assert "Traceback" not in result.stderr
     assert not [r for r in _etl_runs() if r.info.status == "FINISHED"]
+
+
+# ------------------------------------------------- score reads what etl reads (one reader)
+
+
+def _hostile_files(tmp_path) -> dict:
+    """Every hostile file above, by name."""
+    old, new = _raw("df_old.csv"), _raw("df_new.csv")
+    french = old.copy()
+    quoted = new.copy()
+    for col in NUMERIC:
+        french[col] = french[col].map(_french)
+        quoted[col] = quoted[col].str.replace(".", ",", regex=False)
+    files = {"french": tmp_path / "ancien.csv", "quoted": tmp_path / "nouveau.csv"}
+    french.to_csv(files["french"], sep=";", index=False, encoding="cp1252")
+    files["quoted"].write_text(
+        "\ufeff" + quoted.to_csv(index=False, quoting=1, lineterminator="\r\n"), encoding="utf-8"
+    )
+    placeholders = _with(old, "poids", ["inf", "?", "-inf", "n/a", "1e999"])
+    placeholders = _with(placeholders, "revenu_estime_mois", ["#VALUE!", "-", "NA"], every=31)
+    files["placeholders"] = tmp_path / "placeholders.csv"
+    placeholders.to_csv(files["placeholders"], index=False)
+    for make in (_stray, _words, _infinite_target, _two_tables):
+        files[make.__name__.strip("_")] = make(tmp_path, "df_new.csv")
+    return files
+
+
+def _by_etl(path, schema):
+    """etl's reader, then what conform does to a feature: ±inf missing, text as strings."""
+    frame = data.read_csv(path, "current")
+    if not all(csvread.is_number(frame[c].dropna()).all() for c in schema.numeric):
+        words = [c for c in schema.numeric if not pd.api.types.is_numeric_dtype(frame[c])]
+        raise MlcycleError(f"column {words[0]!r} of the current file {path} is not numeric")
+    out = frame[schema.features].copy()
+    for col in schema.numeric:
+        out[col] = out[col].astype("float64").replace([np.inf, -np.inf], np.nan)
+    for col in schema.categorical:
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out
+
+
+def _by_score(path, schema):
+    inputs = scoring.Inputs(
+        features=schema.features, numeric=schema.numeric, categorical=schema.categorical
+    )
+    chunks = scoring.conformed_chunks(path, inputs, chunk_rows=97)
+    return pd.concat([features for _, _, features in chunks], ignore_index=True)
+
+
+def test_every_hostile_file_reads_in_score_exactly_as_in_etl_or_both_refuse_it(tmp_path):
+    schema = prepare(EtlParams()).schema
+    compared = refused = 0
+    for name, path in _hostile_files(tmp_path).items():
+        try:
+            expected = _by_etl(path, schema)
+        except MlcycleError as etl_error:
+            with pytest.raises(MlcycleError) as score_error:
+                _by_score(path, schema)
+            (line,) = str(score_error.value).splitlines()
+            assert str(path) in line, (name, line)
+            column = re.search(r"column '(\w+)'", str(etl_error))
+            if column:  # score names the column and the row
+                assert f"column {column.group(1)!r}" in line and " at row " in line, line
+            refused += 1
+            continue
+        pd.testing.assert_frame_equal(_by_score(path, schema), expected, obj=name)
+        compared += 1
+    assert (compared, refused) == (4, 3)  # the infinite target is etl's to refuse only
+
+
+def test_score_through_mlflow_run_reads_a_french_export_with_infinities_as_etl_would(
+    tracking_uri, tmp_path
+):
+    """The champion scores batch_02 exported the French way (cp1252, `;`, decimal commas,
+    grouped thousands) with infinities and placeholders in poids: the same predictions
+    as on the plain file with those cells empty, the cells counted in the run."""
+    from tests.integration.test_lifecycle import _champion, _etl, _forest
+
+    _champion(_forest(_etl()))
+    batch = _raw("stream/batch_02.csv")
+    # 1e999 overflows to inf: missing, as etl reads it.
+    odd = _with(batch, "poids", ["inf", "-Infinity", "1e999", "?", "#N/A", "NA", "n/a"], 80)
+    french = odd.copy()
+    for col in NUMERIC:
+        french[col] = french[col].map(
+            lambda v: _french(v) if v[:1].isdigit() and "e" not in v else v
+        )
+    exported = tmp_path / "lot.csv"
+    french.to_csv(exported, sep=";", index=False, encoding="cp1252")
+    plain = odd.copy()
+    plain.loc[[5 + i * 80 for i in range(7)], "poids"] = ""
+    (tmp_path / "plain.csv").write_text(plain.to_csv(index=False))
+
+    output = tmp_path / "lot.parquet"
+    result = mlflow_run("score", tracking_uri, {"input": str(exported), "output": str(output)})
+    assert_ok(result)
+    with mlflow.start_run():
+        expected = score_step.execute(
+            score_step.ScoreParams(
+                input=str(tmp_path / "plain.csv"), output=str(tmp_path / "plain.parquet")
+            )
+        )
+    got, want = pd.read_parquet(output), pd.read_parquet(expected.output)
+    assert got["nom"].tolist() == batch["nom"].tolist()
+    np.testing.assert_allclose(got["prediction"], want["prediction"])
+    run = [r for r in _score_runs() if r.data.tags["mlcycle.output"] == str(output)][0]
+    assert run.data.metrics["input_infinite_as_missing"] == 3
+    assert run.data.metrics["input_placeholders_as_missing"] == 4
+
+
+def _score_runs():
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'score'",
+    )

@@ -4,7 +4,9 @@ through `mlflow run` or `python -m` (every such process costs ~20 s of imports h
 the rest calls the same click commands and steps in-process, on stores prepared
 in-process with real models."""
 
+import hashlib
 import multiprocessing
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import load_splits
 from mlcycle.lifecycle import aliases, ledger, registry
+from mlcycle.models import outputs
 from mlcycle.models.families.rf import ForestParams
 from mlcycle.models.families.rf import fit as fit_forest
 from mlcycle.models.modelio import log_sklearn
@@ -110,7 +113,7 @@ def _champion(version: str, reason: str = "first champion") -> None:
 
 
 def test_score_keeps_every_row_in_order_with_identifiers_for_a_forest_and_a_network(
-    tracking_uri, tmp_path
+    tracking_uri, tmp_path, monkeypatch
 ):
     etl_run = _etl()
     forest = _forest(etl_run)
@@ -119,7 +122,9 @@ def test_score_keeps_every_row_in_order_with_identifiers_for_a_forest_and_a_netw
     batch = pd.read_csv(BATCH)
 
     # The real `mlflow run`, from another folder: the default model (the champion) and
-    # the default output, under the folder the command was started from.
+    # the default output, under the folder the command was started from (as a user runs
+    # it: without the suite's MLCYCLE_OUTPUT_ROOT).
+    monkeypatch.delenv(config.OUTPUT_ROOT_ENV)
     result = mlflow_run("score", tracking_uri, {"input": str(BATCH)}, uri=str(ROOT), cwd=tmp_path)
     assert_ok(result)
     (written,) = (tmp_path / "predictions" / NAME).glob("*.parquet")
@@ -138,6 +143,9 @@ def test_score_keeps_every_row_in_order_with_identifiers_for_a_forest_and_a_netw
     assert tags["mlcycle.model_uri"] == f"models:/{NAME}@champion"
     assert (tags["mlcycle.model_name"], tags["mlcycle.model_version"]) == (NAME, forest)
     assert tags["mlcycle.etl_run"] == etl_run and tags["mlcycle.output"] == str(written)
+    digest = hashlib.sha256(written.read_bytes()).hexdigest()
+    assert tags["mlcycle.output_digest"] == f"sha256:{digest}"
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]  # no lock left
     assert metrics["input_rows"] == metrics["output_rows"] == len(batch)
     assert metrics["prediction_mean"] == pytest.approx(out["prediction"].mean())
     assert metrics["prediction_min"] == pytest.approx(out["prediction"].min())
@@ -249,6 +257,32 @@ def test_rows_the_model_cannot_score_are_one_line_and_nothing_is_written(trackin
     assert result.exit_code == 2 and "predictions are written as Parquet" in result.output
     result = _invoke(score_command, "--input", tmp_path / "nope.csv", "--output", output)
     assert result.exit_code == 2 and "input file not found" in result.output
+
+
+def test_an_output_no_file_can_be_made_in_or_another_run_writes_is_refused_before_the_model_loads(
+    tracking_uri, tmp_path
+):
+    # No champion yet: a check made once the model had loaded would say that instead.
+    result = _invoke(score_command, "--input", BATCH, "--output", "/proc/x.parquet")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("mlcycle error: parameter output: cannot write /proc/x.parquet")
+
+    _champion(_forest(_etl()))
+    output = tmp_path / "p.parquet"
+    with outputs.claimed(output):  # this process writes it, as another run would
+        result = mlflow_run("score", tracking_uri, {"input": str(BATCH), "output": str(output)})
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    (line,) = [x for x in text.splitlines() if x.startswith("mlcycle error:")]
+    assert f"{output} is being written by another run (pid {os.getpid()} on " in line, line
+    assert "Traceback" not in text and not output.exists()
+
+    # Free again: written, and the lock gone with the run.
+    with mlflow.start_run():
+        scored = score_step.execute(score_step.ScoreParams(input=str(BATCH), output=str(output)))
+    assert scored.output == output and sorted(tmp_path.iterdir()) == sorted(
+        [output, tmp_path / "artifacts", tmp_path / "mlflow.db", tmp_path / "inference"]
+    )
 
 
 # --------------------------------------------------------------------- rollback and ledger

@@ -417,3 +417,34 @@ def test_a_refused_promotion_is_published_once_and_says_the_aliases_did_not_move
     version = client.get_model_version(name, second)
     assert version.tags["mlcycle.promotion.decision"] == "not_promoted"
     assert _aliases(name)["champion"] == second  # as the other run left it
+
+
+def test_a_gate_on_too_few_test_rows_says_not_enough_rows_and_moves_nothing(tracking_uri, tmp_path):
+    """100 rows a file: 20 test rows a split. A challenger fitted on the new rows looks
+    better, but 20 rows cannot tell: the real `mlflow run` decides "not enough rows"."""
+    name = "tiny"
+    for source, small in (("df_old.csv", "old.csv"), ("df_new.csv", "new.csv")):
+        pd.read_csv(config.PROJECT_ROOT / "data" / source).head(100).to_csv(
+            tmp_path / small, index=False
+        )
+    etl_run = _etl(reference=str(tmp_path / "old.csv"), current=str(tmp_path / "new.csv"))
+    first, _ = _forest(etl_run, name, n_estimators=10, max_depth=4)
+    second, _ = _forest(etl_run, name, train="current_train", n_estimators=10, seed=7)
+    registry.set_alias(name, config.CHAMPION, first)
+    registry.set_alias(name, config.CHALLENGER, second)
+    out = tmp_path / "reports"
+    params = {"etl_run": etl_run, "model_name": name, "promote": "true", "output": out}
+    assert_ok(mlflow_run("monitor", tracking_uri, params))
+    assert _aliases(name) == {"champion": first, "challenger": second}
+    (run,) = _monitor_runs()
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["mlcycle.promotion.decision"] == "not_enough_rows"
+    assert tags["mlcycle.promotion.reason"].startswith(
+        "not enough rows to decide: current_test has 20 row(s), fewer than the 30"
+    )
+    assert metrics["gate_not_enough_rows"] == 1.0 and metrics["promoted"] == 0.0
+    version_tags = registry.client().get_model_version(name, second).tags
+    assert version_tags["mlcycle.promotion.decision"] == "not_enough_rows"
+    page = Path(tags["mlcycle.report"]).read_text()
+    assert 'class="verdict not_enough_rows"' in page
+    assert "Not promoted: not enough test rows to decide" in page

@@ -146,3 +146,26 @@ def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_ba
 def history_of(model_name: str) -> list[dict]:
     newest = history.monitor_runs(model_name)[-1]
     return json.loads(mlflow.artifacts.load_text(f"runs:/{newest.info.run_id}/report/history.json"))
+
+
+def test_a_replay_that_stops_says_how_far_it_got_and_where_it_stopped(tracking_uri, tmp_path):
+    """A batch without the target: its main fails in etl; the replay keeps its exit code
+    and its own last line names the batch."""
+    from mlcycle import replay
+
+    broken = tmp_path / "batch_01.csv"
+    pd.read_csv(config.DATA_DIR / "stream" / "batch_01.csv").drop(
+        columns=[config.DEFAULT_TARGET]
+    ).to_csv(broken, index=False)
+    done: list = []
+    params = {"model_name": "stopped", "n_trials": "0", "epochs": "2"}
+    with pytest.raises(replay.Stopped) as stopped:
+        replay.replay([(config.CURRENT_CSV, broken)], params, "stopped", done)
+    assert stopped.value.code != 0 and (stopped.value.entry, stopped.value.batch) == (
+        "main",
+        "batch_01.csv",
+    )
+    assert done == []
+    assert replay.summary(len(done), 1, stopped.value) == (
+        f"replay: 0 of 1 batch(es) done; stopped at batch_01.csv: main exited {stopped.value.code}"
+    )

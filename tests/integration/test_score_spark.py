@@ -306,6 +306,32 @@ def test_a_classifier_gives_labels_and_probabilities_on_local_spark(models, tmp_
     assert metrics["proba_mean.no"] == pytest.approx(expected["proba_no"].mean())
 
 
+def test_a_french_export_with_placeholders_reads_on_local_spark_as_on_pandas(
+    models, tmp_path, monkeypatch
+):
+    """cp1252, `;`, decimal commas, and etl's placeholders and infinities in a number
+    column: missing values on both engines, the same predictions."""
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", SMALL_SPLITS)
+    batch = pd.read_csv(BATCH, dtype=str, keep_default_na=False)
+    for i, value in enumerate(["NA", "n/a", "?", "#N/A", "inf", "-Infinity", "1e999"]):
+        batch.loc[5 + 80 * i, "poids"] = value
+    batch["poids"] = batch["poids"].str.replace(".", ",", regex=False)
+    path = tmp_path / "lot.csv"
+    batch.to_csv(path, sep=";", index=False, encoding="cp1252")
+    model_uri = f"models:/{NAME}/{models['forest']}"
+    expected = _pandas(model_uri, path, tmp_path / "pandas.parquet")
+    output = tmp_path / "spark.parquet"
+    params = score_step.ScoreParams(
+        model_uri=model_uri, input=str(path), output=str(output), engine="spark"
+    )
+    with mlflow.start_run():
+        score_step.execute(params)
+    _assert_same(output, expected, classification=False)
+    assert (
+        pd.read_parquet(output).sort_values("row")["nom"].tolist()[:3] == batch["nom"][:3].tolist()
+    )
+
+
 def test_spark_mistakes_are_one_line(models, tmp_path):
     def invoke(*args):
         return CliRunner().invoke(score_command, ["--engine", "spark", *map(str, args)])
@@ -332,6 +358,10 @@ def test_spark_mistakes_are_one_line(models, tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "lacks column(s) the model reads: age, region" in result.output
     assert not (tmp_path / "out.parquet").exists()
+
+    # A missing input: said so (it was an IndexError).
+    result = invoke("--input", tmp_path / "nope.csv", "--output", tmp_path / "out.parquet")
+    assert result.output == f"mlcycle error: input file not found: {tmp_path / 'nope.csv'}\n"
 
 
 def test_java_missing_is_said_with_how_to_install_it(monkeypatch, tmp_path):

@@ -12,6 +12,7 @@ import threading
 import time
 
 import mlflow
+import pandas as pd
 import pytest
 
 from mlcycle import config
@@ -161,6 +162,44 @@ def test_a_network_stopped_while_training_ends_killed_with_nothing_registered(
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert mlflow.get_run(run_id).info.status == "KILLED"
     assert not _versions_of(name, run_id)
+
+
+@pytest.mark.parametrize(
+    ("moment", "signum"),
+    [("opened", signal.SIGTERM), ("scoring", signal.SIGTERM), ("scoring", signal.SIGINT)],
+)
+def test_a_stopped_score_ends_killed_and_leaves_no_output(
+    tracking_uri, etl_run, tmp_path, moment, signum
+):
+    name = f"sig-score-{moment}-{signum.name.lower()}"
+    args = ("--etl-run", etl_run, "--model-name", name, "--n-estimators", "10")
+    assert_ok(run_step("baseline", tracking_uri, *args))
+    big = tmp_path / "big.csv"  # ~10 s of scoring here: the signal comes in the middle
+    pd.concat([pd.read_csv(ROOT / "data" / "stream" / "batch_02.csv")] * 500).to_csv(
+        big, index=False
+    )
+    output = tmp_path / "out" / "p.parquet"
+    proc = _start(
+        "score", tracking_uri, "--model-name", name, "--input", str(big), "--output", str(output)
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    if moment == "opened":  # the model loading
+        _wait_for(lambda: _step_run("score", name), proc, "the run opened")
+    else:
+        _wait_for(lambda: any("scoring " in x for x in lines), proc, "the scoring to start")
+        time.sleep(1)
+    assert proc.poll() is None, "".join(lines)[-2000:]
+    proc.send_signal(signum)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert proc.returncode == 128 + signum, err[-3000:]
+    assert f"stopped by {signum.name}" in err and "Traceback" not in err, err[-3000:]
+    run = _step_run("score", name)
+    assert run.info.status == "KILLED"
+    assert not (tmp_path / "out").exists()  # no output, no partial file, no lock
 
 
 def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_uri, etl_run):

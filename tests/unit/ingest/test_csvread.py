@@ -130,6 +130,17 @@ def test_one_info_line_per_file_says_what_was_detected(tmp_path, caplog):
     assert "delimiter ';'" in line and "decimal mark ','" in line and "utf-8" in line
 
 
+def test_the_info_line_names_each_column_read_as_missing_and_its_count(tmp_path, caplog):
+    path = write(tmp_path, "ph.csv", "x,y,c\n?,inf,a\n1,n/a,b\n2,-inf,c\nNA,3,d\n")
+    with caplog.at_level(logging.INFO, logger="mlcycle"):
+        data.read_csv(path, "current")
+    (line,) = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert line.endswith(
+        "; read as missing or ±inf: 2 placeholder(s) in x, 1 placeholder(s) in y, "
+        "2 infinite value(s) in y"
+    )
+
+
 # --- placeholders, stray text, infinities ---------------------------------------------
 
 

@@ -144,3 +144,31 @@ def test_a_non_finite_or_out_of_range_number_is_bad_input_naming_the_column(valu
             prep.transform(frame.assign(age=[30.0, value, np.nan]), dtype=dtype)
     # NaN stays a missing value, read as the training median.
     assert np.isfinite(prep.transform(frame.assign(age=[np.nan] * 3))).all()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "fragment"),
+    [
+        ("age", True, "column 'age' should be numeric but holds True"),
+        ("age", "34", "column 'age' should be numeric but holds '34'"),
+        ("c", 7, "column 'c' should be text but holds 7"),
+        ("c", False, "column 'c' should be text but holds False"),
+    ],
+)
+def test_served_inputs_are_typed_strictly_as_docs_serving_says(column, value, fragment):
+    from mlcycle.ingest.data import Schema
+    from mlcycle.models.serving import BadInput, Preprocessing
+
+    schema = Schema(target="y", task="regression", numeric=["age"], categorical=["c"])
+    frame = pd.DataFrame({"age": [30.0, 40.0, 50.0], "c": ["a", "b", None]})
+    prep = Preprocessing.fit(schema, frame)
+    mixed = frame.astype(object)
+    mixed.loc[1, column] = value
+    for dtype in ("float32", "float64"):  # the network's path and the served forest's
+        with pytest.raises(BadInput, match=re.escape(fragment)):
+            prep.transform(mixed, dtype=dtype)
+    whole = frame.assign(**{column: [value] * 3})  # a column of one type: bool, int, str
+    with pytest.raises(BadInput, match=re.escape(fragment.rsplit(" ", 1)[0])):
+        prep.transform(whole)
+    # Numbers and null, text and null: read as before.
+    assert np.isfinite(prep.transform(frame.assign(age=[None, 1, 2.5], c=[None, "z", "a"]))).all()

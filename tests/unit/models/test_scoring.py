@@ -14,6 +14,7 @@ from mlcycle.models.scoring import (
     Inputs,
     Summary,
     conform_chunk,
+    missing_text,
     output_frame,
     plan_inputs,
     read_ahead,
@@ -47,6 +48,19 @@ def test_a_chunk_is_typed_as_etl_typed_the_training_rows():
     out = conform_chunk(chunk, INPUTS, FILE, first_row=0)
     assert out["age"].dtype == "float64" and np.isnan(out["age"][1])
     assert out["region"].tolist() == ["Bretagne", None, "Corse"]
+
+
+def test_placeholders_and_infinities_are_missing_and_counted_per_column_as_etl_reads_them():
+    chunk = pd.DataFrame(
+        {"age": ["31", "?", "#N/A", "inf", "-Infinity", "1e999", "4,5"], "region": ["NA"] * 7}
+    )
+    missing: dict = {}
+    out = conform_chunk(chunk, INPUTS, FILE, first_row=0, missing=missing)
+    assert out["age"].isna().tolist() == [False, *[True] * 5, False]
+    assert out["age"].iloc[-1] == 4.5 and out["region"].tolist() == [None] * 7
+    conform_chunk(chunk, INPUTS, FILE, first_row=7, missing=missing)
+    assert missing == {"placeholders": {"age": 4}, "infinite": {"age": 6}}
+    assert missing_text(missing) == "4 placeholder(s) in age, 6 infinite value(s) in age"
 
 
 def test_text_in_a_number_names_the_column_the_row_the_line_and_the_value():

@@ -37,7 +37,8 @@ def test_an_empty_parameter_turns_the_workspace_off_and_a_relative_one_is_the_pr
     assert evidently_workspace.workspace_folder("  ") is None
     default = MonitorParams().evidently_workspace
     assert default == evidently_workspace.DEFAULT_WORKSPACE == ".mlcycle/evidently"
-    assert evidently_workspace.workspace_folder(default) == config.PROJECT_ROOT / default
+    # The project's (its output root: a folder of the suite's own under the tests).
+    assert evidently_workspace.workspace_folder(default) == config.output_root() / default
 
 
 def test_a_workspace_that_cannot_be_made_is_one_line_before_any_work(tmp_path):

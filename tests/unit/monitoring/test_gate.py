@@ -8,7 +8,14 @@ from sklearn import metrics as skm
 from mlcycle.errors import MlcycleError
 from mlcycle.monitoring import gate
 from mlcycle.monitoring.metrics import evaluate
-from mlcycle.monitoring.promotion import NOT_PROMOTED, PROMOTED, decide
+from mlcycle.monitoring.promotion import (
+    DECISION_TAG,
+    NOT_ENOUGH_ROWS,
+    NOT_PROMOTED,
+    PROMOTED,
+    decide,
+    tags,
+)
 
 
 def _regression(rows=300, seed=1, champion_sd=1.0, challenger_sd=0.9):
@@ -327,3 +334,73 @@ def test_a_change_resampled_on_other_draws_is_refused():
     other = gate.paired_bootstrap("regression", y, champion, challenger, n_resamples=50)
     with pytest.raises(ValueError, match="other draws"):
         gate.beyond_change(loss, other)
+
+
+# ------------------------------------------------------------------ when rows cannot decide
+
+
+def _undecided(task, splits, **kwargs):
+    """decide() as monitor calls it: the splits' targets and intervals judge sufficiency."""
+    metric = {"regression": "r2", "classification": "f1"}[task]
+    champion, challenger, intervals = {}, {}, {}
+    for name, (y, a, b) in splits.items():
+        champion[f"{name}_{metric}"] = evaluate(task, y, a)[metric]
+        challenger[f"{name}_{metric}"] = evaluate(task, y, b)[metric]
+        intervals[name] = gate.paired_bootstrap(task, y, a, b)
+    reason = gate.undecidable(task, {n: y for n, (y, _, _) in splits.items()}, intervals)
+    return decide(task, champion, challenger, intervals=intervals, undecidable=reason, **kwargs)
+
+
+def test_five_test_rows_are_not_enough_rows_whatever_the_gain():
+    splits = {
+        "current_test": _regression(rows=5, seed=1, champion_sd=3.0, challenger_sd=0.1),
+        "reference_test": _regression(seed=2),
+    }
+    decision = _undecided("regression", splits, requested=False)
+    assert decision.status == NOT_ENOUGH_ROWS and not decision.promote and not decision.checks
+    assert decision.headline == "not promoted: not enough test rows to decide"
+    assert decision.reason.startswith(
+        "not enough rows to decide: current_test has 5 row(s), fewer than the 30"
+    )
+    assert tags(decision)[DECISION_TAG] == NOT_ENOUGH_ROWS
+
+
+def test_the_floor_is_the_documented_one_and_thirty_rows_are_judged():
+    assert gate.MIN_TEST_ROWS == 30 and gate.MIN_CLASS_ROWS == 5
+    y, a, b = _regression(rows=30)
+    assert gate.undecidable("regression", {"current_test": y}) is None
+    assert "29 row(s)" in gate.undecidable("regression", {"current_test": y[:29]})
+    assert "has 0 row(s)" in gate.undecidable("regression", {"current_test": [np.nan] * 3})
+
+
+def test_bounds_wider_than_the_metric_range_are_not_enough_rows():
+    # 40 rows, but a target of almost no spread: R² of each resample swings by whole units.
+    rng = np.random.default_rng(3)
+    y = 10 + rng.normal(0, 0.01, 40)
+    wide = gate.paired_bootstrap("regression", y, y + rng.normal(0, 0.02, 40), y)
+    assert wide.high - wide.low > gate.METRIC_RANGE
+    reason = gate.undecidable("regression", {"current_test": y}, {"current_test": wide})
+    assert reason.startswith("on current_test the r2 difference's 95% bounds")
+    assert "more than the metric's range (1)" in reason
+
+
+def test_a_class_with_too_few_test_rows_is_not_enough_rows():
+    y, a, b = _labels(rows=300, classes=("no", "yes"))
+    y, a, b = (np.append(v, ["rare"] * 4) for v in (y, a, b))
+    splits = {"current_test": (y, a, b), "reference_test": _labels(classes=("no", "yes"))}
+    decision = _undecided("classification", splits)
+    assert decision.status == NOT_ENOUGH_ROWS
+    assert "class 'rare' has 4 row(s) in current_test, fewer than the 5" in decision.reason
+    y5, a5, b5 = (np.append(v, ["rare"]) for v in (y, a, b))
+    assert gate.undecidable("classification", {"current_test": y5}) is None
+
+
+def test_enough_rows_decide_as_before_and_no_champion_is_still_a_first_champion():
+    splits = {
+        "current_test": _regression(seed=1, champion_sd=1.5, challenger_sd=0.8),
+        "reference_test": _regression(seed=2, champion_sd=1.0, challenger_sd=1.0),
+    }
+    assert _undecided("regression", splits).status == PROMOTED
+    first = decide("regression", None, {"current_test_r2": 0.5, "reference_test_r2": 0.5},
+                   undecidable="current_test has 3 row(s)")  # fmt: skip
+    assert first.status == PROMOTED

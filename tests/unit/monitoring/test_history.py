@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import matplotlib.figure
 
 from mlcycle import replay
-from mlcycle.monitoring import charts, history
+from mlcycle.monitoring import charts, history, tables
 
 
 def _run(run_id, start, metrics=None, tags=None):
@@ -49,6 +49,18 @@ def test_entries_are_oldest_first_with_drift_scores_metrics_and_decision():
     assert first["time"].startswith("1970-01-01T00:00:01")
     assert history.columns(entries) == ["age", "region"]
     assert [history.label(e, i) for i, e in enumerate(entries)] == ["df_new", "batch_01"]
+
+
+def test_each_drift_score_keeps_the_real_column_name_beside_its_metric_key():
+    odd = "revenu (€/mois)"  # refused in a metric name: logged shortened, with a hash
+    key = tables.metric_safe(odd).removeprefix(history.DRIFT_SCORE_PREFIX)
+    assert key != odd
+    run = _run("c", 3_000, {f"drift_score.{key}": 0.2, "drift_score.age": 0.3})
+    (entry,) = history.entries([run], "r2", ["age", odd])
+    assert entry["drift_scores"] == {"age": 0.3, key: 0.2}
+    assert entry["drift_columns"] == {"age": "age", key: odd}
+    (unknown,) = history.entries([run], "r2")  # names not known: the key stands for itself
+    assert unknown["drift_columns"] == {"age": "age", key: key}
 
 
 def test_a_run_without_labels_is_marked_estimated_and_drawn_apart():

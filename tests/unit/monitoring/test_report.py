@@ -189,7 +189,7 @@ def test_report_folders_never_collide_and_relative_output_is_under_the_project(t
 
     relative = report.report_folder("reports/", "unit-test-model", "x")
     try:
-        assert relative == config.REPORTS_DIR / "unit-test-model" / "x"
+        assert relative == config.output_root() / "reports" / "unit-test-model" / "x"
     finally:
         relative.rmdir()
         relative.parent.rmdir()

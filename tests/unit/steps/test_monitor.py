@@ -201,6 +201,7 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
     numbers = comparison.step_metrics(_drift_result(), results, _decision(promotion.PROMOTED))
     assert numbers == {
         "promoted": 1.0,
+        "gate_not_enough_rows": 0.0,
         "drift_share": 0.5,
         "n_drifted_columns": 1.0,
         "dataset_drift": 1.0,
@@ -210,7 +211,10 @@ def test_step_metrics_hold_drift_both_models_finite_metrics_and_the_decision():
         "drift_score.a": 0.3,
         "champion_current_test_mae": 1.5,
     }
-    assert comparison.step_metrics(None, {}, _decision(promotion.QUALIFIED)) == {"promoted": 0.0}
+    assert comparison.step_metrics(None, {}, _decision(promotion.QUALIFIED)) == {
+        "promoted": 0.0,
+        "gate_not_enough_rows": 0.0,
+    }
 
 
 def test_gate_settings_state_the_tolerance_as_the_report_shows_it():
