@@ -20,6 +20,13 @@ NONE_CATEGORY = "\x00None"
 _CHECK_ROWS = 2000  # training rows the compiled form is checked against at logging time
 
 
+def input_dtype(estimator) -> str:
+    """The dtype the estimator compares its inputs in: scikit-learn's forests cast the
+    matrix to float32 first, its HistGradientBoosting keeps float64 (its thresholds are
+    float64: a float32 row would go the other way at some of them)."""
+    return "float64" if type(estimator).__name__.startswith("HistGradientBoosting") else "float32"
+
+
 class NotCompiled(Exception):
     """Why a pipeline's compiled form cannot be built (the Pipeline serves instead)."""
 
@@ -110,7 +117,7 @@ def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
     matrix = preprocessing.transform(none_as_category(rows, schema.categorical), dtype="float64")
     if expected.shape != matrix.shape or not np.array_equal(expected, matrix):
         raise NotCompiled("the preprocessing does not give the ColumnTransformer's numbers")
-    x = matrix.astype("float32")
+    x = matrix.astype(input_dtype(estimator), copy=False)
     compiled = CompiledTrees(trees, schema.task)
     try:
         if schema.task == "classification":
@@ -155,26 +162,26 @@ def none_as_category(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFram
 
 
 class CompiledTrees:
-    """Treelite's interpreter over float32 features, as scikit-learn compares them: its
-    trees cast the matrix to float32 first, so a value between a float32 and its float64
-    neighbour would otherwise go the other way at a threshold."""
+    """Treelite's interpreter over the features as scikit-learn compares them
+    (`input_dtype`): a forest's trees cast the matrix to float32 first, so a value between
+    a float32 and its float64 neighbour would otherwise go the other way at a threshold."""
 
     def __init__(self, trees, task: str):
         self.trees = trees
         self.task = task
 
-    def _raw(self, x32: np.ndarray) -> np.ndarray:
+    def _raw(self, x: np.ndarray) -> np.ndarray:
         import treelite
 
         # One thread: a request is a row or a few, and a server answers several at once.
-        out = treelite.gtil.predict(self.trees, x32.astype("float64"), nthread=1)
-        return out.reshape(len(x32), -1)
+        out = treelite.gtil.predict(self.trees, x.astype("float64", copy=False), nthread=1)
+        return out.reshape(len(x), -1)
 
-    def values(self, x32: np.ndarray) -> np.ndarray:
-        return self._raw(x32)[:, 0]
+    def values(self, x: np.ndarray) -> np.ndarray:
+        return self._raw(x)[:, 0]
 
-    def proba(self, x32: np.ndarray) -> np.ndarray:
-        out = self._raw(x32)
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        out = self._raw(x)
         if out.shape[1] == 1:  # one probability: the second class's
             return np.column_stack([1.0 - out[:, 0], out[:, 0]])
         return out

@@ -44,6 +44,7 @@ from mlcycle.models.compiled_forest import (
     CompiledTrees,
     NotCompiled,
     compile_pipeline,
+    input_dtype,
     none_as_category,
 )
 from mlcycle.models.serving import (
@@ -58,6 +59,7 @@ from mlcycle.models.serving import (
 log = logging.getLogger(__name__)
 
 FAMILY = "rf"
+BOOSTED = "hgb"  # the boosted trees (mlcycle.models.families.hgb), served by this class too
 FOREST_ARTIFACT = "forest"
 ENGINE_TAG = "mlcycle.forest_engine"  # "treelite" or "pipeline"
 FALLBACK_TAG = "mlcycle.forest_fallback"  # why the compiled form could not be built
@@ -97,6 +99,7 @@ class ForestModel:
         if "n_jobs" in getattr(estimator, "__dict__", {}):
             self.parallel.n_jobs = -1
         self.classes_ = list(getattr(estimator, "classes_", []))
+        self.dtype = input_dtype(estimator)
 
     @classmethod
     def build(cls, pipeline, schema: Schema, rows: pd.DataFrame) -> ForestModel:
@@ -114,7 +117,7 @@ class ForestModel:
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         frame = none_as_category(frame, self.schema.categorical)
-        return self.preprocessing.transform(frame, dtype="float64").astype("float32")
+        return self.preprocessing.transform(frame, dtype="float64").astype(self.dtype, copy=False)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw rows -> values (regression) or class labels, equal to Pipeline.predict."""
@@ -182,7 +185,7 @@ class ForestModel:
             self.compiled.trees.serialize(str(path / _TREES_FILE))
         meta = {
             "format": _FORMAT,
-            "family": FAMILY,
+            "family": BOOSTED if self.dtype == "float64" else FAMILY,
             "engine": self.engine,
             "fallback": self.fallback,
             "schema": self.schema.to_dict(),
@@ -238,10 +241,12 @@ def log_forest(
     train: pd.DataFrame,
     model_name: str | None,
     version_tags: dict[str, str] | None = None,
+    family: str = FAMILY,
 ):
-    """Log a fitted forest Pipeline as the served forest (`serving.log_from_code`),
-    compiled when it can be; register it under model_name when given, with version_tags
-    and the engine tags in the same call. Returns MLflow's ModelInfo."""
+    """Log a fitted forest Pipeline (or boosted trees: family hgb) as the served forest
+    (`serving.log_from_code`), compiled when it can be; register it under model_name when
+    given, with version_tags and the engine tags in the same call. Returns MLflow's
+    ModelInfo."""
     model = ForestModel.build(pipeline, schema, train)
     tags = {ENGINE_TAG: model.engine} | ({FALLBACK_TAG: model.fallback} if model.fallback else {})
     info = log_from_code(
@@ -251,7 +256,7 @@ def log_forest(
         train,
         model_name,
         artifact=FOREST_ARTIFACT,
-        family=FAMILY,
+        family=family,
         pip_requirements=modelio.pip_requirements(
             "scikit-learn", "numpy", "pandas", "skops", "treelite"
         ),
@@ -260,7 +265,8 @@ def log_forest(
         tags=tags,
     )
     log.info(
-        "logged forest %s (%s; registered version %s)",
+        "logged %s %s (%s; registered version %s)",
+        "forest" if family == FAMILY else family,
         info.model_uri,
         model.engine,
         info.registered_model_version,

@@ -245,7 +245,7 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
 
 
 BAD_PARAMETERS = [
-    (["--family", "xgboost"], "parameter family must be one of rf, nn, got 'xgboost'"),
+    (["--family", "xgboost"], "parameter family must be one of rf, nn, hgb, got 'xgboost'"),
     (["--metric", "accuracy_score"], "parameter metric must be one of"),
     (["--metric", "f1"], "parameter metric 'f1' does not apply to a regression task"),
     (["--storage", "redis://127.0.0.1:6379"], "parameter storage: unsupported scheme 'redis'"),
