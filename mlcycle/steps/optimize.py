@@ -6,7 +6,10 @@ tagged `parameter_optimization`, one nested run per trial this worker ran, the b
 parameters of the whole study as `best_params.json`, and the best model refitted on
 current train, scored on both test splits (its metrics and `train_rows` on the logged
 model too, each naming its rows; current train its training input), registered and
-nominated `challenger`.
+nominated `challenger`. The study's first trial is the family's defaults, so its best is
+never below them on validation. `validation_<metric>` metrics: the best parameters
+fitted on current train less the judging slice, scored on that slice
+(`mlcycle.models.selection`: the rows main compares every candidate on).
 Several workers on the same `storage` and `study_name` share the study."""
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import optuna
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage
-from mlcycle.models import families, tuning
+from mlcycle.models import families, selection, tuning
 from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.monitoring import charts
 from mlcycle.monitoring.evaluate import score
@@ -97,6 +100,9 @@ def search(
         params.seed,
         family.pruner(),
     )
+    # The defaults first (unless a trial of this study tried them): tuning then never
+    # ends below what the family gives untuned.
+    study.enqueue_trial(family.default_trial(schema.task), skip_if_exists=True)
     objective = family.objective(schema, splits.current_train, metric, direction, params.seed)
     trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
     tuning.run_search(
@@ -117,14 +123,21 @@ def study_name(params: OptimizeParams, metric: str) -> str:
 
 
 def log_search(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, best: dict, counts: dict, metric: str
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    best: dict,
+    counts: dict,
+    metric: str,
+    judged: dict[str, float],
 ) -> None:
-    """best_params.json, this worker's trial counts, the study's best value and charts.
-    The metrics are the run's, not the model's: logged once the model is."""
+    """best_params.json, this worker's trial counts, the study's best value, the best
+    parameters' scores on the judging slice (`judged`) and charts. The metrics are the
+    run's, not the model's: logged once the model is."""
     mlflow.log_dict(best, BEST_PARAMS)
     lineage.log_run_metrics(
         {
             **counts,
+            **judged,
             f"best_validation_{metric}": float(trial.value),
             "study_trials": float(len(study.trials)),
         }
@@ -203,7 +216,10 @@ def execute(params: OptimizeParams) -> str | None:
     trial = tuning.best_trial(study)
     best = best_params(params.family, trial, schema.task, params.seed)
     version = register_best(best, schema, splits, params, etl_run)
-    log_search(study, trial, best, counts, metric)
+    judged = selection.slice_metrics(
+        families.get(params.family), schema, refit_params(best), splits.current_train, params.seed
+    )
+    log_search(study, trial, best, counts, metric, judged)
     # The alias moves last, once the run holds everything it says about the model.
     aliases.nominate_challenger(
         params.model_name,

@@ -68,6 +68,21 @@ def suggest(trial: optuna.trial.BaseTrial, task: str, seed: int) -> NetworkParam
     )
 
 
+def default_trial(task: str) -> dict:
+    """The search-space values of the network retrain trains by default (NetworkParams'
+    defaults, which are retrain's own): optimize's first trial."""
+    d = NetworkParams()
+    units = {f"units_{i}": width for i, width in enumerate(d.hidden_units)}
+    return {
+        "n_layers": len(d.hidden_units),
+        **units,
+        "dropout": d.dropout,
+        "learning_rate": d.learning_rate,
+        "batch_size": d.batch_size,
+        "epochs": d.epochs,
+    }
+
+
 def best_params(trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
     """The trial's network as JSON-ready values (hidden_units a list)."""
     return suggest(optuna.trial.FixedTrial(trial.params), task, seed).to_dict()
