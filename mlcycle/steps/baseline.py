@@ -69,6 +69,13 @@ class BaselineParams:
             seed=self.seed,
         )
 
+    def model_params(self):
+        """The parameters of the family asked for: the forest's from the step's, the
+        boosted trees' defaults (with the step's seed)."""
+        if self.family == rf.NAME:
+            return self.forest()
+        return families.get(self.family).params_from({"seed": self.seed})
+
 
 def parse_max_depth(text: str | None) -> int | None:
     """'' (MLproject has no optional int) means unlimited depth."""
@@ -80,13 +87,6 @@ def parse_max_depth(text: str | None) -> int | None:
         raise MlcycleError(
             f"parameter max_depth must be an integer or empty, got {text!r}"
         ) from exc
-
-    def model_params(self):
-        """The parameters of the family asked for: the forest's from the step's, the
-        boosted trees' defaults (with the step's seed)."""
-        if self.family == rf.NAME:
-            return self.forest()
-        return families.get(self.family).params_from({"seed": self.seed})
 
 
 def forest_settings(params: BaselineParams) -> dict:
