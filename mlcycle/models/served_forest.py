@@ -46,6 +46,7 @@ from mlcycle.models.compiled_forest import (
     compile_pipeline,
     input_dtype,
     none_as_category,
+    softmax_outputs,
 )
 from mlcycle.models.serving import (
     BadInput,
@@ -89,10 +90,12 @@ class ForestModel:
         self.schema = schema
         self.pipeline = pipeline
         self.preprocessing = preprocessing
-        self.compiled = CompiledTrees(trees, schema.task) if trees is not None else None
         self.fallback = fallback
         estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
         self.estimator = estimator
+        self.compiled = None
+        if trees is not None:
+            self.compiled = CompiledTrees(trees, schema.task, softmax_outputs(estimator))
         # The same fitted trees (a shallow copy) with every core, for large batches; the
         # Pipeline's own estimator keeps the one thread it was logged with.
         self.parallel = copy.copy(estimator)

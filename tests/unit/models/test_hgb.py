@@ -132,3 +132,20 @@ def test_the_objective_judges_on_retrains_slice_and_prunes_nothing():
     assert study.trials[0].params == hgb.default_trial("regression")
     assert 0.5 < study.best_value <= 1.0
     assert isinstance(hgb.pruner(), optuna.pruners.NopPruner)
+
+
+def test_three_classes_are_compiled_too_with_the_pipelines_probabilities(tmp_path):
+    """Treelite's own softmax is float32 (6e-8 off): the sums it gives, softmaxed in
+    float64, are the Pipeline's probabilities."""
+    frame = rows(600, seed=6)
+    frame["band"] = np.select([frame.y < -1, frame.y > 2], ["low", "high"], "mid")
+    schema = Schema("band", "classification", ["x", "z"], ["kind"], classes=["high", "low", "mid"])
+    pipeline = hgb.fit(schema, FAST, frame)
+    model = ForestModel.load(ForestModel.build(pipeline, schema, frame).save(tmp_path / "f"))
+    assert model.engine == COMPILED
+    test = raw(rows(150, seed=7), schema)
+    for n in (3, len(test)):
+        np.testing.assert_allclose(
+            model.predict_proba(test.head(n)), pipeline.predict_proba(test.head(n)), atol=1e-12
+        )
+        assert list(model.predict(test.head(n))) == list(pipeline.predict(test.head(n)))
