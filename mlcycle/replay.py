@@ -74,6 +74,9 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-name", default=config.DEFAULT_MODEL_NAME)
     parser.add_argument("--n-trials", type=int, default=2, help="optimize trials per batch")
     parser.add_argument("--epochs", type=int, default=30, help="retrain epochs per batch")
+    parser.add_argument(
+        "--refit-families", default=None, help="main's refit_families (default: main's own)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stream = batches(args.stream)
@@ -84,6 +87,8 @@ def cli(argv: list[str] | None = None) -> None:
         "n_trials": str(args.n_trials),
         "epochs": str(args.epochs),
     }
+    if args.refit_families is not None:
+        params["refit_families"] = args.refit_families
     report = replay(pairs(start, stream), params, args.model_name)
     print(f"last report: {report}")
 
