@@ -6,8 +6,9 @@ tagged `parameter_optimization`, one nested run per trial this worker ran, the b
 parameters of the whole study as `best_params.json`, and the best model refitted on
 current train, scored on both test splits (its metrics and `train_rows` on the logged
 model too, each naming its rows; current train its training input), registered and
-nominated `challenger`. The study's first trial is the family's defaults, so its best is
-never below them on validation. `validation_<metric>` metrics: the best parameters
+nominated `challenger`. The study's first trial is the family's defaults (for the
+network, then the one the model's newest retrain kept), so its best is never below them
+on validation. `validation_<metric>` metrics: the best parameters
 fitted on current train less the judging slice, scored on that slice
 (`mlcycle.models.selection`: the rows main compares every candidate on).
 Several workers on the same `storage` and `study_name` share the study."""
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 
+from mlcycle import config
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage
@@ -103,6 +105,10 @@ def search(
     # The defaults first (unless a trial of this study tried them): tuning then never
     # ends below what the family gives untuned.
     study.enqueue_trial(family.default_trial(schema.task), skip_if_exists=True)
+    # The network's next: what retrain last kept for this model, when known.
+    known = getattr(family, "known_trial", None)
+    if known and (kept := retrains_choice(params.model_name, known)):
+        study.enqueue_trial(kept, skip_if_exists=True)
     objective = family.objective(schema, splits.current_train, metric, direction, params.seed)
     trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
     tuning.run_search(
@@ -116,6 +122,27 @@ def search(
     counts = trials.counts()
     log.info("this worker: %s", {k: int(v) for k, v in counts.items()})
     return study, counts
+
+
+def retrains_choice(model_name: str, known_trial) -> dict | None:
+    """The network the model's newest finished retrain kept (its `network.*` params: with
+    strategy auto, the candidate it chose), as search-space values; None when there is
+    none or it lies outside the space."""
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'retrain' and params.model_name = "
+        f"'{model_name}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    prefix = "network."
+    values = {
+        k[len(prefix) :]: v
+        for k, v in (runs[0].data.params if runs else {}).items()
+        if k.startswith(prefix)
+    }
+    return known_trial(values) if values else None
 
 
 def study_name(params: OptimizeParams, metric: str) -> str:

@@ -142,3 +142,22 @@ def test_each_familys_first_trial_is_its_defaults_inside_its_space(task):
         # Inside the space: a sampler never has to fall back on its own values.
         for key, distribution in trial.distributions.items():
             assert distribution._contains(distribution.to_internal_repr(values[key])), key
+
+
+def test_the_network_retrain_kept_is_read_back_from_its_logged_params_when_inside_the_space():
+    logged = {"hidden_units": "[32]", "dropout": "0.1", "learning_rate": "0.002"}
+    logged |= {"batch_size": "64", "epochs": "40", "patience": "10", "seed": "42"}
+    values = nn.known_trial(logged)
+    assert values == {
+        "n_layers": 1,
+        "units_0": 32,
+        "dropout": 0.1,
+        "learning_rate": 0.002,
+        "batch_size": 64,
+        "epochs": 40,
+    }
+    trial = optuna.trial.FixedTrial(values)
+    assert nn.suggest(trial, "regression", 42).hidden_units == (32,)
+    # A 2-epoch network (a test's), or a batch size the space does not hold: not a trial.
+    assert nn.known_trial(logged | {"epochs": "2"}) is None
+    assert nn.known_trial(logged | {"batch_size": "48"}) is None
