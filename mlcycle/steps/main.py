@@ -273,8 +273,9 @@ def _nominate_best(run, name: str, entries: list[selection.Entry], metric: str) 
     log.info("candidates: %s", reason)
     mlflow.log_metrics(selection.scores(entries, metric))
     mlflow.set_tags({"mlcycle.candidate_winner": winner.label, "mlcycle.candidate_reason": reason})
-    if winner.version != entries[-1].version:
-        aliases.nominate_challenger(name, winner.version, f"main: {reason}", run.info.run_id)
+    moves = aliases.selection(aliases.read_state(name), entries[-1].version, winner.version)
+    aliases.apply(name, moves, reason=f"main: {reason}")
+    aliases.supersede(name, moves, run.info.run_id)
     return winner.version
 
 
