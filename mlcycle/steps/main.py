@@ -1,5 +1,8 @@
-"""The main step: etl -> baseline -> optimize -> retrain -> monitor, as child runs of one
-parent, reusing finished identical steps (mlcycle.lifecycle.workflow).
+"""The main step: etl -> baseline -> optimize -> refits -> retrain -> monitor, as child runs
+of one parent, reusing finished identical steps (mlcycle.lifecycle.workflow). Of the
+candidates (optimize's best, the refitted families, retrain's network) the best on one
+validation slice of current train becomes the challenger monitor judges
+(`mlcycle.models.selection`; `validation_<metric>.<candidate>`, `mlcycle.candidate_winner`).
 
 Reads the two data files and the registry's aliases once, at the start; hands each step
 the run ids and model versions the earlier steps recorded (never an alias read back);
