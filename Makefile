@@ -35,15 +35,25 @@ run: venv ## run the whole pipeline (entry point main) on the bundled data
 	mlflow run . --env-manager local -e main
 	@$(BIN)/python -m mlcycle.summary
 
+.PHONY: watch
+# The scheduled command of the production loop (README, "Deciding when to retrain"):
+# hourly from cron, `0 * * * * cd /path/to/mlcycle && make watch`.
+POLICY ?= auto
+ALERT_URL ?=
+watch: venv ## decide whether MODEL_NAME needs retraining (POLICY, ALERT_URL), and retrain it
+	mlflow run . --env-manager local -e watch -P model_name=$(MODEL_NAME) -P policy=$(POLICY) \
+		-P alert_url=$(ALERT_URL)
+
 .PHONY: system-deps
 system-deps: ## install what the integration tests start: Chromium, PostgreSQL, Java (Debian)
 	@bash scripts/system-deps.sh
 
 .PHONY: test
 # Two workers, one per core, a test file each (module fixtures stay shared); a test that
-# hangs (a server that never answers) fails after 30 minutes instead of stalling CI.
+# hangs (a server that never answers) fails after 30 minutes instead of stalling CI; the 25
+# slowest tests are listed at the end (their table is in benchmarks/RESULTS.md).
 test: venv system-deps ## run the whole test suite
-	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1800 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1800 --durations=25 $(PYTEST_ARGS)
 
 .PHONY: unit
 # Under a minute: the unit tests that train real networks or run Evidently are marked
@@ -69,6 +79,12 @@ bench: venv ## run the benchmarks of benchmarks/ (see benchmarks/RESULTS.md)
 REPLAY_ARGS ?= --n-trials 2 --epochs 30
 replay: venv ## run main batch after batch over data/stream/, then print the last report
 	$(BIN)/python -m mlcycle.replay $(REPLAY_ARGS)
+
+.PHONY: replay-production
+# As production runs: each batch scored without labels, labels back LABEL_DELAY batches later.
+LABEL_DELAY ?= 1
+replay-production: venv ## the stream as production: score unlabelled, feedback LABEL_DELAY batches later, main
+	$(BIN)/python -m mlcycle.replay --production --label-delay $(LABEL_DELAY) $(REPLAY_ARGS)
 
 .PHONY: data
 data: venv ## regenerate data/df_old.csv, data/df_new.csv and data/stream/ (byte for byte)
@@ -102,10 +118,12 @@ clean: ## remove generated state (store, reports), keep .venv
 # Team setup (README, "Team setup"): PostgreSQL + an authenticated tracking server, state
 # in TEAM_DIR. Then `source $(TEAM_DIR)/team.env` and every step logs to the server.
 TEAM_DIR ?= $(CURDIR)/.mlcycle/team
+# make team-server ALERT_WEBHOOK_URL=https://...: MLflow posts every alias move there
+ALERT_WEBHOOK_URL ?=
 
 .PHONY: team-server
 team-server: venv system-deps ## start PostgreSQL and the authenticated mlflow server in TEAM_DIR
-	@bash scripts/team-server.sh start $(TEAM_DIR)
+	@ALERT_WEBHOOK_URL="$(ALERT_WEBHOOK_URL)" bash scripts/team-server.sh start $(TEAM_DIR)
 
 .PHONY: team-stop
 team-stop: ## stop what `make team-server` started (its data stays in TEAM_DIR)

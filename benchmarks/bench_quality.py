@@ -56,7 +56,8 @@ from sklearn.ensemble import (  # noqa: E402
 )
 from sklearn.pipeline import Pipeline  # noqa: E402
 
-from mlcycle import config, datagen  # noqa: E402
+from mlcycle import config  # noqa: E402
+from mlcycle.ingest import datagen  # noqa: E402
 from mlcycle.models.candidates import Candidate, Trainer, choose  # noqa: E402
 from mlcycle.models.families import rf  # noqa: E402
 from mlcycle.models.features import build_preprocessor  # noqa: E402

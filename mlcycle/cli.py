@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from mlcycle import config, signals, telemetry
 from mlcycle.errors import MlcycleError
+from mlcycle.lifecycle import alerts
 from mlcycle.params import fields_of
 from mlcycle.scaleout import remote
 
@@ -95,12 +96,31 @@ def entry_point(step: str, params_cls, execute, doc: str, show=None) -> click.Co
     @step_command
     def main(**options):
         params = params_cls(**options).validate()
-        with step_run(step, vars(params)):
-            result = execute(params)
+        with step_run(step, vars(params)) as run:
+            try:
+                result = execute(params)
+            except Exception as exc:
+                report_failure(step, params, run.info.run_id, exc)
+                raise
         for line in show(result) if show else ():
             click.echo(line)
 
     return main
+
+
+def report_failure(step: str, params, run_id: str, exc: Exception) -> None:
+    """Post `step_failed` to the step's alert_url, if it has one (bounded, never raises)."""
+    url = getattr(params, "alert_url", "")
+    if not url:
+        return
+    alerts.send(
+        url,
+        "step_failed",
+        model=getattr(params, "model_name", ""),
+        message=f"{step} failed: {type(exc).__name__}: {exc}"[:2000],
+        run_id=run_id,
+        step=step,
+    )
 
 
 def configure() -> None:

@@ -36,6 +36,12 @@ def etl_run_param() -> Any:
     return param("", "etl run id (default: the latest finished one)")
 
 
+ALERT_URL_HELP = (
+    "URL that gets a JSON POST on drift, decay, a trigger, a promotion, a rollback or a "
+    "failure (#slack at the end: Slack's body); empty: no alerts"
+)
+
+
 def model_name_param() -> Any:
     """The registered model a step works on (checked by `check`)."""
     from mlcycle import config

@@ -6,7 +6,15 @@ df_new). From the first batch on the champion may be a network: retrain then rel
 from the registry and fine-tunes it on the new rows. Each `main` is a real `mlflow run`,
 so what the replay leaves is what a user running main batch after batch would have; the
 last report's History section shows every batch. Cached steps are reused, so a replay
-started again resumes where it stopped."""
+started again resumes where it stopped.
+
+With `--production` (`make replay-production`) the stream runs as production does: each
+batch is scored by the champion without its target (`score`), watched without labels
+(the label-free `monitor -P score_run=...`, where the project has it), and its labels come
+back `--label-delay` batches later (default 1) as a file of prediction ids and targets
+(`feedback`), whose labelled rows are the current data of a `main`, the previous
+labelled rows its reference. Labels still owed when the stream ends arrive at the end.
+The work files (unlabelled batches, predictions, labels, labelled rows) go to `--work`."""
 
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from mlcycle import config
 
@@ -37,13 +47,25 @@ def pairs(start: list[Path], stream: list[Path]) -> list[tuple[Path, Path]]:
     return list(zip(files, files[1:], strict=False))
 
 
-def main_command(reference: Path, current: Path, params: dict[str, str]) -> list[str]:
-    """The `mlflow run` of main on one pair (the current environment, as `make run`)."""
+def step_command(entry: str, params: dict) -> list[str]:
+    """The `mlflow run` of one entry point (the current environment, as `make run`)."""
     cmd = [str(Path(sys.executable).parent / "mlflow"), "run", str(config.PROJECT_ROOT)]
-    cmd += ["-e", "main", "--env-manager", "local"]
-    for key, value in {"reference": reference, "current": current, **params}.items():
+    cmd += ["-e", entry, "--env-manager", "local"]
+    for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
     return cmd
+
+
+def main_command(reference: Path, current: Path, params: dict[str, str]) -> list[str]:
+    """The `mlflow run` of main on one pair."""
+    return step_command("main", {"reference": reference, "current": current, **params})
+
+
+def run_step(entry: str, params: dict) -> None:
+    """One step; the replay stops at the first failure (exit code kept)."""
+    done = subprocess.run(step_command(entry, params), check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)
 
 
 def last_report(model_name: str) -> str | None:
@@ -67,6 +89,76 @@ def replay(steps: list[tuple[Path, Path]], params: dict[str, str], model_name: s
     return last_report(model_name)
 
 
+# ------------------------------------------------------------------ the production loop
+
+
+def arrivals(batches: int, delay: int) -> list[list[int]]:
+    """Per batch scored (0-based), the batches whose labels arrive right after it: batch
+    t's labels arrive after batch t + delay is scored; those still owed at the end, after
+    the last one."""
+    out: list[list[int]] = [[] for _ in range(batches)]
+    for t in range(batches):
+        out[min(t + delay, batches - 1)].append(t)
+    return out
+
+
+def labels_file(batch: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
+    """What comes back later for a scored batch: each row's prediction_id and its truth
+    (the batch's target at the row score read)."""
+    truth = batch[target].to_numpy()[predictions["row"].to_numpy()]
+    return pd.DataFrame({"prediction_id": predictions["prediction_id"], target: truth})
+
+
+def label_free_monitor_available() -> bool:
+    """Whether this checkout's monitor takes score_run (the label-free monitor)."""
+    from mlflow.projects._project_spec import load_project
+
+    entry = load_project(str(config.PROJECT_ROOT)).get_entry_point("monitor")
+    return "score_run" in entry.parameters
+
+
+def production(
+    stream: list[Path], params: dict[str, str], model_name: str, delay: int, work: Path
+) -> str | None:
+    """The stream as production runs it (see the module doc)."""
+    target = params.get("target", config.DEFAULT_TARGET)
+    # The rows' ids are a column of the labelled files: never a feature.
+    main_params = {**params, "drop_columns": f"{config.DEFAULT_DROP_COLUMNS},prediction_id"}
+    work.mkdir(parents=True, exist_ok=True)
+    log.info("production replay: main on %s first (the champion)", config.CURRENT_CSV)
+    run_step("main", {"reference": config.REFERENCE_CSV, "current": config.CURRENT_CSV, **params})
+    monitor = label_free_monitor_available()
+    reference = config.CURRENT_CSV
+    scored: list[Path] = []
+    for t, (path, arrived) in enumerate(zip(stream, arrivals(len(stream), delay), strict=True)):
+        batch = pd.read_csv(path)
+        unlabelled = work / f"{path.stem}.unlabelled.csv"
+        batch.drop(columns=[target]).to_csv(unlabelled, index=False)
+        output = work / f"{path.stem}.parquet"
+        log.info("production replay %d/%d: score %s without labels", t + 1, len(stream), path)
+        run_step("score", {"input": unlabelled, "output": output, "model_name": model_name})
+        scored.append(output)
+        score_run = pd.read_parquet(output, columns=["prediction_id"])["prediction_id"][0]
+        score_run = score_run.rsplit("-", 1)[0]
+        # THE call site of the label-free monitor (issue 24, item 2): run per batch once
+        # this checkout's monitor takes score_run, skipped (and said) before.
+        if monitor:
+            run_step("monitor", {"score_run": score_run, "model_name": model_name})
+        else:
+            log.info("label-free monitor not in this checkout: batch %s not watched", path.stem)
+        for s in arrived:
+            source = stream[s]
+            labels = work / f"{source.stem}.labels.csv"
+            labelled = work / f"{source.stem}.labelled.csv"
+            predictions = pd.read_parquet(scored[s], columns=["prediction_id", "row"])
+            labels_file(pd.read_csv(source), predictions, target).to_csv(labels, index=False)
+            log.info("production replay: the labels of %s arrive", source.stem)
+            run_step("feedback", {"labels": labels, "model_name": model_name, "output": labelled})
+            run_step("main", {"reference": reference, "current": labelled, **main_params})
+            reference = labelled
+    return last_report(model_name)
+
+
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlcycle.replay", description=__doc__)
     parser.add_argument("--stream", type=Path, default=STREAM_DIR, help="folder of batch_*.csv")
@@ -76,6 +168,20 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="retrain epochs per batch")
     parser.add_argument(
         "--refit-families", default=None, help="main's refit_families (default: main's own)"
+    )
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="score each batch without labels, labels back later through feedback",
+    )
+    parser.add_argument(
+        "--label-delay", type=int, default=1, help="batches before a batch's labels arrive"
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=config.STATE_DIR / "replay",
+        help="folder of the production replay's files",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -89,7 +195,12 @@ def cli(argv: list[str] | None = None) -> None:
     }
     if args.refit_families is not None:
         params["refit_families"] = args.refit_families
-    report = replay(pairs(start, stream), params, args.model_name)
+    if args.production:
+        if args.label_delay < 0:
+            raise SystemExit("mlcycle error: --label-delay must be >= 0")
+        report = production(stream, params, args.model_name, args.label_delay, args.work)
+    else:
+        report = replay(pairs(start, stream), params, args.model_name)
     print(f"last report: {report}")
 
 

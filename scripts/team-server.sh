@@ -15,7 +15,8 @@
 # PostgreSQL listens on 127.0.0.1 only, on a free port (or PG_PORT), with its socket in
 # DIR/run: a PostgreSQL the machine already runs is never touched. Run as root, the
 # cluster belongs to the `postgres` OS user (initdb refuses root); DIR must be reachable
-# by that user. Environment: PG_PORT, MLFLOW_PORT, MLFLOW_HOST (127.0.0.1),
+# by that user. ALERT_WEBHOOK_URL: MLflow's own registry webhook posts every alias move
+# there (MLCYCLE_WEBHOOK_SECRET signs it). Environment: PG_PORT, MLFLOW_PORT, MLFLOW_HOST (127.0.0.1),
 # MLFLOW_WORKERS (2), TEAM_USER (mlcycle), ARTIFACTS_DESTINATION (DIR/artifacts; an
 # s3://bucket/path in production).
 set -euo pipefail
@@ -199,6 +200,15 @@ EOF
   umask 022
 }
 
+# MLflow's registry webhook for alias moves (admin only), when ALERT_WEBHOOK_URL is set.
+# The server only posts to https on public addresses unless it was started with
+# MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true.
+setup_webhook() {
+  [ -n "${ALERT_WEBHOOK_URL:-}" ] || return 0
+  ( set -a; source "$DIR/admin.env"; remote webhook "$MLFLOW_TRACKING_URI" "$ALERT_WEBHOOK_URL" ) \
+    || say "the server runs without the alias webhook"
+}
+
 cmd_start() {
   PG="$(pg_bin)"
   local fresh=0
@@ -210,6 +220,7 @@ cmd_start() {
   start_mlflow
   write_env_files
   [ "$fresh" -eq 1 ] && add_user "$TEAM_USER" "$TEAM_PASSWORD" >/dev/null
+  setup_webhook
   say "PostgreSQL on 127.0.0.1:$PG_PORT (data $DIR/pg), mlflow server on http://$MLFLOW_HOST:$MLFLOW_PORT (pid $(cat "$DIR/mlflow-server.pid"))"
   say "team member '$TEAM_USER': source $DIR/team.env"
 }

@@ -30,9 +30,11 @@ def sqlite_store(folder: Path) -> str:
 
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch) -> str:
-    """A fresh SQLite store for this test, for this process and the ones it starts."""
+    """A fresh SQLite store for this test, for this process and the ones it starts; the
+    inference log beside it (never the checkout's .mlcycle/)."""
     uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLCYCLE_INFERENCE_DIR", str(tmp_path / "inference"))
     import mlflow
 
     mlflow.set_tracking_uri(uri)
@@ -46,8 +48,10 @@ def module_tracking_uri(tmp_path_factory) -> str:
     import mlflow
 
     with pytest.MonkeyPatch.context() as patch:
-        uri = sqlite_store(tmp_path_factory.mktemp("store"))
+        folder = tmp_path_factory.mktemp("store")
+        uri = sqlite_store(folder)
         patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLCYCLE_INFERENCE_DIR", str(folder / "inference"))
         mlflow.set_tracking_uri(uri)
         yield uri
         mlflow.set_tracking_uri(None)

@@ -268,3 +268,17 @@ def champion_at(model_name: str, when: datetime) -> str | None:
         max_results=20,
     )
     return alias_at(recent, config.CHAMPION, when)
+
+
+def listed(model_name: str) -> list[dict]:
+    """The ledger's alias moves of the model, as the report's History lists them."""
+    return [
+        {
+            "time": e.time.strftime("%Y-%m-%d %H:%M:%S"),
+            "alias": e.alias,
+            "from_version": e.from_version,
+            "to_version": e.to_version,
+            "reason": e.reason,
+        }
+        for e in history(model_name)
+    ]

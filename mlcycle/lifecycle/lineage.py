@@ -14,12 +14,14 @@ run's other metrics through `log_run_metrics`, which leaves the model alone."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
 
 import mlflow
 import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.entities import LoggedModelInput, Metric
 from mlflow.exceptions import MlflowException
@@ -32,6 +34,34 @@ from mlcycle.monitoring.evaluate import TEST_SPLITS
 log = logging.getLogger("mlcycle.lineage")
 
 TRAINING_CONTEXT = "training"
+
+
+# A pandas dataset as MLflow builds it costs seconds a column on large frames: its digest
+# maps type() over every value (though it hashes only the first 10,000 rows) and its
+# schema is inferred value by value in Python (measured here: 100 s of feedback's 140 s for
+# two batches of 500,000 labelled rows, 18 columns, on a busy 2-core machine). Here the
+# digest hashes the first rows, the row count and the columns, and the schema is inferred
+# on the first rows; the row count of the profile still covers every row.
+SAMPLE_ROWS = 1_000
+
+
+def rows_dataset(
+    frame: pd.DataFrame,
+    source: str,
+    name: str,
+    targets: str | None = None,
+    predictions: str | None = None,
+) -> PandasDataset:
+    """`mlflow.data.from_pandas(frame, ...)` at the cost of a sample of its rows."""
+    head = frame.head(SAMPLE_ROWS)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(head, index=False).to_numpy().tobytes())
+    digest.update(f"{len(frame)}|{'|'.join(map(str, frame.columns))}".encode())
+    dataset = PandasDataset(
+        frame, resolve_dataset_source(source), targets, name, digest.hexdigest()[:8], predictions
+    )
+    # PandasDataset.schema is a cached_property: set once, it is never inferred again.
+    dataset.__dict__["schema"] = PandasDataset(head, dataset.source, digest="sample").schema
+    return dataset
 
 
 def split_dataset(frame: pd.DataFrame, schema: Schema, name: str, etl_run: str) -> PandasDataset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -77,3 +78,37 @@ def set_alias(name: str, alias: str, version: str | int) -> None:
 def tag_version(name: str, version: str | int, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client().set_model_version_tag(name, str(version), key, str(value))
+
+
+ETL_RUN_TAG = "mlcycle.etl_run"
+
+
+@dataclass
+class Champion:
+    """A champion pinned to its version, loaded, with the etl run it learned from."""
+
+    uri: str
+    loaded: str
+    version: str | None
+    model: object
+    etl_run: str | None
+
+
+def load_champion(uri: str, model_name: str) -> Champion:
+    """The champion pinned to its version (an alias could move while the batch is read)."""
+    try:
+        version = resolve_version(uri)
+    except MlcycleError as exc:
+        raise MlcycleError(
+            f"{model_name} has no champion to estimate ({exc}): train one first, or pass champion"
+        ) from exc
+    loaded = f"models:/{version.name}/{version.version}" if version else uri
+    model = load_pyfunc(loaded)
+    etl_run = (version.tags or {}).get(ETL_RUN_TAG) if version else None
+    if not etl_run:
+        run_id = getattr(model.metadata, "run_id", None)
+        try:
+            etl_run = mlflow.get_run(run_id).data.tags.get(ETL_RUN_TAG) if run_id else None
+        except MlflowException:
+            etl_run = None
+    return Champion(uri, loaded, str(version.version) if version else None, model, etl_run)

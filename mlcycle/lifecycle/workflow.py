@@ -187,3 +187,12 @@ def run_or_reuse(
             "Run main again once fixed: finished steps are reused"
         ) from exc
     return client.get_run(run_id), False
+
+
+def path_digest(path: Path) -> str:
+    """A file's content hash; for a folder of parts, a hash of its parts' names and hashes."""
+    if path.is_file():
+        return file_digest(path)
+    parts = sorted(p for p in path.rglob("*") if p.is_file())
+    lines = "".join(f"{p.relative_to(path)} {file_digest(p)}\n" for p in parts)
+    return hashlib.sha256(lines.encode()).hexdigest()

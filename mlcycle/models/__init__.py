@@ -1,6 +1,7 @@
 """The models: the families behind one interface (families/), their preprocessing,
 training and tuning, retrain's candidates, how a model is logged (modelio) and what is
 served (serving, the shared layer; network and served_forest, the two served models;
-compiled_forest), and batch scoring of a file (scoring).
+compiled_forest), batch scoring of a file (scoring), and late labels joined to the
+scored rows with their realised metrics (labels).
 
 Imports the foundation, `mlcycle.ingest` and `mlcycle.monitoring`."""

@@ -4,9 +4,11 @@ A file is read `CHUNK_ROWS` rows at a time (pandas' chunked reader, only the col
 model and the output need), each chunk is given the model's types the way etl gave them
 to the training rows (`conform_chunk`), predicted, and appended to a Parquet file as one
 row group, so memory stays what one chunk needs whatever the file's length. The output
-holds the identifiers found in the file, `row` (the input row's 0-based position), the
-prediction and, for a classifier, one `proba_<class>` column per class: one output row
-per input row, in order.
+holds `prediction_id` (`<score run id>-<row>`, when scored for a run), the identifiers
+found in the file, `row` (the input row's 0-based position), the prediction and, for a
+classifier, one `proba_<class>` column per class: one output row per input row, in
+order. The same chunk, with the features as conformed, is appended to the batch's
+partition of the inference log (`mlcycle.ingest.inference`) in the same pass.
 
 Nothing is written where the output goes until every row has been scored: the chunks go
 to a hidden file beside it, moved into place at the end and removed on any error, so a
@@ -24,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ import pyarrow.parquet as pq
 from pandas.api import types as ptypes
 
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest.inference import PREDICTION_ID, Batch, PartitionWriter, prediction_ids
+from mlcycle.models.outputs import writable_ancestor
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,6 @@ CHUNK_ROWS = 50_000
 ROW = "row"
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
-SUFFIX = ".parquet"
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Scored:
     input_rows: int  # rows read
     seconds: float
     summary: dict[str, float]
+    inference_table: Path | None = None  # the batch's partition of the inference log
 
 
 # ------------------------------------------------------------------ the file and its head
@@ -125,7 +128,7 @@ def plan_inputs(
             f"(it has: {', '.join(header)})"
         )
     kept = [c for c in identifiers if c in header and c not in features]
-    reserved = {ROW, PREDICTION} | {proba_column(c) for c in classes or []}
+    reserved = {ROW, PREDICTION, PREDICTION_ID} | {proba_column(c) for c in classes or []}
     clash = sorted(reserved & set(kept))
     if clash:
         raise MlcycleError(
@@ -205,13 +208,17 @@ def output_frame(
     first_row: int,
     predictions: np.ndarray,
     proba: np.ndarray | None,
+    score_run: str | None = None,
 ) -> pd.DataFrame:
-    """Identifiers, row, prediction, probabilities: one row per input row, in order."""
+    """prediction_id (given the score run), identifiers, row, prediction, probabilities:
+    one row per input row, in order."""
     n = len(chunk)
     if len(predictions) != n:
         raise MlcycleError(f"the model returned {len(predictions)} predictions for {n} rows")
-    out = {c: chunk[c].to_numpy(dtype=object, na_value=None) for c in inputs.identifiers}
-    out[ROW] = np.arange(first_row, first_row + n, dtype="int64")
+    rows = np.arange(first_row, first_row + n, dtype="int64")
+    out = {PREDICTION_ID: prediction_ids(score_run, rows)} if score_run else {}
+    out |= {c: chunk[c].to_numpy(dtype=object, na_value=None) for c in inputs.identifiers}
+    out[ROW] = rows
     out[PREDICTION] = np.asarray(predictions)
     if proba is not None:
         for j, label in enumerate(inputs.classes or []):
@@ -221,7 +228,8 @@ def output_frame(
 
 def arrow_schema(frame: pd.DataFrame, inputs: Inputs) -> pa.Schema:
     """Fixed by the first chunk, so every row group of the file has the same types."""
-    fields = [pa.field(c, pa.string()) for c in inputs.identifiers]
+    fields = [pa.field(PREDICTION_ID, pa.string())] if PREDICTION_ID in frame.columns else []
+    fields += [pa.field(c, pa.string()) for c in inputs.identifiers]
     fields.append(pa.field(ROW, pa.int64()))
     fields.append(pa.field(PREDICTION, _arrow_type(frame[PREDICTION])))
     fields += [pa.field(c, pa.float64()) for c in frame.columns if c.startswith(PROBA_PREFIX)]
@@ -236,48 +244,6 @@ def _arrow_type(values: pd.Series) -> pa.DataType:
     if ptypes.is_float_dtype(values):
         return pa.float64()
     return pa.string()
-
-
-def stamped_file(folder: Path, now: datetime | None = None) -> Path:
-    """<folder>/<UTC time>.parquet; -2, -3... for a second file of the same second."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    path, n = folder / f"{stamp}{SUFFIX}", 1
-    while path.exists():
-        n += 1
-        path = folder / f"{stamp}-{n}{SUFFIX}"
-    return path
-
-
-def output_path(output: str, model_name: str, base: Path, parts: bool = False) -> Path:
-    """Where the predictions go: by default predictions/<model_name>/<UTC time>.parquet;
-    a folder (ending with '/', or existing) gets a timestamped file; else a .parquet file,
-    replaced if it exists. Relative paths are taken from base. With parts (Spark), the
-    .parquet name is a folder of parts, and an existing one is the output to replace."""
-    if not output:
-        return stamped_file(base / "predictions" / model_name)
-    path = Path(output).expanduser()
-    path = path if path.is_absolute() else base / path
-    if output.endswith(("/", os.sep)) or (path.is_dir() and not (parts and path.suffix == SUFFIX)):
-        return stamped_file(path)
-    if path.suffix != SUFFIX:
-        raise MlcycleError(
-            "parameter output: predictions are written as Parquet, so name the "
-            f"{'folder' if parts else 'file'} *{SUFFIX} (or give a folder ending with /), "
-            f"got {output!r}"
-        )
-    return path
-
-
-def writable_ancestor(path: Path) -> Path:
-    """The nearest existing folder above path, checked writable before any work."""
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise MlcycleError(
-            f"parameter output: cannot write {path}: {folder} is not a writable folder"
-        )
-    return folder
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -364,23 +330,31 @@ def score_file(
     predictor: Predictor,
     output: Path,
     chunk_rows: int = CHUNK_ROWS,
+    batch: Batch | None = None,
 ) -> Scored:
-    """Score every row of the file into output, all or nothing (see the module doc)."""
+    """Score every row of the file into output, all or nothing (see the module doc).
+    Given a batch, each output row gets its prediction_id and each chunk is appended to
+    the batch's partition of the inference log as it is written (no second pass)."""
     folder = writable_ancestor(output)
     partial = folder / f".{output.name}.{os.getpid()}.partial"
     summary = Summary(inputs.classes)
     started = time.perf_counter()
     writer, read = None, 0
+    logged = PartitionWriter(batch) if batch else None
+    score_run = batch.score_run if batch else None
     try:
         for first_row, chunk, features in read_ahead(conformed_chunks(path, inputs, chunk_rows)):
             read = first_row + len(chunk)
             predictions = predictor.predict(features)
             proba = predictor.predict_proba(features) if predictor.predict_proba else None
-            frame = output_frame(chunk, inputs, first_row, predictions, proba)
+            frame = output_frame(chunk, inputs, first_row, predictions, proba, score_run)
             if writer is None:
                 schema = arrow_schema(frame, inputs)
                 writer = pq.ParquetWriter(partial, schema)
-            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            writer.write_table(table)
+            if logged is not None:
+                logged.write(table, features)
             summary.update(predictions, proba)
         if writer is None:
             raise MlcycleError(f"input file {path} has a header but no rows")
@@ -388,10 +362,13 @@ def score_file(
         writer = None
         output.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, output)
+        table = logged.commit() if logged is not None else None
     finally:
         if writer is not None:
             writer.close()
+        if logged is not None:
+            logged.abort()
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     seconds = time.perf_counter() - started
-    return Scored(output, summary.rows, read, seconds, summary.metrics())
+    return Scored(output, summary.rows, read, seconds, summary.metrics(), table)

@@ -188,6 +188,18 @@ def monitor_history_figure(history: list[dict]):
     for role in ("champion", "challenger"):
         values = [np.nan if h[role] is None else h[role] for h in history]
         metric_ax.plot(x, values, marker="o", markersize=3, label=role, color=COLORS[role])
+    estimated = [np.nan if h.get("estimated") is None else h["estimated"] for h in history]
+    if not np.isnan(estimated).all():
+        metric_ax.plot(
+            x,
+            estimated,
+            marker="s",
+            markersize=4,
+            linestyle="none",
+            label="champion, estimated (no labels)",
+            color=COLORS["champion"],
+            markerfacecolor="none",
+        )
     metric_ax.set_ylabel(history[-1]["primary_metric"], fontsize=8)
     metric_ax.legend(fontsize=7, loc="best")
     step = max(1, -(-len(history) // MAX_RUN_LABELS))

@@ -197,14 +197,7 @@ def step_metrics(
     (prefixed by role) and whether it promoted."""
     numbers = {"promoted": float(decision.status == promotion.PROMOTED)}
     if drift_result is not None:
-        numbers.update(
-            {
-                "drift_share": drift_result.drift_share,
-                "n_drifted_columns": float(drift_result.n_drifted),
-                "dataset_drift": float(drift_result.dataset_drift),
-                "drift_sample_rows": float(drift_result.sample_rows["current"]),
-            }
-        )
+        numbers.update(drift_result.logged())
         for column in drift_result.by_role("target"):
             numbers["target_drift"] = float(column.drifted)
             numbers["target_drift_score"] = column.score

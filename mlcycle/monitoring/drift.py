@@ -79,6 +79,15 @@ class DriftResult:
     def drifted_features(self) -> list[str]:
         return [c.column for c in self.by_role("feature") if c.drifted]
 
+    def logged(self) -> dict[str, float]:
+        """The run's drift metrics (the contract's names)."""
+        return {
+            "drift_share": self.drift_share,
+            "n_drifted_columns": float(self.n_drifted),
+            "dataset_drift": float(self.dataset_drift),
+            "drift_sample_rows": float(self.sample_rows["current"]),
+        }
+
 
 def sample_size_for(rows: int, sample_size: int) -> int:
     """sample_size 0 means automatic: every row up to AUTO_SAMPLE_SIZE."""
@@ -177,7 +186,8 @@ def run_drift(
 ) -> DriftResult:
     """Evidently's DataDriftPreset (with its tests) on the features, plus ValueDrift on the
     target and on each model's predictions. `predictors` maps a column name to a model
-    (anything `evaluate.predict` takes); it predicts on the sampled rows of both sides."""
+    (anything `evaluate.predict` takes); it predicts on the sampled rows of both sides,
+    except where `current` already holds that column (a scored batch's own predictions)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -193,9 +203,12 @@ def run_drift(
         ref, cur = ref.copy(), cur.copy()
         for name, model in predictors.items():
             ref[name] = predict(model, ref[schema.features])
-            cur[name] = predict(model, cur[schema.features])
+            if name not in current.columns:
+                cur[name] = predict(model, cur[schema.features])
     predictions = list(predictors)
-    extra = [schema.target, *predictions]
+    # An unlabelled batch has no target: its drift is the features' and predictions' only.
+    labelled = schema.target in reference.columns and schema.target in current.columns
+    extra = [schema.target, *predictions] if labelled else predictions
     numeric, categorical = list(schema.numeric), list(schema.categorical)
     (numeric if schema.task == "regression" else categorical).extend(extra)
     ref, cur = _for_evidently(ref, numeric, categorical), _for_evidently(cur, numeric, categorical)
@@ -220,7 +233,9 @@ def run_drift(
             Dataset.from_pandas(ref, data_definition=definition),
         )
     roles = {c: "feature" for c in schema.features}
-    roles.update({schema.target: "target", **{p: "prediction" for p in predictions}})
+    if labelled:
+        roles[schema.target] = "target"
+    roles.update({p: "prediction" for p in predictions})
     kinds = {**{c: "numerical" for c in numeric}, **{c: "categorical" for c in categorical}}
     columns, share, count = parse_snapshot(snapshot.dict(), roles, kinds)
     n_features = len(schema.features)

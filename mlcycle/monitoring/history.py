@@ -19,6 +19,8 @@ from mlcycle import config
 DRIFT_SCORE_PREFIX = "drift_score."
 CURRENT_DATA_TAG = "mlcycle.current_data"
 DECISION_TAG = "mlcycle.promotion.decision"
+LABELS_TAG = "mlcycle.monitor.labels"
+NO_LABELS = "no labels"
 # A history is read whole; this bounds the query for a model monitored every day for years.
 MAX_RUNS = 5000
 
@@ -45,6 +47,8 @@ def entry(run, primary: str) -> dict:
     """One run as a history entry (what `report/history.json` holds per run)."""
     metrics, tags = run.data.metrics, run.data.tags
 
+    absent = tags.get(LABELS_TAG) == "absent"
+
     def metric(name: str) -> float | None:
         value = metrics.get(name)
         return None if value is None else float(value)
@@ -64,7 +68,12 @@ def entry(run, primary: str) -> dict:
         "challenger": metric(f"challenger_current_test_{primary}"),
         "champion_version": tags.get("mlcycle.champion_version", ""),
         "challenger_version": tags.get("mlcycle.challenger_version", ""),
-        "decision": tags.get(DECISION_TAG, ""),
+        # A monitor run of a batch without labels decides nothing; its figure is estimated.
+        "decision": tags.get(DECISION_TAG, "") or (NO_LABELS if absent else ""),
+        "labels": tags.get(LABELS_TAG, "present"),
+        "estimated": metric(f"estimated_{primary}"),
+        "estimated_low": metric(f"estimated_{primary}_low"),
+        "estimated_high": metric(f"estimated_{primary}_high"),
     }
 
 

@@ -106,6 +106,36 @@ def add_member(url: str, username: str, password: str, admin: tuple[str, str]) -
     return created
 
 
+# MLflow's own registry webhooks (MLflow >= 3.3): the server itself POSTs when an alias
+# is set (a promotion, a rollback, a nomination: MLflow has no "moved", setting an alias
+# that pointed elsewhere is `created`) or deleted, whoever moved it, mlcycle or not.
+ALIAS_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
+WEBHOOK_NAME = "mlcycle-alias-moves"
+
+
+def ensure_alias_webhook(tracking_uri: str, hook_url: str, secret: str = "") -> tuple[str, bool]:
+    """The server's webhook for alias moves to hook_url, created once: (id, created).
+
+    An existing webhook of that name and URL is kept as it is, so `make team-server`
+    can run again. The server must allow the URL: https only, to a public address,
+    unless it runs with MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and
+    MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true (a receiver on loopback or the LAN)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    for hook in client.list_webhooks(max_results=1000):
+        if hook.name == WEBHOOK_NAME and hook.url == hook_url:
+            return hook.webhook_id, False
+    hook = client.create_webhook(
+        name=WEBHOOK_NAME,
+        url=hook_url,
+        events=list(ALIAS_EVENTS),
+        description="mlcycle: an alias of a registered model was set or deleted",
+        secret=secret or None,
+    )
+    return hook.webhook_id, True
+
+
 @click.group()
 def cli():
     """Helpers of scripts/team-server.sh."""
@@ -155,6 +185,24 @@ def add_user(url, username):
         f"team member {username}: {'created' if created else 'exists'}, "
         + ", ".join(f"{p} on {t} {r}" for t, r, p in MEMBER_GRANTS)
     )
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("hook_url")
+def webhook(url, hook_url):
+    """Make the server at URL POST to HOOK_URL on every alias move (MLflow's registry
+    webhooks; signed with MLCYCLE_WEBHOOK_SECRET when set), with the credentials of
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD."""
+    try:
+        hook_id, created = ensure_alias_webhook(
+            url, hook_url, os.environ.get("MLCYCLE_WEBHOOK_SECRET", "")
+        )
+    except Exception as exc:  # noqa: BLE001 - one line for the script, whatever refused it
+        click.echo(f"team-server: webhook to {hook_url} not set up: {exc}", err=True)
+        sys.exit(1)
+    state = "created" if created else "exists"
+    click.echo(f"webhook {WEBHOOK_NAME} ({hook_id}) {state}: {', '.join(ALIAS_EVENTS)}")
 
 
 if __name__ == "__main__":

@@ -28,56 +28,34 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest.inference import MODEL_VERSION, PREDICTION_ID, SCORED_AT, Batch, partition_dir
+from mlcycle.models.outputs import SUFFIX, output_path
 from mlcycle.models.scoring import (
     PREDICTION,
     ROW,
-    SUFFIX,
     Inputs,
     Scored,
-    output_path,
     proba_column,
     read_header,
 )
+from mlcycle.scaleout.spark_udf import Prediction, env_manager
 
 log = logging.getLogger(__name__)
 
-ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
 _FILE, _START, _ID, _SHIFT = "__mlcycle_file", "__mlcycle_start", "__mlcycle_id", "__mlcycle_shift"
-
-
-@dataclass
-class Prediction:
-    """How the model answers on Spark: the label or value type, and for a classifier
-    whose pyfunc takes predict_method, the order of its probability columns."""
-
-    spark_type: str  # a Spark SQL type name: double, long, string, boolean...
-    proba_classes: list | None = None  # the model's class order in predict_proba
-
 
 # Splits per core of the cluster when the input is planned (see with_positions).
 SPLITS_PER_CORE = 4
-
-
-def env_manager() -> str:
-    """How spark_udf gives the workers the model's environment: `local` (the workers'
-    own Python, PYSPARK_PYTHON), or built from the model's requirements on each worker."""
-    value = os.environ.get("MLCYCLE_SPARK_ENV_MANAGER", "local")
-    if value not in ENV_MANAGERS:
-        raise MlcycleError(
-            f"MLCYCLE_SPARK_ENV_MANAGER must be one of {', '.join(ENV_MANAGERS)}, got {value!r}"
-        )
-    return value
 
 
 # ------------------------------------------------------------------------------ output
 
 
 def output_folder(output: str, model_name: str, base: Path) -> Path:
-    """Where Spark writes: as `scoring.output_path`, but the .parquet name is a folder of
+    """Where Spark writes: as `outputs.output_path`, but the .parquet name is a folder of
     parts, and an existing one is the output to replace (not a folder to write into)."""
     return output_path(output, model_name, base, parts=True)
 
@@ -172,18 +150,36 @@ def _conformed(frame, inputs: Inputs) -> list:
     return columns
 
 
-def predictions(spark, frame, inputs: Inputs, model_uri: str, prediction: Prediction):
-    """identifiers, row, prediction and proba_<class> columns, as the pandas engine's."""
+def predictions(
+    spark, frame, inputs: Inputs, model_uri: str, prediction: Prediction, batch: Batch | None = None
+):
+    """identifiers, row, prediction and proba_<class> columns, as the pandas engine's;
+    given a batch, the inference log's columns too (prediction_id first, scored_at,
+    model_version, the features as conformed), in the order `inference` writes them."""
     import mlflow
     from pyspark.sql import functions as F
 
     manager = env_manager()
-    features = F.struct(*_conformed(frame, inputs))
+    conformed = _conformed(frame, inputs)
+    features = F.struct(*conformed)
     predict = mlflow.pyfunc.spark_udf(
         spark, model_uri, result_type=prediction.spark_type, env_manager=manager
     )
-    columns = [F.col(f"`{c}`").cast("string").alias(c) for c in inputs.identifiers]
-    columns += [F.col(ROW), predict(features).alias(PREDICTION)]
+    columns = []
+    if batch is not None:
+        columns += [
+            F.concat(F.lit(f"{batch.score_run}-"), F.col(ROW).cast("string")).alias(PREDICTION_ID),
+            F.lit(batch.scored_at).alias(SCORED_AT),
+            F.lit(batch.model_version).alias(MODEL_VERSION),
+            F.col(ROW),
+        ]
+    columns += [F.col(f"`{c}`").cast("string").alias(c) for c in inputs.identifiers]
+    if batch is not None:
+        by_name = dict(zip(inputs.features, conformed, strict=True))
+        columns += [by_name[c] for c in batch.features]
+    else:
+        columns.append(F.col(ROW))
+    columns.append(predict(features).alias(PREDICTION))
     if inputs.classes and prediction.proba_classes:
         proba = mlflow.pyfunc.spark_udf(
             spark,
@@ -205,26 +201,55 @@ def predictions(spark, frame, inputs: Inputs, model_uri: str, prediction: Predic
 
 
 def score_input(
-    spark, frame, inputs: Inputs, model_uri: str, prediction: Prediction, output: Path, path: Path
+    spark,
+    frame,
+    inputs: Inputs,
+    model_uri: str,
+    prediction: Prediction,
+    output: Path,
+    path: Path,
+    batch: Batch | None = None,
 ) -> Scored:
     """Score every row into the output folder, all or nothing: written beside it under a
-    hidden name, summarized, then moved into place (an older output there replaced)."""
+    hidden name, summarized, then moved into place (an older output there replaced).
+
+    Given a batch, the model runs once: the rows are written with the log's columns to
+    the batch's partition of the inference log (hidden until the end, as the output),
+    and the output is those rows' output columns read back."""
     partial = output.parent / f".{output.name}.{os.getpid()}.partial"
+    logged = partition_dir(batch.model_name, batch.score_run) if batch else None
+    log_partial = logged.parent / f".{logged.name}.{os.getpid()}.partial" if logged else None
     started = time.perf_counter()
     try:
         with spark_errors(path, frame, inputs):
             positioned, input_rows = with_positions(spark, frame)
             if not input_rows:
                 raise MlcycleError(f"input file {path} has a header but no rows")
-            scored = predictions(spark, positioned, inputs, model_uri, prediction)
+            scored = predictions(spark, positioned, inputs, model_uri, prediction, batch)
             output.parent.mkdir(parents=True, exist_ok=True)
+            if log_partial is not None:
+                # Read by pandas and pyarrow as the pandas engine's: UTC microseconds.
+                spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+                log_partial.parent.mkdir(parents=True, exist_ok=True)
+                # Not as_uri(): it escapes the '=' of the partition's name, which Spark
+                # would keep as '%3D' in the folder it writes.
+                log_uri = f"file://{log_partial}"
+                scored.write.mode("overwrite").parquet(log_uri)
+                kept = [PREDICTION_ID, *inputs.identifiers, ROW, PREDICTION]
+                kept += [proba_column(c) for c in inputs.classes or []]
+                written = spark.read.parquet(log_uri)
+                scored = written.select(*[f"`{c}`" for c in kept if c in written.columns])
             scored.write.mode("overwrite").parquet(partial.as_uri())
             summary = summarize(spark.read.parquet(partial.as_uri()), inputs)
         _replace(partial, output)
+        if log_partial is not None:
+            _replace(log_partial, logged)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        if log_partial is not None:
+            shutil.rmtree(log_partial, ignore_errors=True)
     seconds = time.perf_counter() - started
-    return Scored(output, int(summary["output_rows"]), input_rows, seconds, summary)
+    return Scored(output, int(summary["output_rows"]), input_rows, seconds, summary, logged)
 
 
 def _replace(partial: Path, output: Path) -> None:

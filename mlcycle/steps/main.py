@@ -23,13 +23,13 @@ from mlcycle import config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import newest_finished
-from mlcycle.lifecycle import aliases
+from mlcycle.lifecycle import alerts, aliases
 from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
 from mlcycle.models import selection
 from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.monitoring.metrics import PRIMARY
-from mlcycle.params import check, model_name_param, param
+from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
 from mlcycle.steps.etl import EtlParams
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class MainParams(EtlParams):
     env_manager: str = param(
         "local", "environment manager of the child runs (local inside an isolated env)"
     )
+    alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> MainParams:
         check(self)
@@ -206,7 +207,7 @@ def execute(params: MainParams) -> None:
     )
     entries.append(_entry(retrained, "retrain", metric))
     challenger = _nominate_best(run, name, entries, metric)
-    pipeline.step(
+    monitored = pipeline.step(
         "monitor",
         dict(
             etl_run=etl_run,
@@ -218,6 +219,10 @@ def execute(params: MainParams) -> None:
     )
     mlflow.set_tag(REGISTRY_OUT_TAG, json.dumps(registry_state(name), sort_keys=True))
     _summarise(pipeline.done)
+    # The monitor child's promotion, drift and decay, once: a reused monitor run already
+    # told them when it ran. (Not passed to the child: its cache key would change.)
+    if not pipeline.done["monitor"][1]:
+        alerts.report_monitor_run(params.alert_url, monitored.info.run_id)
 
 
 def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:

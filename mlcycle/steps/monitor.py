@@ -26,7 +26,8 @@ import mlflow
 
 from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.lifecycle import aliases, ledger, registry
+from mlcycle.lifecycle import alerts, aliases, ledger, registry
+from mlcycle.models.features import build_preprocessor
 from mlcycle.monitoring import (
     charts,
     evidently_workspace,
@@ -35,6 +36,7 @@ from mlcycle.monitoring import (
     promotion,
     publish,
     report,
+    unlabelled,
 )
 from mlcycle.monitoring.comparison import (
     compared_champion,
@@ -48,7 +50,7 @@ from mlcycle.monitoring.comparison import (
 )
 from mlcycle.monitoring.drift import AUTO_SAMPLE_SIZE
 from mlcycle.monitoring.report import ModelResult
-from mlcycle.params import check, etl_run_param, model_name_param, param
+from mlcycle.params import ALERT_URL_HELP, check, etl_run_param, model_name_param, param
 from mlcycle.steps.etl import open_etl
 
 log = logging.getLogger("mlcycle.monitor")
@@ -83,11 +85,18 @@ class MonitorParams:
         "confidence; 0: the point estimates alone",
         minimum=0,
     )
+    score_run: str = param(
+        "",
+        "a score run whose batch has no labels yet: monitor it without labels (drift, "
+        "prediction drift, estimated performance; never promotes); empty: the etl run's "
+        "labelled rows",
+    )
     evidently_workspace: str = param(
         evidently_workspace.DEFAULT_WORKSPACE,
         "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
         "the project root; empty: none",
     )
+    alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> MonitorParams:
         """Every check a value allows before any run opens, the report folder included;
@@ -185,20 +194,6 @@ def aliases_after(
     }
 
 
-def ledger_moves(model_name: str) -> list[dict]:
-    """The ledger's alias moves of the model, as the report's History lists them."""
-    return [
-        {
-            "time": e.time.strftime("%Y-%m-%d %H:%M:%S"),
-            "alias": e.alias,
-            "from_version": e.from_version,
-            "to_version": e.to_version,
-            "reason": e.reason,
-        }
-        for e in ledger.history(model_name)
-    ]
-
-
 def prepare(params: MonitorParams, run, etl) -> tuple[publish.Outcome, list[aliases.Move]]:
     """Load and score both models, decide, plan the alias moves, measure drift: the
     outcome to publish and the moves to apply after."""
@@ -231,7 +226,7 @@ def prepare(params: MonitorParams, run, etl) -> tuple[publish.Outcome, list[alia
         decision=decision,
         moved=aliases.describe(moves),
         aliases_after=aliases_after(results, moves, params.model_name),
-        ledger_moves=ledger_moves(params.model_name),
+        ledger_moves=ledger.listed(params.model_name),
         drift_result=drift_result,
         drift_error=drift_error,
         owners=owners,
@@ -261,6 +256,22 @@ def tag_challenger_version(decision, results: dict[str, ModelResult]) -> None:
 
 def execute(params: MonitorParams) -> dict[str, Path]:
     """Everything monitor does, in the active run; returns the report's paths."""
+    if params.score_run:
+        champion = params.champion or registry.alias_uri(params.model_name, config.CHAMPION)
+        paths = unlabelled.monitor_batch(
+            score_run=params.score_run,
+            model_name=params.model_name,
+            best=registry.load_champion(champion, params.model_name),
+            etl_run=params.etl_run,
+            output=params.output,
+            sample_size=params.sample_size,
+            moves=ledger.listed(params.model_name),
+            preprocessor=build_preprocessor,
+        )
+        # Its metrics and tags are logged: decay (the band's top under the reference) and
+        # drift are posted as for a labelled run.
+        alerts.report_monitor_run(params.alert_url, mlflow.active_run().info.run_id)
+        return paths
     run = mlflow.active_run()
     etl = open_etl(params.etl_run, {"mlcycle.model_name": params.model_name})
     mlflow.set_tag(history.CURRENT_DATA_TAG, etl.params.get("current", ""))
@@ -279,5 +290,7 @@ def execute(params: MonitorParams) -> dict[str, Path]:
         log.warning("promotion not applied: %s", exc)
         decision, paths = publish.refused(outcome, published, exc)
         tag_challenger_version(decision, outcome.results)
-        return paths
-    return published.paths
+    else:
+        paths = published.paths
+    alerts.report_monitor_run(params.alert_url, run.info.run_id)
+    return paths

@@ -17,8 +17,8 @@ from mlflow.exceptions import MlflowException
 
 from mlcycle import config
 from mlcycle.errors import MlcycleError
-from mlcycle.lifecycle import aliases, registry
-from mlcycle.params import check, param
+from mlcycle.lifecycle import alerts, aliases, registry
+from mlcycle.params import ALERT_URL_HELP, check, param
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class RollbackParams:
         "", "version to make champion again; empty: the version the previous alias names"
     )
     reason: str = param("manual rollback", "why, as the promotion ledger records it")
+    alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> RollbackParams:
         check(self)
@@ -97,5 +98,14 @@ def execute(params: RollbackParams) -> list[aliases.Move]:
         restored.to,
         restored.was,
         params.reason,
+    )
+    alerts.send(
+        params.alert_url,
+        "rollback",
+        model=params.model_name,
+        version=restored.to,
+        message=f"champion is version {restored.to} again (was {restored.was}): {params.reason}",
+        run_id=mlflow.active_run().info.run_id,
+        replaced_version=restored.was,
     )
     return moves

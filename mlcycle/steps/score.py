@@ -5,38 +5,40 @@ version first, and that version is what is loaded and recorded), its etl run (fo
 through the tag `mlcycle.etl_run` of the version or of the run that logged the model:
 the columns' types, the classes, and `drop_columns`, the identifiers kept in the
 output), and the input CSV, chunk by chunk (`mlcycle.models.scoring`). Writes one Parquet file
-(identifiers, `row`, `prediction`, `proba_<class>`); records in the active run the
+(`prediction_id`, identifiers, `row`, `prediction`, `proba_<class>`) and appends the
+batch to the model's inference log (`mlcycle.ingest.inference`: this run's partition, tag
+`mlcycle.inference_table`); records in the active run the
 model URI, name, version and id (tags), the input file as an MLflow dataset, row counts,
 throughput and a summary of the predictions (metrics), and the output path (tag).
 
 With engine=spark the same run is recorded, the rows read and scored by Spark
 (`mlcycle.scaleout.spark_session`, `mlcycle.scaleout.spark_scoring`): a CSV or Parquet
-file or folder of parts in, a Parquet folder out, the model applied by `mlflow.pyfunc.spark_udf`."""
+file or folder of parts in, a Parquet folder out (and the log's partition), the model
+applied by `mlflow.pyfunc.spark_udf`."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.types import DataType
 
 from mlcycle import config
 from mlcycle.errors import MlcycleError
+from mlcycle.ingest import inference
 from mlcycle.ingest.data import Schema, parse_columns
 from mlcycle.ingest.datasets import DATASETS_DIR
 from mlcycle.lifecycle import registry, workflow
-from mlcycle.models import scoring
+from mlcycle.models import outputs, scoring
 from mlcycle.models.predictors import inputs_for, predictor_for
 from mlcycle.params import check, param
-from mlcycle.scaleout import spark_scoring, spark_session
+from mlcycle.scaleout import spark_scoring, spark_session, spark_udf
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +46,6 @@ log = logging.getLogger(__name__)
 # what the champion of a fresh clone is asked to score next.
 DEFAULT_INPUT = "data/stream/batch_01.csv"
 ETL_RUN_TAG = "mlcycle.etl_run"
-# spark_udf's result type for the model's declared output; float and int widened as the
-# pandas engine writes them (float64, int64).
-_SPARK_TYPES = {
-    DataType.double: "double",
-    DataType.float: "double",
-    DataType.long: "long",
-    DataType.integer: "long",
-    DataType.boolean: "boolean",
-    DataType.string: "string",
-}
 
 
 @dataclass(frozen=True)
@@ -172,12 +164,13 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
             "mlcycle.model_id": getattr(metadata, "model_id", None) or "",
             ETL_RUN_TAG: model.etl_run or "",
             "mlcycle.output": str(scored.output),
+            inference.TABLE_TAG: str(scored.inference_table or ""),
         }
     )
     dataset = MetaDataset(
         resolve_dataset_source(str(path)),
         name=path.stem,
-        digest=_digest(path)[:16],
+        digest=workflow.path_digest(path)[:16],
         schema=metadata.get_input_schema(),
     )
     mlflow.log_input(dataset, context="scoring")
@@ -199,34 +192,20 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
     )
 
 
-def _digest(path: Path) -> str:
-    """A file's content hash; for a folder of parts, a hash of its parts' names and hashes."""
-    if path.is_file():
-        return workflow.file_digest(path)
-    parts = sorted(p for p in path.rglob("*") if p.is_file())
-    lines = "".join(f"{p.relative_to(path)} {workflow.file_digest(p)}\n" for p in parts)
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
-def spark_prediction(model: Model) -> spark_scoring.Prediction:
-    """What spark_udf is asked to return: the type of the model's declared output, and the
-    class order of its predict_proba when its pyfunc takes predict_method."""
-    metadata = model.pyfunc.metadata
-    output = metadata.get_output_schema()
-    kind = output.inputs[0].type if output is not None and output.inputs else None
-    if isinstance(kind, np.dtype):  # a tensor output: its numpy kind
-        kind = {"f": DataType.double, "i": DataType.long, "u": DataType.long}.get(
-            kind.kind, DataType.boolean if kind.kind == "b" else DataType.string
-        )
-    spark_type = _SPARK_TYPES.get(kind, "string" if kind is not None else "double")
-    takes_method = metadata.get_params_schema() is not None and any(
-        p.name == "predict_method" for p in metadata.get_params_schema().params
+def batch_of(
+    model: Model, params: ScoreParams, inputs: scoring.Inputs, header: list[str]
+) -> inference.Batch:
+    """The batch this run logs: in the table of the model that scores (its registered
+    name, else model_name), with the version that scored, stamped now; the features in
+    the input's column order, so labelled rows come back in the original data's order."""
+    version = model.version
+    return inference.Batch(
+        model_name=version.name if version else params.model_name,
+        score_run=mlflow.active_run().info.run_id,
+        model_version=str(version.version) if version else "",
+        scored_at=datetime.now(UTC),
+        features=[c for c in header if c in inputs.features],
     )
-    classes = None
-    if takes_method:
-        inner = getattr(model.pyfunc.unwrap_python_model(), "model", None)
-        classes = list(getattr(inner, "classes_", []) or []) or None
-    return spark_scoring.Prediction(spark_type, classes)
 
 
 def execute_spark(params: ScoreParams) -> scoring.Scored:
@@ -235,10 +214,10 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
     path = input_path(params.input)
     header = spark_scoring.input_columns(path)
     output = spark_scoring.output_folder(params.output, params.model_name, config.launcher_folder())
-    scoring.writable_ancestor(output)
+    outputs.writable_ancestor(output)
     spark_session.preflight(params.spark_master)
     model = load_model(params)
-    prediction = spark_prediction(model)
+    prediction = spark_udf.prediction_of(model.pyfunc)
     inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
     with spark_session.session(params.spark_master) as spark:
         frame = spark_scoring.read_input(spark, path)
@@ -249,8 +228,9 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
             model.loaded,
             ", ".join(inputs.identifiers) or "none",
         )
+        batch = batch_of(model, params, inputs, header)
         scored = spark_scoring.score_input(
-            spark, frame, inputs, model.loaded, prediction, output, path
+            spark, frame, inputs, model.loaded, prediction, output, path, batch
         )
     mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
     log_score(model, path, scored, "on Spark ")
@@ -266,8 +246,8 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         return execute_spark(params)
     path = input_path(params.input)
     header = scoring.read_header(path)
-    output = scoring.output_path(params.output, params.model_name, config.launcher_folder())
-    scoring.writable_ancestor(output)
+    output = outputs.output_path(params.output, params.model_name, config.launcher_folder())
+    outputs.writable_ancestor(output)
     model = load_model(params)
     inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
     log.info(
@@ -277,9 +257,9 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         f" (version {model.version.version})" if model.version else "",
         ", ".join(inputs.identifiers) or "none",
     )
-    scored = scoring.score_file(
-        path, inputs, predictor_for(model.pyfunc, model.uri, inputs.classes), output, chunk_rows
-    )
+    predictor = predictor_for(model.pyfunc, model.uri, inputs.classes)
+    batch = batch_of(model, params, inputs, header)
+    scored = scoring.score_file(path, inputs, predictor, output, chunk_rows, batch)
     mlflow.set_tag("mlcycle.engine", "pandas")
     log_score(model, path, scored)
     return scored

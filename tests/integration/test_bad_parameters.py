@@ -31,6 +31,9 @@ CASES = [
     ("main", ["--n-trials", "-1"], "parameter n_trials must be >= 0, got -1"),
     ("score", ["--model-name", "a@b"], "parameter model_name 'a@b' cannot name"),
     ("rollback", ["--model-name", ".."], "parameter model_name '..' cannot name"),
+    ("feedback", [], "parameter labels: name the CSV of labels (-P labels=FILE)"),
+    ("feedback", ["--labels", "l.csv", "--output", "x.txt"], "labelled rows are written as CSV"),
+    ("feedback", ["--labels", "nowhere.csv"], "labels file not found"),
 ]
 
 

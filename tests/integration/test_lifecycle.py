@@ -125,7 +125,7 @@ def test_score_keeps_every_row_in_order_with_identifiers_for_a_forest_and_a_netw
     (written,) = (tmp_path / "predictions" / NAME).glob("*.parquet")
     assert re.fullmatch(r"\d{8}T\d{6}Z\.parquet", written.name)
     out = pd.read_parquet(written)
-    assert list(out.columns) == ["nom", "prenom", "row", "prediction"]
+    assert list(out.columns) == ["prediction_id", "nom", "prenom", "row", "prediction"]
     assert len(out) == len(batch) == 610
     assert out["row"].tolist() == list(range(len(batch)))
     assert out["nom"].tolist() == batch["nom"].tolist()
@@ -178,7 +178,14 @@ def test_a_classifier_scores_labels_and_one_probability_per_class(
         )  # fmt: skip
         assert result.exit_code == 0, (result.output, result.exception)
         out = pd.read_parquet(output)
-        assert list(out.columns) == ["customer_id", "row", "prediction", "proba_no", "proba_yes"]
+        assert list(out.columns) == [
+            "prediction_id",
+            "customer_id",
+            "row",
+            "prediction",
+            "proba_no",
+            "proba_yes",
+        ]
         assert out["customer_id"].tolist() == rows["customer_id"].tolist()
         assert set(out["prediction"]) <= {"no", "yes"}
         np.testing.assert_allclose(out[["proba_no", "proba_yes"]].sum(axis=1), 1.0, rtol=1e-6)

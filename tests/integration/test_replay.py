@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mlcycle import config
+from mlcycle.ingest import inference
 from mlcycle.monitoring import history
 from tests.conftest import ROOT, step_env
 
@@ -90,3 +91,61 @@ def test_replay_of_three_batches(tracking_uri, tmp_path):
         assert "finetune" in candidates(run), candidates(run)
         version = client.get_model_version("replayed", run.data.tags["mlcycle.model_version"])
         assert version.tags["mlcycle.base_model_version"] == base
+
+
+def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_batch_late(
+    tracking_uri, tmp_path
+):
+    """Two small batches as production runs them: each scored without its target, its
+    labels back one batch later through feedback, main on the labelled rows."""
+    stream = tmp_path / "stream"
+    stream.mkdir()
+    for i, batch in enumerate(sorted((config.DATA_DIR / "stream").glob("batch_*.csv"))[:2]):
+        _small(batch, stream / f"batch_0{i + 1}.csv", 300)
+    work = tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, "-m", "mlcycle.replay", "--production", "--stream", str(stream)]
+        + ["--n-trials", "0", "--epochs", "2", "--model-name", "prod", "--work", str(work)],
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    def runs(step):
+        return mlflow.search_runs(
+            search_all_experiments=True,
+            output_format="list",
+            filter_string=f"tags.`{config.STEP_TAG}` = '{step}' "
+            "and tags.`mlcycle.model_name` = 'prod'",
+            order_by=["attributes.start_time ASC"],
+        )
+
+    scores = runs("score")
+    assert len(scores) == 2
+    # Scored without the target: the inference log has no montant_pret column.
+    for run in scores:
+        logged = inference.read_batch(run.info.run_id, "prod")
+        assert len(logged) == 300 and "montant_pret" not in logged.columns
+    # The labels of batch 1 came after batch 2 was scored, then batch 2's at the end.
+    batches = runs("feedback_batch")
+    assert [b.data.tags["mlcycle.score_run"] for b in batches] == [r.info.run_id for r in scores]
+    assert scores[1].info.start_time < batches[0].info.start_time
+    assert all(b.data.metrics["label_coverage"] == 1.0 for b in batches)
+    # main ran first on df_new, then on each batch's labelled rows, as current; each batch
+    # was monitored without its labels as soon as it was scored.
+    entries = history_of("prod")
+    currents = [Path(h["current_data"]).name for h in entries if h["labels"] == "present"]
+    assert currents == ["df_new.csv", "batch_01.labelled.csv", "batch_02.labelled.csv"]
+    label_free = [Path(h["current_data"]).name for h in entries if h["labels"] == "absent"]
+    assert label_free == ["batch_01.unlabelled.csv", "batch_02.unlabelled.csv"]
+    labelled = pd.read_csv(work / "batch_01.labelled.csv")
+    truth = pd.read_csv(stream / "batch_01.csv")
+    assert labelled["montant_pret"].tolist() == truth["montant_pret"].tolist()
+
+
+def history_of(model_name: str) -> list[dict]:
+    newest = history.monitor_runs(model_name)[-1]
+    return json.loads(mlflow.artifacts.load_text(f"runs:/{newest.info.run_id}/report/history.json"))

@@ -29,6 +29,7 @@ from click.testing import CliRunner
 
 from entrypoints.score import main as score_command
 from mlcycle import config
+from mlcycle.ingest import inference
 from mlcycle.ingest.datasets import load_splits
 from mlcycle.models.families import nn
 from mlcycle.models.families.rf import ForestParams
@@ -197,7 +198,10 @@ def _assert_same(spark_out: Path, expected: pd.DataFrame, classification: bool) 
     assert list(got.columns) == list(expected.columns)
     assert got["row"].tolist() == list(range(len(expected)))
     for col in expected.columns:
-        if col == "prediction" and not classification or col.startswith("proba_"):
+        if col == "prediction_id":  # <score run>-<row>: the runs differ, the rows agree
+            run = got[col].iloc[0].rsplit("-", 1)[0]
+            assert got[col].tolist() == [f"{run}-{r}" for r in got["row"]]
+        elif col == "prediction" and not classification or col.startswith("proba_"):
             np.testing.assert_allclose(got[col], expected[col], rtol=1e-9, atol=1e-12)
         else:
             assert got[col].tolist() == expected[col].tolist(), col
@@ -238,6 +242,16 @@ def test_the_cluster_scores_a_folder_of_parts_as_the_pandas_engine_scores_the_fi
     assert metrics["prediction_std"] == pytest.approx(expected["prediction"].std(ddof=0))
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.name == "batch" and str(parts) in dataset.dataset.source
+    # The batch in the inference log, as the pandas engine logs it (read back by pyarrow).
+    logged = inference.read_batch(run.info.run_id).sort_values("row", ignore_index=True)
+    assert tags["mlcycle.inference_table"] == str(inference.partition_dir(NAME, run.info.run_id))
+    got = pd.read_parquet(output).sort_values("row", ignore_index=True)
+    assert logged["prediction_id"].tolist() == got["prediction_id"].tolist()
+    assert logged["prediction_id"].iloc[0] == f"{run.info.run_id}-0"
+    np.testing.assert_allclose(logged["prediction"], expected["prediction"], rtol=1e-9)
+    np.testing.assert_allclose(logged["age"], pd.read_csv(BATCH)["age"])
+    assert str(logged["scored_at"].dtype) == "datetime64[us, UTC]"
+    assert (logged["model_version"] == models["forest"]).all()
 
 
 def test_the_cluster_scores_the_network_through_the_entry_point(
@@ -269,7 +283,14 @@ def test_a_classifier_gives_labels_and_probabilities_on_local_spark(models, tmp_
     frame.to_parquet(parquet, row_group_size=100)
     model_uri = f"models:/{CHURN}/{models['churn_forest']}"
     expected = _pandas(model_uri, csv, tmp_path / "pandas.parquet")
-    assert list(expected.columns) == ["customer_id", "row", "prediction", "proba_no", "proba_yes"]
+    assert list(expected.columns) == [
+        "prediction_id",
+        "customer_id",
+        "row",
+        "prediction",
+        "proba_no",
+        "proba_yes",
+    ]
     assert 0 < (expected["prediction"] == "yes").mean() < 1
     output = tmp_path / "spark.parquet"
     params = score_step.ScoreParams(

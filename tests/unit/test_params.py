@@ -22,6 +22,8 @@ STEPS = {
     "main": "MainParams",
     "score": "ScoreParams",
     "rollback": "RollbackParams",
+    "feedback": "FeedbackParams",
+    "watch": "WatchParams",
 }
 # MLproject knows float and string only: whole numbers are floats, flags are strings.
 MLPROJECT_TYPE = {int: "float", float: "float", str: "string", bool: "string"}

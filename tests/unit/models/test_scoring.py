@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
+from mlcycle.models.outputs import output_path, stamped_file
 from mlcycle.models.scoring import (
     Inputs,
     Summary,
     conform_chunk,
     output_frame,
-    output_path,
     plan_inputs,
     read_ahead,
-    stamped_file,
 )
 
 FILE = Path("batch.csv")

@@ -51,6 +51,24 @@ def test_entries_are_oldest_first_with_drift_scores_metrics_and_decision():
     assert [history.label(e, i) for i, e in enumerate(entries)] == ["df_new", "batch_01"]
 
 
+def test_a_run_without_labels_is_marked_estimated_and_drawn_apart():
+    unlabelled = _run(
+        "c",
+        3_000,
+        {"drift_share": 0.2, "estimated_r2": 0.6, "estimated_r2_low": 0.55},
+        {history.LABELS_TAG: "absent"},
+    )
+    entries = history.entries([*RUNS, unlabelled], "r2")
+    last = entries[-1]
+    assert (last["labels"], last["decision"], last["champion"]) == ("absent", "no labels", None)
+    assert (last["estimated"], last["estimated_low"], last["estimated_high"]) == (0.6, 0.55, None)
+    assert entries[0]["labels"] == "present" and entries[0]["estimated"] is None
+    fig = charts.monitor_history_figure(entries)
+    labels = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+    assert "champion, estimated (no labels)" in labels
+    charts.close(fig)
+
+
 def test_history_figure_draws_share_heatmap_and_metrics():
     fig = charts.monitor_history_figure(history.entries(RUNS, "r2"))
     assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 4  # + colorbar

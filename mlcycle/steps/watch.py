@@ -1,0 +1,250 @@
+"""The watch step: decide whether a model needs retraining, record why, and retrain it.
+
+Reads, for the model (runs filtered by the tag `mlcycle.model_name`, in every
+experiment), what the production loop wrote (docs/lifecycle.md, "Deciding when to
+retrain"): `feedback_batch` runs (realised metrics per scored batch), label-free
+`monitor` runs (estimated metric and band, drift share), `score` runs (the batches), the
+promotion ledger (when the champion took over), the registry (the champion; the monitor
+run that promoted it, whose `challenger_current_test_<metric>` is the champion's own
+held-out metric, the baseline of decay) and earlier `watch` and `main` runs (the last
+retrain). `mlcycle.lifecycle.trigger.decide` judges that evidence under the policy.
+
+Writes, in its own run (tag mlcycle.step=watch): the decision as tags
+(`mlcycle.watch.trigger`, `mlcycle.watch.reason`, `mlcycle.watch.rules_fired`), the
+figures as metrics, and `watch/evidence.json` (the evidence, every rule's verdict, the
+thresholds). Every decision is recorded, "no" included. When it triggers it posts a
+`trigger` alert and runs `main` as a child run on the labelled rows `feedback` gathered
+since the champion took over (the `mlcycle.feedback.output` files, merged when several),
+with reference = the data the champion learned on (its etl run's `current` file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+
+from mlcycle import config
+from mlcycle.config import resolve_path
+from mlcycle.errors import MlcycleError
+from mlcycle.ingest.data import parse_columns
+from mlcycle.lifecycle import alerts, evidence, trigger
+from mlcycle.lifecycle.evidence import TRIGGER_TAG
+from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
+from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
+
+log = logging.getLogger(__name__)
+
+REASON_TAG = "mlcycle.watch.reason"
+RULES_TAG = "mlcycle.watch.rules_fired"
+POLICY_TAG = "mlcycle.watch.policy"
+EVIDENCE_FILE = "watch/evidence.json"
+
+
+@dataclass(frozen=True)
+class WatchParams:
+    model_name: str = model_name_param()
+    policy: str = param("auto", "when to retrain", choices=trigger.POLICIES)
+    max_decay: float = param(
+        trigger.DEFAULTS["max_decay"],
+        "drop of the primary metric (R², F1) below the champion's baseline that counts as decay",
+        minimum=0,
+    )
+    k: int = param(trigger.DEFAULTS["k"], "decayed labelled windows needed ...", minimum=1)
+    n: int = param(trigger.DEFAULTS["n"], "... among the last n labelled windows", minimum=1)
+    max_drift_share: float = param(
+        trigger.DEFAULTS["max_drift_share"],
+        "share of drifted features above which drift triggers",
+        minimum=0,
+    )
+    max_age: int = param(
+        trigger.DEFAULTS["max_age"],
+        "batches a champion may score before a retrain; 0: no limit",
+        minimum=0,
+    )
+    cooldown: int = param(
+        trigger.DEFAULTS["cooldown"],
+        "batches after a retrain or promotion in which drift, estimates or age do not trigger",
+        minimum=0,
+    )
+    reference: str = param(
+        "", "main's reference CSV when it retrains; empty: the data the champion learned on"
+    )
+    n_trials: int = param(20, "main's optimize trials when it retrains", minimum=0)
+    epochs: int = param(60, "main's retrain epochs when it retrains", minimum=1)
+    env_manager: str = param("local", "environment manager of main and its children")
+    alert_url: str = param("", ALERT_URL_HELP)
+
+    def validate(self) -> WatchParams:
+        check(self)
+        if self.k > self.n:
+            raise MlcycleError(f"parameter k ({self.k}) must not exceed n ({self.n})")
+        return self
+
+    @property
+    def thresholds(self) -> dict:
+        return {name: getattr(self, name) for name in trigger.DEFAULTS}
+
+
+def main_parameters(params: WatchParams, version, current: Path) -> dict:
+    """main's parameters: the champion's etl settings, the labelled rows as current, and
+    reference = what the champion learned on (its etl run's current file)."""
+    etl = {}
+    etl_run = evidence.etl_run_of(version)
+    if etl_run:
+        etl = mlflow.get_run(etl_run).data.params
+    reference = params.reference or etl.get("current") or config.DEFAULT_REFERENCE
+    if not params.reference:
+        log.info("reference for main: %s (the data the champion learned on)", reference)
+    if not resolve_path(reference).is_file():
+        raise MlcycleError(f"parameter reference: data file not found: {resolve_path(reference)}")
+    chosen = {
+        "reference": str(resolve_path(reference)),
+        "current": str(current),
+        "model_name": params.model_name,
+        "n_trials": params.n_trials,
+        "epochs": params.epochs,
+        "env_manager": params.env_manager,
+        "alert_url": params.alert_url,
+    }
+    for name in ("target", "task", "drop_columns", "test_size", "seed"):
+        if etl.get(name) not in (None, ""):
+            chosen[name] = etl[name]
+    chosen["drop_columns"] = with_prediction_id(
+        chosen.get("drop_columns", config.DEFAULT_DROP_COLUMNS)
+    )
+    return chosen
+
+
+def with_prediction_id(drop_columns: str) -> str:
+    """The identifiers main drops, prediction_id included: the labelled rows carry it, and
+    once they are a reference (the next retrain's) it would otherwise become a feature."""
+    columns = parse_columns(drop_columns)
+    return ",".join(
+        columns if evidence.PREDICTION_ID in columns else [*columns, evidence.PREDICTION_ID]
+    )
+
+
+# ---------------------------------------------------------------- logging, then the step
+
+
+def record(decision: trigger.Decision, params: WatchParams) -> None:
+    """The decision as tags and metrics, its evidence as an artifact."""
+    ev = decision.evidence
+    mlflow.set_tags(
+        {
+            "mlcycle.model_name": params.model_name,
+            "mlcycle.champion_version": ev.get("champion_version") or "",
+            POLICY_TAG: params.policy,
+            TRIGGER_TAG: str(decision.trigger).lower(),
+            REASON_TAG: decision.summary[:4900],
+            RULES_TAG: ",".join(decision.fired),
+        }
+    )
+    windows = ev.get("windows") or []
+    figures = {
+        "watch_trigger": float(decision.trigger),
+        "baseline": ev.get("baseline"),
+        "last_realised": windows[-1]["realised"] if windows else None,
+        "labelled_windows": float(len(windows)),
+        "drift_share": ev.get("drift_share"),
+        "age_batches": ev.get("age_batches"),
+        "batches_since_retrain": ev.get("batches_since_retrain"),
+    }
+    mlflow.log_metrics({k: float(v) for k, v in figures.items() if v is not None})
+    content = {
+        "policy": params.policy,
+        "thresholds": params.thresholds,
+        "trigger": decision.trigger,
+        "reasons": decision.reasons,
+        "rules": [vars(r) for r in decision.rules],
+        "evidence": ev,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(EVIDENCE_FILE).name
+        path.write_text(json.dumps(content, indent=2, default=str))
+        mlflow.log_artifact(str(path), str(Path(EVIDENCE_FILE).parent))
+
+
+def said_before(model_name: str, run_id: str, reason: str) -> bool:
+    """Whether the model's previous watch run gave the same reason: an hourly schedule
+    during a cooldown would otherwise repeat the same held-back alert every hour."""
+    earlier = [r for r in evidence.runs(model_name, "watch") if r["run_id"] != run_id]
+    return bool(earlier) and earlier[-1]["tags"].get(REASON_TAG) == reason[:4900]
+
+
+def tell(decision: trigger.Decision, params: WatchParams, run_id: str) -> None:
+    """A trigger alert; a decay or drift seen but not acted on (cooldown, never) too,
+    unless the previous watch said the very same."""
+    ev = decision.evidence
+    kind = "trigger" if decision.trigger else None
+    if not kind and decision.fired:
+        kind = "decay" if any("decay" in name for name in decision.fired) else "drift"
+    if not kind or not params.alert_url:
+        return
+    if not decision.trigger and said_before(params.model_name, run_id, decision.summary):
+        log.info("watch: %s alert not repeated (the previous watch said the same)", kind)
+        return
+    windows = ev.get("windows") or []
+    alerts.send(
+        params.alert_url,
+        kind,
+        model=params.model_name,
+        version=ev.get("champion_version"),
+        message=decision.summary,
+        metrics={
+            "baseline": ev.get("baseline"),
+            f"realised_{ev.get('metric')}": windows[-1]["realised"] if windows else None,
+            "drift_share": ev.get("drift_share"),
+            "age_batches": ev.get("age_batches"),
+        },
+        thresholds=params.thresholds,
+        run_id=run_id,
+        policy=params.policy,
+        rules_fired=decision.fired,
+    )
+
+
+def retrain(params: WatchParams, run) -> str | None:
+    """main, as a child of this run, on the labelled rows gathered; its run id."""
+    version = evidence.champion_version(params.model_name)
+    since = evidence.champion_since(params.model_name, version)
+    labels = evidence.gathered_labels(params.model_name, since, run.info.run_id)
+    if labels is None:
+        log.warning("watch: no labelled rows gathered since the champion took over: main not run")
+        mlflow.set_tag("mlcycle.watch.main", "not run: no labelled rows since the champion")
+        return None
+    parameters = main_parameters(params, version, labels)
+    child, reused = run_or_reuse(
+        Step("main", parameters, data_files=[Path(parameters["reference"]), labels]),
+        parent_run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        env_manager=params.env_manager,
+        use_cache=True,
+        code=code_version(),
+    )
+    mlflow.set_tags({"mlcycle.run.main": child.info.run_id, "mlcycle.watch.main": "ran"})
+    log.info("watch: main %s run %s", "reused" if reused else "ran as", child.info.run_id)
+    return child.info.run_id
+
+
+def execute(params: WatchParams) -> trigger.Decision:
+    """Gather, decide, record, tell; retrain when it triggers."""
+    run = mlflow.active_run()
+    found = evidence.read_evidence(params.model_name)
+    decision = trigger.decide(found, params.policy, params.thresholds)
+    record(decision, params)
+    log.info(
+        "watch %s (%s): %s — %s",
+        params.model_name,
+        params.policy,
+        "RETRAIN" if decision.trigger else "no retrain",
+        decision.summary,
+    )
+    tell(decision, params, run.info.run_id)
+    if decision.trigger:
+        retrain(params, run)
+    return decision
