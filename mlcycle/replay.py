@@ -193,6 +193,9 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-trials", type=int, default=2, help="optimize trials per batch")
     parser.add_argument("--epochs", type=int, default=30, help="retrain epochs per batch")
     parser.add_argument(
+        "--refit-families", default=None, help="main's refit_families (default: main's own)"
+    )
+    parser.add_argument(
         "--production",
         action="store_true",
         help="score each batch without labels, labels back later through feedback",
@@ -216,6 +219,8 @@ def cli(argv: list[str] | None = None) -> None:
         "n_trials": str(args.n_trials),
         "epochs": str(args.epochs),
     }
+    if args.refit_families is not None:
+        params["refit_families"] = args.refit_families
     if args.production and args.label_delay < 0:
         raise SystemExit("mlcycle error: --label-delay must be >= 0")
     done: list[Path] = []

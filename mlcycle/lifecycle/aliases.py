@@ -72,6 +72,15 @@ def nominate(state: State, version: str) -> list[Move]:
     return _move(state, config.CHALLENGER, version)
 
 
+def selection(state: State, last: str, best: str) -> list[Move]:
+    """main's choice: the best candidate replaces the last one nominated (`last`) as
+    challenger. Only while `last` is the challenger: a re-run whose steps were all reused
+    finds its winner nominated already, or spent by a promotion since, and moves nothing."""
+    if state.get(config.CHALLENGER) != str(last) or str(best) == str(last):
+        return []
+    return _move(state, config.CHALLENGER, best)
+
+
 def promotion(state: State, champion: str | None, challenger: str) -> list[Move]:
     """The challenger becomes champion; the champion it was compared with (None: another
     model's, or none) becomes previous; the challenger alias is spent."""

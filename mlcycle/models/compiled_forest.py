@@ -20,6 +20,21 @@ NONE_CATEGORY = "\x00None"
 _CHECK_ROWS = 2000  # training rows the compiled form is checked against at logging time
 
 
+def input_dtype(estimator) -> str:
+    """The dtype the estimator compares its inputs in: scikit-learn's forests cast the
+    matrix to float32 first, its HistGradientBoosting keeps float64 (its thresholds are
+    float64: a float32 row would go the other way at some of them)."""
+    return "float64" if type(estimator).__name__.startswith("HistGradientBoosting") else "float32"
+
+
+def softmax_outputs(estimator) -> bool:
+    """Whether the estimator's class probabilities are a softmax of the trees' sums (the
+    boosted trees with more than two classes): Treelite computes that softmax in float32
+    (up to 6e-8 off scikit-learn), so CompiledTrees takes the sums and does it in float64
+    (then 2e-16 off)."""
+    return input_dtype(estimator) == "float64" and len(getattr(estimator, "classes_", [])) > 2
+
+
 class NotCompiled(Exception):
     """Why a pipeline's compiled form cannot be built (the Pipeline serves instead)."""
 
@@ -110,8 +125,8 @@ def compile_pipeline(pipeline, schema: Schema, rows: pd.DataFrame):
     matrix = preprocessing.transform(none_as_category(rows, schema.categorical), dtype="float64")
     if expected.shape != matrix.shape or not np.array_equal(expected, matrix):
         raise NotCompiled("the preprocessing does not give the ColumnTransformer's numbers")
-    x = matrix.astype("float32")
-    compiled = CompiledTrees(trees, schema.task)
+    x = matrix.astype(input_dtype(estimator), copy=False)
+    compiled = CompiledTrees(trees, schema.task, softmax_outputs(estimator))
     try:
         if schema.task == "classification":
             ours, theirs = compiled.proba(x), estimator.predict_proba(x)
@@ -155,26 +170,33 @@ def none_as_category(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFram
 
 
 class CompiledTrees:
-    """Treelite's interpreter over float32 features, as scikit-learn compares them: its
-    trees cast the matrix to float32 first, so a value between a float32 and its float64
-    neighbour would otherwise go the other way at a threshold."""
+    """Treelite's interpreter over the features as scikit-learn compares them
+    (`input_dtype`): a forest's trees cast the matrix to float32 first, so a value between
+    a float32 and its float64 neighbour would otherwise go the other way at a threshold."""
 
-    def __init__(self, trees, task: str):
+    def __init__(self, trees, task: str, softmax: bool = False):
         self.trees = trees
         self.task = task
+        self.softmax = softmax  # probabilities as softmax_outputs says
 
-    def _raw(self, x32: np.ndarray) -> np.ndarray:
+    def _raw(self, x: np.ndarray, margin: bool = False) -> np.ndarray:
         import treelite
 
         # One thread: a request is a row or a few, and a server answers several at once.
-        out = treelite.gtil.predict(self.trees, x32.astype("float64"), nthread=1)
-        return out.reshape(len(x32), -1)
+        out = treelite.gtil.predict(
+            self.trees, x.astype("float64", copy=False), nthread=1, pred_margin=margin
+        )
+        return out.reshape(len(x), -1)
 
-    def values(self, x32: np.ndarray) -> np.ndarray:
-        return self._raw(x32)[:, 0]
+    def values(self, x: np.ndarray) -> np.ndarray:
+        return self._raw(x)[:, 0]
 
-    def proba(self, x32: np.ndarray) -> np.ndarray:
-        out = self._raw(x32)
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        if self.softmax:
+            from scipy.special import softmax
+
+            return softmax(self._raw(x, margin=True), axis=1)
+        out = self._raw(x)
         if out.shape[1] == 1:  # one probability: the second class's
             return np.column_stack([1.0 - out[:, 0], out[:, 0]])
         return out

@@ -18,8 +18,13 @@ log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
 # MLflow 3.17 saves sklearn models with skops, which refuses types it cannot vouch for.
-# These are the forest's own node storage and numpy dtypes of a model we fitted ourselves.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree"]
+# These are the forest's and the boosted trees' own node storage and numpy dtypes of a
+# model we fitted ourselves.
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
 
 
 def pip_requirements(*packages: str) -> list[str]:

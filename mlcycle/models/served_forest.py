@@ -44,7 +44,9 @@ from mlcycle.models.compiled_forest import (
     CompiledTrees,
     NotCompiled,
     compile_pipeline,
+    input_dtype,
     none_as_category,
+    softmax_outputs,
 )
 from mlcycle.models.serving import (
     BadInput,
@@ -58,6 +60,7 @@ from mlcycle.models.serving import (
 log = logging.getLogger(__name__)
 
 FAMILY = "rf"
+BOOSTED = "hgb"  # the boosted trees (mlcycle.models.families.hgb), served by this class too
 FOREST_ARTIFACT = "forest"
 ENGINE_TAG = "mlcycle.forest_engine"  # "treelite" or "pipeline"
 FALLBACK_TAG = "mlcycle.forest_fallback"  # why the compiled form could not be built
@@ -87,16 +90,19 @@ class ForestModel:
         self.schema = schema
         self.pipeline = pipeline
         self.preprocessing = preprocessing
-        self.compiled = CompiledTrees(trees, schema.task) if trees is not None else None
         self.fallback = fallback
         estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
         self.estimator = estimator
+        self.compiled = None
+        if trees is not None:
+            self.compiled = CompiledTrees(trees, schema.task, softmax_outputs(estimator))
         # The same fitted trees (a shallow copy) with every core, for large batches; the
         # Pipeline's own estimator keeps the one thread it was logged with.
         self.parallel = copy.copy(estimator)
         if "n_jobs" in getattr(estimator, "__dict__", {}):
             self.parallel.n_jobs = -1
         self.classes_ = list(getattr(estimator, "classes_", []))
+        self.dtype = input_dtype(estimator)
 
     @classmethod
     def build(cls, pipeline, schema: Schema, rows: pd.DataFrame) -> ForestModel:
@@ -114,7 +120,7 @@ class ForestModel:
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         frame = none_as_category(frame, self.schema.categorical)
-        return self.preprocessing.transform(frame, dtype="float64").astype("float32")
+        return self.preprocessing.transform(frame, dtype="float64").astype(self.dtype, copy=False)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw rows -> values (regression) or class labels, equal to Pipeline.predict."""
@@ -182,7 +188,7 @@ class ForestModel:
             self.compiled.trees.serialize(str(path / _TREES_FILE))
         meta = {
             "format": _FORMAT,
-            "family": FAMILY,
+            "family": BOOSTED if self.dtype == "float64" else FAMILY,
             "engine": self.engine,
             "fallback": self.fallback,
             "schema": self.schema.to_dict(),
@@ -238,10 +244,12 @@ def log_forest(
     train: pd.DataFrame,
     model_name: str | None,
     version_tags: dict[str, str] | None = None,
+    family: str = FAMILY,
 ):
-    """Log a fitted forest Pipeline as the served forest (`serving.log_from_code`),
-    compiled when it can be; register it under model_name when given, with version_tags
-    and the engine tags in the same call. Returns MLflow's ModelInfo."""
+    """Log a fitted forest Pipeline (or boosted trees: family hgb) as the served forest
+    (`serving.log_from_code`), compiled when it can be; register it under model_name when
+    given, with version_tags and the engine tags in the same call. Returns MLflow's
+    ModelInfo."""
     model = ForestModel.build(pipeline, schema, train)
     tags = {ENGINE_TAG: model.engine} | ({FALLBACK_TAG: model.fallback} if model.fallback else {})
     info = log_from_code(
@@ -251,7 +259,7 @@ def log_forest(
         train,
         model_name,
         artifact=FOREST_ARTIFACT,
-        family=FAMILY,
+        family=family,
         pip_requirements=modelio.pip_requirements(
             "scikit-learn", "numpy", "pandas", "skops", "treelite"
         ),
@@ -260,7 +268,8 @@ def log_forest(
         tags=tags,
     )
     log.info(
-        "logged forest %s (%s; registered version %s)",
+        "logged %s %s (%s; registered version %s)",
+        "forest" if family == FAMILY else family,
         info.model_uri,
         model.engine,
         info.registered_model_version,

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from mlcycle.monitoring.gate import Interval, paired_bootstrap
 
@@ -165,13 +166,16 @@ def measure(
         return None
     x, y = _pooled(schema, reference, current, seed)
     model = side_model(schema.task, seed)
-    try:
-        model.fit(x, y)
-    except ValueError as exc:
-        log.warning("relationship not measured: %s", exc)
-        return None
-    as_reference = _predict(model, schema, x, test, side=0)
-    as_current = _predict(model, schema, x, test, side=1)
+    # One OpenMP thread: on two shared cores the boosted trees' threads stall each other
+    # (a fit of seconds took 7-24 s under load, measured for the hgb family).
+    with threadpool_limits(1, user_api="openmp"):
+        try:
+            model.fit(x, y)
+        except ValueError as exc:
+            log.warning("relationship not measured: %s", exc)
+            return None
+        as_reference = _predict(model, schema, x, test, side=0)
+        as_current = _predict(model, schema, x, test, side=1)
     interval = paired_bootstrap(
         schema.task,
         test[schema.target].to_numpy(),

@@ -1,4 +1,5 @@
-"""The baseline step: train the RandomForest champion on reference train.
+"""The baseline step: train the champion on reference train: the RandomForest, or with
+`family=hgb` boosted trees (HistGradientBoosting, the family's defaults).
 
 Reads the etl run's splits (the latest finished etl run unless told, a fresh one on the
 defaults when there is none); writes the forest's `reference_test_*`, `current_test_*`
@@ -22,6 +23,7 @@ from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage, registry
+from mlcycle.models import families
 from mlcycle.models.families import rf
 from mlcycle.monitoring import charts
 from mlcycle.monitoring.evaluate import predict, predict_proba, score
@@ -29,6 +31,9 @@ from mlcycle.params import check, etl_run_param, model_name_param, param
 from mlcycle.steps.etl import open_etl
 
 log = logging.getLogger("mlcycle.baseline")
+
+# The families baseline trains: trees with their preprocessing, served alike.
+TREE_FAMILIES = ("rf", "hgb")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class BaselineParams:
     min_samples_leaf: int = param(1, "rows needed in a leaf", minimum=1)
     class_weight: str = param("", "classification only: balanced, balanced_subsample or empty")
     seed: int = param(42, "seed of the forest", minimum=0)
+    family: str = param(
+        "rf",
+        "rf (the forest, with the parameters above) or hgb (boosted trees, their defaults)",
+        choices=TREE_FAMILIES,
+    )
 
     def validate(self) -> BaselineParams:
         parse_max_depth(self.max_depth)
@@ -59,6 +69,13 @@ class BaselineParams:
             seed=self.seed,
         )
 
+    def model_params(self):
+        """The parameters of the family asked for: the forest's from the step's, the
+        boosted trees' defaults (with the step's seed)."""
+        if self.family == rf.NAME:
+            return self.forest()
+        return families.get(self.family).params_from({"seed": self.seed})
+
 
 def parse_max_depth(text: str | None) -> int | None:
     """'' (MLproject has no optional int) means unlimited depth."""
@@ -73,15 +90,21 @@ def parse_max_depth(text: str | None) -> int | None:
 
 
 def forest_settings(params: BaselineParams) -> dict:
-    """The forest's settings that are not parameters of the step (max_features, n_jobs):
-    logged beside them, so the run shows everything the forest was fitted with."""
+    """The model's settings that are not parameters of the step (the forest's
+    max_features and n_jobs, every setting of the boosted trees, prefixed `hgb.`): logged
+    beside them, so the run shows everything the model was fitted with."""
+    if params.family != rf.NAME:
+        return {f"{params.family}.{k}": v for k, v in asdict(params.model_params()).items()}
     step = asdict(params)
     return {k: v for k, v in asdict(params.forest()).items() if k not in step}
 
 
-def train(schema: Schema, splits: Splits, forest: rf.ForestParams) -> tuple[Pipeline, dict]:
-    """The forest fitted on reference train only, and its metrics on both test splits."""
-    model = rf.fit(schema, forest, splits.reference_train)
+def train(
+    schema: Schema, splits: Splits, model_params, family: str = rf.NAME
+) -> tuple[Pipeline, dict]:
+    """The family's model fitted on reference train only, and its metrics on both test
+    splits."""
+    model = families.get(family).fit(schema, model_params, splits.reference_train)
     return model, score(model, schema, splits)
 
 
@@ -98,12 +121,12 @@ def log_baseline(
     none. Returns the version."""
     mlflow.log_params(forest_settings(params))
     name = params.model_name
-    info = rf.log(
+    info = families.get(params.family).log(
         model,
         schema,
         splits.reference_train,
         name,
-        version_tags={"mlcycle.family": rf.NAME, "mlcycle.etl_run": etl_run},
+        version_tags={"mlcycle.family": params.family, "mlcycle.etl_run": etl_run},
     )
     # After the model: MLflow would copy metrics logged before it onto it without a dataset.
     lineage.log_lineage(info.model_id, schema, splits, etl_run, metrics, "reference_train")
@@ -140,7 +163,7 @@ def _log_classification_charts(model, schema: Schema, splits: Splits) -> None:
 
 
 def execute(params: BaselineParams) -> str:
-    """Train, score, log and register the forest in the active run; its version."""
+    """Train, score, log and register the model in the active run; its version."""
     etl = open_etl(params.etl_run)
-    model, metrics = train(etl.schema, etl.splits, params.forest())
+    model, metrics = train(etl.schema, etl.splits, params.model_params(), params.family)
     return log_baseline(model, metrics, etl.schema, etl.splits, params, etl.run_id)

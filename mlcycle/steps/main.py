@@ -1,5 +1,8 @@
-"""The main step: etl -> baseline -> optimize -> retrain -> monitor, as child runs of one
-parent, reusing finished identical steps (mlcycle.lifecycle.workflow).
+"""The main step: etl -> baseline -> optimize -> refits -> retrain -> monitor, as child runs
+of one parent, reusing finished identical steps (mlcycle.lifecycle.workflow). Of the
+candidates (optimize's best, the refitted families, retrain's network) the best on one
+validation slice of current train becomes the challenger monitor judges
+(`mlcycle.models.selection`; `validation_<metric>.<candidate>`, `mlcycle.candidate_winner`).
 
 Reads the two data files and the registry's aliases once, at the start; hands each step
 the run ids and model versions the earlier steps recorded (never an alias read back);
@@ -22,8 +25,10 @@ from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import newest_finished
 from mlcycle.lifecycle import alerts, aliases
 from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
+from mlcycle.models import selection
 from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
+from mlcycle.monitoring.metrics import PRIMARY
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
 from mlcycle.steps.etl import EtlParams
 
@@ -44,6 +49,11 @@ class MainParams(EtlParams):
     model_name: str = model_name_param()
     n_trials: int = param(20, "optimize trials (0 skips optimize)", minimum=0)
     optimize_family: str = param("nn", "family optimize tunes", choices=FAMILY_NAMES)
+    refit_families: str = param(
+        "rf,hgb",
+        "families also fitted with their defaults on current train as candidates "
+        "(comma-separated; the tuned family is left out; empty for none)",
+    )
     epochs: int = param(60, "retrain's maximum epochs")
     promote: bool = param(True, "let monitor move the champion alias")
     use_cache: bool = param(True, "reuse finished identical steps")
@@ -57,7 +67,18 @@ class MainParams(EtlParams):
 
     def validate(self) -> MainParams:
         check(self)
+        if unknown := set(self.refits()) - set(FAMILY_NAMES):
+            raise MlcycleError(
+                f"parameter refit_families must name families of {', '.join(FAMILY_NAMES)}, "
+                f"got {', '.join(sorted(unknown))}"
+            )
         return self
+
+    def refits(self) -> list[str]:
+        """The families refitted as candidates, in order, without the tuned one."""
+        names = [f.strip() for f in self.refit_families.split(",") if f.strip()]
+        tuned = self.optimize_family if self.n_trials else None
+        return [f for i, f in enumerate(names) if f != tuned and f not in names[:i]]
 
 
 def registry_state(model_name: str) -> dict[str, str]:
@@ -79,6 +100,7 @@ def pipeline_key(params: MainParams, code: str, data_files) -> str:
             params.model_name,
             params.n_trials,
             params.optimize_family,
+            params.refit_families,
             params.epochs,
             params.promote,
             params.force_baseline,
@@ -130,9 +152,9 @@ class Pipeline:
         )
         self.done: dict[str, tuple[str, bool]] = {}
 
-    def step(self, name: str, parameters: dict, **kwargs):
+    def step(self, name: str, parameters: dict, label: str = "", **kwargs):
         child, reused = run_or_reuse(Step(name, parameters, **kwargs), **self.common)
-        self.done[name] = (child.info.run_id, reused)
+        self.done[label or name] = (child.info.run_id, reused)
         return child
 
 
@@ -151,16 +173,27 @@ def execute(params: MainParams) -> None:
     mlflow.set_tag(REGISTRY_IN_TAG, json.dumps(state, sort_keys=True))
     pipeline = Pipeline(run, params, code)
 
-    etl_run = pipeline.step(
+    etl = pipeline.step(
         "etl",
         {f.name: getattr(params, f.name) for f in fields(EtlParams)}
         | {"reference": str(data_files[0]), "current": str(data_files[1])},
         data_files=data_files,
-    ).info.run_id
+    )
+    etl_run = etl.info.run_id
 
     champion = _baseline(pipeline, etl_run, state[config.CHAMPION])
     champion_uri = f"models:/{name}/{champion}"
-    params_from = _optimize(pipeline, etl_run)
+    metric, family, entries = PRIMARY[etl.data.tags["mlcycle.task"]], params.optimize_family, []
+    params_from = ""
+    if params.n_trials == 0:
+        log.info("step optimize: skipped (n_trials=0)")
+    else:
+        tuned = _optimize(pipeline, etl_run, family)
+        entries.append(_entry(tuned, f"optimize-{family}", metric))
+        # retrain trains the network: it takes tuned parameters of that family only.
+        params_from = tuned.info.run_id if family == RETRAINED_FAMILY else ""
+    for refit in params.refits():
+        entries.append(_entry(_optimize(pipeline, etl_run, refit, True), f"refit-{refit}", metric))
     retrained = pipeline.step(
         "retrain",
         dict(
@@ -172,7 +205,8 @@ def execute(params: MainParams) -> None:
             seed=params.seed,
         ),
     )
-    challenger = registered_version(retrained, "retrain")
+    entries.append(_entry(retrained, "retrain", metric))
+    challenger = _nominate_best(run, name, entries, metric)
     monitored = pipeline.step(
         "monitor",
         dict(
@@ -213,27 +247,44 @@ def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:
     return forest
 
 
-def _optimize(pipeline: Pipeline, etl_run: str) -> str:
-    """The optimize run whose best network parameters retrain uses ('' for none)."""
+def _optimize(pipeline: Pipeline, etl_run: str, family: str, refit: bool = False):
+    """optimize tuning the family (a study per etl run: new data must not resume a study
+    tuned on the old), or with refit its defaults fitted on current train: one trial,
+    which is the defaults, in a study of its own."""
     params = pipeline.params
-    if params.n_trials == 0:
-        log.info("step optimize: skipped (n_trials=0)")
-        return ""
-    family = params.optimize_family
-    # A study per etl run: new data must not resume a study tuned on the old.
-    run = pipeline.step(
+    study = f"{params.model_name}-{family}{'-defaults' if refit else ''}-{etl_run[:12]}"
+    return pipeline.step(
         "optimize",
         dict(
             etl_run=etl_run,
             model_name=params.model_name,
             family=family,
-            n_trials=params.n_trials,
-            study_name=f"{params.model_name}-{family}-{etl_run[:12]}",
+            n_trials=1 if refit else params.n_trials,
+            study_name=study,
             seed=params.seed,
         ),
+        label=f"refit-{family}" if refit else "",
     )
-    # retrain trains the network: it takes tuned parameters of that family only.
-    return run.info.run_id if family == RETRAINED_FAMILY else ""
+
+
+def _entry(run, label: str, metric: str) -> selection.Entry:
+    """A candidate: the version its run registered, its score on the judging slice."""
+    score = run.data.metrics.get(f"validation_{metric}")
+    return selection.Entry(label, registered_version(run, label), score)
+
+
+def _nominate_best(run, name: str, entries: list[selection.Entry], metric: str) -> str:
+    """Nominate challenger the best candidate on the judging slice (each step nominated
+    its own: the last is not the best for being last); every score and the winner go
+    to main's run. Returns the winner's version."""
+    winner, reason = selection.choose(entries, metric)
+    log.info("candidates: %s", reason)
+    mlflow.log_metrics(selection.scores(entries, metric))
+    mlflow.set_tags({"mlcycle.candidate_winner": winner.label, "mlcycle.candidate_reason": reason})
+    moves = aliases.selection(aliases.read_state(name), entries[-1].version, winner.version)
+    aliases.apply(name, moves, reason=f"main: {reason}")
+    aliases.supersede(name, moves, run.info.run_id)
+    return winner.version
 
 
 def _summarise(done: dict[str, tuple[str, bool]]) -> None:

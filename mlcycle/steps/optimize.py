@@ -6,7 +6,11 @@ tagged `parameter_optimization`, one nested run per trial this worker ran, the b
 parameters of the whole study as `best_params.json`, and the best model refitted on
 current train, scored on both test splits (its metrics and `train_rows` on the logged
 model too, each naming its rows; current train its training input), registered and
-nominated `challenger`.
+nominated `challenger`. The study's first trial is the family's defaults (for the
+network, then the one the model's newest retrain kept), so its best is never below them
+on validation. `validation_<metric>` metrics: the best parameters
+fitted on current train less the judging slice, scored on that slice
+(`mlcycle.models.selection`: the rows main compares every candidate on).
 Several workers on the same `storage` and `study_name` share the study."""
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 
+from mlcycle import config
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage
-from mlcycle.models import families, tuning
+from mlcycle.models import families, selection, tuning
 from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.monitoring import charts
 from mlcycle.monitoring.evaluate import score
@@ -97,6 +102,13 @@ def search(
         params.seed,
         family.pruner(),
     )
+    # The defaults first (unless a trial of this study tried them): tuning then never
+    # ends below what the family gives untuned.
+    study.enqueue_trial(family.default_trial(schema.task), skip_if_exists=True)
+    # The network's next: what retrain last kept for this model, when known.
+    known = getattr(family, "known_trial", None)
+    if known and (kept := retrains_choice(params.model_name, known)):
+        study.enqueue_trial(kept, skip_if_exists=True)
     objective = family.objective(schema, splits.current_train, metric, direction, params.seed)
     trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
     tuning.run_search(
@@ -112,19 +124,47 @@ def search(
     return study, counts
 
 
+def retrains_choice(model_name: str, known_trial) -> dict | None:
+    """The network the model's newest finished retrain kept (its `network.*` params: with
+    strategy auto, the candidate it chose), as search-space values; None when there is
+    none or it lies outside the space."""
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'retrain' and params.model_name = "
+        f"'{model_name}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    prefix = "network."
+    values = {
+        k[len(prefix) :]: v
+        for k, v in (runs[0].data.params if runs else {}).items()
+        if k.startswith(prefix)
+    }
+    return known_trial(values) if values else None
+
+
 def study_name(params: OptimizeParams, metric: str) -> str:
     return params.study_name or tuning.default_study_name(params.model_name, params.family, metric)
 
 
 def log_search(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, best: dict, counts: dict, metric: str
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    best: dict,
+    counts: dict,
+    metric: str,
+    judged: dict[str, float],
 ) -> None:
-    """best_params.json, this worker's trial counts, the study's best value and charts.
-    The metrics are the run's, not the model's: logged once the model is."""
+    """best_params.json, this worker's trial counts, the study's best value, the best
+    parameters' scores on the judging slice (`judged`) and charts. The metrics are the
+    run's, not the model's: logged once the model is."""
     mlflow.log_dict(best, BEST_PARAMS)
     lineage.log_run_metrics(
         {
             **counts,
+            **judged,
             f"best_validation_{metric}": float(trial.value),
             "study_trials": float(len(study.trials)),
         }
@@ -203,7 +243,10 @@ def execute(params: OptimizeParams) -> str | None:
     trial = tuning.best_trial(study)
     best = best_params(params.family, trial, schema.task, params.seed)
     version = register_best(best, schema, splits, params, etl_run)
-    log_search(study, trial, best, counts, metric)
+    judged = selection.slice_metrics(
+        families.get(params.family), schema, refit_params(best), splits.current_train, params.seed
+    )
+    log_search(study, trial, best, counts, metric, judged)
     # The alias moves last, once the run holds everything it says about the model.
     aliases.nominate_challenger(
         params.model_name,

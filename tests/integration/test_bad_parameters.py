@@ -18,7 +18,7 @@ CASES = [
     ("baseline", ["--model-name", ""], "parameter model_name '' cannot name a registered"),
     ("baseline", ["--n-estimators", "0"], "parameter n_estimators must be >= 1"),
     ("baseline", ["--max-depth", "deep"], "parameter max_depth must be an integer or empty"),
-    ("optimize", ["--family", "xgb"], "parameter family must be one of rf, nn, got 'xgb'"),
+    ("optimize", ["--family", "xgb"], "parameter family must be one of rf, nn, hgb, got 'xgb'"),
     ("optimize", ["--n-jobs", "0"], "parameter n_jobs must be >= 1 (or -1), got 0"),
     ("optimize", ["--model-name", "../x"], "parameter model_name '../x' cannot name"),
     ("retrain", ["--seed", "-1"], "parameter seed must be >= 0, got -1"),

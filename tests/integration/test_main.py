@@ -12,7 +12,9 @@ from tests.conftest import assert_ok, mlflow_run
 
 pytestmark = pytest.mark.integration
 
-CHEAP = {"n_trials": 2, "optimize_family": "rf", "test_size": 0.2}
+# No refitted candidates here (their own test below): the step counts stay those of the
+# five steps.
+CHEAP = {"n_trials": 2, "optimize_family": "rf", "test_size": 0.2, "refit_families": ""}
 
 
 def runs(filter_string: str):
@@ -120,3 +122,28 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     assert_ok(again)
     assert "main: 4 of 4 steps reused" in again.stderr, again.stderr[-2000:]
     assert aliases() == forced_state
+
+
+def test_main_nominates_the_best_candidate_on_the_slice_not_the_last_trained(tracking_uri):
+    params = {**CHEAP, "refit_families": "rf,hgb", "epochs": 2, "promote": "false"}
+    assert_ok(mlflow_run("main", tracking_uri, params))
+    (main_run,) = runs(f"tags.`{config.STEP_TAG}` = 'main'")
+    tags, metrics = main_run.data.tags, main_run.data.metrics
+    # rf is tuned, so only hgb is refitted: three candidates, each scored on the slice.
+    labels = ("optimize-rf", "refit-hgb", "retrain")
+    scores = {label: metrics[f"validation_r2.{label}"] for label in labels}
+    assert len(runs(f"tags.`{config.STEP_TAG}` = 'optimize'")) == 2
+    refit = mlflow.get_run(tags["mlcycle.run.refit-hgb"])
+    assert refit.data.params["n_trials"] == "1" and refit.data.params["family"] == "hgb"
+    winner = max(scores, key=scores.get)
+    assert tags["mlcycle.candidate_winner"] == winner
+    run_of = {"optimize-rf": "optimize", "refit-hgb": "refit-hgb", "retrain": "retrain"}
+    version = registered(tags[f"mlcycle.run.{run_of[winner]}"])
+    monitor = mlflow.get_run(tags["mlcycle.run.monitor"])
+    assert monitor.data.params["challenger"] == f"models:/loan-amount/{version}"
+    assert aliases()["challenger"] == version
+    # Two epochs make a poor network: the winner is a tree, nominated after retrain.
+    assert (
+        winner != "retrain"
+        and f"{winner} (version {version}) has the best" in (tags["mlcycle.candidate_reason"])
+    )

@@ -245,7 +245,7 @@ def test_network_family_prunes_by_epoch_and_retrain_trains_its_best_params(
 
 
 BAD_PARAMETERS = [
-    (["--family", "xgboost"], "parameter family must be one of rf, nn, got 'xgboost'"),
+    (["--family", "xgboost"], "parameter family must be one of rf, nn, hgb, got 'xgboost'"),
     (["--metric", "accuracy_score"], "parameter metric must be one of"),
     (["--metric", "f1"], "parameter metric 'f1' does not apply to a regression task"),
     (["--storage", "redis://127.0.0.1:6379"], "parameter storage: unsupported scheme 'redis'"),
@@ -297,3 +297,19 @@ def test_bad_parameters_get_one_message_and_touch_no_alias(tracking_uri, etl_run
     ]
     assert [r.data.tags["mlcycle.skipped"] for r in skipped] == ["n_trials=0"]
     assert mlflow.MlflowClient().search_registered_models() == []
+
+
+def test_the_network_search_knows_what_the_models_newest_retrain_kept(tracking_uri):
+    from mlcycle.models.families import nn
+    from mlcycle.steps.optimize import retrains_choice
+
+    assert retrains_choice("loan-amount", nn.known_trial) is None  # no retrain yet
+    for units, status in (("[16]", "FINISHED"), ("[64, 32]", "FINISHED"), ("[8]", "FAILED")):
+        with mlflow.start_run() as run:
+            mlflow.set_tag(config.STEP_TAG, "retrain")
+            mlflow.log_params({"model_name": "loan-amount", "network.hidden_units": units})
+            mlflow.log_params({"network.epochs": 30, "network.batch_size": 16})
+        mlflow.MlflowClient().set_terminated(run.info.run_id, status)
+    kept = retrains_choice("loan-amount", nn.known_trial)
+    assert (kept["n_layers"], kept["units_0"], kept["units_1"], kept["epochs"]) == (2, 64, 32, 30)
+    assert retrains_choice("other-model", nn.known_trial) is None

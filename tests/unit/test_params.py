@@ -79,7 +79,7 @@ def test_the_defaults_pass_their_own_checks(step):
     [
         ("etl", {"task": "clustering"}, "parameter task must be one of auto, regression"),
         ("etl", {"seed": -1}, "parameter seed must be >= 0, got -1"),
-        ("optimize", {"family": "xgb"}, "parameter family must be one of rf, nn, got 'xgb'"),
+        ("optimize", {"family": "xgb"}, "parameter family must be one of rf, nn, hgb, got 'xgb'"),
         ("optimize", {"n_jobs": 0}, "parameter n_jobs must be >= 1 (or -1), got 0"),
         ("retrain", {"window": "last"}, "parameter window must be one of auto, current, all"),
         ("monitor", {"sample_size": -5}, "parameter sample_size must be >= 0, got -5"),

@@ -1,4 +1,5 @@
-"""Model families (rf: the forest, nn: the Keras network) behind one interface.
+"""Model families (rf: the forest, nn: the Keras network, hgb: boosted trees) behind one
+interface.
 
 A family is a module of this package that provides what `Family` lists: its parameters
 (read back from a `best_params.json`), how a model is fitted and logged, and what Optuna
@@ -19,7 +20,7 @@ import pandas as pd
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 
-FAMILY_NAMES = ("rf", "nn")
+FAMILY_NAMES = ("rf", "nn", "hgb")
 
 
 class Family(Protocol):
@@ -47,6 +48,10 @@ class Family(Protocol):
 
     def suggest(self, trial: Any, task: str, seed: int) -> Any:
         """The parameters an Optuna trial proposes (the search space)."""
+
+    def default_trial(self, task: str) -> dict:
+        """The family's defaults as values of the search space: optimize's first trial,
+        so that tuning never ends below them on validation."""
 
     def best_params(self, trial: Any, task: str, seed: int) -> dict:
         """A finished trial's parameters as JSON-ready values, rebuilt by `suggest` so

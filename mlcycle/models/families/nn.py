@@ -68,6 +68,42 @@ def suggest(trial: optuna.trial.BaseTrial, task: str, seed: int) -> NetworkParam
     )
 
 
+def default_trial(task: str) -> dict:
+    """The search-space values of the network retrain trains by default (NetworkParams'
+    defaults, which are retrain's own): optimize's first trial."""
+    return trial_values(NetworkParams())
+
+
+def trial_values(params: NetworkParams) -> dict:
+    """A network's parameters as values of the search space (suggest's names)."""
+    units = {f"units_{i}": width for i, width in enumerate(params.hidden_units)}
+    return {
+        "n_layers": len(params.hidden_units),
+        **units,
+        "dropout": params.dropout,
+        "learning_rate": params.learning_rate,
+        "batch_size": params.batch_size,
+        "epochs": params.epochs,
+    }
+
+
+def known_trial(values: dict) -> dict | None:
+    """The search-space values of a network retrain kept (its `network.*` params, as
+    MLflow logged them), or None when they lie outside the space (a trial there would
+    not be the one asked for)."""
+    p = NetworkParams.from_dict(values)
+    inside = (
+        1 <= len(p.hidden_units) <= 3
+        and all(8 <= w <= 128 for w in p.hidden_units)
+        and 0.0 <= p.dropout <= 0.5
+        and 1e-4 <= p.learning_rate <= 3e-2
+        and p.batch_size in (16, 32, 64, 128)
+        and 20 <= p.epochs <= MAX_EPOCHS
+        and p.epochs % 10 == 0
+    )
+    return trial_values(p) if inside else None
+
+
 def best_params(trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
     """The trial's network as JSON-ready values (hidden_units a list)."""
     return suggest(optuna.trial.FixedTrial(trial.params), task, seed).to_dict()

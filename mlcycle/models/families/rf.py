@@ -125,6 +125,21 @@ def suggest(trial: optuna.trial.BaseTrial, task: str, seed: int, n_jobs: int = 1
     )
 
 
+def default_trial(task: str) -> dict:
+    """The search-space values of ForestParams' defaults (optimize's first trial). The
+    space has no unlimited depth: its deepest, 30, stands for it (a tree of the bank's
+    few thousand rows stops splitting long before, on min_samples_split)."""
+    d = ForestParams()
+    values = {
+        "n_estimators": d.n_estimators,
+        "max_depth": 30,
+        "min_samples_split": d.min_samples_split,
+        "min_samples_leaf": d.min_samples_leaf,
+        "max_features": d.max_features,
+    }
+    return values | ({"class_weight": d.class_weight} if task == "classification" else {})
+
+
 def best_params(trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
     """The trial's forest, refitted on every core (n_jobs=-1), as JSON-ready values."""
     return asdict(suggest(optuna.trial.FixedTrial(trial.params), task, seed, n_jobs=-1))

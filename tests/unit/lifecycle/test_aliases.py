@@ -23,6 +23,15 @@ def test_a_nomination_replaces_the_challenger_and_says_what_it_replaced():
     assert aliases.nominate({**NONE, "challenger": "3"}, "3") == []
 
 
+def test_mains_choice_replaces_the_last_nomination_only_while_it_stands():
+    state = {**NONE, "champion": "1", "challenger": "5"}  # retrain nominated 5 last
+    assert aliases.selection(state, "5", "3") == [Move("challenger", "3", "5")]
+    assert aliases.selection(state, "5", "5") == []  # the last one is the best
+    # A warm re-run: the winner is challenger already, or was promoted since.
+    assert aliases.selection({**state, "challenger": "3"}, "5", "3") == []
+    assert aliases.selection({**NONE, "champion": "3", "previous": "1"}, "5", "3") == []
+
+
 def test_a_promotion_moves_champion_to_previous_and_spends_the_challenger_alias():
     state = {"champion": "1", "challenger": "2", "previous": None}
     assert aliases.promotion(state, "1", "2") == [

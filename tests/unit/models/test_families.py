@@ -25,14 +25,16 @@ INTERFACE = [name for name in vars(families.Family) if not name.startswith("_")]
 @pytest.mark.parametrize("name", families.FAMILY_NAMES)
 def test_every_named_family_provides_the_whole_interface(name):
     family = families.get(name)
-    assert (family.NAME, len(INTERFACE)) == (name, 7)
+    assert (family.NAME, len(INTERFACE)) == (name, 8)
     missing = [f for f in INTERFACE if not callable(getattr(family, f, None))]
     assert missing == []
 
 
 def test_an_unknown_family_is_one_line_naming_the_parameter():
     assert families.check("nn") == "nn"
-    with pytest.raises(MlcycleError, match="^parameter family must be one of rf, nn, got 'xgb'$"):
+    with pytest.raises(
+        MlcycleError, match="^parameter family must be one of rf, nn, hgb, got 'xgb'$"
+    ):
         families.get("xgb")
 
 
@@ -117,3 +119,45 @@ def test_network_objective_reports_losses_in_the_study_direction():
 def test_only_the_network_prunes():
     assert isinstance(rf.pruner(), optuna.pruners.NopPruner)
     assert isinstance(nn.pruner(), optuna.pruners.SuccessiveHalvingPruner)
+
+
+# --- the first trial: the defaults ----------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_each_familys_first_trial_is_its_defaults_inside_its_space(task):
+    forest = rf.suggest(optuna.trial.FixedTrial(rf.default_trial(task)), task, seed=42)
+    # The space has no unlimited depth: its deepest stands for the default's None.
+    assert forest == rf.ForestParams(max_depth=30, n_jobs=1)
+    network = nn.suggest(optuna.trial.FixedTrial(nn.default_trial(task)), task, seed=42)
+    assert network == NetworkParams()  # what retrain trains when nothing is tuned
+    for name in families.FAMILY_NAMES:
+        family = families.get(name)
+        values = family.default_trial(task)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.enqueue_trial(values)
+        trial = study.ask()
+        family.suggest(trial, task, 0)
+        assert trial.params == values, name
+        # Inside the space: a sampler never has to fall back on its own values.
+        for key, distribution in trial.distributions.items():
+            assert distribution._contains(distribution.to_internal_repr(values[key])), key
+
+
+def test_the_network_retrain_kept_is_read_back_from_its_logged_params_when_inside_the_space():
+    logged = {"hidden_units": "[32]", "dropout": "0.1", "learning_rate": "0.002"}
+    logged |= {"batch_size": "64", "epochs": "40", "patience": "10", "seed": "42"}
+    values = nn.known_trial(logged)
+    assert values == {
+        "n_layers": 1,
+        "units_0": 32,
+        "dropout": 0.1,
+        "learning_rate": 0.002,
+        "batch_size": 64,
+        "epochs": 40,
+    }
+    trial = optuna.trial.FixedTrial(values)
+    assert nn.suggest(trial, "regression", 42).hidden_units == (32,)
+    # A 2-epoch network (a test's), or a batch size the space does not hold: not a trial.
+    assert nn.known_trial(logged | {"epochs": "2"}) is None
+    assert nn.known_trial(logged | {"batch_size": "48"}) is None

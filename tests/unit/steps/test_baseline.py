@@ -69,3 +69,12 @@ def test_the_forest_learns_reference_train_only_and_is_scored_on_both_tests():
     assert [list(c) for c in encoder.categories_] == [["a", "b"]]
     assert {"reference_test_r2", "current_test_r2", "current_test_mae"} <= set(metrics)
     assert metrics["reference_test_r2"] > 0.5 > metrics["current_test_r2"]
+
+
+def test_family_hgb_is_the_boosted_trees_defaults_with_the_steps_seed():
+    from mlcycle.models.families.hgb import BoostingParams
+
+    params = BaselineParams(family="hgb", seed=3).validate()
+    assert params.model_params() == BoostingParams(seed=3)
+    assert forest_settings(params)["hgb.early_stopping"] is True
+    assert BaselineParams().model_params() == BaselineParams().forest()

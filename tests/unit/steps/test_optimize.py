@@ -18,7 +18,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"family": "xgboost"}, "parameter family must be one of rf, nn, got 'xgboost'"),
+        ({"family": "xgboost"}, "parameter family must be one of rf, nn, hgb, got 'xgboost'"),
         ({"n_trials": -1}, "parameter n_trials must be >= 0, got -1"),
         ({"metric": "accuracy_score"}, "parameter metric must be one of"),
         ({"storage": "redis://127.0.0.1:6379"}, "parameter storage: unsupported scheme 'redis'"),

@@ -1,0 +1,72 @@
+"""Which candidate is kept: every model a pipeline trained, judged on one validation slice
+of the current train rows (never a test row), the best nominated.
+
+The slice is retrain's (`mlcycle.models.candidates.validation_slice` with the seed and the
+network's default share), so optimize's best, the tree families refitted on the new rows
+and retrain's network are scored on the same rows: each candidate's parameters fitted on
+the rest of current train, its score logged as `validation_<metric>` in its own run.
+Why not the test rows: monitor's gate judges the winner on them, and a choice made there
+would make that verdict optimistic. Nothing here talks to MLflow."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mlcycle.ingest.data import Schema
+from mlcycle.models.candidates import validation_metrics, validation_slice
+from mlcycle.models.network import NetworkParams
+from mlcycle.monitoring.metrics import LOWER_IS_BETTER
+
+
+def judging_slice(current_train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to fit on, rows to judge on): retrain's validation slice for this seed."""
+    return validation_slice(current_train, NetworkParams(seed=seed))
+
+
+def slice_metrics(
+    family, schema: Schema, params, current_train: pd.DataFrame, seed: int
+) -> dict[str, float]:
+    """validation_<metric> of the family's parameters fitted on current train less the
+    slice, measured on the slice ({} when there are too few rows for one)."""
+    fit_rows, judge = judging_slice(current_train, seed)
+    if judge.empty:
+        return {}
+    model = family.fit(schema, params, fit_rows)
+    return validation_metrics(model, schema, judge)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A candidate as main sees it: who trained it, its version, its slice score."""
+
+    label: str  # e.g. optimize-nn, refit-hgb, retrain
+    version: str
+    score: float | None  # None: the run logged no score on the slice
+
+
+def choose(entries: list[Entry], metric: str) -> tuple[Entry, str]:
+    """(the winner, the reason in one line): the best score on the slice in the metric's
+    direction; on an exact tie, the earlier entry. Entries without a score only win when
+    none has one (then the last trained, as before scores were compared)."""
+    scored = [e for e in entries if e.score is not None and math.isfinite(e.score)]
+    if not scored:
+        return entries[-1], "no candidate has a score on the validation slice: the last trained"
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    best = max(scored, key=lambda e: (sign * e.score, -entries.index(e)))
+    others = ", ".join(
+        f"{e.label} {e.score:.4f}" if e.score is not None else f"{e.label} unscored"
+        for e in entries
+        if e is not best
+    )
+    return best, (
+        f"{best.label} (version {best.version}) has the best validation {metric} "
+        f"{best.score:.4f} (others: {others or 'none'})"
+    )
+
+
+def scores(entries: list[Entry], metric: str) -> dict[str, float]:
+    """Each scored candidate's score as main logs it: validation_<metric>.<label>."""
+    return {f"validation_{metric}.{e.label}": e.score for e in entries if e.score is not None}

@@ -1,0 +1,77 @@
+"""Which candidate main keeps: the best on the judging slice, never the last for being
+last; the slice is retrain's, fitted on the rest of current train."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle.ingest.data import Schema
+from mlcycle.models import selection
+from mlcycle.models.candidates import validation_slice
+from mlcycle.models.families import hgb
+from mlcycle.models.network import NetworkParams
+from mlcycle.models.selection import Entry, choose
+
+
+def test_the_best_score_wins_not_the_last_trained():
+    entries = [
+        Entry("optimize-nn", "3", 0.29),
+        Entry("refit-rf", "4", 0.39),
+        Entry("retrain", "5", 0.27),
+    ]
+    winner, reason = choose(entries, "r2")
+    assert winner.version == "4"
+    assert reason == (
+        "refit-rf (version 4) has the best validation r2 0.3900 "
+        "(others: optimize-nn 0.2900, retrain 0.2700)"
+    )
+    assert selection.scores(entries, "r2") == {
+        "validation_r2.optimize-nn": 0.29,
+        "validation_r2.refit-rf": 0.39,
+        "validation_r2.retrain": 0.27,
+    }
+
+
+def test_a_metric_to_minimise_picks_the_lowest_and_a_tie_the_earlier():
+    entries = [Entry("a", "1", 2.0), Entry("b", "2", 1.0), Entry("c", "3", 1.0)]
+    assert choose(entries, "mae")[0].label == "b"
+    assert choose(entries, "r2")[0].label == "a"
+
+
+def test_unscored_candidates_never_beat_scored_ones_and_alone_leave_the_last():
+    entries = [Entry("optimize-rf", "1", None), Entry("retrain", "2", float("nan"))]
+    winner, reason = choose(entries, "f1")
+    assert winner.label == "retrain" and "no candidate has a score" in reason
+    entries.insert(1, Entry("refit-hgb", "7", 0.1))
+    assert choose(entries, "f1")[0].label == "refit-hgb"
+    assert "optimize-rf unscored" in choose(entries, "f1")[1]
+
+
+def test_the_judging_slice_is_retrains_and_the_score_is_measured_on_it_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    train = pd.DataFrame({"x": x, "kind": rng.choice(["a", "b"], 200), "y": 2 * x})
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=["kind"])
+    fit_rows, judge = selection.judging_slice(train, seed=9)
+    expected = validation_slice(train, NetworkParams(seed=9))
+    pd.testing.assert_frame_equal(fit_rows, expected[0])
+    pd.testing.assert_frame_equal(judge, expected[1])
+    assert len(judge) == 30  # NetworkParams' validation share, 0.15
+
+    seen = []
+
+    class Family:
+        def fit(self, schema, params, rows):
+            seen.append(len(rows))
+            return hgb.fit(schema, params, rows)
+
+    metrics = selection.slice_metrics(Family(), schema, hgb.BoostingParams(max_iter=30), train, 9)
+    assert seen == [170] and metrics["validation_r2"] > 0.8
+    assert {"validation_mae", "validation_rmse"} <= set(metrics)
+
+
+@pytest.mark.parametrize("rows", [1])
+def test_too_few_rows_for_a_slice_give_no_score(rows):
+    frame = pd.DataFrame({"x": [1.0] * rows, "y": [1.0] * rows})
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
+    assert selection.slice_metrics(hgb, schema, hgb.BoostingParams(), frame, 0) == {}
