@@ -185,10 +185,16 @@ def undecidable(task: str, targets: dict, bootstraps: dict | None = None) -> str
                     f"than the {MIN_CLASS_ROWS} the gate needs to judge its F1"
                 )
         interval = (bootstraps or {}).get(split)
-        if interval is not None and interval.high - interval.low > METRIC_RANGE:
+        # Wide bounds on one side of 0 still decide which model is better (an R² loss of
+        # whole units on old rows a repricing moved is a loss, however wide).
+        if (
+            interval is not None
+            and interval.high - interval.low > METRIC_RANGE
+            and interval.low <= 0 <= interval.high
+        ):
             return (
                 f"on {split} the {interval.metric} difference's {interval.text()} span more "
-                f"than the metric's range ({METRIC_RANGE:g})"
+                f"than the metric's range ({METRIC_RANGE:g}) and hold 0"
             )
     return None
 

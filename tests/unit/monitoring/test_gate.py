@@ -377,11 +377,19 @@ def test_bounds_wider_than_the_metric_range_are_not_enough_rows():
     # 40 rows, but a target of almost no spread: R² of each resample swings by whole units.
     rng = np.random.default_rng(3)
     y = 10 + rng.normal(0, 0.01, 40)
-    wide = gate.paired_bootstrap("regression", y, y + rng.normal(0, 0.02, 40), y)
+    noisy = [y + rng.normal(0, 0.02, 40) for _ in range(2)]
+    wide = gate.paired_bootstrap("regression", y, *noisy)
     assert wide.high - wide.low > gate.METRIC_RANGE
     reason = gate.undecidable("regression", {"current_test": y}, {"current_test": wide})
     assert reason.startswith("on current_test the r2 difference's 95% bounds")
-    assert "more than the metric's range (1)" in reason
+    assert "more than the metric's range (1) and hold 0" in reason
+
+
+def test_wide_bounds_that_exclude_zero_still_decide():
+    """A loss of whole R² units on rows whose spread is small is wide but certain."""
+    loss = gate.Interval("r2", -2.0, -2.9, -1.2, 0.95, np.zeros(0), 200)
+    y = np.arange(200.0)
+    assert gate.undecidable("regression", {"reference_test": y}, {"reference_test": loss}) is None
 
 
 def test_a_class_with_too_few_test_rows_is_not_enough_rows():
