@@ -43,9 +43,17 @@ _STORE_MODULES = ("sqlalchemy", "sqlite3", "alembic", "mlflow.store", "mlflow.tr
 RETRY = 0.1
 
 
+# An exception raised inside a finalizer is printed and dropped by Python ("Exception
+# ignored in"): seen here, a SIGTERM landing in concurrent.futures' weakref callback was
+# lost and the step went on to register its model. Such a request is sent again too.
+_FINALIZERS = ("__del__", "weakref_cb")
+
+
 def _in_store_call(frame) -> bool:
     while frame is not None:
         if frame.f_globals.get("__name__", "").startswith(_STORE_MODULES):
+            return True
+        if frame.f_code.co_name in _FINALIZERS:
             return True
         frame = frame.f_back
     return False
