@@ -13,6 +13,7 @@ parameters (FAMILY_NAMES), and the network's family costs a TensorFlow import.""
 from __future__ import annotations
 
 import importlib
+from dataclasses import fields
 from typing import Any, Protocol
 
 import pandas as pd
@@ -79,3 +80,10 @@ def check(name: str) -> str:
 def get(name: str) -> Family:
     """The family module called `name` (imported now, on first need)."""
     return importlib.import_module(f"{__name__}.{check(name)}")
+
+
+def known_fields(cls, values: dict):
+    """A family's parameters dataclass from a dict (best_params.json): keys that are not
+    its fields are ignored."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})

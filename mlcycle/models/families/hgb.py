@@ -9,7 +9,7 @@ stops early by itself, on a slice of the rows it fits)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import optuna
 import pandas as pd
@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
+from mlcycle.models.families import known_fields
 from mlcycle.models.features import build_preprocessor
 from mlcycle.models.served_forest import log_forest
 from mlcycle.models.tuning import validation_score
@@ -67,8 +68,7 @@ class BoostingParams:
 
 def params_from(values: dict) -> BoostingParams:
     """BoostingParams from a best_params.json dict; keys that are not fields are ignored."""
-    names = {f.name for f in fields(BoostingParams)}
-    return BoostingParams(**{k: v for k, v in values.items() if k in names})
+    return known_fields(BoostingParams, values)
 
 
 def build_boosting(schema: Schema, params: BoostingParams) -> Pipeline:

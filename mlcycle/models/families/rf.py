@@ -5,7 +5,7 @@ training rows; nothing to prune: a forest reports no intermediate values)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import optuna
@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
+from mlcycle.models.families import known_fields
 from mlcycle.models.features import build_preprocessor
 from mlcycle.models.served_forest import log_forest
 from mlcycle.models.tuning import validation_score
@@ -59,8 +60,7 @@ class ForestParams:
 
 def params_from(values: dict) -> ForestParams:
     """ForestParams from a best_params.json dict; keys that are not fields are ignored."""
-    names = {f.name for f in fields(ForestParams)}
-    return ForestParams(**{k: v for k, v in values.items() if k in names})
+    return known_fields(ForestParams, values)
 
 
 def build_forest(schema: Schema, params: ForestParams) -> Pipeline:
