@@ -3,7 +3,8 @@ the promotion gate's paired bootstrap (gate) and its decision with reasons (prom
 drift and data quality (drift, quality), the monitor's history, charts and tables, the
 report with its Evidently workspace, what a monitor run found and how it is
 published once (comparison, publish), and a scored batch monitored without labels:
-its performance estimated (estimation) and its page (unlabelled).
+measured (unlabelled: its performance estimated by estimation and estimators) and
+published once (batch_page).
 
 Imports the foundation and `mlcycle.ingest`. It sits below `models` because the models
 wing measures with it: retrain's candidates are picked by the gate, tuning scores with

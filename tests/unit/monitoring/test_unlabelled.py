@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.ingest.data import Schema
-from mlcycle.monitoring import unlabelled
+from mlcycle.monitoring import batch_page, unlabelled
 from mlcycle.monitoring.estimation import Estimate
 
 REGRESSION = Schema(target="y", task="regression", numeric=["x"], categorical=[])
@@ -30,15 +30,15 @@ def _estimate(value, low, high, reference=0.80):
 
 
 def test_the_headline_says_how_the_champion_is_doing_against_its_reference():
-    worse = unlabelled.headline(_estimate(0.60, 0.55, 0.66), "3")
+    worse = batch_page.headline(_estimate(0.60, 0.55, 0.66), "3")
     assert worse["status"] == "worse"
     assert worse["text"].startswith("Champion v3: estimated R² 0.600 on this batch, lower than")
     assert "(-0.200)" in worse["text"]
-    assert unlabelled.headline(_estimate(0.79, 0.70, 0.85), "3")["status"] == "same"
-    assert unlabelled.headline(_estimate(0.90, 0.85, 0.95), None)["text"].startswith(
+    assert batch_page.headline(_estimate(0.79, 0.70, 0.85), "3")["status"] == "same"
+    assert batch_page.headline(_estimate(0.90, 0.85, 0.95), None)["text"].startswith(
         "The champion: estimated R² 0.900"
     )
-    assert unlabelled.headline(None, "3")["status"] == "unknown"
+    assert batch_page.headline(None, "3")["status"] == "unknown"
 
 
 def test_stored_predictions_are_used_only_when_the_champion_scored_the_batch():
@@ -58,7 +58,7 @@ def test_stored_predictions_are_used_only_when_the_champion_scored_the_batch():
 
 
 def test_the_run_logs_the_contract_names_and_only_finite_values():
-    logged = unlabelled.logged_metrics(_estimate(0.6, math.nan, math.nan), None, {}, 100)
+    logged = batch_page.logged_metrics(_estimate(0.6, math.nan, math.nan), None, {}, 100)
     assert logged == {
         "batch_rows": 100.0,
         "estimated_r2": 0.6,
@@ -66,5 +66,5 @@ def test_the_run_logs_the_contract_names_and_only_finite_values():
         "reference_r2": 0.80,
         "reference_mse": 3.0,
     }
-    logged = unlabelled.logged_metrics(_estimate(0.6, 0.5, 0.7), None, {}, 100)
+    logged = batch_page.logged_metrics(_estimate(0.6, 0.5, 0.7), None, {}, 100)
     assert (logged["estimated_r2_low"], logged["estimated_r2_high"]) == (0.5, 0.7)
