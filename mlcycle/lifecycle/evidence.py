@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from mlcycle import config
+from mlcycle.ingest import inference
 from mlcycle.lifecycle import ledger, registry, trigger
 from mlcycle.monitoring.metrics import PRIMARY
 
@@ -167,10 +168,13 @@ def read_evidence(model_name: str) -> dict:
     )
 
 
-def gathered_labels(model_name: str, since: int | None, run_id: str) -> Path | None:
+def gathered_labels(
+    model_name: str, since: int | None, run_id: str, batches: list[str] | None = None
+) -> Path | None:
     """The labelled rows feedback gathered since the champion took over, as one CSV:
     the newest feedback run's output, or those of several merged into
-    `watch-<run>.csv` beside the newest. None when there are none."""
+    `watch-<run>.csv` beside the newest. With `batches` (score run ids), only the rows
+    those batches scored, in `watch-<run>.csv`. None when there are none."""
     fed = [r for r in runs(model_name, "feedback") if since is None or r["start"] > since]
     files = []
     for r in fed:
@@ -179,10 +183,22 @@ def gathered_labels(model_name: str, since: int | None, run_id: str) -> Path | N
             files.append(Path(path))
         elif path:
             log.warning("feedback run %s: its output %s is gone; skipped", r["run_id"], path)
-    if len(files) <= 1:
+    if not files or (len(files) == 1 and batches is None):
         return files[0] if files else None
     merged = merged_labels([pd.read_csv(p) for p in files])
+    if batches is not None:
+        if PREDICTION_ID not in merged.columns:
+            return None
+        merged = merged[inference.run_of(merged[PREDICTION_ID]).isin(batches).to_numpy()]
+        if merged.empty:
+            return None
     out = files[-1].parent / f"watch-{run_id}.csv"
     merged.to_csv(out, index=False)
-    log.info("merged the labelled rows of %d feedback runs into %s", len(files), out)
+    log.info(
+        "the labelled rows of %d feedback run(s)%s: %d rows in %s",
+        len(files),
+        "" if batches is None else f", of the {len(batches)} batch(es) since the change",
+        len(merged),
+        out,
+    )
     return out

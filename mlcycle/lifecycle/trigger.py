@@ -87,16 +87,23 @@ class Decision:
         return "; ".join(self.reasons)
 
 
-def realised_decay(evidence: dict, max_decay: float, k: int, n: int) -> Rule:
+def judged_windows(evidence: dict) -> list[dict]:
+    """The champion's labelled windows with a finite realised metric, labelled since the
+    last retrain (what that retrain learned from is not evidence again), oldest first."""
     windows = [w for w in evidence.get("windows") or [] if _finite(w.get("realised"))]
-    baseline, metric = evidence.get("baseline"), evidence.get("metric", "metric")
-    if not windows:
-        return Rule("realised_decay", False, "no labelled window of the champion yet")
     since = evidence.get("last_retrain")
-    if since is not None:  # what the last retrain learned from is not evidence again
+    if since is not None:
         windows = [w for w in windows if w.get("labelled") is None or w["labelled"] > since]
-        if not windows:
-            return Rule("realised_decay", False, "no window labelled since the last retrain")
+    return windows
+
+
+def realised_decay(evidence: dict, max_decay: float, k: int, n: int) -> Rule:
+    baseline, metric = evidence.get("baseline"), evidence.get("metric", "metric")
+    if not [w for w in evidence.get("windows") or [] if _finite(w.get("realised"))]:
+        return Rule("realised_decay", False, "no labelled window of the champion yet")
+    windows = judged_windows(evidence)
+    if not windows:
+        return Rule("realised_decay", False, "no window labelled since the last retrain")
     if not _finite(baseline):
         return Rule("realised_decay", False, "no baseline for the champion: decay not judged")
     last = windows[-n:]
@@ -107,6 +114,22 @@ def realised_decay(evidence: dict, max_decay: float, k: int, n: int) -> Rule:
         f"{len(decayed)} of the last {len(last)} labelled windows (needs {k}; worst {worst:.3f})"
     )
     return Rule("realised_decay", len(decayed) >= k, detail)
+
+
+def decayed_since_change(evidence: dict, max_decay: float) -> list[str]:
+    """The score runs of the newest unbroken streak of decayed windows, oldest first: the
+    batches since the champion last held (empty when the newest window held, or without
+    a baseline). When realised decay triggers, these are the present the retrain learns
+    from; the windows before them still followed what the champion learned."""
+    baseline = evidence.get("baseline")
+    if not _finite(baseline):
+        return []
+    streak: list[str] = []
+    for window in reversed(judged_windows(evidence)):
+        if baseline - window["realised"] <= max_decay or not window.get("score_run"):
+            break
+        streak.append(window["score_run"])
+    return streak[::-1]
 
 
 def estimated_decay(evidence: dict, max_decay: float) -> Rule:

@@ -14,8 +14,10 @@ Writes, in its own run (tag mlcycle.step=watch): the decision as tags
 figures as metrics, and `watch/evidence.json` (the evidence, every rule's verdict, the
 thresholds). Every decision is recorded, "no" included. When it triggers it posts a
 `trigger` alert and runs `main` as a child run on the labelled rows `feedback` gathered
-since the champion took over (the `mlcycle.feedback.output` files, merged when several),
-with reference = the data the champion learned on (its etl run's `current` file)."""
+(the `mlcycle.feedback.output` files, merged when several): when realised decay
+triggered, those of the batches since the champion last held (the present after a
+change, tag `mlcycle.watch.labels`), else every row labelled since the champion took
+over; reference = the data the champion learned on (its etl run's `current` file)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 from mlcycle import config
 from mlcycle.config import resolve_path
@@ -34,7 +37,9 @@ from mlcycle.ingest.data import parse_columns
 from mlcycle.lifecycle import alerts, evidence, trigger
 from mlcycle.lifecycle.evidence import TRIGGER_TAG
 from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
+from mlcycle.monitoring.gate import MIN_TEST_ROWS
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
+from mlcycle.steps.etl import EtlParams
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ REASON_TAG = "mlcycle.watch.reason"
 RULES_TAG = "mlcycle.watch.rules_fired"
 POLICY_TAG = "mlcycle.watch.policy"
 EVIDENCE_FILE = "watch/evidence.json"
+LABELS_TAG = "mlcycle.watch.labels"
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,16 @@ class WatchParams:
         return {name: getattr(self, name) for name in trigger.DEFAULTS}
 
 
+def main_etl_params(version) -> dict:
+    """The parameters of the champion's etl run ({} when none is recorded)."""
+    etl_run = evidence.etl_run_of(version)
+    return mlflow.get_run(etl_run).data.params if etl_run else {}
+
+
 def main_parameters(params: WatchParams, version, current: Path) -> dict:
     """main's parameters: the champion's etl settings, the labelled rows as current, and
     reference = what the champion learned on (its etl run's current file)."""
-    etl = {}
-    etl_run = evidence.etl_run_of(version)
-    if etl_run:
-        etl = mlflow.get_run(etl_run).data.params
+    etl = main_etl_params(version)
     reference = params.reference or etl.get("current") or config.DEFAULT_REFERENCE
     if not params.reference:
         log.info("reference for main: %s (the data the champion learned on)", reference)
@@ -208,15 +217,42 @@ def tell(decision: trigger.Decision, params: WatchParams, run_id: str) -> None:
     )
 
 
-def retrain(params: WatchParams, run) -> str | None:
-    """main, as a child of this run, on the labelled rows gathered; its run id."""
+def labelled_rows(params: WatchParams, decision: trigger.Decision, run_id: str):
+    """main's `current`: when realised decay triggered, the rows of the batches since the
+    champion last held (the present; `trigger.decayed_since_change`), if they leave the
+    gate enough test rows; otherwise every row labelled since the champion took over.
+    The file (or None) and which rows it holds, in words."""
     version = evidence.champion_version(params.model_name)
     since = evidence.champion_since(params.model_name, version)
-    labels = evidence.gathered_labels(params.model_name, since, run.info.run_id)
+    present = []
+    if "realised_decay" in decision.fired:
+        present = trigger.decayed_since_change(decision.evidence, params.max_decay)
+    if present:
+        labels = evidence.gathered_labels(params.model_name, since, run_id, batches=present)
+        test_size = float(main_etl_params(version).get("test_size") or EtlParams().test_size)
+        rows = 0 if labels is None else len(pd.read_csv(labels, usecols=[0]))
+        if int(rows * test_size) >= MIN_TEST_ROWS:
+            return labels, f"{rows} rows of the {len(present)} decayed batch(es) since it held"
+        log.info(
+            "watch: %d labelled rows since the champion last held leave the gate fewer than "
+            "%d test rows: main learns from every row labelled since it took over",
+            rows,
+            MIN_TEST_ROWS,
+        )
+    labels = evidence.gathered_labels(params.model_name, since, run_id)
+    return labels, "every row labelled since the champion took over"
+
+
+def retrain(params: WatchParams, run, decision: trigger.Decision) -> str | None:
+    """main, as a child of this run, on the labelled rows gathered; its run id."""
+    version = evidence.champion_version(params.model_name)
+    labels, which = labelled_rows(params, decision, run.info.run_id)
     if labels is None:
         log.warning("watch: no labelled rows gathered since the champion took over: main not run")
         mlflow.set_tag("mlcycle.watch.main", "not run: no labelled rows since the champion")
         return None
+    mlflow.set_tag(LABELS_TAG, which)
+    log.info("watch: main's current: %s (%s)", labels, which)
     parameters = main_parameters(params, version, labels)
     child, reused = run_or_reuse(
         Step("main", parameters, data_files=[Path(parameters["reference"]), labels]),
@@ -246,5 +282,5 @@ def execute(params: WatchParams) -> trigger.Decision:
     )
     tell(decision, params, run.info.run_id)
     if decision.trigger:
-        retrain(params, run)
+        retrain(params, run, decision)
     return decision

@@ -1,7 +1,8 @@
 """watch through the real `mlflow run -e watch`, on a store holding a champion and the
 feedback runs the production loop's contract describes (logged here with real MLflow
 calls): `never` records a no with its evidence, the default policy sees the decay,
-tells a loopback server, and runs main on the labelled rows."""
+tells a loopback server, and runs main on the labelled rows of the batches since the
+champion last held."""
 
 import json
 from pathlib import Path
@@ -29,7 +30,11 @@ def loop(module_tracking_uri, tmp_path_factory):
     new = pd.read_csv(ROOT / "data" / "df_new.csv")
     old.head(400).to_csv(folder / "old.csv", index=False)
     new.head(400).to_csv(folder / "new.csv", index=False)
-    labelled = new.iloc[400:700].assign(prediction_id=[f"b-{i}" for i in range(300)])
+    # Two scored batches of 150 rows, their prediction ids `<score run>-<row>` as score
+    # writes them.
+    batches = {"batch-1": "1" * 32, "batch-2": "2" * 32}
+    ids = [f"{batches[b]}-{i}" for b in batches for i in range(150)]
+    labelled = new.iloc[400:700].assign(prediction_id=ids)
     labelled.to_csv(folder / "feedback.csv", index=False)
     assert_ok(
         run_step(
@@ -59,7 +64,7 @@ def loop(module_tracking_uri, tmp_path_factory):
                 mlflow.set_tags(
                     {
                         "mlcycle.step": "feedback_batch",
-                        "mlcycle.score_run": batch,
+                        "mlcycle.score_run": batches[batch],
                         "mlcycle.model_name": NAME,
                         "mlcycle.model_version": champion.version,
                     }
@@ -72,7 +77,13 @@ def loop(module_tracking_uri, tmp_path_factory):
                         "label_lag_seconds": 3600.0,
                     }
                 )
-    return {"folder": folder, "baseline": baseline, "champion": champion.version}
+    return {
+        "folder": folder,
+        "baseline": baseline,
+        "champion": champion.version,
+        "batches": batches,
+        "labelled": labelled,
+    }
 
 
 def _watch_runs(decision: str) -> list:
@@ -104,7 +115,9 @@ def test_never_records_a_no_with_its_evidence_and_tells_of_the_decay(loop, modul
     assert run.data.metrics["watch_trigger"] == 0.0
     evidence = _evidence(run)
     assert evidence["policy"] == "never" and evidence["trigger"] is False
-    assert [w["score_run"] for w in evidence["evidence"]["windows"]] == ["batch-1", "batch-2"]
+    assert [w["score_run"] for w in evidence["evidence"]["windows"]] == list(
+        loop["batches"].values()
+    )
     assert evidence["evidence"]["baseline"] == pytest.approx(loop["baseline"])
     assert (
         "run_id" in evidence["evidence"]["baseline_source"]
@@ -138,7 +151,15 @@ def test_decay_in_the_feedback_triggers_and_runs_main_on_the_labelled_rows(
     main = mlflow.get_run(run.data.tags["mlcycle.run.main"])
     assert main.info.status == "FINISHED"
     assert main.data.tags["mlflow.parentRunId"] == run.info.run_id
-    assert main.data.params["current"] == str(loop["folder"] / "feedback.csv")
+    # current: the present, the rows of the batch since which the champion no longer
+    # holds (batch-2); batch-1 still followed what the champion learned.
+    assert (
+        run.data.tags["mlcycle.watch.labels"] == "150 rows of the 1 decayed batch(es) since it held"
+    )
+    current = pd.read_csv(main.data.params["current"])
+    expected = loop["labelled"].iloc[150:]
+    assert current["prediction_id"].tolist() == expected["prediction_id"].tolist()
+    pd.testing.assert_frame_equal(current, expected.reset_index(drop=True), check_dtype=False)
     # reference: what the champion learned on (its etl run's current file)
     assert main.data.params["reference"] == str(loop["folder"] / "new.csv")
     assert main.data.params["model_name"] == NAME

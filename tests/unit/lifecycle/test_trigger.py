@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlcycle.lifecycle.trigger import DEFAULTS, decide
+from mlcycle.lifecycle.trigger import DEFAULTS, decayed_since_change, decide
 
 
 def _evidence(realised=(), baseline=0.93, **extra):
@@ -120,6 +120,20 @@ def test_a_decayed_window_labelled_after_the_last_retrain_triggers_through_the_c
     decision = decide(evidence, "auto", {"cooldown": 5})
     assert decision.trigger and decision.fired == ["realised_decay"]
     assert "1 of the last 2 labelled windows" in decision.reasons[0]
+
+
+def test_the_present_is_the_newest_unbroken_streak_of_decayed_windows():
+    """After a change the retrain learns from the batches since the champion last held:
+    s2 held (0.90 is within 0.05 of 0.93), s3 and s4 did not; s0 decayed long ago."""
+    evidence = _evidence([0.70, 0.92, 0.90, 0.40, 0.45])
+    assert decayed_since_change(evidence, 0.05) == ["s3", "s4"]
+    assert decayed_since_change(_evidence([0.40, 0.92]), 0.05) == []  # the newest held
+    assert decayed_since_change(_evidence([0.40], baseline=None), 0.05) == []
+    # windows labelled before the last retrain are what it learned from: not the present
+    seen = _evidence([0.40, 0.41], last_retrain=100)
+    for window, labelled in zip(seen["windows"], (50, 150), strict=True):
+        window["labelled"] = labelled
+    assert decayed_since_change(seen, 0.05) == ["s1"]
 
 
 def test_always_retrains_on_every_new_batch_whatever_the_cooldown():
