@@ -40,3 +40,17 @@ def build_preprocessor(schema: Schema) -> ColumnTransformer:
 def features_of(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """The raw feature columns, in schema order: what a served model receives."""
     return frame[schema.features]
+
+
+def tree_pipeline(schema: Schema, estimators: tuple, params, names: tuple[str, ...]) -> Pipeline:
+    """The raw-row preprocessing, then a tree ensemble of the task's kind: `estimators` is
+    (classifier class, regressor class), given the fields `names` of a family's `params`,
+    its seed as random_state and, for the classifier, its class_weight."""
+    classifier, regressor = estimators
+    settings = {name: getattr(params, name) for name in names}
+    settings["random_state"] = params.seed
+    if schema.task == "classification":
+        model = classifier(class_weight=params.class_weight, **settings)
+    else:
+        model = regressor(**settings)
+    return Pipeline([("preprocess", build_preprocessor(schema)), ("model", model)])

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.models.families import known_fields
-from mlcycle.models.features import build_preprocessor
+from mlcycle.models.features import tree_pipeline
 from mlcycle.models.served_forest import log_forest
 from mlcycle.models.tuning import validation_score
 
@@ -71,26 +71,25 @@ def params_from(values: dict) -> BoostingParams:
     return known_fields(BoostingParams, values)
 
 
+# BoostingParams' fields that are HistGradientBoosting's own settings.
+ESTIMATOR_FIELDS = (
+    "learning_rate",
+    "max_iter",
+    "max_leaf_nodes",
+    "min_samples_leaf",
+    "l2_regularization",
+    "max_features",
+    "early_stopping",
+    "validation_fraction",
+    "n_iter_no_change",
+)
+
+
 def build_boosting(schema: Schema, params: BoostingParams) -> Pipeline:
-    common = dict(
-        learning_rate=params.learning_rate,
-        max_iter=params.max_iter,
-        max_leaf_nodes=params.max_leaf_nodes,
-        min_samples_leaf=params.min_samples_leaf,
-        l2_regularization=params.l2_regularization,
-        max_features=params.max_features,
-        early_stopping=params.early_stopping,
-        validation_fraction=params.validation_fraction,
-        n_iter_no_change=params.n_iter_no_change,
-        random_state=params.seed,
-    )
-    if schema.task == "classification":
-        model = HistGradientBoostingClassifier(class_weight=params.class_weight, **common)
-    else:
-        model = HistGradientBoostingRegressor(**common)
     # The forest's preprocessing: the served model reads raw rows the same way, and
     # Treelite compiles the trees behind it alike.
-    return Pipeline([("preprocess", build_preprocessor(schema)), ("model", model)])
+    kinds = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
+    return tree_pipeline(schema, kinds, params, ESTIMATOR_FIELDS)
 
 
 def fit(schema: Schema, params: BoostingParams, train: pd.DataFrame) -> Pipeline:

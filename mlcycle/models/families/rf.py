@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.models.families import known_fields
-from mlcycle.models.features import build_preprocessor
+from mlcycle.models.features import tree_pipeline
 from mlcycle.models.served_forest import log_forest
 from mlcycle.models.tuning import validation_score
 
@@ -63,21 +63,20 @@ def params_from(values: dict) -> ForestParams:
     return known_fields(ForestParams, values)
 
 
+# ForestParams' fields that are the forest's own settings.
+ESTIMATOR_FIELDS = (
+    "n_estimators",
+    "max_depth",
+    "min_samples_split",
+    "min_samples_leaf",
+    "max_features",
+    "n_jobs",
+)
+
+
 def build_forest(schema: Schema, params: ForestParams) -> Pipeline:
-    common = dict(
-        n_estimators=params.n_estimators,
-        max_depth=params.max_depth,
-        min_samples_split=params.min_samples_split,
-        min_samples_leaf=params.min_samples_leaf,
-        max_features=params.max_features,
-        random_state=params.seed,
-        n_jobs=params.n_jobs,
-    )
-    if schema.task == "classification":
-        forest = RandomForestClassifier(class_weight=params.class_weight, **common)
-    else:
-        forest = RandomForestRegressor(**common)
-    return Pipeline([("preprocess", build_preprocessor(schema)), ("model", forest)])
+    kinds = (RandomForestClassifier, RandomForestRegressor)
+    return tree_pipeline(schema, kinds, params, ESTIMATOR_FIELDS)
 
 
 def fit(schema: Schema, params: ForestParams, train: pd.DataFrame) -> Pipeline:
