@@ -110,9 +110,9 @@ def publish_batch(outcome: BatchOutcome, moves: list[dict], output: str) -> dict
             estimate.reference[estimate.primary],
             estimate.method,
         )
-    past = [r for r in history.monitor_runs(outcome.model_name) if r.info.run_id != run.info.run_id]
-    runs = [*past, mlflow.get_run(run.info.run_id)]
-    entries = history.entries(runs, PRIMARY[schema.task], schema.features)
+    entries = history.of_model(
+        outcome.model_name, run.info.run_id, PRIMARY[schema.task], schema.features
+    )
     entries[-1].update(champion_version=best.version or "")
     drift_result = outcome.drift
     context = {
@@ -160,7 +160,8 @@ def _history(entries: list[dict], moves: list[dict]) -> dict:
     figure = charts.monitor_history_figure(entries)
     title = (
         "share of features drifted, drift score per feature and the champion's metric, "
-        "measured (labelled runs) or estimated (open squares), run after run"
+        "measured (labelled runs), or estimated (open squares) and realised once the labels "
+        "came (filled squares), run after run"
     )
     return {
         "entries": entries,

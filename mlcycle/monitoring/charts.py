@@ -200,6 +200,17 @@ def monitor_history_figure(history: list[dict]):
             color=COLORS["champion"],
             markerfacecolor="none",
         )
+    realised = [np.nan if h.get("realised") is None else h["realised"] for h in history]
+    if not np.isnan(realised).all():
+        metric_ax.plot(
+            x,
+            realised,
+            marker="s",
+            markersize=4,
+            linestyle="none",
+            label="champion, realised (labels came later)",
+            color=COLORS["champion"],
+        )
     metric_ax.set_ylabel(history[-1]["primary_metric"], fontsize=8)
     metric_ax.legend(fontsize=7, loc="best")
     step = max(1, -(-len(history) // MAX_RUN_LABELS))

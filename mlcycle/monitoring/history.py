@@ -21,6 +21,7 @@ DRIFT_SCORE_PREFIX = "drift_score."
 CURRENT_DATA_TAG = "mlcycle.current_data"
 DECISION_TAG = "mlcycle.promotion.decision"
 LABELS_TAG = "mlcycle.monitor.labels"
+SCORE_RUN_TAG = "mlcycle.score_run"
 NO_LABELS = "no labels"
 # A history is read whole; this bounds the query for a model monitored every day for years.
 MAX_RUNS = 5000
@@ -75,6 +76,10 @@ def entry(run, primary: str) -> dict:
         "estimated": metric(f"estimated_{primary}"),
         "estimated_low": metric(f"estimated_{primary}_low"),
         "estimated_high": metric(f"estimated_{primary}_high"),
+        # A batch's realised figure, once feedback brought its labels (`with_realised`).
+        "score_run": tags.get(SCORE_RUN_TAG, "") if absent else "",
+        "realised": None,
+        "label_coverage": None,
     }
 
 
@@ -89,6 +94,46 @@ def entries(runs, primary: str, columns: list[str] = ()) -> list[dict]:
     for item in out:
         item["drift_columns"] = {key: known.get(key, key) for key in item["drift_scores"]}
     return out
+
+
+def feedback_batch_runs(model_name: str, max_results: int = MAX_RUNS) -> list:
+    """The model's FINISHED `feedback_batch` runs (one per scored batch a feedback
+    touched, with its realised metrics) in every experiment, oldest first."""
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=(
+            f"tags.`{config.STEP_TAG}` = 'feedback_batch' and tags.`mlcycle.model_name` = "
+            f"'{_quoted(model_name)}' and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time ASC"],
+        max_results=max_results,
+        output_format="list",
+    )
+
+
+def with_realised(history: list[dict], feedback_runs, primary: str) -> list[dict]:
+    """Each label-free entry with its batch's realised primary metric and label coverage,
+    as the newest feedback of that batch measured them (None while no label came): the
+    estimate and what the labels then showed, side by side. `feedback_runs` are
+    `feedback_batch` runs in any order."""
+    realised: dict[str, tuple[float | None, float | None]] = {}
+    for run in sorted(feedback_runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+        batch = run.data.tags.get(SCORE_RUN_TAG)
+        value = run.data.metrics.get(f"realised_{primary}")
+        if batch and value is not None:
+            realised[batch] = (float(value), run.data.metrics.get("label_coverage"))
+    for item in history:
+        if item.get("score_run") in realised:
+            item["realised"], item["label_coverage"] = realised[item["score_run"]]
+    return history
+
+
+def of_model(model_name: str, run_id: str, primary: str, columns: list[str] = ()) -> list[dict]:
+    """The model's earlier finished monitor runs and this one (its metrics logged), oldest
+    first, label-free ones with their realised figures: two queries, whatever the length."""
+    earlier = [r for r in monitor_runs(model_name) if r.info.run_id != run_id]
+    history = entries([*earlier, mlflow.get_run(run_id)], primary, columns)
+    return with_realised(history, feedback_batch_runs(model_name), primary)
 
 
 def columns(history: list[dict]) -> list[str]:

@@ -197,10 +197,8 @@ HISTORY_FILE = "history.json"
 
 
 def model_history(model_name: str, run_id: str, task: str, columns=()) -> list[dict]:
-    """The model's earlier finished monitor runs and this one (its metrics logged), oldest
-    first: one query, whatever the history's length."""
-    earlier = [r for r in history.monitor_runs(model_name) if r.info.run_id != run_id]
-    return history.entries([*earlier, mlflow.get_run(run_id)], PRIMARY[task], columns)
+    """The model's history with this run (`mlcycle.monitoring.history.of_model`)."""
+    return history.of_model(model_name, run_id, PRIMARY[task], columns)
 
 
 def history_context(past: list[dict], moves: list[dict]) -> dict:
@@ -209,7 +207,8 @@ def history_context(past: list[dict], moves: list[dict]) -> dict:
     figure = charts.monitor_history_figure(past)
     title = (
         "share of features drifted, drift score per feature (rows) and both models' "
-        "metric on current_test, run after run"
+        "metric on current_test (a batch without labels: the champion's estimate, open "
+        "squares, and its realised figure once the labels came, filled), run after run"
     )
     return {
         "entries": past,

@@ -143,6 +143,12 @@ def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_ba
     assert currents == ["df_new.csv", "batch_01.labelled.csv", "batch_02.labelled.csv"]
     label_free = [Path(h["current_data"]).name for h in entries if h["labels"] == "absent"]
     assert label_free == ["batch_01.unlabelled.csv", "batch_02.unlabelled.csv"]
+    # Both batches' labels came before the last main: the History shows each batch's
+    # estimate and, beside it, the realised figure its feedback measured.
+    realised = {b.data.tags["mlcycle.score_run"]: b.data.metrics["realised_r2"] for b in batches}
+    shown = [(h["estimated"], h["realised"]) for h in entries if h["labels"] == "absent"]
+    assert [r for _, r in shown] == [realised[s.info.run_id] for s in scores]
+    assert all(e is not None for e, _ in shown)
     labelled = pd.read_csv(work / "batch_01.labelled.csv")
     truth = pd.read_csv(stream / "batch_01.csv")
     assert labelled["montant_pret"].tolist() == truth["montant_pret"].tolist()

@@ -110,3 +110,40 @@ def test_replay_pairs_each_file_with_the_one_before():
 def test_the_bundled_stream_is_found_in_order():
     found = replay.batches()
     assert len(found) >= 6 and found == sorted(found)
+
+
+def test_a_batch_estimated_then_labelled_shows_both_figures_side_by_side():
+    """The newest feedback of a batch wins; a batch no label reached keeps only its
+    estimate; a labelled monitor run has no realised figure of its own."""
+    runs = [
+        _run(
+            "u1",
+            3_000,
+            {"estimated_r2": 0.80},
+            {history.LABELS_TAG: "absent", "mlcycle.score_run": "s1"},
+        ),
+        _run(
+            "u2",
+            4_000,
+            {"estimated_r2": 0.85},
+            {history.LABELS_TAG: "absent", "mlcycle.score_run": "s2"},
+        ),
+    ]
+    feedback = [
+        _run(
+            "f2", 6_000, {"realised_r2": 0.47, "label_coverage": 1.0}, {"mlcycle.score_run": "s1"}
+        ),
+        _run(
+            "f1", 5_000, {"realised_r2": 0.50, "label_coverage": 0.4}, {"mlcycle.score_run": "s1"}
+        ),
+        _run("f3", 5_500, {"label_coverage": 1.0}, {"mlcycle.score_run": "s2"}),  # no r2
+    ]
+    entries = history.with_realised(history.entries([*RUNS, *runs], "r2"), feedback, "r2")
+    by_run = {e["run_id"]: e for e in entries}
+    assert (by_run["u1"]["estimated"], by_run["u1"]["realised"]) == (0.80, 0.47)
+    assert by_run["u1"]["label_coverage"] == 1.0
+    assert (by_run["u2"]["realised"], by_run["u2"]["label_coverage"]) == (None, None)
+    assert all(e["realised"] is None for e in entries if e["labels"] == "present")
+    fig = charts.monitor_history_figure(entries)
+    labels = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+    assert "champion, realised (labels came later)" in labels
