@@ -57,6 +57,7 @@ from mlcycle.models.serving import (
     Preprocessing,
     RawRowPyfunc,
     log_from_code,
+    note_code,
     numeric_column,
     served_model,
 )
@@ -333,6 +334,7 @@ class ForestPyfunc(RawRowPyfunc):
     ANSWERED_AS_400 = (BadInput, MlcycleError)
 
     def load_context(self, context):
+        note_code(context.artifacts[FOREST_ARTIFACT])
         self.model = ForestModel.load(context.artifacts[FOREST_ARTIFACT])
         # Warm the path once, so the first served request is not the slow one.
         schema = self.model.schema

@@ -9,6 +9,8 @@ the package with each model it logs): the served models build on it, never the r
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import shutil
 import tempfile
@@ -24,7 +26,11 @@ import mlcycle
 from mlcycle.ingest.data import Schema
 from mlcycle.models import modelio
 
+log = logging.getLogger(__name__)
+
 METADATA_KEY = "mlcycle.family"
+# In a served model's artifact folder: the digest of the mlcycle code logged with it.
+CODE_DIGEST_FILE = "mlcycle_code.sha256"
 # The category a missing text value becomes, in the Pipeline's imputer
 # (mlcycle.models.features) and in Preprocessing alike.
 MISSING_CATEGORY = "__missing__"
@@ -246,7 +252,14 @@ def log_from_code(
     "Models from code": MLflow executes a file that names `pyfunc` by its module path
     (MLflow 3.17 refuses pickled Python models by default), so that path is a contract
     with every model logged. The mlcycle package travels with the model (code_paths), so
-    a server outside the project folder can import it."""
+    a server outside the project folder can import it.
+
+    Which copy answers: MLflow puts the model's copy first on sys.path, so a process that
+    has not imported mlcycle yet (`mlflow models serve`, a user's script) runs the code
+    the model was logged with; a process that has (every step, the suite) runs its own,
+    so a fix of the checkout applies to models logged before it. The digest of the copy
+    is saved beside the model (CODE_DIGEST_FILE) and `note_code` logs when the answering
+    code differs from it: the two never differ silently."""
     tags = tags or {}
     example = modelio.input_example(train, schema)
     code = (
@@ -264,6 +277,7 @@ def log_from_code(
             tmp / "code" / package.name,
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
+        (tmp / artifact / CODE_DIGEST_FILE).write_text(code_digest(tmp / "code" / package.name))
         info = mlflow.pyfunc.log_model(
             name=modelio.MODEL_ARTIFACT,
             python_model=str(tmp / f"{artifact}_model.py"),
@@ -282,6 +296,34 @@ def log_from_code(
         )
         info.registered_model_version = version.version
     return info
+
+
+def code_digest(package: Path) -> str:
+    """sha256 of a copy of the mlcycle package: its Python files, by path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def note_code(artifact: str | Path) -> bool:
+    """Whether the mlcycle code answering is the copy logged with the model (its digest
+    beside the model's artifacts); when not, one log line says which code answers.
+    Models logged before the digest was kept say nothing (True)."""
+    saved = Path(artifact) / CODE_DIGEST_FILE
+    if not saved.is_file():
+        return True
+    package = Path(mlcycle.__file__).resolve().parent
+    if saved.read_text().strip() == code_digest(package):
+        return True
+    log.info(
+        "the model was logged with other mlcycle code than the one answering it (%s): "
+        "the package already imported answers, not the copy logged with the model",
+        package,
+    )
+    return False
 
 
 # ------------------------------------------------------------------- a loaded pyfunc

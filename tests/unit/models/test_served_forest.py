@@ -2,7 +2,9 @@
 the Pipeline itself when it cannot (and it says why)."""
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +328,22 @@ def test_a_logged_forest_loads_without_scikit_learn_and_never_unpickles(tmp_path
         timeout=300,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_code_differing_from_the_copy_logged_with_the_model_is_said(tmp_path, caplog):
+    import mlcycle
+    from mlcycle.models.serving import CODE_DIGEST_FILE, code_digest, note_code
+
+    package = Path(mlcycle.__file__).resolve().parent
+    copy = tmp_path / "code" / "mlcycle"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    artifact = tmp_path / "forest"
+    artifact.mkdir()
+    assert note_code(artifact)  # a model logged before digests were kept: nothing to say
+    (artifact / CODE_DIGEST_FILE).write_text(code_digest(copy))
+    assert note_code(artifact) and not caplog.records
+    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# changed\n")
+    (artifact / CODE_DIGEST_FILE).write_text(code_digest(copy))
+    with caplog.at_level(logging.INFO, logger="mlcycle.models.serving"):
+        assert not note_code(artifact)
+    assert "other mlcycle code than the one answering it" in caplog.text
