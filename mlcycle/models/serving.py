@@ -69,11 +69,15 @@ def numeric_column(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
     return values
 
 
-def _first(column: pd.Series, wrong):
-    """The first value of an object (or bool) column for which wrong(value) holds."""
+def _first(column: pd.Series, wrong, fine: tuple[str, ...] = ()):
+    """The first value of an object (or bool) column for which wrong(value) holds; not
+    looked for value by value when pandas' inference of the column's values (missing
+    ones skipped) is one of `fine` (measured: the loop cost ~30 ms a 50,000-row column)."""
     if ptypes.is_bool_dtype(column):
         return bool(column.iloc[0]) if len(column) else None
     if column.dtype != object:
+        return None
+    if fine and ptypes.infer_dtype(column, skipna=True) in fine:
         return None
     return next((v for v in column.tolist() if wrong(v)), None)
 
@@ -81,7 +85,11 @@ def _first(column: pd.Series, wrong):
 def category_column(column: pd.Series, col: str) -> pd.Series:
     """A category column holds text or nothing: a number or true/false there is a
     BadInput naming the column (7 is not the category "7" the model learned)."""
-    odd = _first(column, lambda v: not (v is None or isinstance(v, str) or _is_nan(v)))
+    odd = _first(
+        column,
+        lambda v: not (v is None or isinstance(v, str) or _is_nan(v)),
+        fine=("string", "empty"),
+    )
     if odd is None and ptypes.is_numeric_dtype(column) and column.notna().any():
         odd = column.dropna().iloc[0]
     if odd is not None:
@@ -161,9 +169,7 @@ class Preprocessing:
             index = {c: i for i, c in enumerate(cats)}
             given = col in frame.columns
             raw = category_column(frame[col], col) if given else pd.Series([None] * n)
-            codes = np.fromiter(
-                (index.get(v, -1) for v in _category_values(raw)), dtype="int64", count=n
-            )
+            codes = _category_codes(raw, cats, index)
             known = codes >= 0
             out[np.flatnonzero(known), offset + codes[known]] = 1.0
             offset += len(cats)
@@ -175,6 +181,18 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
         return cls(**d)
+
+
+def _category_codes(raw: pd.Series, cats: list[str], index: dict[str, int]) -> np.ndarray:
+    """Each value's position in cats (-1: unseen), missing values (None, NaN) as the
+    '__missing__' category: what `_category_values` and a lookup give, in pandas' hash
+    table instead of a Python loop (values are text or missing: category_column)."""
+    values = raw.to_numpy(dtype=object)
+    codes = pd.Index(cats, dtype=object).get_indexer(values).astype("int64", copy=False)
+    missing = pd.isna(values)
+    if missing.any():
+        codes[missing] = index.get(MISSING_CATEGORY, -1)
+    return codes
 
 
 def _categories(column: pd.Series) -> list[str]:
