@@ -47,8 +47,15 @@ def predictor_for(pyfunc, uri: str, classes: list | None) -> scoring.Predictor:
         # Chunks are batches scikit-learn walks faster than the compiled trees: its
         # Pipeline is read in a thread while the first chunk is parsed.
         forest.prefetch()
-        proba = forest.predict_proba if classes else None
-        return _ordered(scoring.Predictor(forest.predict, proba), forest.classes_, classes)
+        if not classes:
+            return scoring.Predictor(forest.predict)
+        order = _class_order(forest.classes_, classes, uri)
+
+        def both(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+            labels, proba = forest.predict_with_proba(frame)
+            return labels, proba[:, order]
+
+        return scoring.Predictor(forest.predict, lambda f: both(f)[1], both)
     raw = _raw_model(pyfunc) if "sklearn" in pyfunc.metadata.flavors else None
     if raw is not None:
         _all_cores(raw)

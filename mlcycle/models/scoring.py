@@ -76,6 +76,8 @@ class Predictor:
 
     predict: Callable[[pd.DataFrame], np.ndarray]
     predict_proba: Callable[[pd.DataFrame], np.ndarray] | None = None
+    # Both at once, when the model computes the labels from the probabilities anyway.
+    both: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass
@@ -407,8 +409,11 @@ def score_file(
     try:
         for first_row, chunk, features in read_ahead(chunks):
             read = first_row + len(chunk)
-            predictions = predictor.predict(features)
-            proba = predictor.predict_proba(features) if predictor.predict_proba else None
+            if predictor.both is not None:
+                predictions, proba = predictor.both(features)
+            else:
+                predictions = predictor.predict(features)
+                proba = predictor.predict_proba(features) if predictor.predict_proba else None
             frame = output_frame(chunk, inputs, first_row, predictions, proba, score_run)
             if writer is None:
                 schema = arrow_schema(frame, inputs)

@@ -201,6 +201,18 @@ class ForestModel:
             return self.pipeline.predict_proba(frame)
         return self._proba(self._matrix(frame))
 
+    def predict_with_proba(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) of a classifier from one walk of the trees: what
+        predict and predict_proba give, for half the work (score asks for both)."""
+        if self.schema.task != "classification":
+            raise MlcycleError("predict_proba is for classification models only")
+        if self.compiled is None:
+            _check_numbers(frame, self.schema)
+            return self.pipeline.predict(frame), self.pipeline.predict_proba(frame)
+        x = self._matrix(frame)
+        proba = self._proba(x)
+        return self._labels(x, proba), proba
+
     def _proba(self, x: np.ndarray) -> np.ndarray:
         if not len(x):
             return np.zeros((0, len(self.classes_)))

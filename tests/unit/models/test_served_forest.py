@@ -134,6 +134,10 @@ def test_classification_gives_the_pipelines_labels_and_probabilities(
         np.testing.assert_allclose(
             model.predict_proba(part), pipeline.predict_proba(part), rtol=1e-9, atol=1e-12
         )
+        labels, proba = model.predict_with_proba(part)  # score's one walk for both
+        assert list(labels) == list(pipeline.predict(part))
+        # (threads add the trees in any order on the largest batch: ~1e-16 apart)
+        np.testing.assert_allclose(proba, model.predict_proba(part), rtol=1e-12, atol=1e-15)
     assert model.classes_ == list(pipeline.classes_)
 
 
