@@ -189,8 +189,9 @@ def _category_codes(raw: pd.Series, cats: list[str], index: dict[str, int]) -> n
     table instead of a Python loop (values are text or missing: category_column)."""
     values = raw.to_numpy(dtype=object)
     codes = pd.Index(cats, dtype=object).get_indexer(values).astype("int64", copy=False)
-    missing = pd.isna(values)
-    if missing.any():
+    unknown = np.flatnonzero(codes < 0)  # unseen or missing: only these are looked at
+    if len(unknown):
+        missing = unknown[pd.isna(values[unknown])]
         codes[missing] = index.get(MISSING_CATEGORY, -1)
     return codes
 
