@@ -55,18 +55,25 @@ def env() -> dict:
 
 
 def run(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stderr) of one command in a fresh process."""
+    """(wall seconds, peak RSS in MB, stderr) of one command in a fresh process. The peak
+    is read by /usr/bin/time around the command: wait4's ru_maxrss of a child forked from
+    this process starts at this process's own peak (the 1M-row CSV it wrote), which made
+    every command look as large as it."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "MAXRSS_KB %M", *cmd],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, err
+    peak = [line for line in err.splitlines() if line.startswith("MAXRSS_KB ")][-1]
+    return seconds, int(peak.split()[1]) / 1024, err
 
 
 def prepare_store(reuse: bool) -> dict[str, str]:

@@ -14,7 +14,16 @@ scikit-learn's `Pipeline.predict` on the same fitted forest and row (<= 1/5); se
 (<= 1/2); 100k-row batch predict vs the Pipeline's (at least as fast). Also cold and warm
 creation of the `--env-manager uv` environment (`--uv`, slow: ~minutes).
 
+Loading (`--load N`, N fresh processes a way, alternated): seconds of `import mlflow.pyfunc`
+and then of `mlflow.pyfunc.load_model` of the forest (target: load <= 1.5 s), by registry
+URI and from the downloaded folder, of the stock sklearn flavour, and of
+`mlcycle.lifecycle.registry.load_pyfunc` (what the steps call). Tree walks (`--walks`):
+ms per batch of the compiled trees (Treelite's GTIL, 1 and 2 threads) against
+scikit-learn's walk of the same trees (n_jobs 1 and -1), batch sizes 1 to 50,000: where
+the forest hands batches to scikit-learn (SMALL_BATCH) and on how many threads.
+
     .venv/bin/python benchmarks/bench_serving.py [--requests 300] [--batch-repeats 5] [--uv]
+    .venv/bin/python benchmarks/bench_serving.py --only-load-and-walks --load 5 --walks
 """
 
 from __future__ import annotations
@@ -285,6 +294,89 @@ def forest_targets(uris: dict, store: str, pipeline, rows, body: str, n: int, re
     print(f"  largest relative difference from the Pipeline's answers {worst:.1e}")
 
 
+LOAD = """
+import sys, time
+started = time.perf_counter()
+import mlflow.pyfunc
+imported = time.perf_counter()
+if sys.argv[2] == "registry":
+    from mlcycle.lifecycle.registry import load_pyfunc
+    model = load_pyfunc(sys.argv[1])
+else:
+    model = mlflow.pyfunc.load_model(sys.argv[1])
+loaded = time.perf_counter()
+print(imported - started, loaded - imported)
+"""
+
+
+def load_times(uris: dict, store: str, runs: int) -> None:
+    """Fresh processes, alternated: `import mlflow.pyfunc`, then the load (seconds)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    folder = Path(store.removeprefix("sqlite:///")).parent / "forest-model"
+    mlflow.artifacts.download_artifacts(uris["forest"], dst_path=str(folder))
+    sides = {
+        "forest, load_model(models:/NAME/V)": (uris["forest"], "pyfunc"),
+        "forest, load_model(folder)": (str(folder), "pyfunc"),
+        "forest, registry.load_pyfunc (steps)": (uris["forest"], "registry"),
+        "stock sklearn flavour, load_model": (uris["forest-sklearn"], "pyfunc"),
+    }
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONPATH=str(ROOT))
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    for _ in range(runs):
+        for name, (uri, how) in sides.items():
+            out = subprocess.run(
+                [sys.executable, "-c", LOAD, uri, how],
+                cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            imported, loaded = map(float, out.stdout.split()[-2:])
+            times[name].append((imported, loaded))
+    for name, pairs in times.items():
+        imports = statistics.median(p[0] for p in pairs)
+        loads = sorted(p[1] for p in pairs)
+        print(
+            f"load {name:40s} median {statistics.median(loads):5.2f} s (min {loads[0]:.2f}, "
+            f"max {loads[-1]:.2f}) beyond import mlflow.pyfunc ({imports:.2f} s); {runs} runs"
+        )
+
+
+def tree_walks(uri: str, store: str, rows) -> None:
+    """ms per batch: Treelite's GTIL (1, 2 threads) and scikit-learn (n_jobs 1, -1)."""
+    import copy
+
+    import mlflow
+    import numpy as np
+    import treelite
+
+    from mlcycle.models.served_forest import forest_of
+
+    mlflow.set_tracking_uri(store)
+    forest = forest_of(mlflow.pyfunc.load_model(uri))
+    one = forest.estimator
+    every = copy.copy(one)
+    every.n_jobs = -1
+    trees = forest.compiled.trees
+    rng = np.random.default_rng(0)
+    print("rows      | GTIL 1 thread | GTIL 2 threads | sklearn 1 thread | sklearn all cores (ms)")
+    for n in (1, 16, 64, 128, 256, 512, 2000, 10_000, 50_000):
+        x = forest._matrix(rows.iloc[rng.integers(0, len(rows), n)].reset_index(drop=True))
+        x64 = x.astype("float64")
+        sides = {
+            "gtil1": lambda x64=x64: treelite.gtil.predict(trees, x64, nthread=1),
+            "gtil2": lambda x64=x64: treelite.gtil.predict(trees, x64, nthread=2),
+            "sk1": lambda x=x: one.predict(x),
+            "skN": lambda x=x: every.predict(x),
+        }
+        t = interleaved(sides, 3 if n >= 10_000 else 20)
+        best = {k: min(v) for k, v in t.items()}
+        print(
+            f"{n:>9,d} | {best['gtil1']:13.2f} | {best['gtil2']:14.2f} | {best['sk1']:16.2f} |"
+            f" {best['skN']:8.2f}",
+            flush=True,
+        )
+
+
 def paired(times: dict[str, list[float]], a: str, b: str) -> str:
     """a / b call by call (each pair measured back to back, so a slow moment of the
     shared machine weighs on both): the median ratio, its p10-p90, and the ratio of the
@@ -327,6 +419,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batch-repeats", type=int, default=5)
     parser.add_argument("--uv", action="store_true", help="also time uv env creation")
+    parser.add_argument("--load", type=int, default=0, help="fresh-process loads of each kind")
+    parser.add_argument("--walks", action="store_true", help="compiled vs sklearn tree walks")
+    parser.add_argument(
+        "--only-load-and-walks", action="store_true", help="skip the latency and batch sections"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from importlib.metadata import version
@@ -344,6 +441,12 @@ def main() -> None:
         body_rows = Path(tmp, "row.json").read_text()
         row = pd.read_json(Path(tmp, "row.json"), orient="records")
         body = '{"dataframe_records": ' + body_rows + "}"
+        if args.load:
+            load_times(models, store, args.load)
+        if args.walks:
+            tree_walks(models["forest"], store, rows)
+        if args.only_load_and_walks:
+            return
         for family, uri in models.items():
             local = in_process(uri, row, args.requests)
             remote, rps, errors = served(uri, store, body, args.requests)

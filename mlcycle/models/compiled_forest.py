@@ -159,7 +159,7 @@ def none_as_category(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFram
         if col not in frame.columns or frame[col].dtype != object:
             continue
         values = frame[col].to_numpy()
-        is_none = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        is_none = np.asarray(values == None, dtype=bool)  # noqa: E711 - elementwise
         if is_none.any():
             if out is frame:
                 out = frame.copy()

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 # 10k to 100k rows a chunk all took 6.5-7.8 s (noise), peak RSS growing ~60 MB a doubling
 # over a ~850 MB start; 50k makes few calls of the model (each has a fixed cost).
 CHUNK_ROWS = 50_000
+# Chunks between two progress lines in the log when stderr is not a terminal (a
+# scheduler's log): 500,000 rows at the default chunk size.
+PROGRESS_EVERY = 10
 ROW = "row"
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
@@ -72,6 +76,8 @@ class Predictor:
 
     predict: Callable[[pd.DataFrame], np.ndarray]
     predict_proba: Callable[[pd.DataFrame], np.ndarray] | None = None
+    # Both at once, when the model computes the labels from the probabilities anyway.
+    both: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass
@@ -303,6 +309,79 @@ def read_ahead(items: Iterator) -> Iterator:
             yield item
 
 
+def estimate_rows(path: Path, head_bytes: int = 1 << 20) -> tuple[int, bool]:
+    """(rows of the file, exact): counted when the file is no larger than head_bytes,
+    else its size over the mean line length of its head (a progress estimate)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(head_bytes)
+    lines = head.count(b"\n") + (not head.endswith(b"\n") and bool(head))
+    if len(head) >= size:
+        return max(lines - 1, 0), True
+    return max(int(size / (len(head) / max(lines, 1))) - 1, 0), False
+
+
+def duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min'."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress:
+    """Rows done, rows/s and time left while a long file is scored: rewritten in place
+    on a terminal after each chunk; in the log every `every` chunks otherwise (a
+    scheduler's log gets a line now and then, not a bar). Files of one chunk say
+    nothing: they are done before anyone looks."""
+
+    def __init__(
+        self,
+        total: int,
+        exact: bool,
+        chunk_rows: int,
+        stream=None,
+        every: int = PROGRESS_EVERY,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.total, self.exact = total, exact
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.shown = total > chunk_rows
+        self.every = every
+        self.clock = clock
+        self.started = clock()
+        self.chunks = 0
+        self.rows = 0
+
+    def line(self) -> str:
+        elapsed = self.clock() - self.started
+        rate = self.rows / elapsed if elapsed > 0 else 0.0
+        total = max(self.total, self.rows)
+        of = f" of {'' if self.exact else '~'}{total:,}" if total else ""
+        share = f" ({100 * self.rows / total:.0f} %)" if total else ""
+        left = f", {duration((total - self.rows) / rate)} left" if rate and total else ""
+        return f"scored {self.rows:,}{of} rows{share}, {rate:,.0f} rows/s{left}"
+
+    def update(self, rows: int) -> None:
+        self.rows += rows
+        self.chunks += 1
+        if not self.shown:
+            return
+        if self.live:
+            self.stream.write("\r" + self.line() + "\033[K")
+            self.stream.flush()
+        elif self.chunks % self.every == 0:
+            log.info("%s", self.line())
+
+    def close(self) -> None:
+        if self.shown and self.live and self.chunks:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def score_file(
     path: Path,
     inputs: Inputs,
@@ -310,10 +389,12 @@ def score_file(
     output: Path,
     chunk_rows: int = CHUNK_ROWS,
     batch: Batch | None = None,
+    progress: Progress | None = None,
 ) -> Scored:
     """Score every row of the file into output, all or nothing (see the module doc).
     Given a batch, each output row gets its prediction_id and each chunk is appended to
-    the batch's partition of the inference log as it is written (no second pass)."""
+    the batch's partition of the inference log as it is written (no second pass).
+    Progress is shown on stderr (`Progress`) unless another one is given."""
     folder = writable_ancestor(output)
     partial = folder / f".{output.name}.{os.getpid()}.partial"
     summary = Summary(inputs.classes)
@@ -323,11 +404,16 @@ def score_file(
     score_run = batch.score_run if batch else None
     missing: dict = {}
     chunks = conformed_chunks(path, inputs, chunk_rows, missing)
+    if progress is None:
+        progress = Progress(*estimate_rows(path), chunk_rows)
     try:
         for first_row, chunk, features in read_ahead(chunks):
             read = first_row + len(chunk)
-            predictions = predictor.predict(features)
-            proba = predictor.predict_proba(features) if predictor.predict_proba else None
+            if predictor.both is not None:
+                predictions, proba = predictor.both(features)
+            else:
+                predictions = predictor.predict(features)
+                proba = predictor.predict_proba(features) if predictor.predict_proba else None
             frame = output_frame(chunk, inputs, first_row, predictions, proba, score_run)
             if writer is None:
                 schema = arrow_schema(frame, inputs)
@@ -337,6 +423,7 @@ def score_file(
             if logged is not None:
                 logged.write(table, features)
             summary.update(predictions, proba)
+            progress.update(len(chunk))
         if writer is None:
             raise MlcycleError(f"input file {path} has a header but no rows")
         writer.close()
@@ -345,6 +432,7 @@ def score_file(
         os.replace(partial, output)
         table = logged.commit() if logged is not None else None
     finally:
+        progress.close()
         if writer is not None:
             writer.close()
         if logged is not None:

@@ -23,7 +23,10 @@ training rows) is served by the Pipeline itself, and the log and the tag
 `mlcycle.forest_engine` say so (`mlcycle.forest_fallback` gives the reason).
 
 Saved as a folder: the Pipeline (skops, loaded with the trusted types MLflow's sklearn
-flavour is given), the trees (Treelite's own format) and one JSON of the rest.
+flavour is given), the trees (Treelite's own format) and one JSON of the rest (the
+preprocessing, the schema, the estimator's classes). Loading reads the trees and the JSON
+only: the Pipeline is deserialised when first needed (ForestModel), so a loaded forest
+answers single rows without importing scikit-learn or skops.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,7 @@ from mlcycle.models.serving import (
     Preprocessing,
     RawRowPyfunc,
     log_from_code,
+    note_code,
     numeric_column,
     served_model,
 )
@@ -84,25 +89,76 @@ _META_FILE = "forest.json"
 
 class ForestModel:
     """In memory: the fitted Pipeline, and (when it could be built) its preprocessing and
-    trees compiled. `predict`/`predict_proba` answer as the Pipeline does, faster."""
+    trees compiled. `predict`/`predict_proba` answer as the Pipeline does, faster.
 
-    def __init__(self, schema: Schema, pipeline, preprocessing=None, trees=None, fallback=None):
+    Loaded from a folder, the Pipeline stays on disk until something needs it (the
+    fallback engine, a batch of more than SMALL_BATCH rows, a near tie between two
+    classes, a user reading `pipeline`): the compiled trees and the preprocessing answer
+    small batches without scikit-learn, and deserialising the Pipeline costs seconds
+    (skops' import alone scans every scikit-learn estimator; measured in
+    benchmarks/RESULTS.md)."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        pipeline=None,
+        preprocessing=None,
+        trees=None,
+        fallback=None,
+        *,
+        facts: dict | None = None,
+        source: Path | None = None,
+    ):
         self.schema = schema
-        self.pipeline = pipeline
         self.preprocessing = preprocessing
         self.fallback = fallback
-        estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-        self.estimator = estimator
+        self._pipeline = pipeline
+        self._source = source  # the Pipeline's skops file, read on first need
+        self._lock = threading.Lock()
+        self._parallel = None
+        facts = facts if facts is not None else estimator_facts(self.estimator)
+        self._facts = facts
+        self.dtype = facts["dtype"]
+        self.classes_ = list(np.asarray(facts["classes"], dtype=facts["classes_dtype"]))
+        self._classes_dtype = np.dtype(facts["classes_dtype"])
         self.compiled = None
         if trees is not None:
-            self.compiled = CompiledTrees(trees, schema.task, softmax_outputs(estimator))
-        # The same fitted trees (a shallow copy) with every core, for large batches; the
-        # Pipeline's own estimator keeps the one thread it was logged with.
-        self.parallel = copy.copy(estimator)
-        if "n_jobs" in getattr(estimator, "__dict__", {}):
-            self.parallel.n_jobs = -1
-        self.classes_ = list(getattr(estimator, "classes_", []))
-        self.dtype = input_dtype(estimator)
+            self.compiled = CompiledTrees(trees, schema.task, facts["softmax"])
+
+    @property
+    def pipeline(self):
+        """The fitted scikit-learn Pipeline, deserialised (once) when first asked for."""
+        if self._pipeline is None:
+            with self._lock:
+                if self._pipeline is None:
+                    self._pipeline = _load_pipeline(self._source)
+        return self._pipeline
+
+    @property
+    def estimator(self):
+        pipeline = self.pipeline
+        return pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+
+    @property
+    def parallel(self):
+        """The same fitted trees (a shallow copy) with every core, for large batches; the
+        Pipeline's own estimator keeps the one thread it was logged with."""
+        if self._parallel is None:
+            parallel = copy.copy(self.estimator)
+            if "n_jobs" in getattr(parallel, "__dict__", {}):
+                parallel.n_jobs = -1
+            self._parallel = parallel
+        return self._parallel
+
+    def prefetch(self) -> threading.Thread | None:
+        """Deserialise the Pipeline in a thread, so that a caller about to predict large
+        batches (score) has it when its first batch is read; None when already loaded."""
+        if self._pipeline is not None:
+            return None
+        thread = threading.Thread(target=lambda: self.pipeline, name="forest-pipeline")
+        thread.daemon = True
+        thread.start()
+        return thread
 
     @classmethod
     def build(cls, pipeline, schema: Schema, rows: pd.DataFrame) -> ForestModel:
@@ -145,6 +201,18 @@ class ForestModel:
             return self.pipeline.predict_proba(frame)
         return self._proba(self._matrix(frame))
 
+    def predict_with_proba(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) of a classifier from one walk of the trees: what
+        predict and predict_proba give, for half the work (score asks for both)."""
+        if self.schema.task != "classification":
+            raise MlcycleError("predict_proba is for classification models only")
+        if self.compiled is None:
+            _check_numbers(frame, self.schema)
+            return self.pipeline.predict(frame), self.pipeline.predict_proba(frame)
+        x = self._matrix(frame)
+        proba = self._proba(x)
+        return self._labels(x, proba), proba
+
     def _proba(self, x: np.ndarray) -> np.ndarray:
         if not len(x):
             return np.zeros((0, len(self.classes_)))
@@ -169,7 +237,7 @@ class ForestModel:
         )
         if len(close):
             labels[close] = self.estimator.predict(x[close])
-        return labels.astype(np.asarray(self.classes_).dtype)
+        return labels.astype(self._classes_dtype)
 
     # -- persistence: a folder with the Pipeline, the trees and one JSON of the rest
     def save(self, path: str | Path) -> Path:
@@ -193,24 +261,71 @@ class ForestModel:
             "fallback": self.fallback,
             "schema": self.schema.to_dict(),
             "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
+            "estimator": self._facts,
         }
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ForestModel:
-        import skops.io
-
+        """The forest saved in path. The compiled trees (Treelite's own format, numbers
+        only) and the preprocessing (JSON) are read now; the Pipeline when it is needed,
+        through skops with its trusted-type check (nothing is unpickled)."""
         path = Path(path)
         meta = json.loads((path / _META_FILE).read_text())
-        pipeline = skops.io.load(path / _PIPELINE_FILE, trusted=modelio.SKOPS_TRUSTED_TYPES)
         schema = Schema.from_dict(meta["schema"])
-        if meta["engine"] != COMPILED:
-            return cls(schema, pipeline, fallback=meta.get("fallback"))
+        source = path / _PIPELINE_FILE
+        facts = _saved_facts(meta)
+        if meta["engine"] != COMPILED or facts is None:
+            # The Pipeline answers (fallback), or an earlier classifier's labels are only
+            # in it: read it now, so a broken file fails the load, not a request.
+            pipeline = _load_pipeline(source)
+            if meta["engine"] != COMPILED:
+                return cls(schema, pipeline, fallback=meta.get("fallback"))
+        else:
+            pipeline = None
         import treelite
 
         trees = treelite.Model.deserialize(str(path / _TREES_FILE))
-        return cls(schema, pipeline, Preprocessing.from_dict(meta["preprocessing"]), trees)
+        preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        return cls(schema, pipeline, preprocessing, trees, facts=facts, source=source)
+
+
+def estimator_facts(estimator) -> dict:
+    """What answering needs of the estimator besides its trees, as JSON: its classes
+    (and their dtype, which the labels keep), the dtype it compares inputs in, and
+    whether its probabilities are a softmax (compiled_forest.softmax_outputs)."""
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    return {
+        "classes": classes.tolist(),
+        "classes_dtype": classes.dtype.str if classes.dtype != object else "object",
+        "dtype": input_dtype(estimator),
+        "softmax": softmax_outputs(estimator),
+    }
+
+
+def _saved_facts(meta: dict) -> dict | None:
+    """The estimator's facts saved with the forest; for a forest saved before they were,
+    what its family and task say (a regressor's), or None (a classifier's classes are
+    only in its Pipeline)."""
+    if "estimator" in meta:
+        return meta["estimator"]
+    if meta["schema"]["task"] != "regression":
+        return None
+    dtype = "float64" if meta.get("family") == BOOSTED else "float32"
+    return {"classes": [], "classes_dtype": "<f8", "dtype": dtype, "softmax": False}
+
+
+def _load_pipeline(source: Path | None):
+    """The Pipeline from its skops file, only if it holds nothing but trusted types
+    (skops' defaults and modelio.SKOPS_TRUSTED_TYPES): skops refuses any other type
+    before building anything, and executes no pickle."""
+    if source is None:
+        raise MlcycleError("the forest was built without its Pipeline")
+    import skops.io
+
+    log.info("reading the forest's scikit-learn Pipeline (%s)", source.name)
+    return skops.io.load(source, trusted=modelio.SKOPS_TRUSTED_TYPES)
 
 
 def _check_numbers(frame: pd.DataFrame, schema: Schema) -> None:
@@ -231,6 +346,7 @@ class ForestPyfunc(RawRowPyfunc):
     ANSWERED_AS_400 = (BadInput, MlcycleError)
 
     def load_context(self, context):
+        note_code(context.artifacts[FOREST_ARTIFACT])
         self.model = ForestModel.load(context.artifacts[FOREST_ARTIFACT])
         # Warm the path once, so the first served request is not the slow one.
         schema = self.model.schema

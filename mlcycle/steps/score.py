@@ -21,6 +21,7 @@ applied by `mlflow.pyfunc.spark_udf`."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,9 +155,12 @@ def input_path(path: str) -> Path:
     return config.resolve_path(path)
 
 
-def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "") -> None:
+def log_score(
+    model: Model, path: Path, scored: scoring.Scored, where: str = "", input_digest: str = ""
+) -> None:
     """What the run records: which model, which file, how many rows, what came out; and
-    the one line the log ends with (`where`: "on Spark " for that engine)."""
+    the one line the log ends with (`where`: "on Spark " for that engine). input_digest:
+    the input's workflow.path_digest when already computed."""
     version = model.version
     metadata = model.pyfunc.metadata
     mlflow.set_tags(
@@ -175,7 +179,7 @@ def log_score(model: Model, path: Path, scored: scoring.Scored, where: str = "")
     dataset = MetaDataset(
         resolve_dataset_source(str(path)),
         name=path.stem,
-        digest=workflow.path_digest(path)[:16],
+        digest=(input_digest or workflow.path_digest(path))[:16],
         schema=metadata.get_input_schema(),
     )
     mlflow.log_input(dataset, context="scoring")
@@ -256,7 +260,11 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
     header = scoring.read_header(path)
     base = config.output_root(config.launcher_folder())
     output = outputs.output_path(params.output, params.model_name, base)
-    with outputs.claimed(output, outputs.stamped(params.output, output)) as output:
+    claim = outputs.claimed(output, outputs.stamped(params.output, output))
+    # The input's digest (a read of the whole file, hashed without the GIL) overlaps the
+    # model's loading and the scoring instead of following them.
+    with claim as output, ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(workflow.path_digest, path)
         model = load_model(params)
         inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
         log.info(
@@ -270,5 +278,5 @@ def execute(params: ScoreParams, chunk_rows: int = scoring.CHUNK_ROWS) -> scorin
         batch = batch_of(model, params, inputs, header)
         scored = scoring.score_file(path, inputs, predictor, output, chunk_rows, batch)
         mlflow.set_tag("mlcycle.engine", "pandas")
-        log_score(model, path, scored)
+        log_score(model, path, scored, input_digest=digest.result())
     return scored

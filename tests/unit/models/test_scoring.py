@@ -1,6 +1,8 @@
 """The pure half of `score`: which columns are read, how a chunk is typed, what an
 output row holds, where the file goes, and the prediction summary."""
 
+import io
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,12 +14,16 @@ from mlcycle.errors import MlcycleError
 from mlcycle.models.outputs import output_path, stamped_file
 from mlcycle.models.scoring import (
     Inputs,
+    Predictor,
+    Progress,
     Summary,
     conform_chunk,
+    estimate_rows,
     missing_text,
     output_frame,
     plan_inputs,
     read_ahead,
+    score_file,
 )
 
 FILE = Path("batch.csv")
@@ -130,3 +136,84 @@ def test_reading_ahead_keeps_the_order_and_raises_where_the_error_was():
         for item in read_ahead(items()):
             seen.append(item)
     assert seen == [0, 1, 2, 3, 4]
+
+
+class Clock:
+    """A clock the test moves: 10 s a chunk."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_progress_rewrites_one_line_with_rows_rate_and_time_left():
+    clock, stream = Clock(), Terminal()
+    progress = Progress(400_000, True, 50_000, stream=stream, clock=clock)
+    for _ in range(2):
+        clock.now += 10
+        progress.update(50_000)
+    progress.close()
+    shown = stream.getvalue()
+    assert shown.count("\r") == 2 and shown.endswith("\n")
+    assert "scored 100,000 of 400,000 rows (25 %), 5,000 rows/s, 1 min 00 s left" in shown
+
+
+def test_off_a_terminal_progress_is_a_log_line_every_n_chunks(caplog):
+    clock, stream = Clock(), io.StringIO()
+    progress = Progress(1_000_000, False, 50_000, stream=stream, every=3, clock=clock)
+    with caplog.at_level(logging.INFO, logger="mlcycle.models.scoring"):
+        for _ in range(7):
+            clock.now += 2
+            progress.update(50_000)
+        progress.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "scored 150,000 of ~1,000,000 rows (15 %), 25,000 rows/s, 34 s left",
+        "scored 300,000 of ~1,000,000 rows (30 %), 25,000 rows/s, 28 s left",
+    ]
+    assert stream.getvalue() == ""  # nothing drawn where no one watches
+
+
+def test_a_file_of_one_chunk_shows_no_progress(caplog):
+    stream = Terminal()
+    progress = Progress(800, True, 50_000, stream=stream, every=1, clock=Clock())
+    with caplog.at_level(logging.INFO, logger="mlcycle.models.scoring"):
+        progress.update(800)
+        progress.close()
+    assert stream.getvalue() == "" and not caplog.records
+
+
+def test_rows_of_a_file_are_counted_when_small_and_estimated_when_large(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n" + "".join(f"{i:04d},x\n" for i in range(1000)))
+    assert estimate_rows(path) == (1000, True)
+    rows, exact = estimate_rows(path, head_bytes=200)
+    assert not exact and 900 <= rows <= 1100
+
+
+def test_score_file_logs_its_progress_on_a_long_file(tmp_path, caplog):
+    path = tmp_path / "batch.csv"
+    path.write_text("age,region\n" + "".join(f"{i},north\n" for i in range(30)))
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return frame["age"].to_numpy()
+
+    with caplog.at_level(logging.INFO, logger="mlcycle.models.scoring"):
+        progress = Progress(*estimate_rows(path), 10, stream=io.StringIO(), every=1)
+        scored = score_file(
+            path, INPUTS, Predictor(predict), tmp_path / "out.parquet", 10, progress=progress
+        )
+    assert scored.rows == 30
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scored")]
+    assert [line.split(" rows")[0] for line in lines] == [
+        "scored 10 of 30",
+        "scored 20 of 30",
+        "scored 30 of 30",
+    ]

@@ -1,6 +1,14 @@
 """The served forest answers as its scikit-learn Pipeline does: compiled when it can be,
 the Pipeline itself when it cannot (and it says why)."""
 
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -126,6 +134,10 @@ def test_classification_gives_the_pipelines_labels_and_probabilities(
         np.testing.assert_allclose(
             model.predict_proba(part), pipeline.predict_proba(part), rtol=1e-9, atol=1e-12
         )
+        labels, proba = model.predict_with_proba(part)  # score's one walk for both
+        assert list(labels) == list(pipeline.predict(part))
+        # (threads add the trees in any order on the largest batch: ~1e-16 apart)
+        np.testing.assert_allclose(proba, model.predict_proba(part), rtol=1e-12, atol=1e-15)
     assert model.classes_ == list(pipeline.classes_)
 
 
@@ -220,3 +232,122 @@ def test_predict_proba_of_a_regression_forest_is_a_user_error(bundled):
     schema, splits, _, model = bundled
     with pytest.raises(MlcycleError, match="classification models only"):
         model.predict_proba(splits.current_test[schema.features].head(1))
+
+
+def test_a_loaded_forest_answers_small_batches_without_reading_its_pipeline(bundled, tmp_path):
+    schema, splits, pipeline, model = bundled
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    rows = with_holes(splits.current_test, schema)
+    small = rows.head(SMALL_BATCH)
+    np.testing.assert_array_equal(loaded.predict(small), pipeline.predict(small))
+    assert loaded._pipeline is None  # the trees and the JSON answered alone
+    # A large batch reads it (scikit-learn's walk is the faster one there), once.
+    np.testing.assert_array_equal(loaded.predict(rows), pipeline.predict(rows))
+    assert loaded._pipeline is not None
+    read = loaded.pipeline
+    loaded.predict(rows)
+    assert loaded.pipeline is read
+
+
+def test_prefetch_reads_the_pipeline_in_a_thread(bundled, tmp_path):
+    _, _, _, model = bundled
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    thread = loaded.prefetch()
+    thread.join(timeout=120)
+    assert loaded._pipeline is not None and loaded.prefetch() is None
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_a_forest_saved_without_its_estimator_facts_still_loads(tmp_path, task, bundled):
+    """Forests saved before the classes were written beside the trees: a regressor still
+    loads lazily, a classifier reads its Pipeline at load time (its labels are there)."""
+    if task == "regression":
+        schema, splits, pipeline, model = bundled
+        frame = splits.current_test
+    else:
+        frame = pd.read_csv(make_classification_csv(tmp_path / "churn.csv", rows=200))
+        schema, pipeline = CHURN, fit_forest(CHURN, ForestParams(n_estimators=10), frame)
+        model = ForestModel.build(pipeline, schema, frame)
+    path = model.save(tmp_path / "forest")
+    meta = json.loads((path / "forest.json").read_text())
+    del meta["estimator"]
+    (path / "forest.json").write_text(json.dumps(meta))
+    loaded = ForestModel.load(path)
+    assert loaded.engine == COMPILED
+    assert (loaded._pipeline is None) == (task == "regression")
+    rows = frame[schema.features].head(5)
+    np.testing.assert_array_equal(loaded.predict(rows), pipeline.predict(rows))
+    assert loaded.classes_ == list(getattr(pipeline, "classes_", []))
+
+
+def test_labels_keep_the_dtype_of_the_classes_through_save_and_load(tmp_path):
+    frame = pd.read_csv(make_classification_csv(tmp_path / "churn.csv", rows=200))
+    pipeline = fit_forest(CHURN, ForestParams(n_estimators=10), frame)
+    model = ForestModel.build(pipeline, CHURN, frame)
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    rows = frame[CHURN.features].head(7)
+    ours, theirs = loaded.predict(rows), pipeline.predict(rows)
+    assert ours.dtype == theirs.dtype and list(ours) == list(theirs)
+    assert loaded.classes_ == list(pipeline.classes_)
+
+
+LOAD_IN_A_FRESH_PROCESS = """
+import pickle, sys, mlcycle.served_forest, mlflow.pyfunc
+import pandas as pd
+
+
+def refuse(*args, **kwargs):
+    raise AssertionError("something was unpickled")
+
+
+pickle.load = pickle.loads = refuse
+from tests.data.stored_models.store import HERE, read_rows
+import json
+record = json.loads((HERE / "forest.json").read_text())
+model = mlflow.pyfunc.load_model(str(HERE / "forest"))
+rows = read_rows(record["rows"])
+assert model.predict(rows).tolist() == record["predict"]
+heavy = sorted(m for m in ("sklearn", "skops", "skops.io") if m in sys.modules)
+assert not heavy, heavy
+big = pd.concat([rows] * 30, ignore_index=True)  # past SMALL_BATCH: the Pipeline's walk
+assert model.predict(big).tolist() == record["predict"] * 30
+assert "skops.io" in sys.modules
+print("ok")
+"""
+
+
+@pytest.mark.integration  # a fresh process importing MLflow: seconds
+def test_a_logged_forest_loads_without_scikit_learn_and_never_unpickles(tmp_path):
+    """In a fresh process with MLflow's pickle loading switched off, the stored forest
+    (logged by an earlier commit) answers single rows with neither scikit-learn nor skops
+    imported, and a large batch through its Pipeline, read by skops' trusted-type check."""
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false", PYTHONPATH=str(root))
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_code_differing_from_the_copy_logged_with_the_model_is_said(tmp_path, caplog):
+    import mlcycle
+    from mlcycle.models.serving import CODE_DIGEST_FILE, code_digest, note_code
+
+    package = Path(mlcycle.__file__).resolve().parent
+    copy = tmp_path / "code" / "mlcycle"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    artifact = tmp_path / "forest"
+    artifact.mkdir()
+    assert note_code(artifact)  # a model logged before digests were kept: nothing to say
+    (artifact / CODE_DIGEST_FILE).write_text(code_digest(copy))
+    assert note_code(artifact) and not caplog.records
+    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# changed\n")
+    (artifact / CODE_DIGEST_FILE).write_text(code_digest(copy))
+    with caplog.at_level(logging.INFO, logger="mlcycle.models.serving"):
+        assert not note_code(artifact)
+    assert "other mlcycle code than the one answering it" in caplog.text
