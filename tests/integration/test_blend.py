@@ -18,7 +18,15 @@ from mlcycle.lifecycle import aliases
 from mlcycle.models import blending, selection
 from mlcycle.models.families import hgb, nn, rf
 from mlcycle.models.network import NetworkParams
-from mlcycle.models.served_blend import FAMILY, MEMBERS_TAG, blend_of
+from mlcycle.models.served_blend import (
+    FAMILY,
+    MEMBERS_TAG,
+    BlendModel,
+    blend_of,
+    log_blend,
+    member_of,
+    requirements,
+)
 from mlcycle.steps import blend as blend_step
 from mlcycle.steps import score as score_step
 from tests.conftest import assert_raw_row_contract, make_classification_csv
@@ -171,9 +179,19 @@ def test_a_classifier_blend_serves_labels_and_probabilities_as_score_writes_them
     new = make_classification_csv(tmp_path / "new.csv", rows=500, seed=2, shift=1.0)
     etl_run = _etl(reference=str(old), current=str(new), target="churn", drop_columns="customer_id")
     runs = {label: _candidate(label, etl_run, CHURN) for label in ("refit-rf", "refit-hgb")}
-    version, run = _blend(etl_run, runs, CHURN, confidence=0.5)
-    assert version is not None, run.data.tags["mlcycle.blend_reason"]
-    uri = f"models:/{CHURN}/{version}"
+    # Served whatever the slice decides: blended as the step blends a kept pair.
+    versions = [mlflow.get_run(r).data.tags[selection.VERSION_TAG] for r in runs.values()]
+    uris = [f"models:/{CHURN}/{v}" for v in versions]
+    members = [member_of(mlflow.pyfunc.load_model(u)) for u in uris]
+    schema, splits = load_splits(etl_run)
+    model = BlendModel(schema, members, [0.6, 0.4], list(runs), versions)
+    needs = requirements([mlflow.pyfunc.get_model_dependencies(u) for u in uris])
+    with mlflow.start_run(run_name="blend"):
+        info = log_blend(
+            model, schema, splits.current_train, CHURN, needs,
+            version_tags={"mlcycle.etl_run": etl_run},
+        )  # fmt: skip
+    uri = f"models:/{CHURN}/{info.registered_model_version}"
     pyfunc = mlflow.pyfunc.load_model(uri)
     frame = pd.read_csv(new)
     rows = frame.drop(columns=["churn", "customer_id"]).head(15)
