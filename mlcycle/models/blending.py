@@ -134,10 +134,11 @@ def simplex_grid(k: int, step: float = GRID_STEP) -> np.ndarray:
 
 def score_of(task: str, truth, values: np.ndarray, classes: list) -> float:
     """The primary metric of blended values (probabilities: their most probable class)."""
-    return evaluate(task, truth, _answers(task, values, classes))[PRIMARY[task]]
+    return evaluate(task, truth, answers_of(task, values, classes))[PRIMARY[task]]
 
 
-def _answers(task: str, values: np.ndarray, classes: list) -> np.ndarray:
+def answers_of(task: str, values: np.ndarray, classes: list) -> np.ndarray:
+    """Blended values as answers: the values, or the most probable class."""
     if task == "regression":
         return values
     return np.asarray(classes, dtype=object)[values.argmax(axis=1)]
@@ -153,7 +154,7 @@ def best_weights(
     """The grid's weights with the best primary metric on the rows (all by default)."""
     rows = np.arange(len(truth)) if rows is None else rows
     y = np.asarray(truth, dtype=object if task == "classification" else "float64")[rows]
-    picked = [Candidate(m.label, m.values[rows], m.labels[rows]) for m in members]
+    picked = [rows_of(m, rows) for m in members]
     grid = simplex_grid(len(members))
     scores = [score_of(task, y, blended(picked, w), classes) for w in grid]
     return grid[int(np.argmax(scores))]
@@ -166,11 +167,12 @@ def cross_fitted(task: str, truth, members: list[Candidate], classes: list, seed
     values = np.zeros_like(members[0].values)
     for fit, held in (halves, halves[::-1]):
         weights = best_weights(task, truth, members, classes, fit)
-        values[held] = blended([_rows(m, held) for m in members], weights)
-    return _answers(task, values, classes)
+        values[held] = blended([rows_of(m, held) for m in members], weights)
+    return answers_of(task, values, classes)
 
 
-def _rows(member: Candidate, rows) -> Candidate:
+def rows_of(member: Candidate, rows) -> Candidate:
+    """The candidate on some of the slice's rows."""
     return Candidate(member.label, member.values[rows], member.labels[rows])
 
 
