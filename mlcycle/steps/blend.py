@@ -98,7 +98,7 @@ def build(outcome: blending.Outcome, runs: dict[str, str], model_name: str, sche
 
 
 def register(model, requirements, schema, splits, params: BlendParams, etl_run: str) -> str:
-    """Log and register the blend with its test metrics, then nominate it challenger."""
+    """Log and register the blend with its test metrics; its version, not yet challenger."""
     tags = {"mlcycle.family": served_blend.FAMILY, "mlcycle.etl_run": etl_run}
     train = splits.current_train
     info = served_blend.log_blend(
@@ -109,12 +109,6 @@ def register(model, requirements, schema, splits, params: BlendParams, etl_run: 
     )
     version = str(info.registered_model_version)
     mlflow.set_tags({VERSION_TAG: version, "mlcycle.model_name": params.model_name})
-    aliases.nominate_challenger(
-        params.model_name,
-        version,
-        "blend: better than every single candidate on the judging slice",
-        mlflow.active_run().info.run_id,
-    )
     return version
 
 
@@ -133,15 +127,20 @@ def execute(params: BlendParams) -> str | None:
     if left:
         outcome.reason += " (left out: " + "; ".join(f"{k}: {v}" for k, v in left.items()) + ")"
     log.info("blend: %s", outcome.reason)
-    metric = PRIMARY[schema.task]
-    lineage.log_run_metrics(outcome.metrics(metric))
-    mlflow.set_tags(
-        {
-            "mlcycle.blend_kept": str(outcome.kept).lower(),
-            "mlcycle.blend_reason": outcome.reason[:5000],
-        }
-    )
-    if not outcome.kept:
-        return None
-    model, requirements = build(outcome, runs, params.model_name, schema)
-    return register(model, requirements, schema, splits, params, etl.run_id)
+    version = None
+    if outcome.kept:
+        model, requirements = build(outcome, runs, params.model_name, schema)
+        version = register(model, requirements, schema, splits, params, etl.run_id)
+    # The run's own figures once the model is logged (they are not the model's), and
+    # the alias last, once the run holds everything it says about the blend.
+    lineage.log_run_metrics(outcome.metrics(PRIMARY[schema.task]))
+    kept = {"mlcycle.blend_kept": str(outcome.kept).lower()}
+    mlflow.set_tags(kept | {"mlcycle.blend_reason": outcome.reason[:5000]})
+    if version is not None:
+        aliases.nominate_challenger(
+            params.model_name,
+            version,
+            f"blend: {outcome.reason}"[:500],
+            mlflow.active_run().info.run_id,
+        )
+    return version
