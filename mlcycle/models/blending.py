@@ -56,8 +56,10 @@ def slice_predictions(model, schema: Schema, judge: pd.DataFrame) -> pd.DataFram
     if schema.task == "classification":
         proba = predict_proba(model, features, list(schema.classes))
         if proba is not None:
+            # A class the fitted rows lacked (a rare one) has no column: probability 0.
             for c in schema.classes:
-                frame[f"{PROBA_PREFIX}{c}"] = proba[c].to_numpy(dtype="float64")
+                values = proba[c] if c in proba.columns else 0.0
+                frame[f"{PROBA_PREFIX}{c}"] = np.asarray(values, dtype="float64")
     return frame
 
 

@@ -58,10 +58,12 @@ class BlendModel:
         self._orders = [self._order(m) for m in self.members] if self.classes_ else []
 
     def _order(self, member) -> list[int]:
-        has = [str(c) for c in member.classes_]
-        if sorted(has) != sorted(str(c) for c in self.classes_):
+        """For each of the blend's classes, its column in the member's probabilities (-1:
+        a class the member's training rows lacked, probability 0)."""
+        has, wanted = [str(c) for c in member.classes_], [str(c) for c in self.classes_]
+        if set(has) - set(wanted):
             raise MlcycleError(f"a blend member answers classes {has}, not {self.classes_}")
-        return [has.index(str(c)) for c in self.classes_]
+        return [has.index(c) if c in has else -1 for c in wanted]
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw rows -> the weighted mean of the members' values, or the most probable class."""
@@ -79,7 +81,9 @@ class BlendModel:
             raise MlcycleError("predict_proba is for classification models only")
         out = np.zeros((len(frame), len(self.classes_)))
         for member, weight, order in zip(self.members, self.weights, self._orders, strict=True):
-            out += weight * np.asarray(member.predict_proba(frame), dtype="float64")[:, order]
+            proba = np.asarray(member.predict_proba(frame), dtype="float64")
+            known = [j for j, i in enumerate(order) if i >= 0]
+            out[:, known] += weight * proba[:, [order[j] for j in known]]
         return out
 
     def describe(self) -> str:

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from mlcycle.errors import MlcycleError
+from mlcycle.models.blending import slice_predictions
 from mlcycle.models.families import hgb, rf
 from mlcycle.models.served_blend import BlendModel
 from mlcycle.models.served_forest import ForestModel
 from mlcycle.models.serving import BadInput
-from tests.unit.networks import BIN, REG, labelled, rows
+from tests.unit.networks import BIN, MULTI, REG, labelled, rows
 
 
 def _forest(schema, frame, family=rf, params=None):
@@ -79,3 +80,17 @@ def test_a_blend_needs_a_weight_per_member_and_members_it_can_carry(regression_m
     with pytest.raises(MlcycleError, match="cannot carry a DataFrame"):
         BlendModel(REG, [pd.DataFrame()], [1.0]).save(tmp_path / "blend")
     assert not (tmp_path / "blend").exists()
+
+
+def test_a_member_whose_rows_lacked_a_class_gives_it_no_probability():
+    """A rare class (weather's 'snow') can be missing from a member's training rows."""
+    frame = labelled(MULTI, n=150, seed=5)
+    full = _forest(MULTI, frame)
+    partial = _forest(MULTI, frame[frame["y"] != 2])
+    blend = BlendModel(MULTI, [full, partial], [0.5, 0.5])
+    features = frame[MULTI.features]
+    proba = blend.predict_proba(features)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(proba[:, 2], 0.5 * full.predict_proba(features)[:, 2])
+    predictions = slice_predictions(partial.pipeline, MULTI, frame)
+    assert (predictions["proba_2"] == 0).all() and predictions["proba_0"].notna().all()
