@@ -12,7 +12,9 @@ call by call (the machine is shared): in-process 1-row p50 of the forest pyfunc 
 scikit-learn's `Pipeline.predict` on the same fitted forest and row (<= 1/5); served
 1-row p50 of the forest vs the stock sklearn flavour, both servers up, same client
 (<= 1/2); 100k-row batch predict vs the Pipeline's (at least as fast). Also cold and warm
-creation of the `--env-manager uv` environment (`--uv`, slow: ~minutes).
+creation of the `--env-manager uv` environment (`--uv`, slow: ~minutes). With `--blend`,
+only the blend of a forest, boosted trees and a network: its 1-row p50 against the sum of
+its members' (target: <= the sum + 0.5 ms), and served.
 
 Loading (`--load N`, N fresh processes a way, alternated): seconds of `import mlflow.pyfunc`
 and then of `mlflow.pyfunc.load_model` of the forest (target: load <= 1.5 s), by registry
@@ -24,6 +26,7 @@ the forest hands batches to scikit-learn (SMALL_BATCH) and on how many threads.
 
     .venv/bin/python benchmarks/bench_serving.py [--requests 300] [--batch-repeats 5] [--uv]
     .venv/bin/python benchmarks/bench_serving.py --only-load-and-walks --load 5 --walks
+    .venv/bin/python benchmarks/bench_serving.py --blend
 """
 
 from __future__ import annotations
@@ -414,6 +417,59 @@ def uv_env_creation() -> tuple[float, float]:
     return timings[0], timings[1]
 
 
+def blend_targets(store: str, n: int) -> None:
+    """The blend of a forest, boosted trees and a network (one third each), logged as the
+    blend step logs it: its 1-row in-process p50 against its members' (each pyfunc timed
+    in turn, call by call; target: <= their sum + 0.5 ms), then served."""
+    import mlflow
+
+    from mlcycle.models.families import hgb, nn, rf
+    from mlcycle.models.network import NetworkParams
+    from mlcycle.models.served_blend import BlendModel, log_blend, member_of, requirements
+    from mlcycle.steps.etl import EtlParams, prepare
+
+    mlflow.set_tracking_uri(store)
+    result = prepare(EtlParams())
+    schema, train = result.schema, result.splits.current_train
+    row = result.splits.current_test[schema.features].head(1)
+    body = '{"dataframe_records": ' + row.to_json(orient="records") + "}"
+    fitted = {
+        "forest": (rf, rf.fit(schema, rf.ForestParams(), train)),
+        "hgb": (hgb, hgb.fit(schema, hgb.BoostingParams(), train)),
+        "network": (nn, nn.fit(schema, NetworkParams(epochs=5), train)),
+    }
+    with mlflow.start_run():
+        uris = {}
+        for name, (family, model) in fitted.items():
+            version = family.log(model, schema, train, f"blend-{name}").registered_model_version
+            uris[name] = f"models:/blend-{name}/{version}"
+        members = {k: mlflow.pyfunc.load_model(u) for k, u in uris.items()}
+        blend = BlendModel(schema, [member_of(m) for m in members.values()], [1 / 3] * 3)
+        needs = [mlflow.pyfunc.get_model_dependencies(u) for u in uris.values()]
+        info = log_blend(blend, schema, train, "blend", requirements(needs))
+    uris["blend"] = f"models:/blend/{info.registered_model_version}"
+    calls = {k: (lambda m=m: m.predict(row)) for k, m in members.items()}
+    loaded = mlflow.pyfunc.load_model(uris["blend"])
+    t = interleaved(calls | {"blend": lambda: loaded.predict(row)}, n)
+    for name, times in t.items():
+        print(f"in-process 1 row, {name:8s} pyfunc.predict  {spread(times)}")
+    total = sum(statistics.median(t[k]) for k in members)
+    p50 = statistics.median(t["blend"])
+    print(
+        f"  blend p50 {p50:.3f} ms vs its members' summed p50s {total:.3f} ms: "
+        f"{p50 - total:+.3f} ms (target <= +0.5)"
+    )
+    # Round by round (the four calls back to back), so a slow moment weighs on both sides.
+    rounds = [b - sum(t[k][i] for k in members) for i, b in enumerate(t["blend"])]
+    print(
+        f"  paired, blend - members' sum per round: median {statistics.median(rounds):+.3f} ms"
+        f" (p10 {percentile(rounds, 0.10):+.3f}, p90 {percentile(rounds, 0.90):+.3f})"
+    )
+    remote, _, errors = served(uris["blend"], store, body, n)
+    p50_http = statistics.median(remote["http.client"])
+    print(f"served 1 row (http.client), blend p50 {p50_http:.2f} ms, {errors} errors")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
@@ -424,6 +480,7 @@ def main() -> None:
     parser.add_argument(
         "--only-load-and-walks", action="store_true", help="skip the latency and batch sections"
     )
+    parser.add_argument("--blend", action="store_true", help="only the blend's latency")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from importlib.metadata import version
@@ -437,6 +494,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{tmp}/mlflow.db"
+        if args.blend:
+            return blend_targets(store, args.requests)
         models, pipeline, rows = build_models(store)
         body_rows = Path(tmp, "row.json").read_text()
         row = pd.read_json(Path(tmp, "row.json"), orient="records")

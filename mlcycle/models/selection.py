@@ -15,10 +15,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
+from mlcycle.models.blending import slice_predictions
 from mlcycle.models.candidates import validation_metrics, validation_slice
 from mlcycle.models.network import NetworkParams
 from mlcycle.monitoring.metrics import LOWER_IS_BETTER
+
+VERSION_TAG = "mlcycle.model_version"
 
 
 def judging_slice(current_train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -31,11 +35,19 @@ def slice_metrics(
 ) -> dict[str, float]:
     """validation_<metric> of the family's parameters fitted on current train less the
     slice, measured on the slice ({} when there are too few rows for one)."""
+    return slice_fit(family, schema, params, current_train, seed)[0]
+
+
+def slice_fit(
+    family, schema: Schema, params, current_train: pd.DataFrame, seed: int
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """slice_metrics, and the predictions behind them (`blending.slice_predictions`: what
+    the blend candidate weighs), None when there is no slice."""
     fit_rows, judge = judging_slice(current_train, seed)
     if judge.empty:
-        return {}
+        return {}, None
     model = family.fit(schema, params, fit_rows)
-    return validation_metrics(model, schema, judge)
+    return validation_metrics(model, schema, judge), slice_predictions(model, schema, judge)
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,21 @@ class Entry:
     label: str  # e.g. optimize-nn, refit-hgb, retrain
     version: str
     score: float | None  # None: the run logged no score on the slice
+    run_id: str = ""  # the step's run: its slice predictions, for the blend
+
+
+def registered_version(run, step: str) -> str:
+    """The model version a step's run recorded registering (its `mlcycle.model_version`)."""
+    version = run.data.tags.get(VERSION_TAG)
+    if not version:
+        raise MlcycleError(f"step {step} (run {run.info.run_id}) registered no model")
+    return version
+
+
+def entry_of(run, label: str, metric: str) -> Entry:
+    """A candidate from its step's run: the version it registered, its slice score."""
+    score = run.data.metrics.get(f"validation_{metric}")
+    return Entry(label, registered_version(run, label), score, run.info.run_id)
 
 
 def choose(entries: list[Entry], metric: str) -> tuple[Entry, str]:
@@ -70,3 +97,17 @@ def choose(entries: list[Entry], metric: str) -> tuple[Entry, str]:
 def scores(entries: list[Entry], metric: str) -> dict[str, float]:
     """Each scored candidate's score as main logs it: validation_<metric>.<label>."""
     return {f"validation_{metric}.{e.label}": e.score for e in entries if e.score is not None}
+
+
+def blend_parameters(etl_run: str, model_name: str, entries: list[Entry], seed: int) -> dict:
+    """The blend step's parameters over these candidates."""
+    runs = ",".join(f"{e.label}={e.run_id}" for e in entries if e.run_id)
+    return dict(etl_run=etl_run, model_name=model_name, candidates=runs, seed=seed)
+
+
+def blend_shown(run, metric: str) -> tuple[dict[str, float], dict[str, str]]:
+    """What main shows of its blend run, kept or not: its cross-fitted score beside the
+    candidates' (`validation_<metric>.blend`), whether it was kept and why."""
+    score = run.data.metrics.get(f"validation_{metric}")
+    tags = {k: run.data.tags.get(k, "") for k in ("mlcycle.blend_kept", "mlcycle.blend_reason")}
+    return ({} if score is None else {f"validation_{metric}.blend": score}), tags

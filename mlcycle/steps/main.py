@@ -1,8 +1,9 @@
-"""The main step: etl -> baseline -> optimize -> refits -> retrain -> monitor, as child runs
-of one parent, reusing finished identical steps (mlcycle.lifecycle.workflow). Of the
-candidates (optimize's best, the refitted families, retrain's network) the best on one
-validation slice of current train becomes the challenger monitor judges
-(`mlcycle.models.selection`; `validation_<metric>.<candidate>`, `mlcycle.candidate_winner`).
+"""The main step: etl -> baseline -> optimize -> refits -> retrain -> blend -> monitor, as
+child runs of one parent, reusing finished identical steps (mlcycle.lifecycle.workflow).
+Of the candidates (optimize's best, the refitted families, retrain's network, and their
+blend when the blend step kept one) the best on one validation slice of current train
+becomes the challenger monitor judges (`mlcycle.models.selection`;
+`validation_<metric>.<candidate>`, `mlcycle.candidate_winner`).
 
 Reads the two data files and the registry's aliases once, at the start; hands each step
 the run ids and model versions the earlier steps recorded (never an alias read back);
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 PIPELINE_KEY_TAG = "mlcycle.pipeline_key"
 REGISTRY_IN_TAG = "mlcycle.registry_in"
 REGISTRY_OUT_TAG = "mlcycle.registry_out"
-VERSION_TAG = "mlcycle.model_version"
 
 
 @dataclass(frozen=True)
@@ -130,14 +130,6 @@ def starting_state(
     return now
 
 
-def registered_version(run, step: str) -> str:
-    """The model version a step's run recorded registering (its `mlcycle.model_version`)."""
-    version = run.data.tags.get(VERSION_TAG)
-    if not version:
-        raise MlcycleError(f"step {step} (run {run.info.run_id}) registered no model")
-    return version
-
-
 class Pipeline:
     """The child runs of one main run, in order, each run or reused."""
 
@@ -189,11 +181,12 @@ def execute(params: MainParams) -> None:
         log.info("step optimize: skipped (n_trials=0)")
     else:
         tuned = _optimize(pipeline, etl_run, family)
-        entries.append(_entry(tuned, f"optimize-{family}", metric))
+        entries.append(selection.entry_of(tuned, f"optimize-{family}", metric))
         # retrain trains the network: it takes tuned parameters of that family only.
         params_from = tuned.info.run_id if family == RETRAINED_FAMILY else ""
     for refit in params.refits():
-        entries.append(_entry(_optimize(pipeline, etl_run, refit, True), f"refit-{refit}", metric))
+        run_of = _optimize(pipeline, etl_run, refit, True)
+        entries.append(selection.entry_of(run_of, f"refit-{refit}", metric))
     retrained = pipeline.step(
         "retrain",
         dict(
@@ -205,7 +198,8 @@ def execute(params: MainParams) -> None:
             seed=params.seed,
         ),
     )
-    entries.append(_entry(retrained, "retrain", metric))
+    entries.append(selection.entry_of(retrained, "retrain", metric))
+    entries += _blend(pipeline, etl_run, entries, metric) if len(entries) > 1 else []
     challenger = _nominate_best(run, name, entries, metric)
     monitored = pipeline.step(
         "monitor",
@@ -236,7 +230,7 @@ def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:
     # With force_baseline the new forest replaces the champion. A reused baseline moved
     # nothing itself, hence the adoption here.
     run = pipeline.step("baseline", dict(etl_run=etl_run, model_name=name, seed=params.seed))
-    forest = registered_version(run, "baseline")
+    forest = selection.registered_version(run, "baseline")
     moves = aliases.adoption(aliases.read_state(name), forest, champion)
     if aliases.apply(name, moves, reason="main: force_baseline makes the new forest the champion"):
         log.info(
@@ -267,10 +261,15 @@ def _optimize(pipeline: Pipeline, etl_run: str, family: str, refit: bool = False
     )
 
 
-def _entry(run, label: str, metric: str) -> selection.Entry:
-    """A candidate: the version its run registered, its score on the judging slice."""
-    score = run.data.metrics.get(f"validation_{metric}")
-    return selection.Entry(label, registered_version(run, label), score)
+def _blend(pipeline: Pipeline, etl_run: str, entries, metric: str) -> list[selection.Entry]:
+    """The blend of the candidates (`mlcycle.models.blending`): a candidate when kept."""
+    p = pipeline.params
+    run = pipeline.step("blend", selection.blend_parameters(etl_run, p.model_name, entries, p.seed))
+    metrics, tags = selection.blend_shown(run, metric)
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(tags)
+    kept = run.data.tags.get(selection.VERSION_TAG)
+    return [selection.entry_of(run, "blend", metric)] if kept else []
 
 
 def _nominate_best(run, name: str, entries: list[selection.Entry], metric: str) -> str:

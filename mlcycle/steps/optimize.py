@@ -26,7 +26,7 @@ from mlcycle import config
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage
-from mlcycle.models import families, selection, tuning
+from mlcycle.models import blending, families, selection, tuning
 from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.monitoring import charts
 from mlcycle.monitoring.evaluate import score
@@ -243,10 +243,12 @@ def execute(params: OptimizeParams) -> str | None:
     trial = tuning.best_trial(study)
     best = best_params(params.family, trial, schema.task, params.seed)
     version = register_best(best, schema, splits, params, etl_run)
-    judged = selection.slice_metrics(
+    judged, predictions = selection.slice_fit(
         families.get(params.family), schema, refit_params(best), splits.current_train, params.seed
     )
     log_search(study, trial, best, counts, metric, judged)
+    if predictions is not None:  # what main's blend candidate weighs
+        blending.log_slice_predictions(predictions)
     # The alias moves last, once the run holds everything it says about the model.
     aliases.nominate_challenger(
         params.model_name,

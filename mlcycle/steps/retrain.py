@@ -28,7 +28,7 @@ from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.lifecycle import aliases, lineage, registry
-from mlcycle.models import candidates
+from mlcycle.models import blending, candidates
 from mlcycle.models.candidates import Candidate, Trained, Trainer
 from mlcycle.models.families import nn
 from mlcycle.models.network import NetworkModel, NetworkParams, is_network, network_of
@@ -278,6 +278,10 @@ def execute(params: RetrainParams) -> str:
         "train_rows": float(chosen.train_rows),
     }
     log_history(chosen.history)
+    if len(trainer.validation):  # what main's blend candidate weighs (never trained on)
+        blending.log_slice_predictions(
+            blending.slice_predictions(chosen.model, p.schema, trainer.validation)
+        )
     _report(p.schema.task, before, after)
     # Registered only once fitted and evaluated, then the metrics; the alias moves last.
     return register(chosen, p, params, metrics, before)

@@ -135,9 +135,25 @@ def test_main_nominates_the_best_candidate_on_the_slice_not_the_last_trained(tra
     assert len(runs(f"tags.`{config.STEP_TAG}` = 'optimize'")) == 2
     refit = mlflow.get_run(tags["mlcycle.run.refit-hgb"])
     assert refit.data.params["n_trials"] == "1" and refit.data.params["family"] == "hgb"
+    # The blend step ran over the three: main shows its score kept or not, and a kept
+    # blend is one more candidate.
+    blend = mlflow.get_run(tags["mlcycle.run.blend"])
+    assert blend.data.params["candidates"] == ",".join(
+        f"{label}={tags[f'mlcycle.run.{step}']}"
+        for label, step in (
+            ("optimize-rf", "optimize"),
+            ("refit-hgb", "refit-hgb"),
+            ("retrain", "retrain"),
+        )
+    )
+    assert metrics["validation_r2.blend"] == blend.data.metrics["validation_r2"]
+    assert tags["mlcycle.blend_reason"] == blend.data.tags["mlcycle.blend_reason"]
+    if tags["mlcycle.blend_kept"] == "true":
+        scores["blend"] = metrics["validation_r2.blend"]
     winner = max(scores, key=scores.get)
     assert tags["mlcycle.candidate_winner"] == winner
     run_of = {"optimize-rf": "optimize", "refit-hgb": "refit-hgb", "retrain": "retrain"}
+    run_of["blend"] = "blend"
     version = registered(tags[f"mlcycle.run.{run_of[winner]}"])
     monitor = mlflow.get_run(tags["mlcycle.run.monitor"])
     assert monitor.data.params["challenger"] == f"models:/loan-amount/{version}"

@@ -18,6 +18,7 @@ STEPS = {
     "baseline": "BaselineParams",
     "optimize": "OptimizeParams",
     "retrain": "RetrainParams",
+    "blend": "BlendParams",
     "monitor": "MonitorParams",
     "main": "MainParams",
     "score": "ScoreParams",

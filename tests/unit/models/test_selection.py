@@ -75,3 +75,43 @@ def test_too_few_rows_for_a_slice_give_no_score(rows):
     frame = pd.DataFrame({"x": [1.0] * rows, "y": [1.0] * rows})
     schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
     assert selection.slice_metrics(hgb, schema, hgb.BoostingParams(), frame, 0) == {}
+
+
+def test_the_slice_predictions_behind_the_score_are_the_blends_to_weigh():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    train = pd.DataFrame({"x": x, "y": 2 * x})
+    schema = Schema(target="y", task="regression", numeric=["x"], categorical=[])
+    params = hgb.BoostingParams(max_iter=30)
+    metrics, predictions = selection.slice_fit(hgb, schema, params, train, 9)
+    _, judge = selection.judging_slice(train, 9)
+    assert predictions["truth"].tolist() == judge["y"].tolist()
+    r2 = (
+        1
+        - ((judge["y"] - predictions["prediction"]) ** 2).sum()
+        / ((judge["y"] - judge["y"].mean()) ** 2).sum()
+    )
+    assert metrics["validation_r2"] == pytest.approx(r2)
+    assert selection.slice_fit(hgb, schema, params, train.head(1), 0) == ({}, None)
+
+
+def test_the_blend_is_given_every_candidate_run_and_shown_kept_or_not():
+    entries = [Entry("optimize-nn", "3", 0.29, "r1"), Entry("retrain", "5", 0.27, "r2")]
+    assert selection.blend_parameters("etl", "loan", entries + [Entry("old", "1", 0.1)], 7) == {
+        "etl_run": "etl",
+        "model_name": "loan",
+        "candidates": "optimize-nn=r1,retrain=r2",
+        "seed": 7,
+    }
+
+    class Data:
+        metrics = {"validation_r2": 0.31}
+        tags = {"mlcycle.blend_kept": "false", "mlcycle.blend_reason": "not better"}
+
+    class Run:
+        data = Data()
+
+    assert selection.blend_shown(Run(), "r2") == (
+        {"validation_r2.blend": 0.31},
+        {"mlcycle.blend_kept": "false", "mlcycle.blend_reason": "not better"},
+    )
