@@ -42,12 +42,12 @@ HEAVY = (
 NOT_FOR_OPTIONS = ("pandas", "numpy", "sklearn", "requests")
 # What a step's module may load when its run opens, beyond MLflow (every step's code
 # logs) and pyspark (`import mlflow` loads it whenever it is installed). Why each:
-# scikit-learn's preprocessing modules import its model selection (baseline and monitor
-# import the preprocessor's builder); the families keep their Optuna search space beside
-# their fit (baseline: the forest's; optimize and retrain: the network's).
+# scikit-learn's preprocessing modules import its model selection (monitor imports the
+# preprocessor's builder); optimize tunes, and retrain reads the network family, which
+# keeps its Optuna search space beside its fit.
 MAY_IMPORT = {
     "etl": set(),
-    "baseline": {"sklearn.model_selection", "optuna"},
+    "baseline": set(),
     "optimize": {"optuna"},
     "retrain": {"optuna"},
     "monitor": {"sklearn.model_selection"},
