@@ -32,9 +32,9 @@ class OptimizeParams:
     seed: int = param(42, "seed of the sampler and the models", minimum=0)
 
     def validate(self) -> OptimizeParams:
+        check(self)  # first: the closed sets and bounds need no library
         from mlcycle.models import tuning
 
-        check(self)
         tuning.check_metric_name(self.metric)
         self.storage_spec()
         return self
