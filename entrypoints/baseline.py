@@ -1,9 +1,10 @@
 """mlflow run . -e baseline: train the RandomForest champion on reference train."""
 
+from entrypoints import later
 from mlcycle.cli import entry_point
-from mlcycle.steps.baseline import BaselineParams, execute
+from mlcycle.steps.params.baseline import BaselineParams
 
-main = entry_point("baseline", BaselineParams, execute, __doc__)
+main = entry_point("baseline", BaselineParams, later("mlcycle.steps.baseline"), __doc__)
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
 """mlflow run . -e blend: a weighted blend of main's candidates, kept when it is better."""
 
+from entrypoints import later
 from mlcycle.cli import entry_point
-from mlcycle.steps.blend import BlendParams, execute
+from mlcycle.steps.params.blend import BlendParams
 
-main = entry_point("blend", BlendParams, execute, __doc__)
+main = entry_point("blend", BlendParams, later("mlcycle.steps.blend"), __doc__)
 
 if __name__ == "__main__":
     main()

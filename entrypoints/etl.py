@@ -1,9 +1,10 @@
 """mlflow run . -e etl: validate and split the reference and current data."""
 
+from entrypoints import later
 from mlcycle.cli import entry_point
-from mlcycle.steps.etl import EtlParams, execute
+from mlcycle.steps.params.etl import EtlParams
 
-main = entry_point("etl", EtlParams, execute, __doc__)
+main = entry_point("etl", EtlParams, later("mlcycle.steps.etl"), __doc__)
 
 if __name__ == "__main__":
     main()

@@ -1,14 +1,17 @@
 """mlflow run . -e monitor: drift, champion vs challenger, and (optionally) promotion."""
 
+from entrypoints import later
 from mlcycle.cli import entry_point
-from mlcycle.steps.monitor import MonitorParams, execute
+from mlcycle.steps.params.monitor import MonitorParams
 
 
 def report_lines(paths) -> list[str]:
     return [f"report: {paths['report']}", f"latest: {paths['latest']}"]
 
 
-main = entry_point("monitor", MonitorParams, execute, __doc__, show=report_lines)
+main = entry_point(
+    "monitor", MonitorParams, later("mlcycle.steps.monitor"), __doc__, show=report_lines
+)
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
 """mlflow run . -e rollback: make an earlier version the champion again, recorded in the ledger."""
 
+from entrypoints import later
 from mlcycle.cli import entry_point
-from mlcycle.steps.rollback import RollbackParams, execute
+from mlcycle.steps.params.rollback import RollbackParams
 
-main = entry_point("rollback", RollbackParams, execute, __doc__)
+main = entry_point("rollback", RollbackParams, later("mlcycle.steps.rollback"), __doc__)
 
 if __name__ == "__main__":
     main()

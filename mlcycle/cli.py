@@ -1,5 +1,9 @@
 """What every entry point shares: logging set-up, the tracking store, one run per step,
-and turning user mistakes into one line and exit code 2."""
+and turning user mistakes into one line and exit code 2.
+
+Light on purpose: `--help` and a bad parameter's refusal import neither MLflow nor any
+model library (CONTRIBUTING.md, "Imports by need"). MLflow is imported by `step_run`,
+when the step's run opens, and the step's own code after that (see `entry_point`)."""
 
 from __future__ import annotations
 
@@ -11,14 +15,10 @@ import sys
 import warnings
 
 import click
-import mlflow
-from mlflow.exceptions import MlflowException
 
 from mlcycle import config, signals, telemetry
 from mlcycle.errors import MlcycleError
-from mlcycle.lifecycle import alerts
 from mlcycle.params import fields_of
-from mlcycle.scaleout import remote
 
 log = logging.getLogger("mlcycle")
 
@@ -123,7 +123,10 @@ def options_from(params_cls):
 def entry_point(step: str, params_cls, execute, doc: str, show=None) -> click.Command:
     """The click command of an entry point: its options from the step's parameters
     dataclass, the parameters checked before any run opens, `execute(params)` in the
-    step's run, then the lines `show(result)` returns (paths a person opens next)."""
+    step's run, then the lines `show(result)` returns (paths a person opens next).
+
+    `execute` may import the step's module on its first call (`entrypoints.later`): the
+    run then opens before the step's libraries load, and `--help` loads none of them."""
 
     @click.command(cls=StepCommand, help=" ".join(doc.split(": ", 1)[1].split()))
     @options_from(params_cls)
@@ -147,6 +150,8 @@ def report_failure(step: str, params, run_id: str, exc: Exception) -> None:
     url = getattr(params, "alert_url", "")
     if not url:
         return
+    from mlcycle.lifecycle import alerts
+
     alerts.send(
         url,
         "step_failed",
@@ -159,6 +164,12 @@ def report_failure(step: str, params, run_id: str, exc: Exception) -> None:
 
 def configure() -> None:
     """Log lines for a person; point MLflow at the project's store unless told otherwise."""
+    configure_logging()
+    open_store()
+
+
+def configure_logging() -> None:
+    """Log lines for a person, library chatter quieted (no library imported here)."""
     logging.basicConfig(
         level=os.environ.get("MLCYCLE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -175,12 +186,22 @@ def configure() -> None:
     # Advice MLflow prints for every logged frame; our schema already makes numbers doubles.
     warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent")
     warnings.filterwarnings("ignore", message=".*dataset source can be interpreted")
+
+
+def open_store():
+    """Import MLflow and point it at the project's store (or the one the environment
+    names); MLflow's module, for the caller's use."""
     uri = config.tracking_uri()
     if uri.startswith(("http://", "https://")):
+        from mlcycle.scaleout import remote
+
         # MLflow's own default retries a server that went away for about four minutes.
         for name, value in remote.CLIENT_RETRY_ENV.items():
             os.environ.setdefault(name, value)
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
+    return mlflow
 
 
 def step_command(func):
@@ -188,7 +209,7 @@ def step_command(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        configure()
+        configure_logging()
         signals.install()
         if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run` or by main
             signals.watch_parent()
@@ -200,9 +221,9 @@ def step_command(func):
         except MlcycleError as exc:
             click.echo(f"mlcycle error: {exc}", err=True)
             sys.exit(2)
-        except MlflowException as exc:
+        except Exception as exc:
             # A tracking server that went away is a user-facing condition, not a bug.
-            message = remote.unreachable_message(exc, config.tracking_uri())
+            message = _unreachable_store(exc)
             if message is None:
                 raise
             click.echo(f"mlcycle error: {message}", err=True)
@@ -213,12 +234,24 @@ def step_command(func):
     return wrapper
 
 
+def _unreachable_store(exc: Exception) -> str | None:
+    """The one line for an MlflowException saying the tracking server is not there; None
+    for anything else (MLflow is not imported for this: without it, no MlflowException)."""
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is None or not isinstance(exc, exceptions.MlflowException):
+        return None
+    from mlcycle.scaleout import remote
+
+    return remote.unreachable_message(exc, config.tracking_uri())
+
+
 @contextlib.contextmanager
 def step_run(step: str, params: dict, nested: bool = False):
     """Open the step's run (the one `mlflow run` created, if any), tag it, log its params.
 
     Params already logged by `mlflow run` are left as they are: MLflow refuses to log a
     key twice with a different spelling of the same value ('.2' vs '0.2')."""
+    mlflow = open_store()
     # Stop requests wait while MLflow creates and ends the run (mlcycle.signals): a signal
     # inside one of its store calls would leave the run RUNNING.
     signals.hold()
@@ -246,6 +279,8 @@ def step_run(step: str, params: dict, nested: bool = False):
 
 def _end_killed(step: str, run_id: str) -> None:
     """End the run KILLED, through a fresh client if the signal broke the fluent one."""
+    import mlflow
+
     log.warning("%s: stopped; run %s ends KILLED", step, run_id)
     try:
         mlflow.end_run("KILLED")

@@ -38,6 +38,20 @@ PREVIOUS = "previous"
 # Tags that identify mlcycle runs whatever launched them (mlflow run, python -m, main).
 STEP_TAG = "mlcycle.step"
 
+# Closed sets and defaults the steps' parameters name, kept here (imports nothing) so
+# that building an entry point's options imports no library; the modules that act on
+# them import them from here.
+AUTO = "auto"  # retrain's strategy and window: judged on a validation slice
+TASKS = (AUTO, "regression", "classification")
+STRATEGIES = ("finetune", "transfer", "scratch")
+WINDOWS = ("current", "all")
+# Evidently costs ~6 s for 100k rows x 14 columns a side and ~65 s for 1M on two cores.
+# Above 1000 rows it measures drift with distances (normed Wasserstein, Jensen-Shannon,
+# threshold 0.1) whose sampling error at 100k rows is orders of magnitude below that
+# threshold: a sample this size gives the same verdicts as every row, much faster.
+AUTO_SAMPLE_SIZE = 100_000
+DEFAULT_EVIDENTLY_WORKSPACE = ".mlcycle/evidently"
+
 
 def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
     """The store every step shares: absolute, so a run from a git checkout lands here too."""
@@ -100,6 +114,29 @@ def from_root(path: str | Path) -> Path:
     """A folder the project writes: a relative path is taken from the project root."""
     folder = Path(path).expanduser()
     return folder if folder.is_absolute() else output_root() / folder
+
+
+def report_output_folder(output: str | Path, model_name: str) -> Path:
+    """OUTPUT/<model_name>/, created now: a relative OUTPUT is taken from the project root.
+    A folder that cannot be written is a bad `output` parameter, found before any work."""
+    folder = from_root(output) / model_name
+    refused = f"parameter output: cannot write reports to {folder}"
+    return writable_folder(folder, refused, f"{refused}: not writable")
+
+
+def evidently_workspace_folder(text: str) -> Path | None:
+    """The workspace folder a monitor parameter names, created now and writable; '' turns
+    the workspace off (None). A relative path is taken from the project root, as the
+    report's output is, so `mlflow run` from anywhere feeds the one `make evidently-ui`
+    opens."""
+    if not str(text).strip():
+        return None
+    folder = from_root(text)
+    return writable_folder(
+        folder,
+        f"parameter evidently_workspace: cannot create {folder}",
+        f"parameter evidently_workspace: cannot write to {folder}",
+    )
 
 
 def writable_folder(folder: Path, refused: str, not_writable: str) -> Path:

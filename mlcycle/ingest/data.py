@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest import csvread
 
 log = logging.getLogger(__name__)
 
-TASKS = ("auto", "regression", "classification")
+TASKS = config.TASKS
 # A numeric target with at most this many distinct values is taken for class labels.
 MAX_CLASSES_FOR_NUMERIC = 10
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.models.network import NetworkModel, NetworkParams
@@ -34,9 +35,7 @@ from mlcycle.monitoring.metrics import PRIMARY, evaluate, prefixed
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
-STRATEGIES = ("finetune", "transfer", "scratch")
-WINDOWS = ("current", "all")
+AUTO, STRATEGIES, WINDOWS = config.AUTO, config.STRATEGIES, config.WINDOWS
 # What strategy=auto tries when the window is auto too: every strategy on current rows,
 # and a fresh network on every row. Left out for the time they cost: fine-tuning the
 # champion on all rows (it has seen the reference rows already) and the transfer

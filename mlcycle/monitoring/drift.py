@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mlcycle.config import AUTO_SAMPLE_SIZE  # why this size: there
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
@@ -24,11 +25,6 @@ from mlcycle.monitoring.evaluate import predict
 
 log = logging.getLogger(__name__)
 
-# Evidently costs ~6 s for 100k rows x 14 columns a side and ~65 s for 1M on two cores.
-# Above 1000 rows it measures drift with distances (normed Wasserstein, Jensen-Shannon,
-# threshold 0.1) whose sampling error at 100k rows is orders of magnitude below that
-# threshold: a sample this size gives the same verdicts as every row, much faster.
-AUTO_SAMPLE_SIZE = 100_000
 SAMPLE_SEED = 0
 # The dataset counts as drifted when at least this share of its features drifted.
 DRIFT_SHARE = 0.5

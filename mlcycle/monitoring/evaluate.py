@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
@@ -122,6 +121,8 @@ def compare(
 
 def per_class(y_true, y_pred, labels: list) -> dict:
     """label -> {'precision', 'recall', 'f1'} of one model's predictions."""
+    from sklearn import metrics as skm  # on need: score imports this module, never this
+
     p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i])}

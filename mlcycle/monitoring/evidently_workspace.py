@@ -26,25 +26,14 @@ from mlcycle.monitoring.report import ROLES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORKSPACE = ".mlcycle/evidently"
+DEFAULT_WORKSPACE = config.DEFAULT_EVIDENTLY_WORKSPACE
 LOCK_FILE = ".mlcycle.lock"
 _DRIFTED_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 
 
-def workspace_folder(text: str) -> Path | None:
-    """The workspace folder a monitor parameter names, created now and writable; '' turns
-    the workspace off (None). A relative path is taken from the project root, as the
-    report's output is, so `mlflow run` from anywhere feeds the one `make evidently-ui`
-    opens."""
-    if not str(text).strip():
-        return None
-    folder = config.from_root(text)
-    return config.writable_folder(
-        folder,
-        f"parameter evidently_workspace: cannot create {folder}",
-        f"parameter evidently_workspace: cannot write to {folder}",
-    )
+# In config, so that monitor's parameters check it without importing this module.
+workspace_folder = config.evidently_workspace_folder
 
 
 @contextlib.contextmanager

@@ -164,12 +164,8 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def output_folder(output: str | Path, model_name: str) -> Path:
-    """OUTPUT/<model_name>/, created now: a relative OUTPUT is taken from the project root.
-    A folder that cannot be written is a bad `output` parameter, found before any work."""
-    folder = config.from_root(output) / model_name
-    refused = f"parameter output: cannot write reports to {folder}"
-    return config.writable_folder(folder, refused, f"{refused}: not writable")
+# In config, so that monitor's parameters check it without importing this module.
+output_folder = config.report_output_folder
 
 
 def report_folder(output: str | Path, model_name: str, stamp: str) -> Path:

@@ -25,27 +25,9 @@ from mlcycle.ingest.data import Schema
 from mlcycle.ingest.datasets import DATASETS_DIR, latest_etl_run, load_splits
 from mlcycle.ingest.split import Splits, make_splits
 from mlcycle.monitoring import quality
-from mlcycle.params import check, param
+from mlcycle.steps.params.etl import EtlParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EtlParams:
-    reference: str = param(config.DEFAULT_REFERENCE, "CSV of the data the model learned on")
-    current: str = param(config.DEFAULT_CURRENT, "CSV of the new data")
-    target: str = param(config.DEFAULT_TARGET, "the column to predict")
-    task: str = param("auto", "what the target is", choices=data.TASKS)
-    drop_columns: str = param(
-        config.DEFAULT_DROP_COLUMNS,
-        "comma-separated identifier columns that must never be features",
-    )
-    test_size: float = param(0.2, "share of each file held out for testing")
-    seed: int = param(42, "seed of the splits", minimum=0)
-
-    def validate(self) -> EtlParams:
-        check(self)
-        return self
 
 
 @dataclass

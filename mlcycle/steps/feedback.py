@@ -34,36 +34,10 @@ from mlcycle.ingest.inference import PARTITION, PREDICTION_ID, SCORED_AT
 from mlcycle.lifecycle import lineage
 from mlcycle.models import labels
 from mlcycle.models.labels import LABELLED_AT, Joined, Spec
-from mlcycle.params import check, model_name_param, param
+from mlcycle.steps.params.feedback import FeedbackParams
 from mlcycle.steps.score import ETL_RUN_TAG, input_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FeedbackParams:
-    labels: str = param(
-        "", "CSV of labels: prediction_id (or the identifier columns) and the target"
-    )
-    model_name: str = model_name_param()
-    output: str = param(
-        "",
-        "CSV of the labelled rows (a current file for etl/main); empty: "
-        "feedback/<model_name>/<UTC time>.csv where mlflow run started",
-    )
-
-    def validate(self) -> FeedbackParams:
-        check(self)
-        if not self.labels.strip():
-            raise MlcycleError("parameter labels: name the CSV of labels (-P labels=FILE)")
-        if self.output and not self.output.endswith((".csv", "/")):
-            raise MlcycleError(
-                f"parameter output: the labelled rows are written as CSV, so name the file "
-                f"*.csv (or give a folder ending with /), got {self.output!r}"
-            )
-        if not input_path(self.labels).is_file():  # before any run opens
-            raise MlcycleError(f"labels file not found: {input_path(self.labels)}")
-        return self
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import mlflow
 
@@ -27,58 +27,16 @@ from mlcycle.ingest.datasets import newest_finished
 from mlcycle.lifecycle import alerts, aliases
 from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
 from mlcycle.models import selection
-from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.monitoring.metrics import PRIMARY
-from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
 from mlcycle.steps.etl import EtlParams
+from mlcycle.steps.params.main import MainParams
 
 log = logging.getLogger(__name__)
 
 PIPELINE_KEY_TAG = "mlcycle.pipeline_key"
 REGISTRY_IN_TAG = "mlcycle.registry_in"
 REGISTRY_OUT_TAG = "mlcycle.registry_out"
-
-
-@dataclass(frozen=True)
-class MainParams(EtlParams):
-    """etl's parameters (in their order; main's seed also seeds models and search), then
-    the pipeline's own."""
-
-    seed: int = param(42, "seed of the splits, models and search", minimum=0)
-    model_name: str = model_name_param()
-    n_trials: int = param(20, "optimize trials (0 skips optimize)", minimum=0)
-    optimize_family: str = param("nn", "family optimize tunes", choices=FAMILY_NAMES)
-    refit_families: str = param(
-        "rf,hgb",
-        "families also fitted with their defaults on current train as candidates "
-        "(comma-separated; the tuned family is left out; empty for none)",
-    )
-    epochs: int = param(60, "retrain's maximum epochs")
-    promote: bool = param(True, "let monitor move the champion alias")
-    use_cache: bool = param(True, "reuse finished identical steps")
-    force_baseline: bool = param(
-        False, "train a new forest even when a champion exists, and make it the champion"
-    )
-    env_manager: str = param(
-        "local", "environment manager of the child runs (local inside an isolated env)"
-    )
-    alert_url: str = param("", ALERT_URL_HELP)
-
-    def validate(self) -> MainParams:
-        check(self)
-        if unknown := set(self.refits()) - set(FAMILY_NAMES):
-            raise MlcycleError(
-                f"parameter refit_families must name families of {', '.join(FAMILY_NAMES)}, "
-                f"got {', '.join(sorted(unknown))}"
-            )
-        return self
-
-    def refits(self) -> list[str]:
-        """The families refitted as candidates, in order, without the tuned one."""
-        names = [f.strip() for f in self.refit_families.split(",") if f.strip()]
-        tuned = self.optimize_family if self.n_trials else None
-        return [f for i, f in enumerate(names) if f != tuned and f not in names[:i]]
 
 
 def registry_state(model_name: str) -> dict[str, str]:

@@ -16,10 +16,7 @@ the run compares and decides is `mlcycle.monitoring.comparison`."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -30,12 +27,10 @@ from mlcycle.lifecycle import alerts, aliases, ledger, registry
 from mlcycle.models.features import build_preprocessor
 from mlcycle.monitoring import (
     charts,
-    evidently_workspace,
     gate,
     history,
     promotion,
     publish,
-    report,
     unlabelled,
 )
 from mlcycle.monitoring.comparison import (
@@ -49,97 +44,11 @@ from mlcycle.monitoring.comparison import (
     relationship_evidence,
     score_model,
 )
-from mlcycle.monitoring.drift import AUTO_SAMPLE_SIZE
 from mlcycle.monitoring.report import ModelResult
-from mlcycle.params import ALERT_URL_HELP, check, etl_run_param, model_name_param, param
 from mlcycle.steps.etl import open_etl
+from mlcycle.steps.params.monitor import MonitorParams
 
 log = logging.getLogger("mlcycle.monitor")
-
-AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class MonitorParams:
-    etl_run: str = etl_run_param()
-    model_name: str = model_name_param()
-    champion: str = param("", "model URI (default: models:/NAME@champion)")
-    challenger: str = param("", "model URI (default: models:/NAME@challenger)")
-    output: str = param("reports/", "report folder; relative to the project root")
-    promote: bool = param(False, "move the champion alias when the challenger qualifies")
-    min_improvement: float = param(
-        0.0,
-        "absolute gain needed on current_test's primary metric (R² or F1)",
-        minimum=0,
-    )
-    tolerance: str = param(
-        "auto",
-        "absolute loss allowed on reference_test's primary metric; auto: at most the gain "
-        "on current_test",
-    )
-    sample_size: int = param(
-        0, f"rows per side for drift; 0: all up to {AUTO_SAMPLE_SIZE:,}", minimum=0
-    )
-    confidence: float = param(
-        0.95,
-        "the promotion gate judges a paired bootstrap of the difference at this one-sided "
-        "confidence; 0: the point estimates alone",
-        minimum=0,
-    )
-    score_run: str = param(
-        "",
-        "a score run whose batch has no labels yet: monitor it without labels (drift, "
-        "prediction drift, estimated performance; never promotes); empty: the etl run's "
-        "labelled rows",
-    )
-    evidently_workspace: str = param(
-        evidently_workspace.DEFAULT_WORKSPACE,
-        "Evidently workspace that gets the run's snapshot (make evidently-ui); relative to "
-        "the project root; empty: none",
-    )
-    alert_url: str = param("", ALERT_URL_HELP)
-
-    def validate(self) -> MonitorParams:
-        """Every check a value allows before any run opens, the report folder included;
-        the tolerance comes back spelled as the step logs it ('auto' or a number)."""
-        tolerance = parse_tolerance(self.tolerance)
-        _check_numbers(
-            min_improvement=self.min_improvement,
-            sample_size=self.sample_size,
-            **({} if tolerance is None else {"tolerance": tolerance}),
-        )
-        checked = dataclasses.replace(self, tolerance=AUTO if tolerance is None else str(tolerance))
-        check(checked)
-        if not self.confidence < 1:
-            raise MlcycleError(
-                f"parameter confidence must be below 1 (0: point rule), got {self.confidence}"
-            )
-        report.output_folder(self.output, self.model_name)
-        evidently_workspace.workspace_folder(self.evidently_workspace)
-        return checked
-
-    @property
-    def gate_tolerance(self) -> float | None:
-        """The tolerance the gate applies: None is auto (the gain on current_test)."""
-        return parse_tolerance(self.tolerance)
-
-
-def parse_tolerance(text: str) -> float | None:
-    """'auto' (or empty) -> None; otherwise a number."""
-    if str(text).strip().lower() in (AUTO, ""):
-        return None
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise MlcycleError(
-            f"parameter tolerance must be auto or a number >= 0, got {text!r}"
-        ) from exc
-
-
-def _check_numbers(**values) -> None:
-    for name, value in values.items():
-        if not math.isfinite(value) or value < 0:
-            raise MlcycleError(f"parameter {name} must be a number >= 0, got {value}")
 
 
 # Prepare: which models, read from the registry, and what the monitor found.

@@ -10,7 +10,6 @@ and moves nothing."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -18,27 +17,9 @@ from mlflow.exceptions import MlflowException
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.lifecycle import alerts, aliases, registry
-from mlcycle.params import ALERT_URL_HELP, check, param
+from mlcycle.steps.params.rollback import RollbackParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RollbackParams:
-    model_name: str = param(config.DEFAULT_MODEL_NAME, "registered model name")
-    to_version: str = param(
-        "", "version to make champion again; empty: the version the previous alias names"
-    )
-    reason: str = param("manual rollback", "why, as the promotion ledger records it")
-    alert_url: str = param("", ALERT_URL_HELP)
-
-    def validate(self) -> RollbackParams:
-        check(self)
-        if self.to_version and not self.to_version.strip().isdigit():
-            raise MlcycleError(
-                f"parameter to_version must be a version number or empty, got {self.to_version!r}"
-            )
-        return self
 
 
 def plan(params: RollbackParams, state: aliases.State) -> list[aliases.Move]:

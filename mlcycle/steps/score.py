@@ -40,45 +40,13 @@ from mlcycle.ingest.datasets import DATASETS_DIR
 from mlcycle.lifecycle import registry, workflow
 from mlcycle.models import outputs, scoring
 from mlcycle.models.predictors import inputs_for, predictor_for
-from mlcycle.params import check, param
 from mlcycle.scaleout import spark_scoring, spark_session, spark_udf
+from mlcycle.steps.params.score import ScoreParams, input_path
 
 log = logging.getLogger(__name__)
 
-# The batch that arrives after df_new.csv, the data `make run` trains and promotes on:
-# what the champion of a fresh clone is asked to score next.
-DEFAULT_INPUT = "data/stream/batch_01.csv"
 ETL_RUN_TAG = "mlcycle.etl_run"
 OUTPUT_DIGEST_TAG = "mlcycle.output_digest"
-
-
-@dataclass(frozen=True)
-class ScoreParams:
-    model_uri: str = param("", "model to score with; empty: models:/<model_name>@champion")
-    model_name: str = param(
-        config.DEFAULT_MODEL_NAME, "registered model name (default model and output folder)"
-    )
-    input: str = param(DEFAULT_INPUT, "CSV of the rows to score")  # noqa: A003 - the CLI name
-    output: str = param(
-        "",
-        "Parquet file, or folder/ for a timestamped file in it; empty: "
-        "predictions/<model_name>/<UTC time>.parquet; relative to where mlflow run started",
-    )
-    engine: str = param(
-        "pandas",
-        "pandas: chunks on this machine; spark: a Spark job (input CSV or Parquet, a file or "
-        "a folder of parts; output a Parquet folder)",
-        choices=("pandas", "spark"),
-    )
-    spark_master: str = param(
-        spark_session.DEFAULT_MASTER,
-        "Spark master of engine spark: local[*], local[N], spark://HOST:PORT, yarn, k8s://URL",
-    )
-
-    def validate(self) -> ScoreParams:
-        check(self)
-        spark_session.check_master(self.spark_master)
-        return self
 
 
 @dataclass
@@ -145,14 +113,6 @@ def _etl_facts(etl_run: str | None) -> tuple[Schema | None, list[str]]:
 
 
 # ------------------------------------------------------------------------------ the step
-
-
-def input_path(path: str) -> Path:
-    """A relative input is looked for where mlflow run was started, then in the project."""
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute() and (config.launcher_folder() / candidate).exists():
-        return config.launcher_folder() / candidate
-    return config.resolve_path(path)
 
 
 def log_score(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -38,8 +37,8 @@ from mlcycle.lifecycle import alerts, evidence, trigger
 from mlcycle.lifecycle.evidence import TRIGGER_TAG
 from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
 from mlcycle.monitoring.gate import MIN_TEST_ROWS
-from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
-from mlcycle.steps.etl import EtlParams
+from mlcycle.steps.params.etl import EtlParams
+from mlcycle.steps.params.watch import WatchParams
 
 log = logging.getLogger(__name__)
 
@@ -48,51 +47,6 @@ RULES_TAG = "mlcycle.watch.rules_fired"
 POLICY_TAG = "mlcycle.watch.policy"
 EVIDENCE_FILE = "watch/evidence.json"
 LABELS_TAG = "mlcycle.watch.labels"
-
-
-@dataclass(frozen=True)
-class WatchParams:
-    model_name: str = model_name_param()
-    policy: str = param("auto", "when to retrain", choices=trigger.POLICIES)
-    max_decay: float = param(
-        trigger.DEFAULTS["max_decay"],
-        "drop of the primary metric (R², F1) below the champion's baseline that counts as decay",
-        minimum=0,
-    )
-    k: int = param(trigger.DEFAULTS["k"], "decayed labelled windows needed ...", minimum=1)
-    n: int = param(trigger.DEFAULTS["n"], "... among the last n labelled windows", minimum=1)
-    max_drift_share: float = param(
-        trigger.DEFAULTS["max_drift_share"],
-        "share of drifted features above which drift triggers",
-        minimum=0,
-    )
-    max_age: int = param(
-        trigger.DEFAULTS["max_age"],
-        "batches a champion may score before a retrain; 0: no limit",
-        minimum=0,
-    )
-    cooldown: int = param(
-        trigger.DEFAULTS["cooldown"],
-        "batches after a retrain or promotion in which drift, estimates or age do not trigger",
-        minimum=0,
-    )
-    reference: str = param(
-        "", "main's reference CSV when it retrains; empty: the data the champion learned on"
-    )
-    n_trials: int = param(20, "main's optimize trials when it retrains", minimum=0)
-    epochs: int = param(60, "main's retrain epochs when it retrains", minimum=1)
-    env_manager: str = param("local", "environment manager of main and its children")
-    alert_url: str = param("", ALERT_URL_HELP)
-
-    def validate(self) -> WatchParams:
-        check(self)
-        if self.k > self.n:
-            raise MlcycleError(f"parameter k ({self.k}) must not exceed n ({self.n})")
-        return self
-
-    @property
-    def thresholds(self) -> dict:
-        return {name: getattr(self, name) for name in trigger.DEFAULTS}
 
 
 def main_etl_params(version) -> dict:

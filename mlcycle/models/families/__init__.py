@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import fields
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlcycle.errors import MlcycleError
-from mlcycle.ingest.data import Schema
+
+if TYPE_CHECKING:  # for the annotations only: FAMILY_NAMES is read by every --help
+    import pandas as pd
+
+    from mlcycle.ingest.data import Schema
 
 FAMILY_NAMES = ("rf", "nn", "hgb")
 

@@ -1,25 +1,25 @@
 """The forest family: preprocessing and a RandomForest in one scikit-learn Pipeline.
 
 Its parameters, fit, log, and what Optuna searches (k-fold cross-validation on the
-training rows; nothing to prune: a forest reports no intermediate values)."""
+training rows; nothing to prune: a forest reports no intermediate values).
+
+scikit-learn, Optuna and MLflow are imported by the functions that use them: baseline
+checks its parameters with ForestParams before its run opens, and that check is light."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-import numpy as np
-import optuna
-import pandas as pd
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.model_selection import KFold, StratifiedKFold
-from sklearn.pipeline import Pipeline
+from typing import TYPE_CHECKING
 
 from mlcycle.errors import MlcycleError
-from mlcycle.ingest.data import Schema
 from mlcycle.models.families import known_fields
-from mlcycle.models.features import tree_pipeline
-from mlcycle.models.served_forest import log_forest
-from mlcycle.models.tuning import validation_score
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from mlcycle.ingest.data import Schema
 
 NAME = "rf"
 # Forest validation in a search: k-fold on the training rows.
@@ -75,6 +75,10 @@ ESTIMATOR_FIELDS = (
 
 
 def build_forest(schema: Schema, params: ForestParams) -> Pipeline:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    from mlcycle.models.features import tree_pipeline
+
     kinds = (RandomForestClassifier, RandomForestRegressor)
     return tree_pipeline(schema, kinds, params, ESTIMATOR_FIELDS)
 
@@ -100,6 +104,8 @@ def log(
     """Log (and register, when model_name is given) the fitted forest as the served
     forest (its Pipeline and the same trees compiled); the one place that chooses how a
     forest is logged."""
+    from mlcycle.models.served_forest import log_forest
+
     return log_forest(model, schema, train, model_name, version_tags=version_tags)
 
 
@@ -141,6 +147,8 @@ def default_trial(task: str) -> dict:
 
 def best_params(trial: optuna.trial.FrozenTrial, task: str, seed: int) -> dict:
     """The trial's forest, refitted on every core (n_jobs=-1), as JSON-ready values."""
+    import optuna
+
     return asdict(suggest(optuna.trial.FixedTrial(trial.params), task, seed, n_jobs=-1))
 
 
@@ -155,6 +163,10 @@ class ForestObjective:
         self.curves: dict[int, dict[str, list[float]]] = {}
 
     def __call__(self, trial: optuna.Trial) -> float:
+        import numpy as np
+
+        from mlcycle.models.tuning import validation_score
+
         params = suggest(trial, self.schema.task, self.seed)
         scores = []
         for fit_index, valid_index in self.folds:
@@ -166,6 +178,8 @@ class ForestObjective:
 
 
 def _folds(schema: Schema, train: pd.DataFrame, folds: int, seed: int):
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     if len(train) < 2 * folds:
         raise MlcycleError(
             f"{len(train)} training rows are too few for {folds}-fold cross-validation"
@@ -185,4 +199,6 @@ def objective(
 
 def pruner() -> optuna.pruners.BasePruner:
     """The forest reports no intermediate values: nothing to prune."""
+    import optuna
+
     return optuna.pruners.NopPruner()

@@ -10,12 +10,8 @@ from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.models.families.rf import ForestParams
-from mlcycle.steps.baseline import (
-    BaselineParams,
-    forest_settings,
-    parse_max_depth,
-    train,
-)
+from mlcycle.steps.baseline import BaselineParams, forest_settings, train
+from mlcycle.steps.params.baseline import parse_max_depth
 
 
 @pytest.mark.parametrize(("text", "depth"), [("", None), ("none", None), ("7", 7)])
