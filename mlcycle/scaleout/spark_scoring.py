@@ -28,6 +28,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
@@ -39,6 +40,7 @@ from mlcycle.models.scoring import (
     ROW,
     Inputs,
     Scored,
+    missing_text,
     proba_column,
     read_header,
 )
@@ -94,27 +96,33 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
 
 
-def read_input(spark, path: Path, numeric: list[str] = ()):
-    """The input as a DataFrame of the files' own columns (CSV: text, header line), read
-    as etl reads a file where Spark can: the encoding and delimiter of the first part,
-    and in the `numeric` columns etl's placeholders and infinities as missing, grouped
-    thousands and the decimal mark of the first part's head (`csvchunks.sniff`)."""
+@dataclass
+class SparkInput:
+    """The input as Spark reads it: CSV columns as text, nothing typed yet."""
+
+    frame: object  # a pyspark DataFrame
+    delimiter: str | None = None  # a CSV's; None for Parquet
+
+
+def read_input(spark, path: Path) -> SparkInput:
+    """The input as a DataFrame of the files' own columns (CSV: text, header line, the
+    encoding and delimiter etl finds in the first part, quotes doubled as in RFC 4180).
+    Numbers are read later (`prepare`), once the whole input's decimal marks are known."""
     reader = spark.read
     with spark_errors(path):
         if input_format(path) == "parquet":
-            return reader.parquet(path.as_uri())
+            return SparkInput(reader.parquet(path.as_uri()))
         dialect = csvchunks.sniff(path if path.is_file() else _parts(path)[0])
         frame = (
             reader.option("header", True)
             .option("encoding", _SPARK_ENCODINGS.get(dialect.encoding, "UTF-8"))
             .option("sep", dialect.delimiter)
+            .option("escape", '"')
             .csv(path.as_uri())
         )
         if dialect.encoding == "cp1252":
             frame = _from_cp1252(frame)
-        return frame.withColumns(
-            {c: _number_text(c, dialect.marks.get(c)) for c in numeric if c in frame.columns}
-        )
+        return SparkInput(frame, dialect.delimiter)
 
 
 # Spark 4's CSV reader takes a few charsets only: cp1252 is read as ISO-8859-1, which
@@ -136,21 +144,188 @@ def _from_cp1252(frame):
     )
 
 
-def _number_text(name: str, mark: str | None):
-    """A numeric column's text as a number Spark casts: etl's placeholders and
-    infinities null, thousands' spaces removed, a decimal comma made a point."""
+# ---------------------------------------------------------------- numbers, as etl reads them
+#
+# csvread's rules as Spark SQL over each value, with csvread's own patterns (Java's regex
+# reads them alike): trimmed (Unicode spaces, as str.strip), placeholders and infinities
+# aside, thousands ungrouped, then a number with a point or with a comma.
+
+
+def _rx(pattern) -> str:
+    return f"^(?:{pattern.pattern})$"
+
+
+class _Value:
+    """The SQL expressions that classify one text column's values as csvread does."""
+
+    def __init__(self, name: str):
+        from pyspark.sql import functions as F
+
+        raw = F.col(f"`{name}`")
+        self.text = F.regexp_replace(raw, r"(?U)^\s+|\s+$", "")
+        lower = F.lower(self.text)
+        self.placeholder = lower.isin(sorted(csvread.PLACEHOLDERS))
+        self.infinity = lower.isin(sorted(csvread.INFINITIES))
+        empty = raw.isNull() | (self.text == "")
+        spaces = F.regexp_replace(self.text, f"[{csvread.GROUP_SPACES}]", "")
+        self.token = (
+            F.when(self.text.rlike(_rx(csvread.GROUPED)), spaces)
+            .when(self.text.rlike(_rx(csvread.COMMA_GROUPED)), F.regexp_replace(self.text, ",", ""))
+            .otherwise(self.text)
+        )
+        number = _rx(csvread.NUMBER)
+        has_dot = self.token.contains(".")
+        self.with_point = self.token.rlike(number)
+        self.with_comma = ~has_dot & F.regexp_replace(self.token, ",", ".").rlike(number)
+        other = ~(empty | self.placeholder | self.infinity)
+        self.comma = other & self.with_comma & ~self.with_point
+        self.sure_comma = self.comma & ~self.text.rlike(_rx(csvread.THOUSANDS_LIKE))
+        self.dot = other & self.with_point & has_dot
+        self.bad = other & ~self.with_point & ~self.with_comma
+        self.overflow = other & (
+            F.abs(
+                F.when(self.with_point, self.token.try_cast("double")).otherwise(
+                    F.regexp_replace(self.token, ",", ".").try_cast("double")
+                )
+            )
+            == float("inf")
+        )
+        self.missing = empty | self.placeholder | self.infinity
+
+    def as_number(self, mark: str | None):
+        """The text Spark casts: placeholders and infinities null, thousands ungrouped,
+        a decimal comma made a point (when the column's mark is ',')."""
+        from pyspark.sql import functions as F
+
+        token = F.regexp_replace(self.token, ",", ".") if mark == "," else self.token
+        return F.when(self.missing, None).otherwise(token)
+
+
+_FIRST = ("comma", "sure_comma", "dot", "bad")
+_COUNTS = {"placeholders": "placeholder", "infinite": "infinity"}
+
+
+def _evidence(numeric: list[str]) -> list:
+    """Per split, for each column: the first value (id, text) of each kind of _FIRST,
+    and the placeholders and infinities (an overflow such as 1e999 included) counted."""
     from pyspark.sql import functions as F
 
-    value = F.trim(F.col(f"`{name}`"))
-    missing = sorted(csvread.PLACEHOLDERS | csvread.INFINITIES)
-    number = F.regexp_replace(value, "[ \u00a0\u202f]", "")
-    number = F.regexp_replace(number, ",", ".") if mark == "," else number
-    return F.when(F.lower(value).isin(missing) | (value == ""), None).otherwise(number)
+    aggregates = []
+    for i, name in enumerate(numeric):
+        value = _Value(name)
+        for kind in _FIRST:
+            first = F.struct(F.col(_ID).alias("id"), value.text.alias("v"))
+            aggregates.append(F.min(F.when(getattr(value, kind), first)).alias(f"{i}.{kind}"))
+        aggregates.append(F.count(F.when(value.placeholder, 1)).alias(f"{i}.placeholders"))
+        infinite = value.infinity | value.overflow
+        aggregates.append(F.count(F.when(infinite, 1)).alias(f"{i}.infinite"))
+    return aggregates
 
 
-def with_positions(spark, frame):
+@dataclass
+class Prepared:
+    """The input with each row's position (ROW) and its numeric columns as the text
+    Spark casts, as etl reads them; the rows, and the values read as missing."""
+
+    frame: object
+    rows: int
+    read_as_missing: dict = field(default_factory=dict)
+
+
+def prepare(spark, source: SparkInput, inputs: Inputs, path: Path) -> Prepared:
+    """Positions and numbers in one pass over the input: the pass that counts each
+    split's rows also gathers, per numeric column, the first decimal comma, surely
+    decimal comma, decimal point and non-number of each split (with its id, hence its
+    row) and the placeholders and infinities. The driver then decides as etl decides over
+    the whole input (every part), refusing in one line naming the file, the column and
+    the row: a value that is not a number, a column showing both decimal marks, a comma
+    that may group thousands in a file not `;`-separated that shows no surely decimal
+    comma (the other columns are then looked at too, as etl would)."""
+    types = dict(source.frame.dtypes)
+    numeric = [c for c in inputs.numeric if types.get(c) == "string"]
+    positioned, rows, splits = with_positions(spark, source.frame, _evidence(numeric))
+    where = f"input file {path}"
+    marks = {name: csvread.Marks() for name in numeric}
+    bad: dict[str, tuple[str, int]] = {}
+    missing: dict[str, dict[str, int]] = {}
+    for shift, split in splits:
+        for i, name in enumerate(numeric):
+            comma, sure, dot, wrong = (_first(split, f"{i}.{kind}", shift) for kind in _FIRST)
+            marks[name] = marks[name].merge(csvread.Marks(comma, sure, dot))
+            if wrong and (name not in bad or wrong[1] < bad[name][1]):
+                bad[name] = wrong
+            for kind in _COUNTS:
+                if split[f"{i}.{kind}"]:
+                    counts = missing.setdefault(kind, {})
+                    counts[name] = counts.get(name, 0) + split[f"{i}.{kind}"]
+    _refuse_bad(source, bad, where)
+    for name in numeric:
+        csvread.check_marks(name, marks[name], where, rows=True)
+    if (
+        source.delimiter != ";"
+        and any(m.ambiguous for m in marks.values())
+        and not any(m.sure_comma for m in marks.values())
+    ):
+        marks |= _other_marks(
+            source.frame, [c for c in types if c not in marks and types[c] == "string"]
+        )
+    csvread.check_file_marks(marks, source.delimiter or ",", where, rows=True)
+    frame = positioned.withColumns(
+        {name: _Value(name).as_number(marks[name].mark) for name in numeric}
+    )
+    return Prepared(frame, rows, missing)
+
+
+def _first(split, key: str, shift: int) -> tuple[str, int] | None:
+    """A split's first value of a kind, with its row in the input."""
+    value = split[key]
+    return (value["v"], value["id"] + shift) if value else None
+
+
+def _refuse_bad(source: SparkInput, bad: dict[str, tuple[str, int]], where: str) -> None:
+    """Text in a number column: the first such value of the input, its row, and how many
+    values of its column are not numbers (a second job, only for an input refused)."""
+    if not bad:
+        return
+    name = min(bad, key=lambda c: bad[c][1])
+    value, row = bad[name]
+    count = source.frame.filter(_Value(name).bad).count()
+    raise MlcycleError(
+        f"column {name!r} of the {where} should be numeric but holds {value!r} at row {row}; "
+        f"{count} such value(s); nothing was written"
+    )
+
+
+def _other_marks(frame, columns: list[str]) -> dict[str, csvread.Marks]:
+    """The decimal marks of the columns score does not read, for etl's whole-file check
+    of a comma that may group thousands: a surely decimal comma in a column of numbers
+    (at least csvread.NUMERIC_SHARE of its values) settles it (a second, rare, job)."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return {}
+    aggregates = []
+    for i, name in enumerate(columns):
+        value = _Value(name)
+        counted = ~value.missing | value.infinity
+        aggregates += [
+            F.count(F.when(counted, 1)).alias(f"{i}.values"),
+            F.count(F.when(counted & ~value.bad, 1)).alias(f"{i}.numbers"),
+            F.min(F.when(value.sure_comma, value.text)).alias(f"{i}.sure"),
+        ]
+    row = frame.agg(*aggregates).first()
+    found = {}
+    for i, name in enumerate(columns):
+        values, numbers, sure = row[f"{i}.values"], row[f"{i}.numbers"], row[f"{i}.sure"]
+        if sure and numbers >= csvread.NUMERIC_SHARE * values:
+            found[name] = csvread.Marks(comma=(sure, 0), sure_comma=(sure, 0))
+    return found
+
+
+def with_positions(spark, frame, aggregates=()):
     """frame (as read, straight from its files) with ROW, the 0-based position of each
-    row in the input, and the number of rows (see the module doc)."""
+    row in the input, the number of rows (see the module doc), and for each split the
+    shift from its ids to rows with the `aggregates` asked for over its rows."""
     from pyspark.sql import functions as F
 
     # The split size follows the cores known when a scan is planned: pinned for both, at
@@ -167,35 +342,39 @@ def with_positions(spark, frame):
     )
     splits = (
         tagged.groupBy(_FILE, _START)
-        .agg(F.min(_ID).alias("first"), F.count(F.lit(1)).alias("rows"))
+        .agg(F.min(_ID).alias("first"), F.count(F.lit(1)).alias("rows"), *aggregates)
         .collect()
     )
-    shifts, offset = [], 0
+    shifts, found, offset = [], [], 0
     for split in sorted(splits, key=lambda s: (s[_FILE], s[_START])):
         shifts.append((split[_FILE], split[_START], offset - split["first"]))
+        found.append((offset - split["first"], split))
         offset += split["rows"]
     table = spark.createDataFrame(shifts, f"{_FILE} string, {_START} long, {_SHIFT} long")
     positioned = tagged.join(F.broadcast(table), [_FILE, _START]).withColumn(
         ROW, F.col(_ID) + F.col(_SHIFT)
     )
-    return positioned.drop(_FILE, _START, _ID, _SHIFT), offset
+    return positioned.drop(_FILE, _START, _ID, _SHIFT), offset, found
 
 
 # ----------------------------------------------------------------------------- scoring
 
 
-def _conformed(frame, inputs: Inputs) -> list:
-    """The model's columns typed as `scoring.conform_chunk` types them."""
+def conformed(frame, inputs: Inputs) -> list:
+    """The model's columns typed as `scoring.conform_chunk` types them, from a frame of
+    `prepare`: numbers as doubles (an infinity missing), categories as text with etl's
+    missing markers null."""
     from pyspark.sql import functions as F
 
     columns = []
     for col in inputs.features:
-        kind = "double" if col in inputs.numeric else None
-        kind = "string" if col in inputs.categorical else kind
         value = F.col(f"`{col}`")
-        value = value.cast(kind) if kind else value
-        if kind == "double":  # an overflow ('1e999') is an infinity: missing, as in etl
+        if col in inputs.numeric:
+            value = value.cast("double")
             value = F.when(F.abs(value) == float("inf"), None).otherwise(value)
+        elif col in inputs.categorical:
+            value = value.cast("string")
+            value = F.when(value.isin(sorted(csvread.TEXT_MISSING)), None).otherwise(value)
         columns.append(value.alias(col))
     return columns
 
@@ -210,8 +389,8 @@ def predictions(
     from pyspark.sql import functions as F
 
     manager = env_manager()
-    conformed = _conformed(frame, inputs)
-    features = F.struct(*conformed)
+    typed = conformed(frame, inputs)
+    features = F.struct(*typed)
     predict = mlflow.pyfunc.spark_udf(
         spark, model_uri, result_type=prediction.spark_type, env_manager=manager
     )
@@ -225,7 +404,7 @@ def predictions(
         ]
     columns += [F.col(f"`{c}`").cast("string").alias(c) for c in inputs.identifiers]
     if batch is not None:
-        by_name = dict(zip(inputs.features, conformed, strict=True))
+        by_name = dict(zip(inputs.features, typed, strict=True))
         columns += [by_name[c] for c in batch.features]
     else:
         columns.append(F.col(ROW))
@@ -252,7 +431,7 @@ def predictions(
 
 def score_input(
     spark,
-    frame,
+    source: SparkInput,
     inputs: Inputs,
     model_uri: str,
     prediction: Prediction,
@@ -271,11 +450,18 @@ def score_input(
     log_partial = logged.parent / f".{logged.name}.{os.getpid()}.partial" if logged else None
     started = time.perf_counter()
     try:
-        with spark_errors(path, frame, inputs):
-            positioned, input_rows = with_positions(spark, frame)
+        with spark_errors(path):
+            prepared = prepare(spark, source, inputs, path)
+            input_rows = prepared.rows
             if not input_rows:
                 raise MlcycleError(f"input file {path} has a header but no rows")
-            scored = predictions(spark, positioned, inputs, model_uri, prediction, batch)
+            if prepared.read_as_missing:
+                log.info(
+                    "%s: read as missing (as etl reads them): %s",
+                    path,
+                    missing_text(prepared.read_as_missing),
+                )
+            scored = predictions(spark, prepared.frame, inputs, model_uri, prediction, batch)
             output.parent.mkdir(parents=True, exist_ok=True)
             if log_partial is not None:
                 # Read by pandas and pyarrow as the pandas engine's: UTC microseconds.
@@ -299,7 +485,19 @@ def score_input(
         if log_partial is not None:
             shutil.rmtree(log_partial, ignore_errors=True)
     seconds = time.perf_counter() - started
-    return Scored(output, int(summary["output_rows"]), input_rows, seconds, summary, logged)
+    summary |= {
+        f"input_{kind}_as_missing": float(sum(prepared.read_as_missing.get(kind, {}).values()))
+        for kind in _COUNTS
+    }
+    return Scored(
+        output,
+        int(summary["output_rows"]),
+        input_rows,
+        seconds,
+        summary,
+        logged,
+        prepared.read_as_missing,
+    )
 
 
 def _replace(partial: Path, output: Path) -> None:
@@ -353,9 +551,9 @@ def summarize(written, inputs: Inputs) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def spark_errors(path: Path, frame=None, inputs: Inputs | None = None) -> Iterator[None]:
-    """A failed Spark job as one line: text in a number named by column, row and value
-    (found by a second look at the input), a model's own error by its last line."""
+def spark_errors(path: Path) -> Iterator[None]:
+    """A failed Spark job as one line: a missing input said so, a model's own error by
+    its last line. (Text in a number column is refused before the job, by `prepare`.)"""
     try:
         yield
     except Exception as exc:
@@ -363,28 +561,9 @@ def spark_errors(path: Path, frame=None, inputs: Inputs | None = None) -> Iterat
         if not type(exc).__module__.startswith(("pyspark", "py4j")):
             raise
         text = str(exc)
-        if "CAST_INVALID_INPUT" in text and frame is not None and inputs is not None:
-            bad = _first_bad_number(frame, inputs, path)
-            if bad:
-                raise MlcycleError(bad) from None
         if "PATH_NOT_FOUND" in text:
             raise MlcycleError(f"input file not found: {path}") from None
         raise MlcycleError(f"Spark could not score {path}: {_one_line(text)}") from None
-
-
-def _first_bad_number(frame, inputs: Inputs, path: Path) -> str | None:
-    from pyspark.sql import functions as F
-
-    for col in inputs.numeric:
-        value = F.col(f"`{col}`")
-        bad = frame.filter(value.isNotNull() & value.try_cast("double").isNull())
-        first = bad.select(value.cast("string").alias("v")).first()
-        if first is not None:
-            return (
-                f"column {col!r} of the input file {path} should be numeric but holds "
-                f"{first['v']!r}; nothing was written"
-            )
-    return None
 
 
 def _one_line(text: str) -> str:
