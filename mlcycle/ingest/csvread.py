@@ -254,7 +254,9 @@ def read_column(raw: pd.Series, where: str) -> Column:
         return Column(values=raw.where(~raw.isin(TEXT_MISSING)), numeric=False)
     comma_only = comma.notna() & dot.isna()
     dotted = text[rest][dot.notna() & comma.isna()]
-    evidence = _evidence(raw, codes, text[rest][comma_only], dotted, distinct[plain])
+    # Numbers pandas read as integers hold no point: not looked at.
+    pointed = distinct[plain] if not pd.api.types.is_integer_dtype(fast) else distinct[:0]
+    evidence = _evidence(raw, codes, text[rest][comma_only], dotted, pointed)
     check_marks(str(raw.name), evidence, where)
     mark = evidence.mark
     if not mark and (not dotted.empty or (fast[plain] % 1 != 0).any()):
@@ -285,17 +287,30 @@ def read_column(raw: pd.Series, where: str) -> Column:
 def _evidence(raw, codes, commas, dotted, plain) -> Marks:
     """The first decimal comma, surely decimal comma and decimal point of the column,
     each with its row (the index label of `raw`: a chunk's rows count on from the file's
-    first row). `commas`, `dotted` and `plain` are distinct values, indexed by code."""
+    first row). `commas`, `dotted` and `plain` are distinct values, indexed by code:
+    pd.factorize numbers values in order of appearance, so the lowest code is the first."""
 
-    def first(values: pd.Series) -> tuple[str, int] | None:
-        if values.empty:
+    def first(*candidates: pd.Series) -> tuple[str, int] | None:
+        codes_seen = [c.index.min() for c in candidates if not c.empty]
+        if not codes_seen:
             return None
-        code = min(values.index)  # pd.factorize numbers values in order of appearance
-        return str(values[code]).strip(), int(raw.index[int(np.argmax(codes == code))])
+        code = min(codes_seen)
+        value = next(c[code] for c in candidates if code in c.index)
+        return str(value).strip(), int(raw.index[int(np.argmax(codes == code))])
 
     sure = commas[~commas.str.fullmatch(THOUSANDS_LIKE).fillna(False).astype(bool)]
-    points = pd.concat([dotted, plain[plain.str.contains(".", regex=False)]])
-    return Marks(first(commas), first(sure), first(points))
+    return Marks(first(commas), first(sure), first(dotted, _with_point(plain)))
+
+
+def _with_point(plain: pd.Series) -> pd.Series:
+    """The first of these values written with a point. Measured here: looking at every
+    distinct value of a float column made score's reading 20 % slower; the first few
+    nearly always hold one."""
+    for part in (plain.iloc[:64], plain.iloc[64:]):
+        found = part[part.str.contains(".", regex=False)]
+        if not found.empty:
+            return found.iloc[:1]
+    return plain.iloc[:0]
 
 
 def check_marks(name: str, marks: Marks, where: str, rows: bool = False) -> None:
