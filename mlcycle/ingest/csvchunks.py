@@ -35,7 +35,6 @@ class Dialect:
     encoding: str  # as csvread names it: utf-8, utf-8 with BOM, cp1252...
     delimiter: str
     columns: list[str]
-    marks: dict[str, str] = field(default_factory=dict)  # decimal marks seen in the head
 
     @property
     def codec(self) -> str:
@@ -73,21 +72,7 @@ def sniff(path: Path, role: str = "input") -> Dialect:
     strings = csvread.read_strings(text, delimiter, where)
     if strings.empty:
         raise MlcycleError(f"{where} has a header but no rows")
-    return Dialect(encoding, delimiter, [str(c) for c in strings.columns], _marks(strings, where))
-
-
-def _marks(strings: pd.DataFrame, where: str) -> dict[str, str]:
-    """Each numeric column's decimal mark in the head (for readers that cannot look at
-    every chunk with csvread, as Spark's executors)."""
-    marks = {}
-    for name in strings.columns:
-        try:
-            column = csvread.read_column(strings[name], where)
-        except MlcycleError:
-            continue  # the reader that meets the column says what is wrong with it
-        if column.mark:
-            marks[str(name)] = column.mark
-    return marks
+    return Dialect(encoding, delimiter, [str(c) for c in strings.columns])
 
 
 def _all_utf8(path: Path) -> bool:
@@ -131,6 +116,7 @@ class Numbers:
     values: pd.Series  # float64, missing values NaN
     placeholders: int  # placeholders read as missing
     infinite: int  # infinities read as missing
+    marks: csvread.Marks = field(default_factory=csvread.Marks)  # decimal marks seen
 
 
 def numbers(values: pd.Series, where: str, first_row: int) -> Numbers:
@@ -147,7 +133,49 @@ def numbers(values: pd.Series, where: str, first_row: int) -> Numbers:
         )
     out = column.values.astype("float64")
     infinite = np.isinf(out.to_numpy())
-    return Numbers(out.mask(infinite), column.placeholders, int(infinite.sum()))
+    return Numbers(out.mask(infinite), column.placeholders, int(infinite.sum()), column.evidence)
+
+
+class FileMarks:
+    """The decimal marks of a file read in chunks, decided as etl decides over the whole
+    file: each chunk reads its numbers with the mark it shows (the same values, as long
+    as the file shows one mark per column), and the marks of every chunk, merged, must
+    pass etl's checks (`csvread.check_marks`, `csvread.check_file_marks`) once the last
+    chunk is read. Nothing is written before that, so a file etl refuses is refused
+    whole, naming the column and the rows of the values that disagree."""
+
+    def __init__(self, path: Path, dialect: Dialect, role: str = "input"):
+        self.path, self.dialect, self.where = path, dialect, f"{role} file {path}"
+        self.marks: dict[str, csvread.Marks] = {}
+
+    def add(self, column: str, marks: csvread.Marks) -> None:
+        self.marks[column] = self.marks.get(column, csvread.Marks()).merge(marks)
+        csvread.check_marks(column, self.marks[column], self.where, rows=True)
+
+    def check(self, chunk_rows: int) -> None:
+        """etl's whole-file check of a comma that may group thousands. Only when one of
+        the columns read shows one, and none a surely decimal comma, are the file's other
+        columns read too (etl's evidence is every column's)."""
+        marks = self.marks
+        unsure = not any(m.sure_comma for m in marks.values())
+        if unsure and any(m.ambiguous for m in marks.values()) and self.dialect.delimiter != ";":
+            others = [c for c in self.dialect.columns if c not in marks]
+            marks = marks | self._other_marks(others, chunk_rows)
+        csvread.check_file_marks(marks, self.dialect.delimiter, self.where, rows=True)
+
+    def _other_marks(self, columns: list[str], chunk_rows: int) -> dict[str, csvread.Marks]:
+        found: dict[str, csvread.Marks] = {}
+        if not columns:
+            return found
+        for chunk in read_chunks(self.path, self.dialect, columns, chunk_rows):
+            for name in columns:
+                try:
+                    column = csvread.read_column(chunk[name], self.where)
+                except MlcycleError:
+                    continue  # a column score does not read is not score's to judge
+                if column.numeric:
+                    found[name] = found.get(name, csvread.Marks()).merge(column.evidence)
+        return found
 
 
 def _refusal(values: pd.Series, where: str, first_row: int) -> MlcycleError | None:

@@ -52,6 +52,8 @@ def read_table(path: str | Path, role: str) -> csvread.Table:
     `mlcycle.ingest.csvread`), refusing what is missing, empty or not CSV text; one log line
     says how it was read."""
     path = Path(path)
+    if path.is_dir():
+        raise MlcycleError(f"{role} {path} is a folder: etl reads one CSV file; pass a file")
     if not path.is_file():
         raise MlcycleError(f"{role} file not found: {path}")
     try:

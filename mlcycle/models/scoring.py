@@ -137,27 +137,28 @@ def plan_inputs(
     )
 
 
-def read_chunks(path: Path, inputs: Inputs, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The needed columns, chunk by chunk, every field the string it is (etl's encoding
-    and delimiter; `mlcycle.ingest.csvchunks`): '007' stays '007', and a chunk cannot
-    type a column differently from the next."""
-    yield from csvchunks.read_chunks(path, csvchunks.sniff(path), inputs.columns, chunk_rows)
-
-
 def conform_chunk(
-    chunk: pd.DataFrame, inputs: Inputs, path: Path, first_row: int, missing: dict | None = None
+    chunk: pd.DataFrame,
+    inputs: Inputs,
+    path: Path,
+    first_row: int,
+    missing: dict | None = None,
+    marks: csvchunks.FileMarks | None = None,
 ) -> pd.DataFrame:
     """The model's columns with the types etl gave the training rows: numbers as float64
     read with etl's rules (decimal mark, placeholders and infinities as missing; text
     there is an error naming the column, the row and the value), categories as strings
     with etl's missing markers as None. `missing` counts, per kind and column, the
-    placeholders and infinities read as missing."""
+    placeholders and infinities read as missing; `marks` gathers the decimal marks seen,
+    for the whole file's decision."""
     out = {}
     for col in inputs.features:
         values = chunk[col]
         if col in inputs.numeric:
             text = values.astype(object).where(values.notna(), "").astype(str)
             read = csvchunks.numbers(text, f"input file {path}", first_row)
+            if marks is not None:
+                marks.add(col, read.marks)
             out[col] = read.values
             for kind, count in (("placeholders", read.placeholders), ("infinite", read.infinite)):
                 if count and missing is not None:
@@ -291,11 +292,16 @@ def missing_text(missing: dict) -> str:
 def conformed_chunks(
     path: Path, inputs: Inputs, chunk_rows: int = CHUNK_ROWS, missing: dict | None = None
 ) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
-    """(first row, chunk as read, the model's columns typed) for each chunk, in order."""
+    """(first row, chunk as read, the model's columns typed) for each chunk, in order;
+    after the last, the whole file's decimal marks are checked as etl checks them (a
+    file etl refuses raises there, before the caller writes anything)."""
+    dialect = csvchunks.sniff(path)
+    marks = csvchunks.FileMarks(path, dialect)
     first_row = 0
-    for chunk in read_chunks(path, inputs, chunk_rows):
-        yield first_row, chunk, conform_chunk(chunk, inputs, path, first_row, missing)
+    for chunk in csvchunks.read_chunks(path, dialect, inputs.columns, chunk_rows):
+        yield first_row, chunk, conform_chunk(chunk, inputs, path, first_row, missing, marks)
         first_row += len(chunk)
+    marks.check(chunk_rows)
 
 
 def read_ahead(items: Iterator) -> Iterator:

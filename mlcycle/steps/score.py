@@ -190,7 +190,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
         prediction = spark_udf.prediction_of(model.pyfunc)
         inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
         with spark_session.session(params.spark_master) as spark:
-            frame = spark_scoring.read_input(spark, path, inputs.numeric)
+            source = spark_scoring.read_input(spark, path)
             log.info(
                 "scoring %s on Spark (%s) with %s; identifiers kept: %s",
                 path,
@@ -200,7 +200,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
             )
             batch = batch_of(model, params, inputs, header)
             scored = spark_scoring.score_input(
-                spark, frame, inputs, model.loaded, prediction, output, path, batch
+                spark, source, inputs, model.loaded, prediction, output, path, batch
             )
         mlflow.set_tags({"mlcycle.engine": "spark", "mlcycle.spark_master": params.spark_master})
         log_score(model, path, scored, "on Spark ")

@@ -306,30 +306,48 @@ def test_a_classifier_gives_labels_and_probabilities_on_local_spark(models, tmp_
     assert metrics["proba_mean.no"] == pytest.approx(expected["proba_no"].mean())
 
 
-def test_a_french_export_with_placeholders_reads_on_local_spark_as_on_pandas(
+def test_a_french_export_in_parts_with_placeholders_reads_on_local_spark_as_on_pandas(
     models, tmp_path, monkeypatch
 ):
     """cp1252, `;`, decimal commas, and etl's placeholders and infinities in a number
-    column: missing values on both engines, the same predictions."""
+    column: missing values on both engines, counted alike in the run, the same
+    predictions. On Spark the file is a folder of parts whose first part shows no decimal
+    mark in poids (whole numbers): the later parts' decimal commas are read as such."""
     monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", SMALL_SPLITS)
     batch = pd.read_csv(BATCH, dtype=str, keep_default_na=False)
+    batch.loc[:99, "poids"] = batch.loc[:99, "poids"].str.split(".").str[0]
     for i, value in enumerate(["NA", "n/a", "?", "#N/A", "inf", "-Infinity", "1e999"]):
         batch.loc[5 + 80 * i, "poids"] = value
     batch["poids"] = batch["poids"].str.replace(".", ",", regex=False)
     path = tmp_path / "lot.csv"
     batch.to_csv(path, sep=";", index=False, encoding="cp1252")
+    parts = tmp_path / "lot"
+    parts.mkdir()
+    for i, (start, stop) in enumerate([(0, 100), (100, 350), (350, len(batch))]):
+        part = parts / f"part-{i}.csv"
+        batch.iloc[start:stop].to_csv(part, sep=";", index=False, encoding="cp1252")
     model_uri = f"models:/{NAME}/{models['forest']}"
-    expected = _pandas(model_uri, path, tmp_path / "pandas.parquet")
+    pandas_out = tmp_path / "pandas.parquet"
+    with mlflow.start_run() as pandas_run:
+        score_step.execute(
+            score_step.ScoreParams(model_uri=model_uri, input=str(path), output=str(pandas_out))
+        )
+    expected = pd.read_parquet(pandas_out)
+    counted = mlflow.get_run(pandas_run.info.run_id).data.metrics
     output = tmp_path / "spark.parquet"
     params = score_step.ScoreParams(
-        model_uri=model_uri, input=str(path), output=str(output), engine="spark"
+        model_uri=model_uri, input=str(parts), output=str(output), engine="spark"
     )
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         score_step.execute(params)
     _assert_same(output, expected, classification=False)
     assert (
         pd.read_parquet(output).sort_values("row")["nom"].tolist()[:3] == batch["nom"][:3].tolist()
     )
+    metrics = mlflow.get_run(run.info.run_id).data.metrics
+    for kind, count in (("placeholders", 4), ("infinite", 3)):
+        key = f"input_{kind}_as_missing"
+        assert metrics[key] == counted[key] == count, key
 
 
 def test_spark_mistakes_are_one_line(models, tmp_path):

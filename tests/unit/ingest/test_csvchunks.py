@@ -94,3 +94,58 @@ def test_what_is_not_one_csv_file_is_one_line(tmp_path):
         csvchunks.sniff(_write(tmp_path, "e.csv", ""))
     with pytest.raises(MlcycleError, match="is ambiguous"):
         csvchunks.sniff(_write(tmp_path, "two.csv", "a;b,c\n1;2,3\n4;5,6\n"))
+
+
+def _scored(path, numeric, chunk_rows=3):
+    """What score's chunked reader makes of the numeric columns, to the last check."""
+    from mlcycle.models import scoring
+
+    inputs = scoring.Inputs(features=numeric, numeric=numeric, categorical=[])
+    chunks = scoring.conformed_chunks(path, inputs, chunk_rows=chunk_rows)
+    return pd.concat([features for _, _, features in chunks])
+
+
+def _etl_refusal(path):
+    with pytest.raises(MlcycleError) as error:
+        data.read_csv(path, "input")
+    return str(error.value)
+
+
+def test_a_comma_that_may_group_thousands_is_refused_for_the_whole_file_as_etl_refuses_it(
+    tmp_path,
+):
+    """'1,234' in the last chunk only, the first chunks plain integers: etl refuses the
+    file; chunk by chunk the last chunk alone read 1.234. Now the same refusal, with the row."""
+    rows = [f"{i},{i}" for i in range(10)] + ['10,"1,234"']
+    path = _write(tmp_path, "k.csv", "n,x\n" + "\n".join(rows) + "\n")
+    assert "is ambiguous: in column 'x', '1,234' may be" in _etl_refusal(path)
+    with pytest.raises(MlcycleError) as error:
+        _scored(path, ["x"])
+    assert str(error.value) == (
+        f"input file {path} is ambiguous: in column 'x', '1,234' (row 10) may be a decimal "
+        "comma (1.234) or a thousands separator (1234); write it without thousands separators"
+    )
+
+
+def test_a_surely_decimal_comma_anywhere_settles_it_as_in_etl(tmp_path):
+    """'1,234' in the first chunk, '2,5' in a later one (of the column, or of a column
+    score does not read): etl reads 1.234, and so does score."""
+    for name, later in (("same", '"2,5",1'), ("other", '2,"2,5"')):
+        rows = ['"1,234",1'] + [f"{i},1" for i in range(6)] + [later]
+        path = _write(tmp_path, f"{name}.csv", "x,y\n" + "\n".join(rows) + "\n")
+        etl = data.read_csv(path, "input")
+        assert _scored(path, ["x"])["x"].tolist() == etl["x"].astype(float).tolist(), name
+        assert etl["x"][0] == 1.234
+
+
+def test_decimal_marks_that_change_between_chunks_are_refused_as_etl_refuses_them(tmp_path):
+    """'1.0' (a point, a whole number: no mark for the chunk alone) then '2,5' chunks
+    later: etl refuses the column; so does score, naming both values and their rows."""
+    rows = ["1.0"] + [str(i) for i in range(5)] + ['"2,5"']
+    path = _write(tmp_path, "m.csv", "x\n" + "\n".join(rows) + "\n")
+    assert "mixes decimal marks: '2,5' and '1.0'" in _etl_refusal(path)
+    with pytest.raises(MlcycleError) as error:
+        _scored(path, ["x"])
+    assert str(error.value) == (
+        f"column 'x' of the input file {path} mixes decimal marks: '2,5' (row 6) and '1.0' (row 0)"
+    )
