@@ -49,11 +49,12 @@ system-deps: ## install what the integration tests start: Chromium, PostgreSQL, 
 	@bash scripts/system-deps.sh
 
 .PHONY: test
-# Two workers, one per core, a test file each (module fixtures stay shared); a test that
+# Two workers, one per core, a test file each (module fixtures stay shared), the longest
+# files first (tests/conftest.py's order, kept by --no-loadscope-reorder); a test that
 # hangs (a server that never answers) fails after 30 minutes instead of stalling CI; the 25
 # slowest tests are listed at the end (their table is in benchmarks/RESULTS.md).
 test: venv system-deps ## run the whole test suite
-	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1800 --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --timeout 1800 --durations=25 $(PYTEST_ARGS)
 
 .PHONY: unit
 # Under a minute: the unit tests that train real networks or run Evidently are marked

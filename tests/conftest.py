@@ -40,6 +40,44 @@ def users_work(root: Path = ROOT) -> dict[str, tuple[int, int]]:
     return found
 
 
+# Seconds a file takes on one of two busy workers (`make test --durations`, rounded): the
+# order `make test` hands files to its workers, longest first. xdist's own order (most tests
+# first) left the few-test files of many `mlflow run`s (replay, main, team) to the end, and
+# one worker ran them alone for minutes. A file not listed counts by its folder; the
+# figures only order the files, a wrong one costs time, never a test.
+FILE_SECONDS = {
+    "tests/integration/test_replay.py": 450,
+    "tests/integration/test_main.py": 250,
+    "tests/integration/test_score_spark.py": 200,
+    "tests/integration/test_team.py": 180,
+    "tests/integration/test_clients.py": 150,
+    "tests/integration/test_watch.py": 130,
+    "tests/integration/test_monitor.py": 100,
+    "tests/unit/models/test_candidates.py": 100,
+    "tests/integration/test_etl_baseline.py": 90,
+    "tests/integration/test_optimize.py": 90,
+    "tests/integration/test_retrain.py": 80,
+    "tests/integration/test_lifecycle.py": 80,
+    "tests/integration/test_uis.py": 60,
+    "tests/unit/monitoring/test_drift.py": 50,
+    "tests/integration/test_feedback.py": 50,
+}
+FOLDER_SECONDS = {"integration": 30, "unit": 1}
+
+
+def file_seconds(path: str) -> int:
+    """The measured seconds of a test file (FILE_SECONDS), else its folder's guess."""
+    if path in FILE_SECONDS:
+        return FILE_SECONDS[path]
+    return next((s for folder, s in FOLDER_SECONDS.items() if f"/{folder}/" in path), 1)
+
+
+def pytest_collection_modifyitems(items):
+    """Longest files first, each file's tests kept together and in their order: with
+    `--dist loadfile --no-loadscope-reorder` the two workers then end close together."""
+    items.sort(key=lambda item: -file_seconds(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _the_checkout_is_left_alone():
     """Fails the session (an error at its last teardown) when a test wrote, changed or
