@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from importlib import metadata
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -12,11 +14,14 @@ from mlflow.types import ColSpec, DataType
 from mlflow.types import Schema as TypeSchema
 from mlflow.types.schema import AnyType
 
+import mlcycle
 from mlcycle.ingest.data import Schema
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
+# In a served model's artifact folder: the digest of the mlcycle code logged with it.
+CODE_DIGEST_FILE = "mlcycle_code.sha256"
 # MLflow 3.17 saves sklearn models with skops, which refuses types it cannot vouch for.
 # These are the forest's and the boosted trees' own node storage and numpy dtypes of a
 # model we fitted ourselves.
@@ -75,3 +80,31 @@ def log_sklearn(pipeline, schema: Schema, train: pd.DataFrame, model_name: str |
         "logged model %s (registered version %s)", info.model_uri, info.registered_model_version
     )
     return info
+
+
+def code_digest(package: Path) -> str:
+    """sha256 of a copy of the mlcycle package: its Python files, by path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def note_code(artifact: str | Path) -> bool:
+    """Whether the mlcycle code answering is the copy logged with the model (its digest
+    beside the model's artifacts); when not, one log line says which code answers.
+    Models logged before the digest was kept say nothing (True)."""
+    saved = Path(artifact) / CODE_DIGEST_FILE
+    if not saved.is_file():
+        return True
+    package = Path(mlcycle.__file__).resolve().parent
+    if saved.read_text().strip() == code_digest(package):
+        return True
+    log.info(
+        "the model was logged with other mlcycle code than the one answering it (%s): "
+        "the package already imported answers, not the copy logged with the model",
+        package,
+    )
+    return False

@@ -34,7 +34,6 @@ from mlcycle.models.serving import (
     RawRowPyfunc,
     is_family,
     log_from_code,
-    note_code,
     served_model,
 )
 
@@ -264,7 +263,7 @@ class NetworkPyfunc(RawRowPyfunc):
     params={'predict_method': 'predict_proba'} (as MLflow's sklearn flavour answers)."""
 
     def load_context(self, context):
-        note_code(context.artifacts[NETWORK_ARTIFACT])
+        modelio.note_code(context.artifacts[NETWORK_ARTIFACT])
         self.model = NetworkModel.load(context.artifacts[NETWORK_ARTIFACT])
         # Trace the graph now, so the first served request is not the slow one.
         self.model.raw_output(pd.DataFrame({c: [None] for c in self.model.schema.features}))

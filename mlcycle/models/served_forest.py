@@ -57,7 +57,6 @@ from mlcycle.models.serving import (
     Preprocessing,
     RawRowPyfunc,
     log_from_code,
-    note_code,
     numeric_column,
     served_model,
 )
@@ -346,7 +345,7 @@ class ForestPyfunc(RawRowPyfunc):
     ANSWERED_AS_400 = (BadInput, MlcycleError)
 
     def load_context(self, context):
-        note_code(context.artifacts[FOREST_ARTIFACT])
+        modelio.note_code(context.artifacts[FOREST_ARTIFACT])
         self.model = ForestModel.load(context.artifacts[FOREST_ARTIFACT])
         # Warm the path once, so the first served request is not the slow one.
         schema = self.model.schema

@@ -9,7 +9,6 @@ the package with each model it logs): the served models build on it, never the r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
@@ -25,12 +24,11 @@ from pandas.api import types as ptypes
 import mlcycle
 from mlcycle.ingest.data import Schema
 from mlcycle.models import modelio
+from mlcycle.models.modelio import CODE_DIGEST_FILE, code_digest
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "mlcycle.family"
-# In a served model's artifact folder: the digest of the mlcycle code logged with it.
-CODE_DIGEST_FILE = "mlcycle_code.sha256"
 # The category a missing text value becomes, in the Pipeline's imputer
 # (mlcycle.models.features) and in Preprocessing alike.
 MISSING_CATEGORY = "__missing__"
@@ -277,7 +275,7 @@ def log_from_code(
     has not imported mlcycle yet (`mlflow models serve`, a user's script) runs the code
     the model was logged with; a process that has (every step, the suite) runs its own,
     so a fix of the checkout applies to models logged before it. The digest of the copy
-    is saved beside the model (CODE_DIGEST_FILE) and `note_code` logs when the answering
+    is saved beside the model (CODE_DIGEST_FILE) and `modelio.note_code` logs when the answering
     code differs from it: the two never differ silently."""
     tags = tags or {}
     example = modelio.input_example(train, schema)
@@ -315,34 +313,6 @@ def log_from_code(
         )
         info.registered_model_version = version.version
     return info
-
-
-def code_digest(package: Path) -> str:
-    """sha256 of a copy of the mlcycle package: its Python files, by path and content."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        if "__pycache__" not in path.parts:
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def note_code(artifact: str | Path) -> bool:
-    """Whether the mlcycle code answering is the copy logged with the model (its digest
-    beside the model's artifacts); when not, one log line says which code answers.
-    Models logged before the digest was kept say nothing (True)."""
-    saved = Path(artifact) / CODE_DIGEST_FILE
-    if not saved.is_file():
-        return True
-    package = Path(mlcycle.__file__).resolve().parent
-    if saved.read_text().strip() == code_digest(package):
-        return True
-    log.info(
-        "the model was logged with other mlcycle code than the one answering it (%s): "
-        "the package already imported answers, not the copy logged with the model",
-        package,
-    )
-    return False
 
 
 # ------------------------------------------------------------------- a loaded pyfunc

@@ -244,3 +244,30 @@ def session(master: str, executor_seconds: float = EXECUTOR_SECONDS) -> Iterator
             SparkContext._gateway = SparkContext._jvm = None
         spark_log.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+@contextlib.contextmanager
+def spark_errors(path: Path) -> Iterator[None]:
+    """A failed Spark job as one line: a missing input said so, a model's own error by
+    its last line. (Text in a number column is refused before the job, by `prepare`.)"""
+    try:
+        yield
+    except Exception as exc:
+        # Spark's own (pyspark.errors) or its JVM bridge's (py4j) errors; ours pass through.
+        if not type(exc).__module__.startswith(("pyspark", "py4j")):
+            raise
+        text = str(exc)
+        if "PATH_NOT_FOUND" in text:
+            raise MlcycleError(f"input file not found: {path}") from None
+        raise MlcycleError(f"Spark could not score {path}: {_one_line(text)}") from None
+
+
+def _one_line(text: str) -> str:
+    """The last 'SomeError: message' line of a Python worker's traceback, else the first
+    line of Spark's message, shortened."""
+    found = re.findall(r"^(?:\w+\.)*\w*(?:Error|Exception): .+$", text, flags=re.M)
+    line = found[-1] if found else text.strip().splitlines()[0] if text.strip() else "failed"
+    return line if len(line) <= 400 else line[:397] + "..."

@@ -40,7 +40,7 @@ from mlcycle.ingest.datasets import DATASETS_DIR
 from mlcycle.lifecycle import registry, workflow
 from mlcycle.models import outputs, scoring
 from mlcycle.models.predictors import inputs_for, predictor_for
-from mlcycle.scaleout import spark_scoring, spark_session, spark_udf
+from mlcycle.scaleout import spark_reading, spark_scoring, spark_session, spark_udf
 from mlcycle.steps.params.score import ScoreParams, input_path
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
     """The same step on Spark: input, output place and model checked before Spark starts,
     columns once Spark has read the header; recorded as the pandas engine records."""
     path = input_path(params.input)
-    header = spark_scoring.input_columns(path)
+    header = spark_reading.input_columns(path)
     base = config.output_root(config.launcher_folder())
     output = spark_scoring.output_folder(params.output, params.model_name, base)
     with outputs.claimed(output, outputs.stamped(params.output, output)) as output:
@@ -190,7 +190,7 @@ def execute_spark(params: ScoreParams) -> scoring.Scored:
         prediction = spark_udf.prediction_of(model.pyfunc)
         inputs = inputs_for(model.pyfunc, model.uri, model.schema, model.drop_columns, header, path)
         with spark_session.session(params.spark_master) as spark:
-            source = spark_scoring.read_input(spark, path)
+            source = spark_reading.read_input(spark, path)
             log.info(
                 "scoring %s on Spark (%s) with %s; identifiers kept: %s",
                 path,

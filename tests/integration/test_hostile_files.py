@@ -315,11 +315,11 @@ def _by_score(path, schema):
 
 def _by_spark(spark, path, schema):
     """What score's Spark engine hands the model: the input as read and typed on the
-    executors (`spark_scoring.read_input`, `prepare`, `conformed`), sorted by row."""
-    from mlcycle.scaleout import spark_scoring
+    executors (`spark_reading.read_input`, `prepare`, `spark_scoring.conformed`), sorted by row."""
+    from mlcycle.scaleout import spark_reading, spark_scoring
 
     inputs = _inputs(schema)
-    prepared = spark_scoring.prepare(spark, spark_scoring.read_input(spark, path), inputs, path)
+    prepared = spark_reading.prepare(spark, spark_reading.read_input(spark, path), inputs, path)
     typed = spark_scoring.conformed(prepared.frame, inputs)
     frame = prepared.frame.select(scoring.ROW, *typed).toPandas()
     assert frame[scoring.ROW].sort_values().tolist() == list(range(prepared.rows))

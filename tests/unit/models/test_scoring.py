@@ -12,13 +12,12 @@ import pytest
 
 from mlcycle.errors import MlcycleError
 from mlcycle.models.outputs import output_path, stamped_file
+from mlcycle.models.progress import Progress, estimate_rows
 from mlcycle.models.scoring import (
     Inputs,
     Predictor,
-    Progress,
     Summary,
     conform_chunk,
-    estimate_rows,
     missing_text,
     output_frame,
     plan_inputs,

@@ -336,7 +336,7 @@ def test_a_logged_forest_loads_without_scikit_learn_and_never_unpickles(tmp_path
 
 def test_code_differing_from_the_copy_logged_with_the_model_is_said(tmp_path, caplog):
     import mlcycle
-    from mlcycle.models.serving import CODE_DIGEST_FILE, code_digest, note_code
+    from mlcycle.models.modelio import CODE_DIGEST_FILE, code_digest, note_code
 
     package = Path(mlcycle.__file__).resolve().parent
     copy = tmp_path / "code" / "mlcycle"
@@ -348,6 +348,6 @@ def test_code_differing_from_the_copy_logged_with_the_model_is_said(tmp_path, ca
     assert note_code(artifact) and not caplog.records
     (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# changed\n")
     (artifact / CODE_DIGEST_FILE).write_text(code_digest(copy))
-    with caplog.at_level(logging.INFO, logger="mlcycle.models.serving"):
+    with caplog.at_level(logging.INFO, logger="mlcycle.models.modelio"):
         assert not note_code(artifact)
     assert "other mlcycle code than the one answering it" in caplog.text
