@@ -188,29 +188,24 @@ def monitor_history_figure(history: list[dict]):
     for role in ("champion", "challenger"):
         values = [np.nan if h[role] is None else h[role] for h in history]
         metric_ax.plot(x, values, marker="o", markersize=3, label=role, color=COLORS[role])
-    estimated = [np.nan if h.get("estimated") is None else h["estimated"] for h in history]
-    if not np.isnan(estimated).all():
-        metric_ax.plot(
-            x,
-            estimated,
-            marker="s",
-            markersize=4,
-            linestyle="none",
-            label="champion, estimated (no labels)",
-            color=COLORS["champion"],
-            markerfacecolor="none",
-        )
-    realised = [np.nan if h.get("realised") is None else h["realised"] for h in history]
-    if not np.isnan(realised).all():
-        metric_ax.plot(
-            x,
-            realised,
-            marker="s",
-            markersize=4,
-            linestyle="none",
-            label="champion, realised (labels came later)",
-            color=COLORS["champion"],
-        )
+    # A batch without labels: its estimate (open square), then its realised figure (filled)
+    # once feedback brought the labels.
+    for key, legend, face in (
+        ("estimated", "champion, estimated (no labels)", "none"),
+        ("realised", "champion, realised (labels came later)", COLORS["champion"]),
+    ):
+        values = [np.nan if h.get(key) is None else h[key] for h in history]
+        if not np.isnan(values).all():
+            metric_ax.plot(
+                x,
+                values,
+                marker="s",
+                markersize=4,
+                linestyle="none",
+                label=legend,
+                color=COLORS["champion"],
+                markerfacecolor=face,
+            )
     metric_ax.set_ylabel(history[-1]["primary_metric"], fontsize=8)
     metric_ax.legend(fontsize=7, loc="best")
     step = max(1, -(-len(history) // MAX_RUN_LABELS))
