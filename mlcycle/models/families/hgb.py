@@ -10,6 +10,7 @@ stops early by itself, on a slice of the rows it fits)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import optuna
 import pandas as pd
@@ -66,9 +67,8 @@ class BoostingParams:
         return self
 
 
-def params_from(values: dict) -> BoostingParams:
-    """BoostingParams from a best_params.json dict; keys that are not fields are ignored."""
-    return known_fields(BoostingParams, values)
+# BoostingParams from a best_params.json dict (keys that are not fields are ignored).
+params_from = partial(known_fields, BoostingParams)
 
 
 # BoostingParams' fields that are HistGradientBoosting's own settings.

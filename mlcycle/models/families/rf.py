@@ -9,6 +9,7 @@ checks its parameters with ForestParams before its run opens, and that check is 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mlcycle.errors import MlcycleError
@@ -58,9 +59,8 @@ class ForestParams:
         return self
 
 
-def params_from(values: dict) -> ForestParams:
-    """ForestParams from a best_params.json dict; keys that are not fields are ignored."""
-    return known_fields(ForestParams, values)
+# ForestParams from a best_params.json dict (keys that are not fields are ignored).
+params_from = partial(known_fields, ForestParams)
 
 
 # ForestParams' fields that are the forest's own settings.
