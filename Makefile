@@ -58,9 +58,9 @@ test: venv system-deps ## run the whole test suite
 
 .PHONY: unit
 # Under a minute: the unit tests that train real networks or run Evidently are marked
-# integration and left to `make test`.
+# integration and left to `make test`; the rest on two workers, one per core.
 unit: venv ## run the unit tests only
-	$(BIN)/python -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit -m "not integration" -n 2 $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: venv ## ruff check and format check
