@@ -16,7 +16,7 @@ import mlflow
 import pandas as pd
 
 from mlcycle import config
-from mlcycle.monitoring import charts, estimation, history, quality, report, tables
+from mlcycle.monitoring import estimation, history, quality, report, tables
 from mlcycle.monitoring.metrics import PRIMARY
 
 log = logging.getLogger("mlcycle.monitor")
@@ -157,17 +157,12 @@ def publish_batch(outcome: BatchOutcome, moves: list[dict], output: str) -> dict
 
 
 def _history(entries: list[dict], moves: list[dict]) -> dict:
-    figure = charts.monitor_history_figure(entries)
     title = (
         "share of features drifted, drift score per feature and the champion's metric, "
         "measured (labelled runs), or estimated (open squares) and realised once the labels "
         "came (filled squares), run after run"
     )
-    return {
-        "entries": entries,
-        "charts": [] if figure is None else [{"title": title, "uri": charts.figure_uri(figure)}],
-        "moves": moves,
-    }
+    return history.section(entries, moves, title)
 
 
 def write_page(folder: Path, context: dict, snapshot=None) -> dict[str, Path]:

@@ -149,3 +149,16 @@ def label(item: dict, index: int) -> str:
     """A short name for an entry on a chart axis: its data file, else its position."""
     name = item["current_data"].rsplit("/", 1)[-1]
     return name.removesuffix(".csv") or f"#{index + 1}"
+
+
+def section(entries: list[dict], moves: list[dict], title: str) -> dict:
+    """A page's History section: the entries, their chart (captioned `title`) and the
+    ledger's alias moves."""
+    from mlcycle.monitoring import charts
+
+    figure = charts.monitor_history_figure(entries)
+    return {
+        "entries": entries,
+        "charts": [] if figure is None else [{"title": title, "uri": charts.figure_uri(figure)}],
+        "moves": moves,
+    }

@@ -21,7 +21,6 @@ from mlcycle import config
 from mlcycle.ingest.data import Schema
 from mlcycle.ingest.split import Splits
 from mlcycle.monitoring import (
-    charts,
     drift,
     evidently_workspace,
     history,
@@ -204,17 +203,12 @@ def model_history(model_name: str, run_id: str, task: str, columns=()) -> list[d
 def history_context(past: list[dict], moves: list[dict]) -> dict:
     """The report's History section: the entries, their charts and the ledger's moves
     (read by the step: `ledger_moves`)."""
-    figure = charts.monitor_history_figure(past)
     title = (
         "share of features drifted, drift score per feature (rows) and both models' "
         "metric on current_test (a batch without labels: the champion's estimate, open "
         "squares, and its realised figure once the labels came, filled), run after run"
     )
-    return {
-        "entries": past,
-        "charts": [] if figure is None else [{"title": title, "uri": charts.figure_uri(figure)}],
-        "moves": moves,
-    }
+    return history.section(past, moves, title)
 
 
 def log_report(folder: Path) -> None:
