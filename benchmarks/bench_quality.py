@@ -16,26 +16,30 @@ Scenarios (reference -> current):
 Each scenario goes through etl's own `prepare` (test_size 0.2, leaked rows removed) at
 every split seed; the panel is fitted on those train rows and scored on current_test:
 the old champion (the baseline forest on reference train), a forest refit on current,
-on reference + current, HistGradientBoosting on reference + current, and the networks
+on reference + current, HistGradientBoosting on reference + current (scikit-learn's
+defaults) and on current (mlcycle's `hgb` family, as main refits it), and the networks
 retrain trains as candidates (`mlcycle.models.candidates`: scratch on current, on all,
 transfer = reference then fine-tuned on current), each with retrain's defaults (60
 epochs at most, patience 10). `auto` is the candidate retrain's defaults keep over a
 forest champion (`mlcycle.models.candidates.choose`); `max val` the plain best validation score,
 for comparison. `--check-step` also runs the real retrain step (MLflow, in-process) on
 `full` at the first seed and prints its after_current_test figure beside the panel's
-`auto`. `--main TRIALS` also runs main's steps for real, in-process, in a throw-away store
-(etl, baseline, optimize nn with TRIALS trials instead of main's 20, retrain, monitor
-with promote) and scores the champion they leave.
+`auto`. `--main` also runs the real `main` entry point with its defaults (a process of its
+own, children through `mlflow run`, a throw-away store) and scores every model it
+registered on current_test: `main` is the champion it leaves, `main's best` the best
+model it trained (`--main-trials N` changes its optimize trials, for a quicker look).
 
     .venv/bin/python benchmarks/bench_quality.py [--seeds 42,7,2024] [--only full,wage]
-        [--check-step] [--main 5]
+        [--check-step] [--main [--main-trials 5]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +63,7 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from mlcycle import config  # noqa: E402
 from mlcycle.ingest import datagen  # noqa: E402
 from mlcycle.models.candidates import Candidate, Trainer, choose  # noqa: E402
+from mlcycle.models.families import hgb as boosting  # noqa: E402
 from mlcycle.models.families import rf  # noqa: E402
 from mlcycle.models.features import build_preprocessor  # noqa: E402
 from mlcycle.models.network import NetworkParams  # noqa: E402
@@ -72,6 +77,7 @@ PANEL = (
     "forest cur",
     "forest all",
     "hgb all",
+    "hgb cur",
     "nn cur",
     "nn all",
     "nn transfer",
@@ -240,6 +246,10 @@ def panel(scenario: Scenario, seed: int, folder: Path) -> tuple[dict[str, float]
     boosted = hgb(schema, seed)
     boosted.fit(both[schema.features], both[schema.target])
     models["hgb all"] = boosted
+    # main's refit: mlcycle's hgb family, its defaults (early stopping), current train.
+    models["hgb cur"] = boosting.fit(
+        schema, boosting.BoostingParams(seed=seed), splits.current_train
+    )
     out = {name: score(model, schema, splits)[key] for name, model in models.items()}
     # retrain's candidates with its defaults (NetworkParams: epochs 60, patience 10).
     trainer = Trainer(
@@ -280,56 +290,66 @@ def _newest(step: str):
     )[0]
 
 
-def main_steps(scenario: Scenario, seed: int, trials: int, folder: Path) -> tuple[float, str]:
-    """What `main` leaves as champion, its steps run in-process in a throw-away store with
-    main's own parameters (etl, baseline, optimize of family nn with `trials` trials,
-    retrain from the forest with the tuned parameters, monitor with promote): the
-    champion's current_test primary metric, and which model it is."""
-    import mlflow
-
-    from entrypoints.baseline import main as baseline_command
-    from entrypoints.etl import main as etl_command
-    from entrypoints.monitor import main as monitor_command
-    from entrypoints.optimize import main as optimize_command
-    from entrypoints.retrain import main as retrain_command
-    from mlcycle.ingest.datasets import load_splits
-
+def main_run(scenario: Scenario, seed: int, trials: int | None, folder: Path) -> dict:
+    """The real `main` entry point with its defaults (`trials` optimize trials when given,
+    else main's own default), a process of its own in a throw-away store, its children
+    through `mlflow run` as a user's would be. Returns the champion's current_test
+    primary metric, the best current_test among the models main registered, what the
+    champion is, and the wall time."""
     store = folder / f"main_{scenario.name}_{seed}"
     store.mkdir()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-    os.environ["MLCYCLE_LOG_LEVEL"] = "WARNING"
     ref_path, cur_path = store / "old.csv", store / "new.csv"
     scenario.reference.to_csv(ref_path, index=False)
     scenario.current.to_csv(cur_path, index=False)
-    _run(
-        etl_command,
-        ["--reference", ref_path, "--current", cur_path, "--target", scenario.target]
-        + ["--drop-columns", scenario.drop, "--seed", seed],
-    )
+    uri = f"sqlite:///{store}/mlflow.db"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLCYCLE_OUTPUT_ROOT": str(store),
+        "MLCYCLE_INFERENCE_DIR": str(store / "inference"),
+        "MLCYCLE_LOG_LEVEL": "WARNING",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    command = [sys.executable, "-m", "entrypoints.main", "--reference", ref_path]
+    command += ["--current", cur_path, "--target", scenario.target, "--seed", seed]
+    command += ["--drop-columns", scenario.drop, "--model-name", "bench"]
+    if trials is not None:
+        command += ["--n-trials", trials]
+    began = time.perf_counter()
+    with open(store / "main.log", "w") as log:
+        done = subprocess.run([str(c) for c in command], env=env, cwd=ROOT, stdout=log, stderr=log)
+    wall = time.perf_counter() - began
+    if done.returncode:
+        raise RuntimeError(f"main failed on {scenario.name} seed {seed}: see {store}/main.log")
+    return {**champion_and_best(uri, "bench"), "wall": wall}
+
+
+def champion_and_best(uri: str, model_name: str) -> dict:
+    """Every registered version of the model scored on the etl run's current_test: the
+    champion's figure, the best one's, and which family or candidate each is."""
+    import mlflow
+
+    from mlcycle.ingest.datasets import load_splits
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
     etl_run = _newest("etl").info.run_id
-    _run(baseline_command, ["--etl-run", etl_run, "--seed", seed])
-    champion = "models:/loan-amount/1"
-    _run(
-        optimize_command,
-        ["--etl-run", etl_run, "--family", "nn", "--n-trials", trials, "--seed", seed]
-        + ["--storage", store / "optuna.log", "--study-name", f"bench-{seed}"],
-    )
-    tuned = _newest("optimize").info.run_id
-    _run(
-        retrain_command,
-        ["--etl-run", etl_run, "--base-model", champion, "--params-from", tuned] + ["--seed", seed],
-    )
-    challenger = _newest("retrain").data.tags["mlcycle.model_version"]
-    _run(
-        monitor_command,
-        ["--etl-run", etl_run, "--champion", champion, "--output", store / "reports"]
-        + ["--challenger", f"models:/loan-amount/{challenger}", "--promote", "true"],
-    )
     schema, splits = load_splits(etl_run)
-    kept = mlflow.MlflowClient().get_model_version_by_alias("loan-amount", "champion")
-    model = mlflow.pyfunc.load_model("models:/loan-amount@champion")
-    value = score(model, schema, splits)[f"current_test_{PRIMARY[schema.task]}"]
-    return value, "network" if str(kept.version) == str(challenger) else "forest"
+    key = f"current_test_{PRIMARY[schema.task]}"
+    champion = client.get_model_version_by_alias(model_name, "champion").version
+    figures = {}
+    for version in client.search_model_versions(f"name = '{model_name}'"):
+        model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
+        run = client.get_run(version.run_id)
+        what = run.data.tags.get("mlcycle.step", "?")
+        figures[version.version] = (score(model, schema, splits)[key], what)
+    best = max(figures, key=lambda v: figures[v][0])
+    return {
+        "value": figures[champion][0],
+        "kept": f"{figures[champion][1]} v{champion}",
+        "best": figures[best][0],
+        "best_kept": f"{figures[best][1]} v{best}",
+    }
 
 
 # --- the real step, once ----------------------------------------------------------------
@@ -375,7 +395,8 @@ def check_step(seed: int) -> float:
 def summarise(results: dict[str, dict[str, list[float]]], metric: dict[str, str]) -> None:
     """scenario x panel: mean ± sd over seeds; then the gaps the targets speak of."""
     width = 14
-    columns = PANEL + (("main",) if any("main" in c for c in results.values()) else ())
+    mains = ("main", "main's best")
+    columns = PANEL + (mains if any("main" in c for c in results.values()) else ())
     print(f"\n{'scenario':<14}{'metric':<7}" + "".join(f"{n:>{width}}" for n in columns))
     for name, cells in results.items():
         line = f"{name:<14}{metric[name]:<7}"
@@ -387,7 +408,7 @@ def summarise(results: dict[str, dict[str, list[float]]], metric: dict[str, str]
             line += f"{values.mean():>8.3f}±{values.std():<5.3f}"
         print(line)
     print("\nmean over seeds; auto vs the best network candidate and vs the best single entry:")
-    gaps_nn, gaps_all, gaps_main = [], [], []
+    gaps_nn, gaps_all, gaps_main, gaps_kept = [], [], [], []
     for name, cells in results.items():
         means = {entry: float(np.mean(cells[entry])) for entry in PANEL}
         best_nn = max(NETWORKS, key=means.get)
@@ -403,8 +424,11 @@ def summarise(results: dict[str, dict[str, list[float]]], metric: dict[str, str]
         if "main" in cells:
             gap_main = float(np.mean(cells["main"])) - means[best_any]
             gaps_main.append(gap_main)
+            kept = np.array(cells["main"]) - np.array(cells["main's best"])
+            gaps_kept.append(float(kept.min()))
             print(
-                f"  {'':<14} main {np.mean(cells['main']):.4f} ({gap_main:+.4f} to the best single)"
+                f"  {'':<14} main {np.mean(cells['main']):.4f} ({gap_main:+.4f} to the best "
+                f"single); champion - best model main trained, worst seed {kept.min():+.4f}"
             )
     print(
         f"  average gap: to the best network {np.mean(gaps_nn):+.4f} (worst {min(gaps_nn):+.4f});"
@@ -413,8 +437,23 @@ def summarise(results: dict[str, dict[str, list[float]]], metric: dict[str, str]
     if gaps_main:
         print(
             f"  main to the best single entry: average {np.mean(gaps_main):+.4f} "
-            f"(worst {min(gaps_main):+.4f}) over {len(gaps_main)} scenario(s)"
+            f"(worst {min(gaps_main):+.4f}) over {len(gaps_main)} scenario(s); champion to "
+            f"main's best trained model, worst {min(gaps_kept):+.4f}"
         )
+
+
+def combined(paths: list[str]) -> None:
+    """The table of several saved runs (each its own seeds), their cells joined."""
+    results: dict[str, dict[str, list[float]]] = {}
+    metric: dict[str, str] = {}
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        metric.update(saved["metric"])
+        for name, cells in saved["results"].items():
+            into = results.setdefault(name, {})
+            for entry, values in cells.items():
+                into.setdefault(entry, []).extend(values)
+    summarise(results, metric)
 
 
 def main() -> None:
@@ -424,12 +463,25 @@ def main() -> None:
     parser.add_argument("--check-step", action="store_true")
     parser.add_argument(
         "--main",
+        action="store_true",
+        help="also run the real main entry point with its defaults on every scenario and seed",
+    )
+    parser.add_argument(
+        "--main-trials",
         type=int,
-        default=0,
-        metavar="TRIALS",
-        help="also run main's steps in-process with this many optimize trials",
+        default=None,
+        help="optimize trials of those main runs (default: main's own)",
+    )
+    parser.add_argument("--save", default="", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--combine",
+        default="",
+        help="comma-separated JSON files of earlier runs (other seeds): print their table together",
     )
     args = parser.parse_args()
+    if args.combine:
+        combined(args.combine.split(","))
+        return
     # roc_auc of a current_test without some class: undefined, and not what is compared.
     warnings.filterwarnings("ignore", message="Only one class is present")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -458,9 +510,13 @@ def main() -> None:
                 cells[entry].append(value)
             chosen.append(choice)
         if args.main:
-            mains = [main_steps(scenario, seed, args.main, folder) for seed in seeds]
-            cells["main"] = [value for value, _ in mains]
-            chosen += [f"main kept the {kept}" for _, kept in mains]
+            mains = [main_run(scenario, seed, args.main_trials, folder) for seed in seeds]
+            cells["main"] = [m["value"] for m in mains]
+            cells["main's best"] = [m["best"] for m in mains]
+            chosen += [
+                f"main kept {m['kept']} (its best {m['best_kept']}, {m['wall']:.0f} s)"
+                for m in mains
+            ]
         results[scenario.name] = cells
         print(
             f"  {scenario.name:<13} {scenario.what:<38} {len(scenario.current):>5} current rows, "
@@ -468,6 +524,8 @@ def main() -> None:
             flush=True,
         )
     summarise(results, metric)
+    if args.save:
+        Path(args.save).write_text(json.dumps({"results": results, "metric": metric}))
     if args.check_step:
         step = check_step(seeds[0])
         print(
