@@ -122,7 +122,11 @@ def inputs_for(
         numeric, categorical = schema.numeric, schema.categorical
         classes = schema.classes if schema.task == "classification" else None
     else:
-        types = {spec.name: spec.type for spec in signature.inputs}
+        # A column typed Any, an array or an object (not a DataType) is passed as read.
+        types = {
+            spec.name: spec.type if isinstance(spec.type, DataType) else None
+            for spec in signature.inputs
+        }
         numeric = [c for c in features if types[c] in _NUMERIC_TYPES]
         categorical = [c for c in features if types[c] == DataType.string]
         classes = raw_classes(pyfunc)
