@@ -218,7 +218,8 @@ def execute(params: RetrainParams) -> str:
     trainer = Trainer(
         p.schema, p.network, p.splits.reference_train, p.splits.current_train, p.start_from
     )
-    chosen = try_candidates(trainer, p.candidates, p.schema.task, p.base.uri if p.base else None)
+    judged = try_candidates(trainer, p.candidates, p.schema.task, p.base.uri if p.base else None)
+    chosen = trainer.refit(judged)  # the network registered; judged is what the slice saw
     # Logged once trained: they describe the network kept (a fine-tune's is the base's).
     mlflow.log_params({f"network.{k}": v for k, v in chosen.params.to_dict().items()})
     after = score(chosen.model, p.schema, p.splits)
@@ -233,7 +234,7 @@ def execute(params: RetrainParams) -> str:
     log_history(chosen.history)
     if len(trainer.validation):  # what main's blend candidate weighs (never trained on)
         blending.log_slice_predictions(
-            blending.slice_predictions(chosen.model, p.schema, trainer.validation)
+            blending.slice_predictions(judged.model, p.schema, trainer.validation)
         )
     _report(p.schema.task, before, after)
     # Registered only once fitted and evaluated, then the metrics; the alias moves last.

@@ -1,5 +1,6 @@
-"""retrain's candidates: which are tried, that they are judged on current train rows only,
-and that the choice follows the drift on crafted data (real networks, a few epochs)."""
+"""retrain's candidates: which are tried, that they are judged on current train rows only
+(rows their early stopping never watched), and that the choice follows the drift on
+crafted data (real networks, a few epochs)."""
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,20 @@ def test_no_test_row_is_ever_in_the_validation_slice():
     assert not judged & set(splits.reference_train["row_id"])
 
 
+def test_the_judged_networks_stop_on_rows_of_their_own_not_on_the_judging_slice():
+    """Early stopping picks an epoch by its slice's loss: the slice that judges a
+    candidate must not be that one, or it flatters the candidate it judges."""
+    frame = rows(200, 1).assign(row_id=range(200))
+    current = rows(120, 2).assign(row_id=range(1000, 1120))
+    splits, _ = make_splits(frame, current, SCHEMA, 0.2, seed=5)
+    trainer = Trainer(SCHEMA, QUICK, splits.reference_train, splits.current_train)
+    judged, fitted = set(trainer.validation["row_id"]), set(trainer.fit_rows["row_id"])
+    stop, fit = set(trainer.stop_rows["row_id"]), set(trainer.stop_fit["row_id"])
+    assert len(stop) == 18  # 25 % of the 72 current train rows left
+    assert stop | fit == fitted and not stop & fit
+    assert not (stop | fit) & judged
+
+
 def test_a_choice_needs_a_validation_slice():
     no_slice = NetworkParams(patience=0, validation_share=0.0)
     trainer = Trainer(SCHEMA, no_slice, rows(50, 1), rows(20, 2))
@@ -176,3 +191,20 @@ def test_a_transfer_candidate_trains_its_reference_network_once():
     trainer.train(Candidate("transfer", "all"))
     assert trainer.reference_network()[0] is reference
     assert first.train_rows == 40 and first.validation_rows == 10
+
+
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+def test_the_kept_candidate_is_refitted_on_the_rows_it_is_registered_with():
+    trainer = Trainer(SCHEMA, QUICK, rows(100, 1), rows(40, 2))
+    judged = trainer.train(Candidate("scratch", "current"))
+    kept = trainer.refit(judged)
+    assert kept.model is not judged.model
+    # The judged figures stay: the refitted network has seen the slice.
+    assert kept.metrics == judged.metrics and kept.predictions is judged.predictions
+    assert (kept.train_rows, kept.validation_rows) == (40, 10)
+    # Its early stopping watched the validation slice: the loss there is its val_loss.
+    features = trainer.validation[SCHEMA.features]
+    scaled = (trainer.validation[SCHEMA.target] - kept.model.target_mean) / kept.model.target_scale
+    raw = kept.model.raw_output(features)
+    loss = float(np.mean((raw.ravel() - scaled.to_numpy()) ** 2))
+    assert loss == pytest.approx(kept.history["val_loss"][-1], rel=1e-3)
