@@ -255,14 +255,18 @@ def panel(scenario: Scenario, seed: int, folder: Path) -> tuple[dict[str, float]
     trainer = Trainer(
         schema, NetworkParams(seed=seed), splits.reference_train, splits.current_train
     )
+    # Each judged on the slice as retrain judges them, scored as retrain registers them
+    # (the candidate fitted again on every current train row but the slice).
     trained = {name: trainer.train(candidate) for name, candidate in NETWORKS.items()}
-    for name, t in trained.items():
-        out[name] = score(t.model, schema, splits)[key]
+    registered = {name: trainer.refit(t).model for name, t in trained.items()}
+    for name, model in registered.items():
+        out[name] = score(model, schema, splits)[key]
+    name_of = {id(t): name for name, t in trained.items()}
     best, _ = choose(list(trained.values()), schema.task, trainer.truth)
-    out["auto"] = score(best.model, schema, splits)[key]
+    out["auto"] = out[name_of[id(best)]]
     # The plain rule, for comparison: the best validation score, noise or not.
     top = max(trained.values(), key=lambda t: t.score(schema.task))
-    out["max val"] = score(top.model, schema, splits)[key]
+    out["max val"] = out[name_of[id(top)]]
     return out, best.candidate.name, {"r2": "R²", "f1": "F1"}[PRIMARY[schema.task]]
 
 
