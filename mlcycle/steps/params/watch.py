@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.lifecycle import trigger
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
@@ -40,7 +41,9 @@ class WatchParams:
     )
     n_trials: int = param(20, "main's optimize trials when it retrains", minimum=0)
     epochs: int = param(60, "main's retrain epochs when it retrains", minimum=1)
-    env_manager: str = param("local", "environment manager of main and its children")
+    env_manager: str = param(
+        "local", "environment manager of main and its children", choices=config.ENV_MANAGERS
+    )
     alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> WatchParams:
