@@ -33,7 +33,7 @@ from mlcycle import config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import parse_columns
-from mlcycle.lifecycle import alerts, evidence, trigger
+from mlcycle.lifecycle import alerts, evidence, registry, trigger
 from mlcycle.lifecycle.evidence import TRIGGER_TAG
 from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
 from mlcycle.monitoring.gate import MIN_TEST_ROWS
@@ -224,6 +224,8 @@ def retrain(params: WatchParams, run, decision: trigger.Decision) -> str | None:
 def execute(params: WatchParams) -> trigger.Decision:
     """Gather, decide, record, tell; retrain when it triggers."""
     run = mlflow.active_run()
+    if evidence.champion_version(params.model_name) is None:
+        registry.require_registered(params.model_name)
     found = evidence.read_evidence(params.model_name)
     decision = trigger.decide(found, params.policy, params.thresholds)
     record(decision, params)

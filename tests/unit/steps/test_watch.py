@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import mlflow
 import pytest
 
 from mlcycle.errors import MlcycleError
@@ -83,3 +84,22 @@ def test_main_drops_the_prediction_id_of_the_labelled_rows_once():
     assert with_prediction_id("nom,prenom") == "nom,prenom,prediction_id"
     assert with_prediction_id("nom, prediction_id") == "nom,prediction_id"
     assert with_prediction_id("") == "prediction_id"
+
+
+@pytest.mark.integration
+def test_watching_a_model_that_is_not_registered_is_one_line_and_exit_2(tracking_uri):
+    # It recorded "no retrain ... the champion scored 0 batches" and exited 0, and under
+    # policy always claimed "a batch was scored since the last retrain": a mistyped name
+    # in a cron line watched nothing, silently, forever.
+    from click.testing import CliRunner
+
+    from entrypoints.watch import main as watch_command
+
+    mlflow.MlflowClient().create_registered_model("loan-amount")
+    for policy in ("auto", "always"):
+        result = CliRunner().invoke(
+            watch_command, ["--model-name", "loan-amout", "--policy", policy]
+        )
+        assert result.exit_code == 2, result.output
+        assert "mlcycle error: model 'loan-amout' is not registered" in result.output
+        assert "loan-amount" in result.output.splitlines()[-1]
