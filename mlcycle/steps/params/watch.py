@@ -50,6 +50,16 @@ class WatchParams:
         check(self)
         if self.k > self.n:
             raise MlcycleError(f"parameter k ({self.k}) must not exceed n ({self.n})")
+        if self.max_drift_share > 1:
+            raise MlcycleError(
+                f"parameter max_drift_share is a share between 0 and 1 (0.5: half the "
+                f"features), got {self.max_drift_share}; 1: drift never triggers"
+            )
+        # Checked now, not the day watch triggers main, weeks into a schedule.
+        if self.reference and not config.resolve_path(self.reference).is_file():
+            raise MlcycleError(
+                f"parameter reference: data file not found: {config.resolve_path(self.reference)}"
+            )
         return self
 
     @property

@@ -80,6 +80,22 @@ def test_k_above_n_is_one_line_naming_both():
         dataclasses.replace(WatchParams(), k=4, n=3).validate()
 
 
+def test_a_drift_share_above_one_is_refused_as_it_could_never_be_exceeded():
+    # 50 (meant as percent) switched the drift rule off without a word.
+    with pytest.raises(MlcycleError, match=r"parameter max_drift_share .* between 0 and 1"):
+        dataclasses.replace(WatchParams(), max_drift_share=50.0).validate()
+    dataclasses.replace(WatchParams(), max_drift_share=1.0).validate()
+
+
+def test_a_reference_file_that_does_not_exist_is_refused_before_the_run(tmp_path):
+    # It was found only the day watch triggered, weeks after the schedule was set up.
+    missing = tmp_path / "gone.csv"
+    with pytest.raises(MlcycleError, match=r"parameter reference: data file not found: .*gone"):
+        dataclasses.replace(WatchParams(), reference=str(missing)).validate()
+    (tmp_path / "there.csv").write_text("a,b\n1,2\n")
+    dataclasses.replace(WatchParams(), reference=str(tmp_path / "there.csv")).validate()
+
+
 def test_main_drops_the_prediction_id_of_the_labelled_rows_once():
     assert with_prediction_id("nom,prenom") == "nom,prenom,prediction_id"
     assert with_prediction_id("nom, prediction_id") == "nom,prediction_id"
