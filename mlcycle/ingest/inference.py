@@ -241,6 +241,11 @@ def score_run(run_id: str):
             f"parameter score_run: run {run_id} is a "
             f"{run.data.tags.get(config.STEP_TAG) or 'non-mlcycle'} run, not a score run"
         )
+    if run.info.status in ("FAILED", "KILLED"):  # a failed score leaves no batch behind
+        raise MlcycleError(
+            f"parameter score_run: score run {run_id} ended {run.info.status}, so it left no "
+            "batch: score the batch again"
+        )
     return run
 
 
