@@ -16,6 +16,7 @@ from pandas.api import types as ptypes
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest import csvread
+from mlcycle.ingest.inference import PREDICTION_ID
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,11 @@ def build_schema(
     if missing_drop:
         log.warning("drop_columns not in the data, ignored: %s", ", ".join(missing_drop))
     dropped = [c for c in dropped if c in reference.columns and c != target]
+    if PREDICTION_ID in reference.columns and PREDICTION_ID not in dropped:
+        # feedback's labelled rows carry it; as a feature (unique per row) it taught
+        # nothing, and the model then refused every new batch for lacking it.
+        log.info("%s (the id score gave each row) is never a feature: dropped", PREDICTION_ID)
+        dropped.append(PREDICTION_ID)
     features = [c for c in reference.columns if c != target and c not in dropped]
     if not features:
         raise MlcycleError(f"no feature columns left in the {source} file after dropping {dropped}")

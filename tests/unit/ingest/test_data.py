@@ -20,6 +20,19 @@ def test_schema_splits_numeric_and_text_and_drops_identifiers():
     assert "id" not in schema.features
 
 
+def test_the_prediction_id_score_gave_a_row_is_never_a_feature(caplog):
+    caplog.set_level("INFO", logger="mlcycle.ingest.data")
+    # Two feedback outputs as reference and current, without prediction_id in
+    # drop_columns: a unique id per row became a categorical feature, and the champion
+    # then refused every new batch for lacking a 'prediction_id' column.
+    labelled = frame().assign(prediction_id=["r-0", "r-1", "r-2"])
+    schema = data.build_schema(labelled, "y", "auto", ["id"])
+    assert "prediction_id" not in schema.features and schema.dropped == ["id", "prediction_id"]
+    assert "prediction_id" in caplog.text
+    given = data.build_schema(labelled, "y", "auto", ["id", "prediction_id"])
+    assert given.dropped == ["id", "prediction_id"]
+
+
 def test_missing_target_column_is_named():
     with pytest.raises(MlcycleError, match="target column 'nope'"):
         data.build_schema(frame(), "nope", "auto", [])
