@@ -173,10 +173,13 @@ def _regular_share(counts: list[int]) -> tuple[float, int]:
 
 
 def read_strings(text: str, delimiter: str, where: str) -> pd.DataFrame:
-    """Every field as the string it is; nothing guessed by pandas."""
+    """Every field as the string it is; nothing guessed by pandas. A header naming a
+    column twice is refused: pandas renamed the second (`x.1`) and the first was read as
+    if it were the only one."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
+            _refuse_repeated_names(text, delimiter, where)
             return pd.read_csv(
                 io.StringIO(text),
                 sep=delimiter,
@@ -189,6 +192,19 @@ def read_strings(text: str, delimiter: str, where: str) -> pd.DataFrame:
             raise MlcycleError(f"{where} is empty") from exc
         except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
             raise MlcycleError(f"{where} is not valid CSV text: {exc}") from exc
+
+
+def _refuse_repeated_names(text: str, delimiter: str, where: str) -> None:
+    header = pd.read_csv(
+        io.StringIO(text), sep=delimiter, header=None, nrows=1, dtype=str, na_filter=False
+    )
+    names = [str(n).strip() for n in header.iloc[0]] if len(header) else []
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise MlcycleError(
+            f"{where} names {', '.join(map(repr, repeated))} more than once in its header: "
+            "which column is meant cannot be told; rename or remove the copies"
+        )
 
 
 def read_column(raw: pd.Series, where: str) -> Column:
