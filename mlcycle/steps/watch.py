@@ -63,7 +63,15 @@ def main_parameters(params: WatchParams, version, current: Path) -> dict:
     if not params.reference:
         log.info("reference for main: %s (the data the champion learned on)", reference)
     if not resolve_path(reference).is_file():
-        raise MlcycleError(f"parameter reference: data file not found: {resolve_path(reference)}")
+        if params.reference:
+            raise MlcycleError(
+                f"parameter reference: data file not found: {resolve_path(reference)}"
+            )
+        raise MlcycleError(
+            f"the data the champion learned on, {resolve_path(reference)} (the current file of "
+            f"etl run {evidence.etl_run_of(version)}), is gone: pass reference (a CSV with the "
+            "same columns) for main's reference"
+        )
     chosen = {
         "reference": str(resolve_path(reference)),
         "current": str(current),

@@ -119,3 +119,25 @@ def test_watching_a_model_that_is_not_registered_is_one_line_and_exit_2(tracking
         assert result.exit_code == 2, result.output
         assert "mlcycle error: model 'loan-amout' is not registered" in result.output
         assert "loan-amount" in result.output.splitlines()[-1]
+
+
+@pytest.mark.integration
+def test_a_champion_s_training_data_that_is_gone_names_the_etl_run_and_the_parameter(
+    tracking_uri, tmp_path
+):
+    # It said "parameter reference: data file not found" to a user who passed no
+    # reference: the file was the champion's etl current, moved away since.
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+    from mlcycle.steps.watch import main_parameters
+
+    with mlflow.start_run() as etl:
+        mlflow.log_params({"current": str(tmp_path / "gone.csv"), "target": "y"})
+    version = ModelVersion(
+        "m", "1", 0, run_id="r", tags=[ModelVersionTag("mlcycle.etl_run", etl.info.run_id)]
+    )
+    with pytest.raises(MlcycleError) as caught:
+        main_parameters(WatchParams(model_name="m"), version, tmp_path / "labels.csv")
+    message = str(caught.value)
+    assert "gone.csv" in message and etl.info.run_id in message
+    assert "pass reference" in message and not message.startswith("parameter reference:")
