@@ -226,7 +226,7 @@ def read_column(raw: pd.Series, where: str) -> Column:
     marker = lower.isin(PLACEHOLDERS) & ~empty
     infinite = lower.isin(INFINITIES)
     rest = ~(empty | marker | infinite)
-    tokens = _ungroup(text[rest])
+    tokens = ungroup(text[rest])
     dot, comma = _as_numbers(tokens, "."), _as_numbers(tokens, ",")
     w_odd = weight[~plain]
     w_rest = w_odd[rest.to_numpy()]
@@ -295,7 +295,7 @@ def _with_point(plain: pd.Series) -> pd.Series:
     return plain.iloc[:0]
 
 
-def _ungroup(tokens: pd.Series) -> pd.Series:
+def ungroup(tokens: pd.Series) -> pd.Series:
     """'1 234,5' -> '1234,5' (thousands grouped by spaces, as French spreadsheets write)
     and '1,234.5' -> '1234.5' (the English way, unambiguous once a point follows)."""
     for pattern, separators in ((GROUPED, GROUP_SPACES), (COMMA_GROUPED, ",")):
@@ -339,7 +339,7 @@ def is_number(values: pd.Series) -> pd.Series:
     """Which of these (non-missing) values read as a number, in either decimal mark, or
     as an infinity."""
     text = values.astype(str).str.strip()
-    tokens = _ungroup(text)
+    tokens = ungroup(text)
     numbers = _as_numbers(tokens, ".").notna() | _as_numbers(tokens, ",").notna()
     return numbers | text.str.lower().isin(INFINITIES)
 

@@ -92,7 +92,9 @@ def typed_labels(raw: pd.Series, spec: Spec) -> tuple[pd.Series, np.ndarray, np.
         blank = _blank(text).to_numpy()
         missing = np.zeros(len(raw), dtype=bool)
         missing[np.flatnonzero(odd)[blank]] = True
-        # Spaces around, or a decimal comma as csvread reads a French export.
+        # Spaces around, thousands grouped, or a decimal comma: as csvread reads a French
+        # export (etl read '1 080,0' as 1080; refused here, every label above 999 was lost).
+        text = csvread.ungroup(text)
         text = text.where(~text.str.fullmatch(r"[+-]?\d*,\d+"), text.str.replace(",", "."))
         values[np.flatnonzero(odd)] = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy()
         wrong = ~missing & ~np.isfinite(values.to_numpy())

@@ -192,3 +192,12 @@ def test_a_label_dated_before_its_row_was_scored_is_kept_and_said_in_one_line():
     assert joined.counts["labels_joined"] == 2
     (line,) = joined.problems
     assert "1 label(s) dated before their row was scored" in line and "(line 2)" in line
+
+
+def test_thousands_grouped_as_etl_reads_them_are_numbers():
+    # A French export writes '1 080,0' (a space, often a no-break one): etl reads it as
+    # 1080, feedback refused it as 'not a number' and lost every label above 999.
+    values, _, wrong = typed_labels(
+        pd.Series(["2 000,0", "1\u00a0080,5", "1,234.5", "880"]), _spec()
+    )
+    assert values.tolist() == [2000.0, 1080.5, 1234.5, 880.0] and not wrong.any()
