@@ -16,7 +16,7 @@ from pandas.api import types as ptypes
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest import csvread
-from mlcycle.ingest.inference import PREDICTION_ID
+from mlcycle.ingest.inference import PREDICTION_ID, RESERVED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,13 @@ def build_schema(
         log.info("%s (the id score gave each row) is never a feature: dropped", PREDICTION_ID)
         dropped.append(PREDICTION_ID)
     features = [c for c in reference.columns if c != target and c not in dropped]
+    for column in [target, *features]:
+        if column in RESERVED_COLUMNS:
+            raise MlcycleError(
+                f"column {column!r} of the {source} file has the name of a column score and "
+                "the inference log keep for themselves (" + ", ".join(RESERVED_COLUMNS) + "): "
+                f"rename it{'' if column == target else ', or list it in drop_columns'}"
+            )
     if not features:
         raise MlcycleError(f"no feature columns left in the {source} file after dropping {dropped}")
     numeric = [c for c in features if _is_numeric(reference[c])]

@@ -44,6 +44,9 @@ PREDICTION_ID = "prediction_id"
 SCORED_AT = "scored_at"
 MODEL_VERSION = "model_version"
 PARTITION = "score_run"
+# The log's own columns beside the features (and feedback's beside the target): a
+# feature or target of the same name would overwrite them, or be overwritten.
+RESERVED_COLUMNS = (PREDICTION_ID, SCORED_AT, MODEL_VERSION, "row", PARTITION, "prediction")
 TABLE_TAG = "mlcycle.inference_table"
 PROBA_PREFIX = "proba_"  # the classifiers' probability columns, as score names them
 _RUN_ID_LENGTH = 32  # MLflow run ids: 32 hex digits

@@ -33,6 +33,20 @@ def test_the_prediction_id_score_gave_a_row_is_never_a_feature(caplog):
     assert given.dropped == ["id", "prediction_id"]
 
 
+@pytest.mark.parametrize("name", ["row", "prediction", "scored_at", "model_version", "score_run"])
+def test_a_feature_or_target_named_like_a_column_of_the_inference_log_is_refused(name):
+    # The log holds the batch's own `row`, `prediction`, ... beside the features: a feature
+    # named so was overwritten there (feedback then handed main the model's predictions as
+    # that feature), and a target named `prediction` replaced the predictions with the
+    # labels, so every realised metric came out perfect.
+    named = frame().rename(columns={"x": name})
+    with pytest.raises(MlcycleError, match=rf"^column '{name}' of the reference file .* rename"):
+        data.build_schema(named, "y", "auto", ["id"])
+    with pytest.raises(MlcycleError, match=rf"^column '{name}' of the reference file"):
+        data.build_schema(frame().rename(columns={"y": name}), name, "auto", ["id"])
+    assert name not in data.build_schema(named, "y", "auto", ["id", name]).features
+
+
 def test_missing_target_column_is_named():
     with pytest.raises(MlcycleError, match="target column 'nope'"):
         data.build_schema(frame(), "nope", "auto", [])
