@@ -115,7 +115,8 @@ def build_schema(
             f"target column {target!r} is not in the {source} file "
             f"(columns: {', '.join(map(str, reference.columns))})"
         )
-    missing_drop = [c for c in dropped if c not in reference.columns]
+    # prediction_id is named for the labelled rows that carry it (watch always names it)
+    missing_drop = [c for c in dropped if c not in reference.columns and c != PREDICTION_ID]
     if missing_drop:
         log.warning("drop_columns not in the data, ignored: %s", ", ".join(missing_drop))
     dropped = [c for c in dropped if c in reference.columns and c != target]

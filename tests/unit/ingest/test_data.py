@@ -47,6 +47,14 @@ def test_a_feature_or_target_named_like_a_column_of_the_inference_log_is_refused
     assert name not in data.build_schema(named, "y", "auto", ["id", name]).features
 
 
+def test_prediction_id_in_drop_columns_of_data_without_it_is_no_warning(caplog):
+    # watch names it for every main it starts (the labelled rows carry it, the reference
+    # rarely does): a WARNING on every retrain that nobody could act on.
+    schema = data.build_schema(frame(), "y", "auto", ["id", "prediction_id", "nope"])
+    assert "nope" in caplog.text and "prediction_id" not in caplog.text
+    assert schema.dropped == ["id"]
+
+
 def test_missing_target_column_is_named():
     with pytest.raises(MlcycleError, match="target column 'nope'"):
         data.build_schema(frame(), "nope", "auto", [])
