@@ -43,6 +43,9 @@ STEP_TAG = "mlcycle.step"
 # them import them from here.
 AUTO = "auto"  # retrain's strategy and window: judged on a validation slice
 TASKS = (AUTO, "regression", "classification")
+# The environment managers `mlflow run` knows (mlflow.utils.env_manager), for the child
+# runs main and watch start: any other value failed on the first child with a traceback.
+ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
 STRATEGIES = ("finetune", "transfer", "scratch")
 WINDOWS = ("current", "all")
 # Evidently costs ~6 s for 100k rows x 14 columns a side and ~65 s for 1M on two cores.

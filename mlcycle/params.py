@@ -73,13 +73,37 @@ def check_model_name(name: str) -> None:
         )
 
 
+def check_alert_url(url: str) -> None:
+    """One line for an alert_url no alert could reach: found only when an alert fired,
+    it was a warning in a scheduled job's log (or, for a host urllib cannot parse, a
+    traceback); empty means no alerts. The fragment (#slack, #json) picks the body."""
+    from urllib.parse import urldefrag, urlsplit
+
+    if not url:
+        return
+    try:
+        parts = urlsplit(urldefrag(url.strip())[0])
+        host = parts.hostname
+    except ValueError as exc:
+        host, parts, why = None, None, str(exc)
+    else:
+        why = "it needs http:// or https:// and a host"
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+        raise MlcycleError(
+            f"parameter alert_url {url!r} is not a URL an alert can be posted to ({why}; "
+            "e.g. https://hooks.slack.com/services/T/B/C); empty: no alerts"
+        )
+
+
 def check(params) -> None:
     """Raise MlcycleError for the first value outside its closed set or below its bound,
-    or a model name the registry would refuse."""
+    a model name the registry would refuse, or an alert_url no alert could reach."""
     for field, kind in fields_of(type(params)):
         value = getattr(params, field.name)
         if field.name == "model_name":
             check_model_name(value)
+        if field.name == "alert_url":
+            check_alert_url(value)
         choices = field.metadata.get("choices")
         if choices and value not in choices:
             raise MlcycleError(

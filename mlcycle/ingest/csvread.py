@@ -173,10 +173,13 @@ def _regular_share(counts: list[int]) -> tuple[float, int]:
 
 
 def read_strings(text: str, delimiter: str, where: str) -> pd.DataFrame:
-    """Every field as the string it is; nothing guessed by pandas."""
+    """Every field as the string it is; nothing guessed by pandas. A header naming a
+    column twice is refused: pandas renamed the second (`x.1`) and the first was read as
+    if it were the only one."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
+            _refuse_repeated_names(text, delimiter, where)
             return pd.read_csv(
                 io.StringIO(text),
                 sep=delimiter,
@@ -189,6 +192,19 @@ def read_strings(text: str, delimiter: str, where: str) -> pd.DataFrame:
             raise MlcycleError(f"{where} is empty") from exc
         except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
             raise MlcycleError(f"{where} is not valid CSV text: {exc}") from exc
+
+
+def _refuse_repeated_names(text: str, delimiter: str, where: str) -> None:
+    header = pd.read_csv(
+        io.StringIO(text), sep=delimiter, header=None, nrows=1, dtype=str, na_filter=False
+    )
+    names = [str(n).strip() for n in header.iloc[0]] if len(header) else []
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise MlcycleError(
+            f"{where} names {', '.join(map(repr, repeated))} more than once in its header: "
+            "which column is meant cannot be told; rename or remove the copies"
+        )
 
 
 def read_column(raw: pd.Series, where: str) -> Column:
@@ -210,7 +226,7 @@ def read_column(raw: pd.Series, where: str) -> Column:
     marker = lower.isin(PLACEHOLDERS) & ~empty
     infinite = lower.isin(INFINITIES)
     rest = ~(empty | marker | infinite)
-    tokens = _ungroup(text[rest])
+    tokens = ungroup(text[rest])
     dot, comma = _as_numbers(tokens, "."), _as_numbers(tokens, ",")
     w_odd = weight[~plain]
     w_rest = w_odd[rest.to_numpy()]
@@ -279,7 +295,7 @@ def _with_point(plain: pd.Series) -> pd.Series:
     return plain.iloc[:0]
 
 
-def _ungroup(tokens: pd.Series) -> pd.Series:
+def ungroup(tokens: pd.Series) -> pd.Series:
     """'1 234,5' -> '1234,5' (thousands grouped by spaces, as French spreadsheets write)
     and '1,234.5' -> '1234.5' (the English way, unambiguous once a point follows)."""
     for pattern, separators in ((GROUPED, GROUP_SPACES), (COMMA_GROUPED, ",")):
@@ -323,7 +339,7 @@ def is_number(values: pd.Series) -> pd.Series:
     """Which of these (non-missing) values read as a number, in either decimal mark, or
     as an infinity."""
     text = values.astype(str).str.strip()
-    tokens = _ungroup(text)
+    tokens = ungroup(text)
     numbers = _as_numbers(tokens, ".").notna() | _as_numbers(tokens, ",").notna()
     return numbers | text.str.lower().isin(INFINITIES)
 

@@ -16,6 +16,7 @@ from pandas.api import types as ptypes
 from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest import csvread
+from mlcycle.ingest.inference import PREDICTION_ID, RESERVED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,24 @@ def build_schema(
             f"target column {target!r} is not in the {source} file "
             f"(columns: {', '.join(map(str, reference.columns))})"
         )
-    missing_drop = [c for c in dropped if c not in reference.columns]
+    # prediction_id is named for the labelled rows that carry it (watch always names it)
+    missing_drop = [c for c in dropped if c not in reference.columns and c != PREDICTION_ID]
     if missing_drop:
         log.warning("drop_columns not in the data, ignored: %s", ", ".join(missing_drop))
     dropped = [c for c in dropped if c in reference.columns and c != target]
+    if PREDICTION_ID in reference.columns and PREDICTION_ID not in dropped:
+        # feedback's labelled rows carry it; as a feature (unique per row) it taught
+        # nothing, and the model then refused every new batch for lacking it.
+        log.info("%s (the id score gave each row) is never a feature: dropped", PREDICTION_ID)
+        dropped.append(PREDICTION_ID)
     features = [c for c in reference.columns if c != target and c not in dropped]
+    for column in [target, *features]:
+        if column in RESERVED_COLUMNS:
+            raise MlcycleError(
+                f"column {column!r} of the {source} file has the name of a column score and "
+                "the inference log keep for themselves (" + ", ".join(RESERVED_COLUMNS) + "): "
+                f"rename it{'' if column == target else ', or list it in drop_columns'}"
+            )
     if not features:
         raise MlcycleError(f"no feature columns left in the {source} file after dropping {dropped}")
     numeric = [c for c in features if _is_numeric(reference[c])]

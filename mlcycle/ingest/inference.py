@@ -44,6 +44,9 @@ PREDICTION_ID = "prediction_id"
 SCORED_AT = "scored_at"
 MODEL_VERSION = "model_version"
 PARTITION = "score_run"
+# The log's own columns beside the features (and feedback's beside the target): a
+# feature or target of the same name would overwrite them, or be overwritten.
+RESERVED_COLUMNS = (PREDICTION_ID, SCORED_AT, MODEL_VERSION, "row", PARTITION, "prediction")
 TABLE_TAG = "mlcycle.inference_table"
 PROBA_PREFIX = "proba_"  # the classifiers' probability columns, as score names them
 _RUN_ID_LENGTH = 32  # MLflow run ids: 32 hex digits
@@ -240,6 +243,11 @@ def score_run(run_id: str):
         raise MlcycleError(
             f"parameter score_run: run {run_id} is a "
             f"{run.data.tags.get(config.STEP_TAG) or 'non-mlcycle'} run, not a score run"
+        )
+    if run.info.status in ("FAILED", "KILLED"):  # a failed score leaves no batch behind
+        raise MlcycleError(
+            f"parameter score_run: score run {run_id} ended {run.info.status}, so it left no "
+            "batch: score the batch again"
         )
     return run
 

@@ -126,7 +126,17 @@ def post(url: str, body: dict, *, budget: float = BUDGET) -> bool:
     Never raises: a failed alert is logged, and the step goes on."""
     if not url:
         return False
-    address, fmt = target(url)
+    try:
+        address, fmt = target(url)
+        shown = _safe(address)
+    except ValueError as exc:  # an unparsable host: never the step's traceback
+        log.warning(
+            "alert %s for %s NOT delivered: alert_url is not a URL (%s) (the step goes on)",
+            body.get("event"),
+            body.get("model"),
+            exc,
+        )
+        return False
     payload = slack_body(body) if fmt == "slack" else body
     data = json.dumps(payload, ensure_ascii=False, default=str).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "mlcycle-alerts"}
@@ -149,7 +159,7 @@ def post(url: str, body: dict, *, budget: float = BUDGET) -> bool:
                     "alert %s for %s delivered to %s (HTTP %d, attempt %d)",
                     body["event"],
                     body["model"],
-                    _safe(address),
+                    shown,
                     answer.status_code,
                     attempt,
                 )
@@ -160,7 +170,7 @@ def post(url: str, body: dict, *, budget: float = BUDGET) -> bool:
         log.warning(
             "alert %s to %s: attempt %d failed (%s)",
             body["event"],
-            _safe(address),
+            shown,
             attempt,
             problem,
         )
@@ -168,7 +178,7 @@ def post(url: str, body: dict, *, budget: float = BUDGET) -> bool:
         "alert %s for %s NOT delivered to %s: %s (the step goes on)",
         body["event"],
         body["model"],
-        _safe(address),
+        shown,
         problem,
     )
     return False

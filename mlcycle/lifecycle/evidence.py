@@ -130,13 +130,16 @@ def champion_since(model_name: str, version) -> int | None:
 
 
 def last_retrain(model_name: str, since: int | None) -> int | None:
-    """The newest of: the champion's arrival, a watch that triggered, a main run."""
+    """The newest of: the champion's arrival, a watch that triggered, a main run that
+    finished. A failed or killed main retrained nothing: counted, it hid the labelled
+    windows before it and restarted the cooldown."""
     found = [since] if since is not None else []
     found += [r["start"] for r in runs(model_name, "watch", f"tags.`{TRIGGER_TAG}` = 'true'")]
     quoted = model_name.replace("'", "\\'")
     mains = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.`{config.STEP_TAG}` = 'main' and params.model_name = '{quoted}'",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'main' and params.model_name = '{quoted}'"
+        " and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
         output_format="list",

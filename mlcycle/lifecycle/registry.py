@@ -45,6 +45,23 @@ def version_for_alias(name: str, alias: str) -> ModelVersion | None:
         raise
 
 
+def require_registered(name: str) -> None:
+    """MlcycleError naming the registered models when `name` is not one of them: a step
+    that only reads a model (watch) would otherwise judge an empty history and say
+    nothing is wrong."""
+    try:
+        client().get_registered_model(name)
+        return
+    except MlflowException as exc:
+        if exc.error_code not in _ABSENT:
+            raise
+    known = sorted(m.name for m in client().search_registered_models(max_results=50))
+    raise MlcycleError(
+        f"model {name!r} is not registered: train it first (mlflow run . -e main -P "
+        f"model_name={name}); registered: {', '.join(known) or 'none'}"
+    )
+
+
 def resolve_version(uri: str) -> ModelVersion | None:
     """models:/NAME@alias or models:/NAME/VERSION -> the registered version; None otherwise.
 

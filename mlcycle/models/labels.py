@@ -92,7 +92,9 @@ def typed_labels(raw: pd.Series, spec: Spec) -> tuple[pd.Series, np.ndarray, np.
         blank = _blank(text).to_numpy()
         missing = np.zeros(len(raw), dtype=bool)
         missing[np.flatnonzero(odd)[blank]] = True
-        # Spaces around, or a decimal comma as csvread reads a French export.
+        # Spaces around, thousands grouped, or a decimal comma: as csvread reads a French
+        # export (etl read '1 080,0' as 1080; refused here, every label above 999 was lost).
+        text = csvread.ungroup(text)
         text = text.where(~text.str.fullmatch(r"[+-]?\d*,\d+"), text.str.replace(",", "."))
         values[np.flatnonzero(odd)] = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy()
         wrong = ~missing & ~np.isfinite(values.to_numpy())
@@ -166,12 +168,14 @@ def join_labels(
             f"{labels[spec.target][first]!r} ({_lines(labels.index[wrong])}): skipped"
         )
     kept = labels.loc[~missing & ~wrong, keys].copy()
-    if keys != [PREDICTION_ID]:  # an empty identifier matches a missing one
-        for key in keys:
-            text = kept[key].astype(str).str.strip()
+    for key in keys:  # padded keys (a spreadsheet's export) name the same row
+        text = kept[key].astype(str).str.strip()
+        if keys == [PREDICTION_ID]:
+            kept[key] = text.where(kept[key].notna())
+        else:  # an empty identifier matches a missing one
             kept[key] = text.where(~_blank(text), None)
     kept[spec.target] = values[~missing & ~wrong]
-    kept[LABELLED_AT] = _label_times(labels.loc[kept.index], spec.now)
+    kept[LABELLED_AT] = _label_times(labels.loc[kept.index], spec.now, problems)
     repeated = kept.duplicated(keys, keep="last").to_numpy()
     if repeated.any():
         counts["duplicate_labels"] = int(repeated.sum())
@@ -189,6 +193,7 @@ def join_labels(
     rows = table.iloc[position[found]].reset_index(drop=True)
     rows[spec.target] = kept[spec.target].to_numpy()[found]
     rows[LABELLED_AT] = kept[LABELLED_AT].array[found]  # tz-aware, not Timestamp objects
+    _early_labels(rows, kept.index[found], problems)
     if seen is not None and len(seen):
         again = rows[PREDICTION_ID].isin(seen).to_numpy()
         if again.any():
@@ -201,12 +206,38 @@ def join_labels(
     return Joined(rows, counts, problems, ", ".join(keys))
 
 
-def _label_times(labels: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
-    """labelled_at as given (UTC; a naive time is UTC), else now."""
+def _label_times(labels: pd.DataFrame, now: pd.Timestamp, problems: list[str]) -> pd.Series:
+    """labelled_at as given (UTC; a naive time is UTC), else now; a value given that is
+    no time is taken as now too, in one line (silently, it made the label lag up)."""
     if LABELLED_AT not in labels.columns:
         return pd.Series(now, index=labels.index)
-    given = pd.to_datetime(labels[LABELLED_AT], utc=True, errors="coerce", format="mixed")
+    raw = labels[LABELLED_AT]
+    given = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+    text = raw.astype(object).where(raw.notna(), "").astype(str).str.strip()
+    unreadable = (given.isna() & ~_blank(text)).to_numpy()
+    if unreadable.any():
+        problems.append(
+            f"{int(unreadable.sum())} labelled_at value(s) are not times, e.g. "
+            f"{text[unreadable].iloc[0]!r} ({_lines(labels.index[unreadable])}): taken as now"
+        )
     return given.fillna(now)
+
+
+def _early_labels(rows: pd.DataFrame, where: pd.Index, problems: list[str]) -> None:
+    """One line for labels dated before their row was scored (kept as given): a truth
+    known before the question was asked is a wrong clock or time zone, and it drags the
+    batch's label lag below zero."""
+    labelled = pd.to_datetime(rows[LABELLED_AT], utc=True)
+    scored = pd.to_datetime(rows[SCORED_AT], utc=True)
+    early = (labelled < scored).to_numpy()
+    if early.any():
+        first = int(np.flatnonzero(early)[0])
+        problems.append(
+            f"{int(early.sum())} label(s) dated before their row was scored "
+            f"({_lines(where[early])}), e.g. labelled_at {labelled.iloc[first]} for a row "
+            f"scored {scored.iloc[first]}: kept as given; check labelled_at's time zone "
+            "(a time without one is read as UTC)"
+        )
 
 
 def _unmatched_ids(unmatched, counts, problems, elsewhere, model_name) -> None:

@@ -58,6 +58,11 @@ def headline(estimate: estimation.Estimate | None, version: str | None) -> dict:
     if estimate is None:
         return {"status": "unknown", "text": f"{who}: performance not estimated", "delta": None}
     name = "R²" if estimate.primary == "r2" else estimate.primary.upper()
+    if not (math.isfinite(estimate.low) and math.isfinite(estimate.high)):
+        text = f"{who}: {estimate.batch_rows:,} rows are too few to judge its {name}"
+        if estimate.batch_rows >= estimation.MIN_BATCH_ROWS:
+            text = f"{who}: its {name} on this batch could not be estimated with a band"
+        return {"status": "unknown", "text": text, "delta": None, "name": name}
     value = estimate.metrics[estimate.primary]
     ref = estimate.reference.get(estimate.primary, math.nan)
     delta = value - ref

@@ -208,12 +208,20 @@ def run_drift(
     numeric, categorical = list(schema.numeric), list(schema.categorical)
     (numeric if schema.task == "regression" else categorical).extend(extra)
     ref, cur = _for_evidently(ref, numeric, categorical), _for_evidently(cur, numeric, categorical)
+    kinds = {**{c: "numerical" for c in numeric}, **{c: "categorical" for c in categorical}}
+    empty = empty_features(ref, cur, schema.features, kinds)
+    if empty:  # Evidently raises on a column with no value on one side: measure the rest
+        gone = [c.column for c in empty]
+        ref, cur = ref.drop(columns=gone), cur.drop(columns=gone)
+        numeric = [c for c in numeric if c not in gone]
+        categorical = [c for c in categorical if c not in gone]
+    measured = [c for c in schema.features if c not in {e.column for e in empty}]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     counted = homogeneity_columns(ref, cur, numeric, categorical)
     report = Report(
         [
             DataDriftPreset(
-                columns=schema.features,
+                columns=measured,
                 drift_share=drift_share,
                 per_column_method={c: HOMOGENEITY for c in counted if c in schema.features},
             ),
@@ -232,9 +240,11 @@ def run_drift(
     if labelled:
         roles[schema.target] = "target"
     roles.update({p: "prediction" for p in predictions})
-    kinds = {**{c: "numerical" for c in numeric}, **{c: "categorical" for c in categorical}}
     columns, share, count = parse_snapshot(snapshot.dict(), roles, kinds)
     n_features = len(schema.features)
+    if empty:
+        columns, count = [*empty, *columns], count + len(empty)
+        share = count / n_features
     log.info(
         "drift: %d of %d features drifted (share %.2f) on %d/%d rows",
         count,
@@ -254,6 +264,29 @@ def run_drift(
         sample_rows=sizes,
         snapshot=snapshot,
     )
+
+
+def empty_features(
+    reference: pd.DataFrame, current: pd.DataFrame, features: list[str], kinds: dict[str, str]
+) -> list[ColumnDrift]:
+    """Features with no value at all on one side, as drifted columns: a feed that lost a
+    column (or a one-row batch with a hole) is the plainest drift there is, and Evidently
+    refuses to measure it, which left the whole batch without a drift figure."""
+    out = []
+    for column in features:
+        sides = [
+            side
+            for side, frame in (("current", current), ("reference", reference))
+            if column in frame.columns and frame[column].isna().all()
+        ]
+        if sides:
+            method = f"every value missing on the {' and '.join(sides)} side"
+            out.append(
+                ColumnDrift(
+                    column, "feature", kinds.get(column, "?"), method, math.nan, math.nan, True
+                )
+            )
+    return out
 
 
 def _for_evidently(frame: pd.DataFrame, numeric: list[str], categorical: list[str]):

@@ -67,6 +67,11 @@ CONFIDENCE = 0.90
 # The band's bootstrap predicts on at most this many batch rows per resample: the band
 # is about the calibration's few hundred rows, not about a 100,000-row batch.
 BAND_ROWS = 5000
+# Below this many rows the batch's primary metric is not judged: no band, and no R²
+# (its target variance cannot be told from a handful of rows; a one-row batch came out
+# at R² -0.14 "band up to -0.09" against 0.57, and watch retrained on it). The gate's
+# own floor, for the same reason (mlcycle.monitoring.gate.MIN_TEST_ROWS).
+MIN_BATCH_ROWS = 30
 
 
 @dataclass
@@ -214,6 +219,15 @@ def estimate_batch(estimator: Estimator, batch: Rows) -> Estimate:
             if math.isfinite(value):
                 values.append(value)
     low = high = math.nan
+    notes = []
+    if len(batch) < MIN_BATCH_ROWS:
+        values = []
+        if schema.task == "regression":
+            metrics["r2"] = math.nan
+        notes.append(
+            f"{len(batch)} rows are too few to judge the batch's {primary} "
+            f"(at least {MIN_BATCH_ROWS} needed): no band"
+        )
     if values:
         tail = (1 - estimator.confidence) / 2
         low, high = (float(q) for q in np.quantile(values, [tail, 1 - tail]))
@@ -235,6 +249,7 @@ def estimate_batch(estimator: Estimator, batch: Rows) -> Estimate:
         calibration_rows=estimator.calibration_rows,
         confidence=estimator.confidence,
         resamples=len(estimator.resampled),
+        notes=notes,
     )
 
 

@@ -154,13 +154,32 @@ def prepare(params: FeedbackParams, now: datetime | None = None) -> Feedback:
     batches, sizes = labelled_batches(joined, table, store, spec.target)
     base = config.output_root(config.launcher_folder())
     output = output_path(params.output, params.model_name, base, now)
+    check_output(output, path)
     return Feedback(joined, spec, output, batches, sizes, features_of(table, spec), path, frame)
 
 
+def check_output(output: Path, source: Path) -> None:
+    """The labelled rows never replace the labels file they were made from: it was
+    overwritten without a word, and the user's labels were gone."""
+    if output.resolve() == source.resolve():
+        raise MlcycleError(
+            f"parameter output names the labels file itself ({source}): the labelled rows "
+            "would overwrite it; give another file or a folder ending with /"
+        )
+
+
 def write_output(result: Feedback) -> None:
+    """The labelled rows as CSV, before anything else is written (store, runs), so an
+    output that cannot be written leaves nothing behind."""
     frame = joined_file_frame(result.joined.rows, result.spec, result.features)
-    result.output.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), result.output)
+    try:
+        result.output.parent.mkdir(parents=True, exist_ok=True)
+        pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), result.output)
+    except OSError as exc:
+        raise MlcycleError(
+            f"parameter output: cannot write {result.output} ({exc.strerror or exc}); "
+            "nothing was written"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------- logging

@@ -33,7 +33,7 @@ from mlcycle import config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import parse_columns
-from mlcycle.lifecycle import alerts, evidence, trigger
+from mlcycle.lifecycle import alerts, evidence, registry, trigger
 from mlcycle.lifecycle.evidence import TRIGGER_TAG
 from mlcycle.lifecycle.workflow import Step, code_version, run_or_reuse
 from mlcycle.monitoring.gate import MIN_TEST_ROWS
@@ -63,7 +63,15 @@ def main_parameters(params: WatchParams, version, current: Path) -> dict:
     if not params.reference:
         log.info("reference for main: %s (the data the champion learned on)", reference)
     if not resolve_path(reference).is_file():
-        raise MlcycleError(f"parameter reference: data file not found: {resolve_path(reference)}")
+        if params.reference:
+            raise MlcycleError(
+                f"parameter reference: data file not found: {resolve_path(reference)}"
+            )
+        raise MlcycleError(
+            f"the data the champion learned on, {resolve_path(reference)} (the current file of "
+            f"etl run {evidence.etl_run_of(version)}), is gone: pass reference (a CSV with the "
+            "same columns) for main's reference"
+        )
     chosen = {
         "reference": str(resolve_path(reference)),
         "current": str(current),
@@ -224,6 +232,8 @@ def retrain(params: WatchParams, run, decision: trigger.Decision) -> str | None:
 def execute(params: WatchParams) -> trigger.Decision:
     """Gather, decide, record, tell; retrain when it triggers."""
     run = mlflow.active_run()
+    if evidence.champion_version(params.model_name) is None:
+        registry.require_registered(params.model_name)
     found = evidence.read_evidence(params.model_name)
     decision = trigger.decide(found, params.policy, params.thresholds)
     record(decision, params)

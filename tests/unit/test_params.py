@@ -111,3 +111,39 @@ def test_a_model_name_the_registry_would_refuse_or_that_escapes_a_folder_is_refu
 @pytest.mark.parametrize("name", ["loan-amount", "churn v2", "Prêt_immobilier.2026"])
 def test_ordinary_model_names_pass(name):
     check(dataclasses.replace(_params_class("baseline")(), model_name=name))
+
+
+ALERT_STEPS = ["monitor", "main", "rollback", "watch"]
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "ftp://x/y", "http://", "http://[::1", "hooks.slack.com/services/T/B/C"]
+)
+@pytest.mark.parametrize("step", ALERT_STEPS)
+def test_an_alert_url_that_cannot_be_posted_to_is_refused_before_the_run(step, url):
+    # Accepted, it failed only when an alert fired, weeks later in a scheduled job: a
+    # warning nobody reads, or (an unparsable host) a traceback from the step itself.
+    params = dataclasses.replace(_params_class(step)(), alert_url=url)
+    with pytest.raises(MlcycleError, match=r"^parameter alert_url .*http"):
+        check(params)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "https://hooks.slack.com/services/T/B/C",
+        "http://127.0.0.1:8080/hooks#json",
+        "http://[::1]:9000/x#slack",
+    ],
+)
+def test_ordinary_alert_urls_pass(url):
+    check(dataclasses.replace(_params_class("watch")(), alert_url=url))
+
+
+@pytest.mark.parametrize("step", ["main", "watch"])
+def test_an_env_manager_mlflow_does_not_know_is_refused_before_the_run(step):
+    # Accepted, main failed on its first child run with MLflow's traceback and exit 1.
+    params = dataclasses.replace(_params_class(step)(), env_manager="banana")
+    with pytest.raises(MlcycleError, match="parameter env_manager must be one of local"):
+        check(params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.models.families import FAMILY_NAMES
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
@@ -31,7 +32,9 @@ class MainParams(EtlParams):
         False, "train a new forest even when a champion exists, and make it the champion"
     )
     env_manager: str = param(
-        "local", "environment manager of the child runs (local inside an isolated env)"
+        "local",
+        "environment manager of the child runs (local inside an isolated env)",
+        choices=config.ENV_MANAGERS,
     )
     alert_url: str = param("", ALERT_URL_HELP)
 

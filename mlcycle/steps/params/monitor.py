@@ -68,6 +68,12 @@ class MonitorParams:
             raise MlcycleError(
                 f"parameter confidence must be below 1 (0: point rule), got {self.confidence}"
             )
+        if self.score_run and self.promote:  # ignored without a word, it read as "kept"
+            raise MlcycleError(
+                "parameter promote: a batch given by score_run has no labels, so nothing can "
+                "be promoted on it (no gate is run); drop promote, or monitor an etl run's "
+                "labelled rows"
+            )
         config.report_output_folder(self.output, self.model_name)
         config.evidently_workspace_folder(self.evidently_workspace)
         return checked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.lifecycle import trigger
 from mlcycle.params import ALERT_URL_HELP, check, model_name_param, param
@@ -40,13 +41,25 @@ class WatchParams:
     )
     n_trials: int = param(20, "main's optimize trials when it retrains", minimum=0)
     epochs: int = param(60, "main's retrain epochs when it retrains", minimum=1)
-    env_manager: str = param("local", "environment manager of main and its children")
+    env_manager: str = param(
+        "local", "environment manager of main and its children", choices=config.ENV_MANAGERS
+    )
     alert_url: str = param("", ALERT_URL_HELP)
 
     def validate(self) -> WatchParams:
         check(self)
         if self.k > self.n:
             raise MlcycleError(f"parameter k ({self.k}) must not exceed n ({self.n})")
+        if self.max_drift_share > 1:
+            raise MlcycleError(
+                f"parameter max_drift_share is a share between 0 and 1 (0.5: half the "
+                f"features), got {self.max_drift_share}; 1: drift never triggers"
+            )
+        # Checked now, not the day watch triggers main, weeks into a schedule.
+        if self.reference and not config.resolve_path(self.reference).is_file():
+            raise MlcycleError(
+                f"parameter reference: data file not found: {config.resolve_path(self.reference)}"
+            )
         return self
 
     @property

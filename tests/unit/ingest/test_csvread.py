@@ -258,3 +258,21 @@ def test_a_column_numeric_in_both_files_with_different_marks_is_fine(tmp_path):
     both = pd.concat([result.splits.current_train, result.splits.current_test])
     assert len(both) >= 50 and set(both["x"]) <= set(original["x"].astype(float))
     assert set(both["y"]) <= set(original["y"].astype(float))
+
+
+@pytest.mark.parametrize("header", ["prediction_id,target,target", "a,b,a", "x,target, target "])
+def test_a_header_naming_a_column_twice_is_refused_naming_it(header):
+    # pandas renamed the second to 'target.1' and the first was read without a word: a
+    # labels file with two target columns, or a batch with two 'bmi', silently used one.
+    from mlcycle.ingest import csvread
+
+    text = header + "\n" + "1,2,3\n4,5,6\n"
+    with pytest.raises(MlcycleError, match=r"^labels file f\.csv names .* more than once"):
+        csvread.read_strings(text, ",", "labels file f.csv")
+
+
+def test_empty_header_names_of_trailing_delimiters_are_not_duplicates():
+    from mlcycle.ingest import csvread
+
+    frame = csvread.read_strings("a;b;;\n1;2;;\n", ";", "input file f.csv")
+    assert list(frame.columns[:2]) == ["a", "b"]

@@ -20,6 +20,41 @@ def test_schema_splits_numeric_and_text_and_drops_identifiers():
     assert "id" not in schema.features
 
 
+def test_the_prediction_id_score_gave_a_row_is_never_a_feature(caplog):
+    caplog.set_level("INFO", logger="mlcycle.ingest.data")
+    # Two feedback outputs as reference and current, without prediction_id in
+    # drop_columns: a unique id per row became a categorical feature, and the champion
+    # then refused every new batch for lacking a 'prediction_id' column.
+    labelled = frame().assign(prediction_id=["r-0", "r-1", "r-2"])
+    schema = data.build_schema(labelled, "y", "auto", ["id"])
+    assert "prediction_id" not in schema.features and schema.dropped == ["id", "prediction_id"]
+    assert "prediction_id" in caplog.text
+    given = data.build_schema(labelled, "y", "auto", ["id", "prediction_id"])
+    assert given.dropped == ["id", "prediction_id"]
+
+
+@pytest.mark.parametrize("name", ["row", "prediction", "scored_at", "model_version", "score_run"])
+def test_a_feature_or_target_named_like_a_column_of_the_inference_log_is_refused(name):
+    # The log holds the batch's own `row`, `prediction`, ... beside the features: a feature
+    # named so was overwritten there (feedback then handed main the model's predictions as
+    # that feature), and a target named `prediction` replaced the predictions with the
+    # labels, so every realised metric came out perfect.
+    named = frame().rename(columns={"x": name})
+    with pytest.raises(MlcycleError, match=rf"^column '{name}' of the reference file .* rename"):
+        data.build_schema(named, "y", "auto", ["id"])
+    with pytest.raises(MlcycleError, match=rf"^column '{name}' of the reference file"):
+        data.build_schema(frame().rename(columns={"y": name}), name, "auto", ["id"])
+    assert name not in data.build_schema(named, "y", "auto", ["id", name]).features
+
+
+def test_prediction_id_in_drop_columns_of_data_without_it_is_no_warning(caplog):
+    # watch names it for every main it starts (the labelled rows carry it, the reference
+    # rarely does): a WARNING on every retrain that nobody could act on.
+    schema = data.build_schema(frame(), "y", "auto", ["id", "prediction_id", "nope"])
+    assert "nope" in caplog.text and "prediction_id" not in caplog.text
+    assert schema.dropped == ["id"]
+
+
 def test_missing_target_column_is_named():
     with pytest.raises(MlcycleError, match="target column 'nope'"):
         data.build_schema(frame(), "nope", "auto", [])

@@ -114,6 +114,13 @@ def test_a_refused_request_is_not_retried():
     assert len(server.received) == 1
 
 
+def test_a_url_whose_host_cannot_be_parsed_is_not_delivered_and_raises_nothing(caplog):
+    # The parameters refuse such a URL; an alert_url reaching post another way (a step's
+    # failure alert, a library caller) must still never fail the step with a traceback.
+    assert not alerts.post("http://[::1/hooks", _body())
+    assert "NOT delivered" in caplog.text
+
+
 def test_a_dead_endpoint_adds_at_most_two_seconds_and_raises_nothing(caplog):
     start = time.monotonic()
     assert not alerts.post(closed_port_url(), _body())

@@ -155,3 +155,49 @@ def test_prediction_ids_are_the_score_run_and_the_row_and_name_their_run_back():
     ids = inference.prediction_ids(RUN_A, np.array([0, 12]))
     assert ids.tolist() == [f"{RUN_A}-0", f"{RUN_A}-12"]
     assert inference.run_of(pd.Series([*ids, "nope", None])).tolist() == [RUN_A, RUN_A, None, None]
+
+
+def test_a_prediction_id_padded_with_spaces_lands_on_its_row():
+    # A spreadsheet's export padded the ids: every label was 'unknown' and nothing joined,
+    # while padded identifiers (nom, prenom) were already stripped.
+    labels = _labels(prediction_id=[f" {RUN_A}-0 ", f"{RUN_B}-1\t"], montant=[12, 55])
+    joined = join_labels(labels, _table(), _spec())
+    assert joined.rows["prediction_id"].tolist() == [f"{RUN_A}-0", f"{RUN_B}-1"]
+    assert joined.counts["unknown_labels"] == 0 and joined.problems == []
+
+
+def test_a_labelled_at_that_is_not_a_time_is_taken_as_now_and_said_in_one_line():
+    # It was replaced by now without a word, and the label lag measured from it.
+    labels = _labels(
+        prediction_id=[f"{RUN_A}-0", f"{RUN_A}-1"],
+        montant=[12, 20],
+        labelled_at=["2026-03-05 10:00", "hier"],
+    )
+    joined = join_labels(labels, _table(), _spec())
+    assert joined.rows[LABELLED_AT].tolist() == [pd.Timestamp("2026-03-05 10:00", tz="UTC"), NOW]
+    assert joined.counts["labels_joined"] == 2
+    (line,) = joined.problems
+    assert "1 labelled_at value(s) are not times, e.g. 'hier' (line 3): taken as now" in line
+
+
+def test_a_label_dated_before_its_row_was_scored_is_kept_and_said_in_one_line():
+    # The batch's label lag came out at minus 25 years: a truth known before the question
+    # was asked is a wrong clock or time zone, which the user should hear about.
+    labels = _labels(
+        prediction_id=[f"{RUN_A}-0", f"{RUN_A}-1"],
+        montant=[12, 20],
+        labelled_at=["2001-01-01", "2026-03-05"],
+    )
+    joined = join_labels(labels, _table(), _spec())
+    assert joined.counts["labels_joined"] == 2
+    (line,) = joined.problems
+    assert "1 label(s) dated before their row was scored" in line and "(line 2)" in line
+
+
+def test_thousands_grouped_as_etl_reads_them_are_numbers():
+    # A French export writes '1 080,0' (a space, often a no-break one): etl reads it as
+    # 1080, feedback refused it as 'not a number' and lost every label above 999.
+    values, _, wrong = typed_labels(
+        pd.Series(["2 000,0", "1\u00a0080,5", "1,234.5", "880"]), _spec()
+    )
+    assert values.tolist() == [2000.0, 1080.5, 1234.5, 880.0] and not wrong.any()

@@ -141,3 +141,19 @@ def test_a_prediction_column_never_takes_the_name_of_a_feature_or_the_target():
     assert drift.prediction_column("champion", {"a", "y"}) == "champion_prediction"
     taken = {"champion_prediction", "_champion_prediction"}
     assert drift.prediction_column("champion", taken) == "__champion_prediction"
+
+
+def test_a_feature_empty_on_one_side_is_drifted_and_the_others_still_measured():
+    # A batch whose feed lost a column (every value missing; or a 1-row batch with a hole)
+    # made Evidently raise: monitor logged "drift could not be measured", no drift_share,
+    # and watch kept judging by the previous batch's drift.
+    current = _frame(150, 2).assign(a=np.nan)
+    result = drift.run_drift(_frame(150, 1), current, SCHEMA)
+    assert result.drifted_features()[0] == "a" and result.n_features == 3
+    a = next(c for c in result.columns if c.column == "a")
+    assert a.drifted and "every value missing" in a.method and a.role == "feature"
+    assert {c.column for c in result.by_role("feature")} == {"a", "b", "c"}
+    assert result.n_drifted == 1 + sum(c.drifted for c in result.columns if c.column != "a")
+    assert result.drift_share == pytest.approx(result.n_drifted / 3)
+    reference = _frame(150, 1).assign(c=None)
+    assert "c" in drift.run_drift(reference, _frame(150, 2), SCHEMA).drifted_features()

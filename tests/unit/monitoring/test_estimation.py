@@ -1,6 +1,8 @@
 """Performance estimated without labels: known answers on synthetic data, close under a
 covariate shift, and blind, as it must be, to a change of the relationship itself."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,3 +168,20 @@ def test_a_prediction_outside_the_classes_counts_as_wrong():
     assert estimators.predicted_index(["a", "b"], ["b", "x", "a"]).tolist() == [1, -1, 0]
     matrix = estimators.expected_confusion(np.array([[0.5, 0.5]]), np.array([-1]))
     assert estimators.classification_from_confusion(matrix, 1)["accuracy"] == 0.0
+
+
+def test_a_batch_too_small_to_judge_gets_no_band_and_no_r2():
+    # A one-row batch (or three copies of one row) was "estimated R² -0.14, band up to
+    # -0.09" against a reference of 0.57: the batch's target variance cannot be told from
+    # so few rows, and the band, resampling that one row, claimed certainty. watch took
+    # it as estimated decay and retrained.
+    calibration, batch, _ = _regression_world()
+    for rows in (batch.take(np.arange(1)), batch.take(np.zeros(3, dtype=int))):
+        result = estimation.estimate(
+            REGRESSION, calibration, rows, preprocessor=build_preprocessor, resamples=3
+        )
+        assert math.isnan(result.low) and math.isnan(result.high)
+        assert math.isnan(result.metrics["r2"]) and result.notes
+        logged = result.logged()
+        assert "estimated_mae" in logged and "estimated_r2" not in logged
+        assert "estimated_r2_high" not in logged

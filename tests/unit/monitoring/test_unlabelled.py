@@ -68,3 +68,18 @@ def test_the_run_logs_the_contract_names_and_only_finite_values():
     }
     logged = batch_page.logged_metrics(_estimate(0.6, 0.5, 0.7), None, {}, 100)
     assert (logged["estimated_r2_low"], logged["estimated_r2_high"]) == (0.5, 0.7)
+
+
+def test_the_headline_of_a_batch_too_small_to_judge_says_so():
+    small = Estimate(
+        task="regression",
+        method="DLE",
+        metrics={"r2": math.nan, "mse": 4.0},
+        low=math.nan,
+        high=math.nan,
+        reference={"r2": 0.8, "mse": 3.0},
+        batch_rows=3,
+        calibration_rows=50,
+    )
+    line = batch_page.headline(small, "3")
+    assert line["status"] == "unknown" and "3 rows are too few" in line["text"]

@@ -302,3 +302,14 @@ def test_the_page_states_the_relationship_evidence_and_the_rule_it_applied():
         "relationship"
     ]
     assert "applies it as given" in given["rule"]
+
+
+def test_promote_on_a_batch_without_labels_is_refused_before_the_run():
+    # It was ignored without a word (exit 0): a user asking for a promotion on an
+    # unlabelled batch believed the gate had judged and kept the champion.
+    from mlcycle.steps.params.monitor import MonitorParams
+
+    with pytest.raises(MlcycleError, match=r"^parameter promote: .*score_run.*no labels"):
+        MonitorParams(score_run="abc", promote=True).validate()
+    MonitorParams(score_run="abc").validate()
+    MonitorParams(promote=True).validate()

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import mlflow
 import pytest
 
 from mlcycle.errors import MlcycleError
@@ -79,7 +80,64 @@ def test_k_above_n_is_one_line_naming_both():
         dataclasses.replace(WatchParams(), k=4, n=3).validate()
 
 
+def test_a_drift_share_above_one_is_refused_as_it_could_never_be_exceeded():
+    # 50 (meant as percent) switched the drift rule off without a word.
+    with pytest.raises(MlcycleError, match=r"parameter max_drift_share .* between 0 and 1"):
+        dataclasses.replace(WatchParams(), max_drift_share=50.0).validate()
+    dataclasses.replace(WatchParams(), max_drift_share=1.0).validate()
+
+
+def test_a_reference_file_that_does_not_exist_is_refused_before_the_run(tmp_path):
+    # It was found only the day watch triggered, weeks after the schedule was set up.
+    missing = tmp_path / "gone.csv"
+    with pytest.raises(MlcycleError, match=r"parameter reference: data file not found: .*gone"):
+        dataclasses.replace(WatchParams(), reference=str(missing)).validate()
+    (tmp_path / "there.csv").write_text("a,b\n1,2\n")
+    dataclasses.replace(WatchParams(), reference=str(tmp_path / "there.csv")).validate()
+
+
 def test_main_drops_the_prediction_id_of_the_labelled_rows_once():
     assert with_prediction_id("nom,prenom") == "nom,prenom,prediction_id"
     assert with_prediction_id("nom, prediction_id") == "nom,prediction_id"
     assert with_prediction_id("") == "prediction_id"
+
+
+@pytest.mark.integration
+def test_watching_a_model_that_is_not_registered_is_one_line_and_exit_2(tracking_uri):
+    # It recorded "no retrain ... the champion scored 0 batches" and exited 0, and under
+    # policy always claimed "a batch was scored since the last retrain": a mistyped name
+    # in a cron line watched nothing, silently, forever.
+    from click.testing import CliRunner
+
+    from entrypoints.watch import main as watch_command
+
+    mlflow.MlflowClient().create_registered_model("loan-amount")
+    for policy in ("auto", "always"):
+        result = CliRunner().invoke(
+            watch_command, ["--model-name", "loan-amout", "--policy", policy]
+        )
+        assert result.exit_code == 2, result.output
+        assert "mlcycle error: model 'loan-amout' is not registered" in result.output
+        assert "loan-amount" in result.output.splitlines()[-1]
+
+
+@pytest.mark.integration
+def test_a_champion_s_training_data_that_is_gone_names_the_etl_run_and_the_parameter(
+    tracking_uri, tmp_path
+):
+    # It said "parameter reference: data file not found" to a user who passed no
+    # reference: the file was the champion's etl current, moved away since.
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+    from mlcycle.steps.watch import main_parameters
+
+    with mlflow.start_run() as etl:
+        mlflow.log_params({"current": str(tmp_path / "gone.csv"), "target": "y"})
+    version = ModelVersion(
+        "m", "1", 0, run_id="r", tags=[ModelVersionTag("mlcycle.etl_run", etl.info.run_id)]
+    )
+    with pytest.raises(MlcycleError) as caught:
+        main_parameters(WatchParams(model_name="m"), version, tmp_path / "labels.csv")
+    message = str(caught.value)
+    assert "gone.csv" in message and etl.info.run_id in message
+    assert "pass reference" in message and not message.startswith("parameter reference:")
