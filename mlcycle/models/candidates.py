@@ -136,9 +136,9 @@ class Trainer:
     as optimize refits its best. The transfer's reference network is trained once,
     however many transfer candidates continue it.
 
-    Why: a slice that chose a network's epoch flatters it. Judged on the slice it stopped
-    on, retrain's network outscored optimize's on that slice in every scenario of the
-    bank while scoring below it on the test rows, and main nominated it."""
+    Why: a slice that chose a network's epoch would flatter it against optimize's
+    network and the refitted trees, which main compares with it on the same slice and
+    which never saw it."""
 
     def __init__(
         self,
