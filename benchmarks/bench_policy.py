@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -49,6 +48,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._isolated import isolated_env  # noqa: E402
 from mlcycle import config  # noqa: E402
 from mlcycle.ingest import datagen  # noqa: E402
 
@@ -105,13 +105,7 @@ class Loop:
         self.work = work
         self.model = model_name
         self.args = args
-        work.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            **os.environ,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        }
-        self.env.pop("MLFLOW_RUN_ID", None)
+        self.env = isolated_env(work)
 
     def step(self, entry: str, **params) -> None:
         cmd = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", entry]

@@ -60,6 +60,7 @@ from sklearn.ensemble import (  # noqa: E402
 )
 from sklearn.pipeline import Pipeline  # noqa: E402
 
+from benchmarks._isolated import isolated_env  # noqa: E402
 from mlcycle import config  # noqa: E402
 from mlcycle.ingest import datagen  # noqa: E402
 from mlcycle.models.candidates import Candidate, Trainer, choose  # noqa: E402
@@ -305,15 +306,8 @@ def main_run(scenario: Scenario, seed: int, trials: int | None, folder: Path) ->
     ref_path, cur_path = store / "old.csv", store / "new.csv"
     scenario.reference.to_csv(ref_path, index=False)
     scenario.current.to_csv(cur_path, index=False)
-    uri = f"sqlite:///{store}/mlflow.db"
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "MLCYCLE_OUTPUT_ROOT": str(store),
-        "MLCYCLE_INFERENCE_DIR": str(store / "inference"),
-        "MLCYCLE_LOG_LEVEL": "WARNING",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
+    env = {**isolated_env(store), "MLCYCLE_LOG_LEVEL": "WARNING"}
+    uri = env["MLFLOW_TRACKING_URI"]
     command = [sys.executable, "-m", "entrypoints.main", "--reference", ref_path]
     command += ["--current", cur_path, "--target", scenario.target, "--seed", seed]
     command += ["--drop-columns", scenario.drop, "--model-name", "bench"]
