@@ -89,7 +89,10 @@ def _add(folder, snapshot, barrier, i):
 def test_monitors_at_once_share_one_project(tmp_path, snapshot):
     """Without the lock, two of six processes finding no project each make one: seen in
     about one round of three here, so five rounds (models) in a row."""
-    context = multiprocessing.get_context("fork")
+    # Forked from a fresh server, not from this worker: a worker that loaded TensorFlow or
+    # OpenMP threads before may crash its forks (SIGSEGV, seen in CI).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "evidently.ui.workspace", "evidently.core.report"])
     barrier = context.Barrier(6)
     processes = [
         context.Process(target=_add, args=(tmp_path, snapshot, barrier, i)) for i in range(6)
