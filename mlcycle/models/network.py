@@ -8,8 +8,10 @@ wrote: this module's path and that format are a contract with the models already
 registry. Training is `mlcycle.models.training`; what both served models share,
 `mlcycle.models.serving`.
 
-TensorFlow is imported inside functions: it costs ~10 s, and most importers of this
-module (the optimize and main steps' wiring) do not need it at import."""
+TensorFlow is imported inside functions: it costs ~5-10 s, and most importers of this
+module (the optimize and main steps' wiring) do not need it at import. A loaded network
+predicts with its `DenseStack` in NumPy and reads the Keras model only to be trained
+further, so scoring, monitoring and serving a network never import TensorFlow."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ NETWORK_ARTIFACT = "network"
 _FORMAT = 1
 _WEIGHTS_FILE = "network.keras"
 _META_FILE = "network.json"
+_STACK_FILE = "dense_stack.npz"
 
 
 # --------------------------------------------------------------------------- parameters
@@ -162,6 +165,74 @@ class _RetracingNoise(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
+class DenseStack:
+    """The trained network as its layers' arrays: Dense layers, each x @ kernel + bias then
+    its activation (Dropout does nothing at inference). NumPy computes it in float32 as
+    Keras does (tests/unit/models/test_network.py holds the two together), so loading a
+    network for prediction (score, monitor, `mlflow models serve`) imports no TensorFlow."""
+
+    ACTIVATIONS = ("relu", "linear", "sigmoid", "softmax")
+
+    def __init__(self, kernels, biases, activations):
+        self.kernels = [np.asarray(k, dtype="float32") for k in kernels]
+        self.biases = [np.asarray(b, dtype="float32") for b in biases]
+        self.activations = list(activations)
+
+    @classmethod
+    def of(cls, network) -> DenseStack | None:
+        """The stack of a Keras model, or None when it has a layer the stack cannot compute."""
+        kernels, biases, activations = [], [], []
+        for layer in network.layers:
+            kind = type(layer).__name__
+            if kind in ("InputLayer", "Dropout"):
+                continue
+            config = layer.get_config()
+            if kind != "Dense" or config["activation"] not in cls.ACTIVATIONS:
+                return None
+            kernel, *bias = layer.get_weights()
+            kernels.append(kernel)
+            biases.append(bias[0] if bias else np.zeros(kernel.shape[1], dtype="float32"))
+            activations.append(config["activation"])
+        return cls(kernels, biases, activations) if kernels else None
+
+    def save(self, file: Path) -> list[str]:
+        arrays = {f"kernel_{i}": k for i, k in enumerate(self.kernels)}
+        arrays |= {f"bias_{i}": b for i, b in enumerate(self.biases)}
+        np.savez(file, **arrays)
+        return self.activations
+
+    @classmethod
+    def load(cls, file: Path, activations: list[str]) -> DenseStack:
+        with np.load(file, allow_pickle=False) as arrays:
+            n = len(activations)
+            return cls(
+                [arrays[f"kernel_{i}"] for i in range(n)],
+                [arrays[f"bias_{i}"] for i in range(n)],
+                activations,
+            )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.asarray(x, dtype="float32")
+        for kernel, bias, activation in zip(
+            self.kernels, self.biases, self.activations, strict=True
+        ):
+            out = out @ kernel + bias
+            if activation == "relu":
+                np.maximum(out, 0.0, out=out)
+            elif activation == "sigmoid":
+                out = _sigmoid(out)
+            elif activation == "softmax":
+                out = np.exp(out - out.max(axis=1, keepdims=True))
+                out /= out.sum(axis=1, keepdims=True)
+        return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # Both halves without overflow: exp of a non-positive number only.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype("float32")
+
+
 class NetworkModel:
     """In memory: preprocessing + Keras model + target scaling + classes + params."""
 
@@ -182,10 +253,34 @@ class NetworkModel:
         self.target_scale = float(target_scale)
         self.classes_ = list(schema.classes) if schema.task == "classification" else []
         self._forward = None
+        self._stack: DenseStack | None = None  # set by load: predicts without TensorFlow
+        self._keras_file: Path | None = None
+        self._saved_without_stack = False
+
+    @property
+    def network(self):
+        """The Keras model: a loaded network reads it on first need (fine-tuning), since
+        predicting needs only its dense stack and TensorFlow costs ~5 s to import."""
+        if self._network is None and self._keras_file is not None:
+            _, keras = tensorflow_and_keras()
+            self._network = keras.models.load_model(self._keras_file, compile=False)
+        return self._network
+
+    @network.setter
+    def network(self, value) -> None:
+        self._network = value
 
     # -- prediction: the network called directly, never keras' predict (~35 ms a call)
     def raw_output(self, frame: pd.DataFrame) -> np.ndarray:
         x = self.preprocessing.transform(frame)
+        # A network in training: its weights now, so that what training measures is what
+        # the loaded model answers, to the bit. A model saved before the stack answers
+        # through Keras, as when it was logged.
+        stack = self._stack
+        if stack is None and not self._saved_without_stack:
+            stack = DenseStack.of(self.network)
+        if stack is not None:
+            return stack(x)
         if not len(x):
             return np.zeros((0, self.network.output_shape[-1]), dtype="float32")
         return self._forward_fn()(x).numpy()
@@ -236,23 +331,34 @@ class NetworkModel:
             "target_mean": self.target_mean,
             "target_scale": self.target_scale,
         }
+        stack = DenseStack.of(self.network)
+        if stack is not None:
+            meta["dense_stack"] = stack.save(path / _STACK_FILE)
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> NetworkModel:
-        _, keras = tensorflow_and_keras()
+        """The saved network. Saved with its dense stack (every network since the stack
+        was written), it predicts in NumPy and reads the Keras model only when asked for
+        `network`; saved before, it loads Keras now."""
         path = Path(path)
         meta = json.loads((path / _META_FILE).read_text())
-        network = keras.models.load_model(path / _WEIGHTS_FILE, compile=False)
-        return cls(
+        model = cls(
             Schema.from_dict(meta["schema"]),
             NetworkParams.from_dict(meta["params"]),
             Preprocessing.from_dict(meta["preprocessing"]),
-            network,
+            None,
             meta["target_mean"],
             meta["target_scale"],
         )
+        model._keras_file = path / _WEIGHTS_FILE
+        if "dense_stack" in meta:
+            model._stack = DenseStack.load(path / _STACK_FILE, meta["dense_stack"])
+        else:
+            model._saved_without_stack = True
+            model.network  # noqa: B018 (read now: a model saved before the stack)
+        return model
 
 
 # ------------------------------------------------------------------------------- pyfunc
@@ -265,7 +371,8 @@ class NetworkPyfunc(RawRowPyfunc):
     def load_context(self, context):
         modelio.note_code(context.artifacts[NETWORK_ARTIFACT])
         self.model = NetworkModel.load(context.artifacts[NETWORK_ARTIFACT])
-        # Trace the graph now, so the first served request is not the slow one.
+        # A model saved before its dense stack: trace the graph now, so the first served
+        # request is not the slow one.
         self.model.raw_output(pd.DataFrame({c: [None] for c in self.model.schema.features}))
 
 

@@ -2,6 +2,8 @@
 save/load (the format logged models already in a registry are read with)."""
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ from mlcycle.models.network import NetworkModel, NetworkParams
 from mlcycle.models.serving import Preprocessing
 from mlcycle.models.training import fit_network
 from mlcycle.monitoring.evaluate import predict_proba
+from tests.conftest import ROOT
 from tests.unit.networks import BIN, MULTI, REG, TINY, labelled, rows
 
 # ---------------------------------------------------------------- NetworkParams
@@ -122,6 +125,46 @@ def test_save_and_load_give_the_same_predictions(tmp_path, bin_model):
     frame = labelled(BIN, 10, seed=5)
     np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame), rtol=1e-6)
     assert loaded.params == model.params and loaded.classes_ == ["no", "yes"]
+
+
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+@pytest.mark.parametrize(
+    ("schema", "params"),
+    [
+        (REG, NetworkParams(hidden_units=(8, 4), epochs=2, patience=0, dropout=0.3, seed=1)),
+        (BIN, TINY),
+        (MULTI, TINY),
+    ],
+    ids=["regression-dropout", "binary-sigmoid", "multiclass-softmax"],
+)
+def test_a_loaded_network_predicts_in_numpy_as_keras_does(tmp_path, schema, params):
+    model = fit_network(schema, params, labelled(schema) if schema.classes else rows())[0]
+    loaded = NetworkModel.load(model.save(tmp_path / "net"))
+    frame = rows(200, seed=9)
+    assert loaded._stack is not None and loaded._network is None
+    keras_output = np.asarray(model.network(model.preprocessing.transform(frame), training=False))
+    np.testing.assert_allclose(loaded.raw_output(frame), keras_output, rtol=2e-6, atol=1e-6)
+    # In training too the stack answers (the network's weights now): to the bit.
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+    assert loaded.raw_output(frame.head(0)).shape == (0, model.network.output_shape[-1])
+    # Fine-tuning reads the Keras model on need: the same weights.
+    for ours, theirs in zip(loaded.network.get_weights(), model.network.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+def test_loading_and_predicting_a_network_imports_no_tensorflow(tmp_path, bin_model):
+    folder = bin_model.save(tmp_path / "net")
+    code = (
+        "import sys; from mlcycle.models.network import NetworkModel; "
+        "from tests.unit.networks import BIN, labelled; "
+        f"m = NetworkModel.load({str(folder)!r}); p = m.predict_proba(labelled(BIN, 5)); "
+        "print(p.shape, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["(5,", "2)", "False", "False"]
 
 
 @pytest.mark.parametrize(
