@@ -29,6 +29,7 @@ from mlcycle.models.served_forest import (
     COMPILED,
     FALLBACK,
     PARALLEL_BATCH,
+    READ_PAYS_OFF,
     SMALL_BATCH,
     ForestModel,
     ForestPyfunc,
@@ -241,12 +242,37 @@ def test_a_loaded_forest_answers_small_batches_without_reading_its_pipeline(bund
     small = rows.head(SMALL_BATCH)
     np.testing.assert_array_equal(loaded.predict(small), pipeline.predict(small))
     assert loaded._pipeline is None  # the trees and the JSON answered alone
-    # A large batch reads it (scikit-learn's walk is the faster one there), once.
+    # Hundreds of rows too, while nothing asked for the Pipeline: reading it costs more.
+    assert len(rows) > SMALL_BATCH
     np.testing.assert_array_equal(loaded.predict(rows), pipeline.predict(rows))
+    assert loaded._pipeline is None
+    # A batch whose walk repays the reading reads it (scikit-learn's walk is the faster
+    # one there), once.
+    large = rows.sample(READ_PAYS_OFF + 1, replace=True, random_state=1)
+    np.testing.assert_array_equal(loaded.predict(large), pipeline.predict(large))
     assert loaded._pipeline is not None
     read = loaded.pipeline
     loaded.predict(rows)
     assert loaded.pipeline is read
+
+
+def test_once_asked_for_the_pipeline_walks_batches_past_small(bundled, tmp_path):
+    schema, splits, pipeline, model = bundled
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    rows = with_holes(splits.current_test, schema)
+    loaded.prefetch().join(timeout=120)
+    estimator = loaded.pipeline.steps[-1][1]
+    expected = pipeline.predict(rows)
+    walked = []
+    original = type(estimator).predict
+    type(estimator).predict = lambda self, x: walked.append(len(x)) or original(self, x)
+    try:
+        answered = loaded.predict(rows)
+        loaded.predict(rows.head(SMALL_BATCH))
+    finally:
+        type(estimator).predict = original
+    np.testing.assert_array_equal(answered, expected)
+    assert walked == [len(rows)]  # the batch past SMALL_BATCH only
 
 
 def test_prefetch_reads_the_pipeline_in_a_thread(bundled, tmp_path):
@@ -293,6 +319,7 @@ def test_labels_keep_the_dtype_of_the_classes_through_save_and_load(tmp_path):
 
 LOAD_IN_A_FRESH_PROCESS = """
 import pickle, sys, mlcycle.served_forest, mlflow.pyfunc
+from mlcycle.models.served_forest import READ_PAYS_OFF
 import pandas as pd
 
 
@@ -309,8 +336,9 @@ rows = read_rows(record["rows"])
 assert model.predict(rows).tolist() == record["predict"]
 heavy = sorted(m for m in ("sklearn", "skops", "skops.io") if m in sys.modules)
 assert not heavy, heavy
-big = pd.concat([rows] * 30, ignore_index=True)  # past SMALL_BATCH: the Pipeline's walk
-assert model.predict(big).tolist() == record["predict"] * 30
+copies = READ_PAYS_OFF // len(rows) + 1  # past READ_PAYS_OFF: the Pipeline's walk
+big = pd.concat([rows] * copies, ignore_index=True)
+assert model.predict(big).tolist() == record["predict"] * copies
 assert "skops.io" in sys.modules
 print("ok")
 """
