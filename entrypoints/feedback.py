@@ -1,7 +1,7 @@
 """mlflow run . -e feedback: labels that came late, joined to the inference log."""
 
 from entrypoints import later
-from mlcycle.cli import entry_point
+from mlcycle.cli import entry_point, run_process
 from mlcycle.steps.params.feedback import FeedbackParams
 
 
@@ -14,4 +14,4 @@ main = entry_point(
 )
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

@@ -2,10 +2,10 @@
 child runs of one parent, reusing finished identical steps."""
 
 from entrypoints import later
-from mlcycle.cli import entry_point
+from mlcycle.cli import entry_point, run_process
 from mlcycle.steps.params.main import MainParams
 
 main = entry_point("main", MainParams, later("mlcycle.steps.main"), __doc__)
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

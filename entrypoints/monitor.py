@@ -1,7 +1,7 @@
 """mlflow run . -e monitor: drift, champion vs challenger, and (optionally) promotion."""
 
 from entrypoints import later
-from mlcycle.cli import entry_point
+from mlcycle.cli import entry_point, run_process
 from mlcycle.steps.params.monitor import MonitorParams
 
 
@@ -14,4 +14,4 @@ main = entry_point(
 )
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

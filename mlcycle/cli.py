@@ -7,11 +7,13 @@ when the step's run opens, and the step's own code after that (see `entry_point`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
 import os
 import sys
+import threading
 import warnings
 
 import click
@@ -143,6 +145,31 @@ def entry_point(step: str, params_cls, execute, doc: str, show=None) -> click.Co
             click.echo(line)
 
     return main
+
+
+def run_process(command: click.Command) -> None:
+    """Run an entry point as its process's whole work (`python -m entrypoints.<step>`), then
+    end the process without the interpreter's teardown: freeing TensorFlow's, Evidently's
+    and MLflow's modules one by one took ~3 s after every step had finished (measured on
+    retrain: 3.0-3.6 s between its last exit handler and the process's end). What a
+    normal exit does that matters still happens, in its order: other threads are waited
+    for, the exit handlers run (MLflow's, logging's), the output is flushed. An exception
+    that escapes the command ends the process as usual, traceback included."""
+    try:
+        command()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 def report_failure(step: str, params, run_id: str, exc: Exception) -> None:
