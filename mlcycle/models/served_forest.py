@@ -77,10 +77,10 @@ SMALL_BATCH = 128
 # of ms a call, repaid only by large batches (measured here on 2 cores: 50,000 rows in
 # 0.61 s instead of 0.93 s; 10,000 rows still faster on one thread).
 PARALLEL_BATCH = 20_000
-# Rows up to which GTIL still answers when the Pipeline is not in memory and nothing asked
-# for it (monitor, retrain: a few calls on hundreds or thousands of rows): reading it costs
-# ~3 s (measured on a 100-tree forest here), what scikit-learn saves over GTIL on ~60,000
-# rows at ~50 us a row. A caller of many batches (score) asks for it with prefetch.
+# Rows up to which GTIL still answers while the Pipeline is not in memory (monitor,
+# retrain: a few calls on hundreds or thousands of rows): reading it costs ~3 s (measured
+# on a 100-tree forest here), what scikit-learn saves over GTIL on ~60,000 rows at ~50 us
+# a row. A caller of many batches (score) reads it in a thread (prefetch) meanwhile.
 READ_PAYS_OFF = 50_000
 _FORMAT = 1
 _PIPELINE_FILE = "pipeline.skops"
@@ -96,8 +96,8 @@ class ForestModel:
     trees compiled. `predict`/`predict_proba` answer as the Pipeline does, faster.
 
     Loaded from a folder, the Pipeline stays on disk until something needs it (the
-    fallback engine, a batch of more than READ_PAYS_OFF rows or of more than SMALL_BATCH
-    once it is read or asked for, a near tie between two classes, a user reading
+    fallback engine, a batch of more than READ_PAYS_OFF rows, or of more than SMALL_BATCH
+    once it is in memory, a near tie between two classes, a user reading
     `pipeline`): the compiled trees and the preprocessing answer without scikit-learn,
     and deserialising the Pipeline costs seconds (skops' import alone scans every
     scikit-learn estimator; measured in benchmarks/RESULTS.md)."""
@@ -120,7 +120,6 @@ class ForestModel:
         self._source = source  # the Pipeline's skops file, read on first need
         self._lock = threading.Lock()
         self._parallel = None
-        self._wanted = False  # prefetch asked for the Pipeline: batches wait for it
         facts = facts if facts is not None else estimator_facts(self.estimator)
         self._facts = facts
         self.dtype = facts["dtype"]
@@ -158,7 +157,6 @@ class ForestModel:
     def prefetch(self) -> threading.Thread | None:
         """Deserialise the Pipeline in a thread, so that a caller about to predict large
         batches (score) has it when its first batch is read; None when already loaded."""
-        self._wanted = True
         if self._pipeline is not None:
             return None
         thread = threading.Thread(target=lambda: self.pipeline, name="forest-pipeline")
@@ -200,10 +198,11 @@ class ForestModel:
 
     def _compiled_walks(self, rows: int) -> bool:
         """GTIL for small batches, and for any batch up to READ_PAYS_OFF rows while the
-        Pipeline is still on disk and nothing asked for it; scikit-learn's walk else."""
+        Pipeline is not in memory (on disk, or being read by prefetch); else
+        scikit-learn's walk."""
         if rows <= SMALL_BATCH:
             return True
-        return self._pipeline is None and not self._wanted and rows <= READ_PAYS_OFF
+        return self._pipeline is None and rows <= READ_PAYS_OFF
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in classes_ order."""
