@@ -15,9 +15,19 @@ fitted on:
 A first row gives old and new on df_new's held-out rows (current test), where the stream
 starts.
 
-    .venv/bin/python benchmarks/bench_stream.py
+A second table asks what any retraining policy could have done when labels come late
+(`--label-delay D`, 1 by default, as `bench_policy.py`): batch k is scored before the
+labels of batches k-D..k-1 are in, so the best a retrain can deploy for it is fitted on
+labelled batches up to k-1-D. It gives, per batch, the R² of forests fitted on what was
+in by then: never (df_new's current train, the champion a policy that never retrains
+keeps), latest (the last labelled batch alone, what a retrain on the present rows fits)
+and all (df_new's current train and every labelled batch); then their means. A policy's
+mean over the stream cannot beat never by more than what these forests show, whatever
+it triggers on.
 
-Prints a Markdown table (data/README.md quotes it). About 20 s on 2 cores.
+    .venv/bin/python benchmarks/bench_stream.py [--label-delay 1]
+
+Prints two Markdown tables (data/README.md quotes them). About 40 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -55,7 +65,8 @@ def describe(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def main() -> None:
+def main():
+    """The first table; returns what the second needs."""
     prepared = prepare(EtlParams())
     schema, splits = prepared.schema, prepared.splits
     old = fit_forest(schema, ForestParams(), splits.reference_train)
@@ -78,7 +89,42 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
         prev = fit_forest(schema, ForestParams(), frame)
         seen.append(frame)
+    return schema, new, splits.current_train, seen[1:]
+
+
+def delayed(schema, new, current_train, batches: list[pd.DataFrame], delay: int) -> None:
+    """The second table: forests fitted on the labels in when each batch is scored."""
+    print()
+    print(f"Label delay {delay}: forests fitted on the labelled rows in when the batch is scored")
+    print()
+    header = ["batch", "labelled batches in", "R² never", "R² latest", "R² all"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    sums = {"never": [], "latest": [], "all": []}
+    for k, frame in enumerate(batches, start=1):
+        known = batches[: max(0, k - 1 - delay)]
+        latest = fit_forest(schema, ForestParams(), known[-1]) if known else new
+        everything = (
+            fit_forest(schema, ForestParams(), pd.concat([current_train, *known])) if known else new
+        )
+        scores = {
+            name: r2(model, schema, frame)
+            for name, model in (("never", new), ("latest", latest), ("all", everything))
+        }
+        for name, value in scores.items():
+            sums[name].append(value)
+        seen = f"1..{len(known)}" if known else "none"
+        print(
+            f"| batch_{k:02d} | {seen} | " + " | ".join(f"{v:.3f}" for v in scores.values()) + " |"
+        )
+    means = " | ".join(f"{sum(v) / len(v):.3f}" for v in sums.values())
+    print(f"| mean | | {means} |")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--label-delay", type=int, default=1)
+    args = parser.parse_args()
+    delayed(*main(), args.label_delay)
