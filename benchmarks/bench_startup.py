@@ -15,7 +15,11 @@ SQLite store and output root in a temporary folder:
   only imports mlflow and opens a run in the same store (MLflow's SQLAlchemy store costs
   its import on top of `import mlflow`'s);
 - `python -m entrypoints.score` on a 10-row file (the first rows of
-  data/stream/batch_01.csv), end to end, `--repeat` times (median).
+  data/stream/batch_01.csv), end to end, `--repeat` times (median);
+- monitor of that champion, end to end (the step's whole process, its exit included);
+- with `--main`, `python -m entrypoints.main` with the least work (no trials, 2 epochs, no
+  tree refits) on the bundled data, end to end, `--repeat` times: what every child
+  process's fixed costs add up to in a pipeline (five processes).
 
 Bars (DESIGN.md, start-up): --help <= 1.0 s; run opened <= 1.5 s + import mlflow;
 score on 10 rows <= 2.5x import mlflow.
@@ -23,7 +27,7 @@ score on 10 rows <= 2.5x import mlflow.
     .venv/bin/python benchmarks/bench_startup.py
     git archive COMMIT | tar -x -C /tmp/before
     .venv/bin/python benchmarks/bench_startup.py --compare /tmp/before --label after \
-        --compare-label before
+        --compare-label before [--main]
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class Checkout:
             MLCYCLE_OUTPUT_ROOT=str(self.home / "out"),
             TF_CPP_MIN_LOG_LEVEL="2",
             MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+            # main starts its children as `python -m entrypoints.<step>`: this interpreter's.
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         # The store's tables, created once (not timed): a fresh clone pays that once, not
         # on every command.
@@ -122,9 +128,12 @@ def ten_rows(tmp: Path) -> Path:
     return path
 
 
-def measure(checkouts: list[Checkout], repeat: int, tmp: Path) -> dict[str, dict]:
+def measure(checkouts: list[Checkout], repeat: int, tmp: Path, main: bool) -> dict[str, dict]:
     """Every figure of every checkout, as lists of seconds."""
-    found = {c.label: {"import mlflow": [], "help": {}, "open": {}, "score": []} for c in checkouts}
+    found = {
+        c.label: {"import mlflow": [], "help": {}, "open": {}, "score": [], "wall": {}}
+        for c in checkouts
+    }
     for _ in range(repeat):  # alternating, so a busy moment hits every checkout alike
         for c in checkouts:
             found[c.label]["import mlflow"].append(c.time(["-c", "import mlflow"]))
@@ -168,7 +177,14 @@ def measure(checkouts: list[Checkout], repeat: int, tmp: Path) -> dict[str, dict
             found[c.label]["score"].append(wall)
     for c in checkouts:
         monitor = ("--model-name", MODEL, "--output", str(c.home / "reports"))
-        found[c.label]["open"]["monitor"] = [c.step("monitor", *monitor)[0]]
+        opened, wall = c.step("monitor", *monitor)
+        found[c.label]["open"]["monitor"] = [opened]
+        found[c.label]["wall"]["monitor"] = [wall]
+    for i in range(repeat if main else 0):
+        for c in checkouts:
+            least = ("--n-trials", "0", "--epochs", "2", "--refit-families", "")
+            wall = c.step("main", *least, "--model-name", f"{MODEL}-main-{i}")[1]
+            found[c.label]["wall"].setdefault("main", []).append(wall)
     for _ in range(repeat):
         for c in checkouts:
             found[c.label]["import mlflow"].append(c.time(["-c", "import mlflow"]))
@@ -214,6 +230,10 @@ def report(found: dict[str, dict]) -> bool:
         "  the same / import mlflow",
         [w / mlflow_time[x] for w, x in zip(walls, labels, strict=True)],
     )
+    line("monitor, end to end", [median(found[x]["wall"]["monitor"]) for x in labels])
+    if "main" in this["wall"]:
+        mains = [median(found[x]["wall"]["main"]) for x in labels]
+        line("main, least work, end to end", mains)
     return ok
 
 
@@ -223,6 +243,9 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another checkout, measured alongside")
     parser.add_argument("--label", default="this", help="this checkout's column")
     parser.add_argument("--compare-label", default="compared", help="its column")
+    parser.add_argument(
+        "--main", action="store_true", help="also main with the least work, end to end"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -232,7 +255,7 @@ def main() -> None:
         checkouts = [Checkout(args.label, ROOT, Path(tmp))]
         if args.compare:
             checkouts.append(Checkout(args.compare_label, args.compare.resolve(), Path(tmp)))
-        found = measure(checkouts, args.repeat, Path(tmp))
+        found = measure(checkouts, args.repeat, Path(tmp), args.main)
     print(f"load average after: {os.getloadavg()[0]:.2f}; medians of {args.repeat}, seconds")
     ok = report(found)
     print("bars:", "all met" if ok else "NOT all met")
