@@ -152,9 +152,10 @@ def run_process(command: click.Command) -> None:
     end the process without the interpreter's teardown: freeing TensorFlow's, Evidently's
     and MLflow's modules one by one took ~3 s after every step had finished (measured on
     retrain: 3.0-3.6 s between its last exit handler and the process's end). What a
-    normal exit does that matters still happens, in its order: other threads are waited
-    for, the exit handlers run (MLflow's, logging's), the output is flushed. An exception
-    that escapes the command ends the process as usual, traceback included."""
+    normal exit does that matters still happens, in its order: other threads are stopped
+    and waited for as the interpreter does it (`threading._shutdown`), the exit handlers
+    run (MLflow's, logging's), the output is flushed. An exception that escapes the
+    command ends the process as usual, traceback included."""
     try:
         command()
         code = 0
@@ -163,9 +164,10 @@ def run_process(command: click.Command) -> None:
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's exit does first, in its order: threading's exit callbacks (the
+    # idle workers of a ThreadPoolExecutor never shut down, as MLflow's artifact uploads
+    # leave theirs, are told to stop), then every non-daemon thread joined.
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

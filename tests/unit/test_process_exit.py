@@ -1,6 +1,6 @@
 """`cli.run_process`: an entry point's process ends without the interpreter's teardown,
-and still does what a normal exit does that matters (its code, other threads, exit
-handlers, buffered output)."""
+and still does what a normal exit does that matters (its code, other threads, an idle
+executor's workers, exit handlers, buffered output)."""
 
 import subprocess
 import sys
@@ -11,11 +11,13 @@ from tests.conftest import ROOT
 
 COMMAND = """
 import atexit, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import click
 from mlcycle.cli import run_process
 
 folder = Path(sys.argv[1])
+kept = []  # alive until the process ends, as a library's module-level executor
 
 def late_write():
     time.sleep(0.5)
@@ -25,6 +27,10 @@ def late_write():
 @click.option("--code", type=int)
 def step(code):
     threading.Thread(target=late_write).start()
+    # Never shut down, as MLflow's artifact uploads leave theirs: its idle worker is a
+    # non-daemon thread that only the interpreter's exit callbacks stop.
+    kept.append(ThreadPoolExecutor(max_workers=1))
+    kept[0].submit(print, end="")
     atexit.register(lambda: (folder / "atexit").write_text("ran"))
     sys.stdout.write("no newline, still buffered")
     if code == 99:
