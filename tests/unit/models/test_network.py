@@ -147,6 +147,10 @@ def test_a_loaded_network_predicts_in_numpy_as_keras_does(tmp_path, schema, para
     # In training too the stack answers (the network's weights now): to the bit.
     np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
     assert loaded.raw_output(frame.head(0)).shape == (0, model.network.output_shape[-1])
+    # A row's answer does not depend on its batch (a pandas chunk, a Spark partition).
+    many = rows(5000, seed=3)
+    alone = np.vstack([loaded.raw_output(many.iloc[[i]]) for i in range(0, 5000, 125)])
+    np.testing.assert_allclose(alone, loaded.raw_output(many)[::125], rtol=1e-12)
     # Fine-tuning reads the Keras model on need: the same weights.
     for ours, theirs in zip(loaded.network.get_weights(), model.network.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
