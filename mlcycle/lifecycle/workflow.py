@@ -8,9 +8,11 @@ the step's run; a FINISHED run with the same key is reused."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +139,16 @@ def find_finished(key: str, experiment_id: str):
     return newest_finished(experiment_id, CACHE_KEY_TAG, key)
 
 
+def script_arguments(step: Step, root: Path = config.PROJECT_ROOT) -> list[str] | None:
+    """The arguments MLproject's command gives the step's script, when that command is
+    `python -m entrypoints.<step>` (as every mlcycle entry point's is); None otherwise."""
+    spec = load_project(str(root)).get_entry_point(step.name)
+    words = shlex.split(spec.compute_command(step.parameters, storage_dir=None))
+    if words[:3] != ["python", "-m", f"entrypoints.{step.name}"]:
+        return None
+    return words[3:]
+
+
 def run_or_reuse(
     step: Step,
     *,
@@ -146,10 +158,14 @@ def run_or_reuse(
     use_cache: bool,
     code: str,
     root: Path = config.PROJECT_ROOT,
+    run_here=None,
 ):
     """Reuse a finished identical run, or run the step as a child of the parent run.
 
-    Returns (run, reused)."""
+    With env_manager=local the child needs no environment of its own: given `run_here`
+    (`mlcycle.cli.run_child`), the step runs in this process, from MLproject's command
+    line for it; otherwise, and for any other env_manager, `mlflow.projects.run` starts
+    its process. Returns (run, reused)."""
     key = step_key(step, code, root)
     if use_cache and (cached := find_finished(key, experiment_id)):
         log.info("step %s: reusing finished identical run %s", step.name, cached.info.run_id)
@@ -169,23 +185,32 @@ def run_or_reuse(
     )
     run_id = child.info.run_id
     log.info("step %s: running as child run %s", step.name, run_id)
-    try:
-        mlflow.projects.run(
-            str(root),
-            entry_point=step.name,
-            parameters=step.parameters,
-            env_manager=env_manager,
-            experiment_id=experiment_id,
-            run_id=run_id,
-            synchronous=True,
-        )
-    except ExecutionException as exc:
+    here = script_arguments(step, root) if run_here and env_manager == "local" else None
+    failure = None
+    if here is not None:
+        with contextlib.chdir(root):
+            if exit_code := run_here(step.name, here, run_id, experiment_id):
+                failure = ExecutionException(f"entry point {step.name} exited {exit_code}")
+    else:
+        try:
+            mlflow.projects.run(
+                str(root),
+                entry_point=step.name,
+                parameters=step.parameters,
+                env_manager=env_manager,
+                experiment_id=experiment_id,
+                run_id=run_id,
+                synchronous=True,
+            )
+        except ExecutionException as exc:
+            failure = exc
+    if failure is not None:
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, "FAILED")
         raise MlcycleError(
             f"step {step.name} failed (child run {run_id}); see its log above. "
             "Run main again once fixed: finished steps are reused"
-        ) from exc
+        ) from failure
     return client.get_run(run_id), False
 
 

@@ -20,7 +20,7 @@ from dataclasses import fields
 
 import mlflow
 
-from mlcycle import config
+from mlcycle import cli, config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import newest_finished
@@ -99,6 +99,7 @@ class Pipeline:
             env_manager=params.env_manager,
             use_cache=params.use_cache,
             code=code,
+            run_here=cli.run_child,
         )
         self.done: dict[str, tuple[str, bool]] = {}
 

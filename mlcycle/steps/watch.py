@@ -29,7 +29,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from mlcycle import config
+from mlcycle import cli, config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import parse_columns
@@ -223,6 +223,7 @@ def retrain(params: WatchParams, run, decision: trigger.Decision) -> str | None:
         env_manager=params.env_manager,
         use_cache=True,
         code=code_version(),
+        run_here=cli.run_child,
     )
     mlflow.set_tags({"mlcycle.run.main": child.info.run_id, "mlcycle.watch.main": "ran"})
     log.info("watch: main %s run %s", "reused" if reused else "ran as", child.info.run_id)

@@ -232,3 +232,41 @@ def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_
         time.sleep(0.5)
     assert mlflow.get_run(run_id).info.status == "KILLED", "".join(lines)[-2000:]
     assert not _versions_of(name, run_id)
+
+
+def test_main_stopped_while_its_retrain_trains_ends_both_runs_killed(tracking_uri):
+    """main runs its steps in its own process: a stop reaching it while retrain trains
+    ends retrain's run KILLED, then main's, and retrain registered nothing."""
+    from tests.conftest import BIN
+
+    name = "sig-main"
+    cmd = [str(BIN / "mlflow"), "run", ".", "-e", "main", "--env-manager", "local"]
+    params = {"model_name": name, "n_trials": 0, "refit_families": "", "epochs": 500}
+    for key, value in params.items():
+        cmd += ["-P", f"{key}={value}"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=step_env(tracking_uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    _wait_for(lambda: any("retrain: candidates:" in x for x in lines), proc, "the training")
+    time.sleep(2)
+    retrain = _step_run("retrain", name).info.run_id
+    main = _step_run("main", name).info.run_id
+    proc.send_signal(signal.SIGTERM)  # `mlflow run` exits; main sees its parent gone
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "RUNNING" in {
+        mlflow.get_run(r).info.status for r in (retrain, main)
+    }:
+        time.sleep(0.5)
+    assert mlflow.get_run(retrain).info.status == "KILLED", "".join(lines)[-3000:]
+    assert mlflow.get_run(main).info.status == "KILLED"
+    assert not _versions_of(name, retrain)
+    _check_invariant(name, retrain)

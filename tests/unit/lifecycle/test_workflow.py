@@ -11,6 +11,7 @@ from mlcycle.lifecycle.workflow import (
     code_version,
     data_identity,
     full_parameters,
+    script_arguments,
     step_key,
 )
 from tests.conftest import sqlite_store
@@ -20,6 +21,29 @@ def test_parameters_are_compared_as_the_strings_mlflow_logs():
     # The MLflow example's cache missed here: 42 (int) never equalled '42' (logged).
     assert full_parameters("etl", {"seed": 42}) == full_parameters("etl", {"seed": "42"})
     assert full_parameters("etl", {})["test_size"] == "0.2"
+
+
+def test_a_step_run_in_process_gets_the_command_line_mlproject_gives_its_script(tmp_path):
+    """main runs its local children in its own process (`cli.run_child`) from the words
+    of MLproject's command, quoted as MLflow quotes them for the shell."""
+    spaced = tmp_path / "my data" / "old loans.csv"
+    args = script_arguments(Step("etl", {"reference": str(spaced), "seed": 7}))
+    assert args[args.index("--reference") + 1] == str(spaced)
+    assert args[args.index("--seed") + 1] == "7"
+    assert args[args.index("--drop-columns") + 1] == "nom,prenom"  # the default
+    assert args[args.index("--test-size") + 1] == "0.2"
+    # Every option the script declares, as the command names them.
+    from entrypoints import etl
+
+    declared = {opt for p in etl.main.params for opt in p.opts}
+    assert {a for a in args if a.startswith("--")} == declared - {"--help"}
+
+
+def test_a_project_whose_command_is_not_our_script_runs_through_mlflow(tmp_path):
+    root = project_root(tmp_path / "other", {})
+    text = (root / "MLproject").read_text()
+    (root / "MLproject").write_text(text.replace("python -m entrypoints.etl", "bash etl.sh", 1))
+    assert script_arguments(Step("etl", {}), root) is None
 
 
 def test_key_changes_with_parameters_code_and_data(tmp_path):

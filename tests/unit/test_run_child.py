@@ -1,0 +1,105 @@
+"""`cli.run_child`: a step run inside its parent's process, in the child run the parent
+created, ends as its own process would (its run's status, its exit code, its one line),
+and leaves the parent's run, environment and signal handlers as they were."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import types
+from dataclasses import dataclass
+
+import mlflow
+import pytest
+
+from mlcycle import cli, signals
+from mlcycle.errors import MlcycleError
+from mlcycle.params import check, param
+
+
+@dataclass(frozen=True)
+class ChildParams:
+    behaviour: str = param("ok", "what the step does", choices=("ok", "mistake", "bug", "stop"))
+    value: float = param(1.0, "a metric to log")
+
+    def validate(self) -> ChildParams:
+        check(self)
+        return self
+
+
+def execute(params: ChildParams) -> None:
+    mlflow.log_metric("value", params.value)
+    if params.behaviour == "mistake":
+        raise MlcycleError("the file data.csv has no column y")
+    if params.behaviour == "bug":
+        raise RuntimeError("a bug")
+    if params.behaviour == "stop":
+        raise signals.Interrupted(signal.SIGTERM)
+
+
+@pytest.fixture
+def child_entry(monkeypatch):
+    module = types.ModuleType("entrypoints.childtest")
+    module.main = cli.entry_point("childtest", ChildParams, execute, "childtest: a test step")
+    monkeypatch.setitem(sys.modules, "entrypoints.childtest", module)
+    return "childtest"
+
+
+@pytest.fixture
+def parent(tracking_uri):
+    handlers = {s: signal.getsignal(s) for s in signals.SIGNALS}
+    with mlflow.start_run(run_name="parent") as run:
+        yield run
+    assert {s: signal.getsignal(s) for s in signals.SIGNALS} == handlers
+
+
+def child_of(run) -> str:
+    client = mlflow.MlflowClient()
+    child = client.create_run(run.info.experiment_id, tags={"mlflow.parentRunId": run.info.run_id})
+    return child.info.run_id
+
+
+def test_the_step_runs_in_the_run_its_parent_created(child_entry, parent, monkeypatch):
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    run_id = child_of(parent)
+    code = cli.run_child(child_entry, ["--value", "3"], run_id, parent.info.experiment_id)
+    assert code == 0
+    child = mlflow.get_run(run_id)
+    assert child.info.status == "FINISHED"
+    assert child.data.metrics == {"value": 3.0}
+    assert child.data.params == {"behaviour": "ok", "value": "3.0"}
+    # The parent's run is active again, untouched; the environment as it was.
+    assert mlflow.active_run().info.run_id == parent.info.run_id
+    assert mlflow.get_run(parent.info.run_id).data.metrics == {}
+    assert "MLFLOW_RUN_ID" not in __import__("os").environ
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "code", "said"),
+    [("mistake", 2, "mlcycle error: the file data.csv has no column y"), ("bug", 1, "a bug")],
+)
+def test_a_failing_step_ends_its_run_failed_with_its_code_and_words(
+    child_entry, parent, capsys, behaviour, code, said
+):
+    run_id = child_of(parent)
+    args = ["--behaviour", behaviour]
+    assert cli.run_child(child_entry, args, run_id, parent.info.experiment_id) == code
+    assert mlflow.get_run(run_id).info.status == "FAILED"
+    assert said in capsys.readouterr().err
+    assert mlflow.active_run().info.run_id == parent.info.run_id
+
+
+def test_a_refused_parameter_is_the_steps_one_line_and_code_2(child_entry, parent, capsys):
+    run_id = child_of(parent)
+    code = cli.run_child(child_entry, ["--value", "x"], run_id, parent.info.experiment_id)
+    assert code == 2
+    assert "mlcycle error: parameter value must be a number, got 'x'" in capsys.readouterr().err
+    assert mlflow.get_run(run_id).info.status == "RUNNING"  # never opened: the caller ends it
+
+
+def test_a_stop_request_ends_the_child_killed_and_reaches_the_parent(child_entry, parent):
+    run_id = child_of(parent)
+    with pytest.raises(signals.Interrupted):
+        cli.run_child(child_entry, ["--behaviour", "stop"], run_id, parent.info.experiment_id)
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    assert mlflow.active_run().info.run_id == parent.info.run_id
