@@ -41,4 +41,8 @@ def test_the_stored_network_predicts_labels_and_probabilities_as_when_logged():
     assert np.asarray(model.predict(rows)).tolist() == record["predict"]
     proba = model.predict(rows, params={"predict_method": "predict_proba"})
     assert list(proba.columns) == ["no", "yes"]
-    np.testing.assert_array_equal(np.asarray(proba, dtype="float64"), record["predict_proba"])
+    # Keras' float32 forward: another CPU's kernels (these answers were stored on an AMD
+    # EPYC, this suite also runs on Intel Xeons) round differently in the last bits.
+    np.testing.assert_allclose(
+        np.asarray(proba, dtype="float64"), record["predict_proba"], rtol=1e-6, atol=0
+    )
