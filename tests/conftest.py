@@ -46,23 +46,25 @@ def users_work(root: Path = ROOT) -> dict[str, tuple[int, int]]:
 # one worker ran them alone for minutes. A file not listed counts by its folder; the
 # figures only order the files, a wrong one costs time, never a test.
 FILE_SECONDS = {
-    "tests/integration/test_replay.py": 450,
-    "tests/integration/test_main.py": 250,
-    "tests/integration/test_score_spark.py": 200,
-    "tests/integration/test_team.py": 180,
-    "tests/integration/test_clients.py": 150,
-    "tests/integration/test_watch.py": 130,
-    "tests/integration/test_monitor.py": 100,
-    "tests/unit/models/test_candidates.py": 100,
-    "tests/integration/test_etl_baseline.py": 90,
-    "tests/integration/test_optimize.py": 90,
-    "tests/integration/test_retrain.py": 80,
-    "tests/integration/test_lifecycle.py": 80,
-    "tests/integration/test_uis.py": 60,
-    "tests/unit/monitoring/test_drift.py": 50,
-    "tests/integration/test_feedback.py": 50,
+    "tests/integration/test_replay.py": 190,
+    "tests/integration/test_score_spark.py": 105,
+    "tests/integration/test_team.py": 105,
+    "tests/integration/test_signals.py": 100,
+    "tests/integration/test_main.py": 85,
+    "tests/integration/test_monitor.py": 70,
+    "tests/integration/test_hostile_files.py": 70,
+    "tests/integration/test_etl_baseline.py": 65,
+    "tests/integration/test_clients.py": 65,
+    "tests/integration/test_lifecycle.py": 50,
+    "tests/integration/test_blend.py": 45,
+    "tests/integration/test_watch.py": 40,
+    "tests/integration/test_optimize.py": 40,
+    "tests/integration/test_retrain.py": 40,
+    "tests/unit/models/test_candidates.py": 35,
+    "tests/integration/test_served_forest.py": 30,
+    "tests/integration/test_uis.py": 30,
 }
-FOLDER_SECONDS = {"integration": 30, "unit": 1}
+FOLDER_SECONDS = {"integration": 15, "unit": 1}
 
 
 def file_seconds(path: str) -> int:
