@@ -25,7 +25,7 @@ forest champion (`mlcycle.models.candidates.choose`); `max val` the plain best v
 for comparison. `--check-step` also runs the real retrain step (MLflow, in-process) on
 `full` at the first seed and prints its after_current_test figure beside the panel's
 `auto`. `--main` also runs the real `main` entry point with its defaults (a process of its
-own, children through `mlflow run`, a throw-away store) and scores every model it
+own, its children in it as main runs them, a throw-away store) and scores every model it
 registered on current_test: `main` is the champion it leaves, `main's best` the best
 model it trained (`--main-trials N` changes its optimize trials, for a quicker look).
 
@@ -298,7 +298,7 @@ def _newest(step: str):
 def main_run(scenario: Scenario, seed: int, trials: int | None, folder: Path) -> dict:
     """The real `main` entry point with its defaults (`trials` optimize trials when given,
     else main's own default), a process of its own in a throw-away store, its children
-    through `mlflow run` as a user's would be. Returns the champion's current_test
+    run as main runs a user's. Returns the champion's current_test
     primary metric, the best current_test among the models main registered, what the
     champion is, and the wall time."""
     store = folder / f"main_{scenario.name}_{seed}"

@@ -18,8 +18,8 @@ SQLite store and output root in a temporary folder:
   data/stream/batch_01.csv), end to end, `--repeat` times (median);
 - monitor of that champion, end to end (the step's whole process, its exit included);
 - with `--main`, `python -m entrypoints.main` with the least work (no trials, 2 epochs, no
-  tree refits) on the bundled data, end to end, `--repeat` times: what every child
-  process's fixed costs add up to in a pipeline (five processes).
+  tree refits) on the bundled data, end to end, `--repeat` times: a pipeline's fixed costs
+  (its children in main's process since 8b1c958; five processes before).
 
 Bars (DESIGN.md, start-up): --help <= 1.0 s; run opened <= 1.5 s + import mlflow;
 score on 10 rows <= 2.5x import mlflow.
@@ -79,7 +79,7 @@ class Checkout:
             MLCYCLE_OUTPUT_ROOT=str(self.home / "out"),
             TF_CPP_MIN_LOG_LEVEL="2",
             MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-            # main starts its children as `python -m entrypoints.<step>`: this interpreter's.
+            # `python -m entrypoints.<step>` (a child with another env_manager): this interpreter's.
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         # The store's tables, created once (not timed): a fresh clone pays that once, not
