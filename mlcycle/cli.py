@@ -368,7 +368,7 @@ def step_run(step: str, params: dict, nested: bool = False):
                 yield run
             signals.hold()
         except signals.Interrupted:
-            signals.hold()
+            signals.hold(check_first=False)
             _end_killed(step, run.info.run_id)
             raise
     # The run has ended FINISHED: a stop request held meanwhile acts now.

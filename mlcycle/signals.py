@@ -33,7 +33,13 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum  # what a shell reports for a process a signal ended
 
 
-_state = {"held": False, "pending": None, "previous": {}}
+# `requested`: the first stop request received, kept until the process ends. Raising
+# `Interrupted` where the signal lands is not always enough: seen here, a SIGTERM during
+# Keras' training vanished (no trace, the network trained on and was registered, exit 0),
+# an exception raised inside a library's native code and cleared there. The request is
+# therefore also checked at the points that matter (`check`): each epoch, and before the
+# first alias move and the run's end (`hold`).
+_state = {"held": False, "pending": None, "previous": {}, "requested": None}
 
 # Raising inside these leaves a database transaction open (seen here: the run stayed
 # RUNNING and the process hung at exit, its logging thread waiting on the lock the
@@ -65,6 +71,8 @@ def _resend(signum: int) -> None:
 
 
 def _handler(signum, frame):
+    if _state["requested"] is None:
+        _state["requested"] = signum
     if _state["held"]:
         if _state["pending"] is None:
             log.warning(
@@ -81,7 +89,7 @@ def _handler(signum, frame):
 
 def install() -> None:
     """Route SIGTERM and SIGINT through the handler (main thread only, as Python requires)."""
-    _state.update(held=False, pending=None)
+    _state.update(held=False, pending=None, requested=None)
     _state["previous"] = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
 
 
@@ -105,8 +113,20 @@ def exit_soon(code: int, grace: float = 10.0) -> None:
     raise SystemExit(code)
 
 
-def hold() -> None:
-    """From now until `release`, a stop request waits (called before the first alias move)."""
+def check() -> None:
+    """Raise `Interrupted` if a stop was requested and nothing holds it: a request whose
+    exception a library swallowed acts here (called between epochs, and by `hold`)."""
+    if _state["requested"] is not None and not _state["held"]:
+        raise Interrupted(_state["requested"])
+
+
+def hold(check_first: bool = True) -> None:
+    """From now until `release`, a stop request waits (called before the first alias move,
+    and before the run ends). A request received earlier and lost acts first, so nothing
+    moves and the run does not end FINISHED; `check_first=False` while already unwinding
+    from one."""
+    if check_first:
+        check()
     _state["held"] = True
 
 

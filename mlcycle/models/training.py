@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from mlcycle import signals
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.models.network import NetworkModel, NetworkParams, tensorflow_and_keras
@@ -160,6 +161,7 @@ def _epoch_callback(keras, on_epoch_end, epochs: int):
 
     class EpochHook(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            signals.check()  # a stop request Keras' native code swallowed acts here
             logs = dict(logs or {})
             if (epoch + 1) % every == 0 or epoch + 1 == epochs:
                 val = f", val_loss {logs['val_loss']:.4f}" if "val_loss" in logs else ""
