@@ -252,7 +252,12 @@ def step_command(func):
         if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run` or by main
             signals.watch_parent()
         try:
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:
+                if (stop := signals.as_interrupted(exc)) is not exc:
+                    raise stop from exc
+                raise
         except signals.Interrupted as exc:
             click.echo(f"mlcycle: stopped by {exc}", err=True)
             signals.exit_soon(exc.exit_code)
@@ -367,6 +372,12 @@ def step_run(step: str, params: dict, nested: bool = False):
             with telemetry.system_metrics(run.info.run_id) if sampled else contextlib.nullcontext():
                 yield run
             signals.hold()
+        except Exception as exc:
+            if (stop := signals.as_interrupted(exc)) is exc:
+                raise
+            signals.hold(check_first=False)
+            _end_killed(step, run.info.run_id)
+            raise stop from exc
         except signals.Interrupted:
             signals.hold(check_first=False)
             _end_killed(step, run.info.run_id)

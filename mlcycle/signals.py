@@ -113,6 +113,24 @@ def exit_soon(code: int, grace: float = 10.0) -> None:
     raise SystemExit(code)
 
 
+def requested() -> int | None:
+    """The stop request received, if any (its signal number)."""
+    return _state["requested"]
+
+
+def as_interrupted(exc: BaseException) -> BaseException:
+    """`exc` as the stop it really is: an exception that escaped while a stop request was
+    pending is most likely that request's `Interrupted`, which the code it landed in turned
+    into another (Python 3.11 wraps any exception raised in `__set_name__`, e.g. inside
+    pydantic's class creation while MLflow imports, in a RuntimeError: the stopped step
+    then ended FAILED with exit 1)."""
+    if isinstance(exc, Interrupted) or _state["requested"] is None:
+        return exc
+    stop = Interrupted(_state["requested"])
+    stop.__cause__ = exc
+    return stop
+
+
 def check() -> None:
     """Raise `Interrupted` if a stop was requested and nothing holds it: a request whose
     exception a library swallowed acts here (called between epochs, and by `hold`)."""

@@ -19,7 +19,9 @@ from mlcycle.params import check, param
 
 @dataclass(frozen=True)
 class ChildParams:
-    behaviour: str = param("ok", "what the step does", choices=("ok", "mistake", "bug", "stop"))
+    behaviour: str = param(
+        "ok", "what the step does", choices=("ok", "mistake", "bug", "stop", "stop-wrapped")
+    )
     value: float = param(1.0, "a metric to log")
 
     def validate(self) -> ChildParams:
@@ -35,6 +37,9 @@ def execute(params: ChildParams) -> None:
         raise RuntimeError("a bug")
     if params.behaviour == "stop":
         raise signals.Interrupted(signal.SIGTERM)
+    if params.behaviour == "stop-wrapped":  # a stop request a library turned into its error
+        signals._state["requested"] = signal.SIGTERM  # noqa: SLF001
+        raise RuntimeError("Error calling __set_name__")
 
 
 @pytest.fixture
@@ -103,3 +108,15 @@ def test_a_stop_request_ends_the_child_killed_and_reaches_the_parent(child_entry
         cli.run_child(child_entry, ["--behaviour", "stop"], run_id, parent.info.experiment_id)
     assert mlflow.get_run(run_id).info.status == "KILLED"
     assert mlflow.active_run().info.run_id == parent.info.run_id
+
+
+def test_a_stop_a_library_turned_into_its_own_error_still_ends_the_child_killed(
+    child_entry, parent, monkeypatch
+):
+    monkeypatch.setitem(signals._state, "requested", None)  # noqa: SLF001
+    run_id = child_of(parent)
+    args = ["--behaviour", "stop-wrapped"]
+    with pytest.raises(signals.Interrupted) as stopped:
+        cli.run_child(child_entry, args, run_id, parent.info.experiment_id)
+    assert isinstance(stopped.value.__cause__, RuntimeError)
+    assert mlflow.get_run(run_id).info.status == "KILLED"

@@ -72,3 +72,12 @@ def test_training_stops_at_the_epoch_after_a_swallowed_request(fresh_state):
     a_request_a_library_swallowed()
     with pytest.raises(signals.Interrupted):
         hook.on_epoch_end(1, {"loss": 1.0})
+
+
+def test_an_exception_escaping_while_a_stop_is_pending_is_that_stop(fresh_state):
+    wrapped = RuntimeError("Error calling __set_name__ on 'PydanticDescriptorProxy' instance")
+    assert signals.as_interrupted(wrapped) is wrapped  # no request: a bug stays a bug
+    a_request_a_library_swallowed()
+    stop = signals.as_interrupted(wrapped)
+    assert isinstance(stop, signals.Interrupted) and stop.__cause__ is wrapped
+    assert stop.exit_code == 128 + signal.SIGTERM
