@@ -304,23 +304,25 @@ def run_child(entry: str, args: list[str], run_id: str, experiment_id: str) -> i
     the parent had already imported. The step logs, fails and stops as its own process
     would: its messages on stderr, a mistake's code 2, a bug's traceback and code 1, a stop
     request (`signals.Interrupted`) raised on into the parent."""
-    command = importlib.import_module(f"entrypoints.{entry}").main
     given = {"MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": experiment_id}
     saved = {name: os.environ.get(name) for name in given}
     os.environ.update(given)
     token = _IN_PARENT.set(True)
     try:
+        command = importlib.import_module(f"entrypoints.{entry}").main
         # Not click's `main`: it would turn a stop request into its own Abort.
         with command.make_context(f"entrypoints.{entry}", list(args)) as context:
             command.invoke(context)
         return 0
     except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
+        if exc.code is None or type(exc.code) is int:
             return exc.code or 0
         click.echo(str(exc.code), err=True)
         return 1
     except click.ClickException as exc:
         exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
         return exc.exit_code
     except Exception:
         traceback.print_exc()  # what the interpreter prints for a process's uncaught bug
@@ -353,15 +355,25 @@ def step_run(step: str, params: dict, nested: bool = False):
     key twice with a different spelling of the same value ('.2' vs '0.2')."""
     mlflow = open_store()
     # Stop requests wait while MLflow creates and ends the run (mlcycle.signals): a signal
-    # inside one of its store calls would leave the run RUNNING.
-    signals.hold()
+    # inside one of its store calls would leave the run RUNNING. A step inside its parent's
+    # process (run_child) whose parent holds them (it has moved an alias) leaves the hold
+    # to the parent: releasing it here would let a stop end the parent KILLED after its move.
+    own_hold = not signals.held()
+    if own_hold:
+        signals.hold()
     sampled = step in telemetry.STEPS  # MLflow's own switch would number samples from 0
-    # Inside its parent's process (run_child) the parent's run is active: the step's own
-    # run opens nested in it.
+    # Inside its parent's process the parent's run is active: the step's run opens nested.
     nested = nested or mlflow.active_run() is not None
-    with mlflow.start_run(nested=nested, log_system_metrics=False if sampled else None) as run:
+    try:
+        active = mlflow.start_run(nested=nested, log_system_metrics=False if sampled else None)
+    except BaseException:
+        if own_hold:
+            signals.unhold()
+        raise
+    with active as run:
         try:
-            signals.release()
+            if own_hold:
+                signals.release()
             # Which interpreter ran the step: shows whether --env-manager isolated it.
             mlflow.set_tags({config.STEP_TAG: step, "mlcycle.python": sys.executable})
             existing = mlflow.get_run(run.info.run_id).data.params
@@ -383,7 +395,8 @@ def step_run(step: str, params: dict, nested: bool = False):
             _end_killed(step, run.info.run_id)
             raise
     # The run has ended FINISHED: a stop request held meanwhile acts now.
-    signals.release()
+    if own_hold:
+        signals.release()
 
 
 def _end_killed(step: str, run_id: str) -> None:

@@ -148,6 +148,20 @@ def hold(check_first: bool = True) -> None:
     _state["held"] = True
 
 
+def held() -> bool:
+    """Whether stop requests wait now (between `hold` and `release`)."""
+    return _state["held"]
+
+
+def unhold() -> None:
+    """Stop holding without acting on a request held meanwhile (it stays requested): for a
+    hold whose run never opened."""
+    _state["held"] = False
+    if _state["pending"] is not None and _state["requested"] is None:
+        _state["requested"] = _state["pending"]
+    _state["pending"] = None
+
+
 def release() -> None:
     """Let a stop request held meanwhile take effect now (called once the run has ended)."""
     pending = _state["pending"]

@@ -185,14 +185,14 @@ def run_or_reuse(
     )
     run_id = child.info.run_id
     log.info("step %s: running as child run %s", step.name, run_id)
-    here = script_arguments(step, root) if run_here and env_manager == "local" else None
     failure = None
-    if here is not None:
-        with contextlib.chdir(root):
-            if exit_code := run_here(step.name, here, run_id, experiment_id):
-                failure = ExecutionException(f"entry point {step.name} exited {exit_code}")
-    else:
-        try:
+    try:
+        here = script_arguments(step, root) if run_here and env_manager == "local" else None
+        if here is not None:
+            with contextlib.chdir(root):
+                if exit_code := run_here(step.name, here, run_id, experiment_id):
+                    failure = ExecutionException(f"entry point {step.name} exited {exit_code}")
+        else:
             mlflow.projects.run(
                 str(root),
                 entry_point=step.name,
@@ -202,8 +202,14 @@ def run_or_reuse(
                 run_id=run_id,
                 synchronous=True,
             )
-        except ExecutionException as exc:
-            failure = exc
+    except ExecutionException as exc:  # a refused parameter, or the child's process failed
+        failure = exc
+    except BaseException as exc:
+        # A stop (or anything else) before the step opened its run, or that left it open:
+        # the run it was given must not stay RUNNING (MLflow's own wait does the same).
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
     if failure is not None:
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, "FAILED")

@@ -120,3 +120,49 @@ def test_a_stop_a_library_turned_into_its_own_error_still_ends_the_child_killed(
         cli.run_child(child_entry, args, run_id, parent.info.experiment_id)
     assert isinstance(stopped.value.__cause__, RuntimeError)
     assert mlflow.get_run(run_id).info.status == "KILLED"
+
+
+@pytest.fixture
+def signal_state(monkeypatch):
+    monkeypatch.setattr(signals, "_state", {**signals._state})  # noqa: SLF001
+    monkeypatch.setitem(signals._state, "held", False)  # noqa: SLF001
+    monkeypatch.setitem(signals._state, "pending", None)  # noqa: SLF001
+    monkeypatch.setitem(signals._state, "requested", None)  # noqa: SLF001
+    return signals._state  # noqa: SLF001
+
+
+def test_a_child_leaves_its_parents_hold_to_the_parent(child_entry, parent, signal_state):
+    """main holds stop requests once it has moved an alias; a child run after that must
+    not release them, or a stop would end main KILLED after its move."""
+    signals.hold()
+    signals._handler(signal.SIGTERM, None)  # noqa: SLF001 - arrives while held: waits
+    run_id = child_of(parent)
+    assert cli.run_child(child_entry, [], run_id, parent.info.experiment_id) == 0
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+    assert signals.held()
+    with pytest.raises(signals.Interrupted):  # the parent's own release acts on it
+        signals.release()
+
+
+def test_a_stop_before_the_child_opens_its_run_ends_that_run_killed(parent, signal_state):
+    from mlcycle.lifecycle import workflow
+
+    def stopped_early(*_):
+        raise signals.Interrupted(signal.SIGTERM)
+
+    with pytest.raises(signals.Interrupted):
+        workflow.run_or_reuse(
+            workflow.Step("rollback", {"model_name": "never"}),
+            parent_run_id=parent.info.run_id,
+            experiment_id=parent.info.experiment_id,
+            env_manager="local",
+            use_cache=False,
+            code="c",
+            run_here=stopped_early,
+        )
+    (child,) = mlflow.search_runs(
+        [parent.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        output_format="list",
+    )
+    assert child.info.status == "KILLED"
