@@ -261,16 +261,8 @@ def step_command(func):
         except signals.Interrupted as exc:
             click.echo(f"mlcycle: stopped by {exc}", err=True)
             signals.exit_soon(exc.exit_code)
-        except MlcycleError as exc:
-            click.echo(f"mlcycle error: {exc}", err=True)
-            sys.exit(2)
         except Exception as exc:
-            # A tracking server that went away is a user-facing condition, not a bug.
-            message = _unreachable_store(exc)
-            if message is None:
-                raise
-            click.echo(f"mlcycle error: {message}", err=True)
-            sys.exit(2)
+            _one_line_or_raise(exc)
         finally:
             signals.uninstall()
 
@@ -283,15 +275,18 @@ def _as_child(func, *args, **kwargs):
     unwinds to the parent, which ends its own run after this one."""
     try:
         return func(*args, **kwargs)
-    except MlcycleError as exc:
-        click.echo(f"mlcycle error: {exc}", err=True)
-        sys.exit(2)
     except Exception as exc:
-        message = _unreachable_store(exc)
-        if message is None:
-            raise
-        click.echo(f"mlcycle error: {message}", err=True)
-        sys.exit(2)
+        _one_line_or_raise(exc)
+
+
+def _one_line_or_raise(exc: Exception) -> None:
+    """A user's mistake (MlcycleError), or a tracking server that went away (a user-facing
+    condition, not a bug): its one line, exit code 2. Anything else is raised on."""
+    message = str(exc) if isinstance(exc, MlcycleError) else _unreachable_store(exc)
+    if message is None:
+        raise exc
+    click.echo(f"mlcycle error: {message}", err=True)
+    sys.exit(2)
 
 
 def run_child(entry: str, args: list[str], run_id: str, experiment_id: str) -> int:

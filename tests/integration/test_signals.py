@@ -202,15 +202,12 @@ def test_a_stopped_score_ends_killed_and_leaves_no_output(
     assert not (tmp_path / "out").exists()  # no output, no partial file, no lock
 
 
-def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_uri, etl_run):
-    """`mlflow run` exits on SIGTERM without passing it on; the step notices its parent
-    is gone and ends its run KILLED instead of training on, orphaned, and registering."""
+def _mlflow_run(entry: str, tracking_uri: str, params: dict):
+    """`mlflow run . -e ENTRY` started, and the lines it prints, gathered as they come."""
     from tests.conftest import BIN
 
-    name = "sig-mlflow-run"
-    cmd = [str(BIN / "mlflow"), "run", ".", "-e", "retrain", "--env-manager", "local"]
-    params = {"etl_run": etl_run, "model_name": name, "epochs": 500, "strategy": "scratch"}
-    for key, value in {**params, "window": "current"}.items():
+    cmd = [str(BIN / "mlflow"), "run", ".", "-e", entry, "--env-manager", "local"]
+    for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
     proc = subprocess.Popen(
         cmd,
@@ -221,8 +218,16 @@ def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_
         text=True,
     )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return proc, lines
+
+
+def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_uri, etl_run):
+    """`mlflow run` exits on SIGTERM without passing it on; the step notices its parent
+    is gone and ends its run KILLED instead of training on, orphaned, and registering."""
+    name = "sig-mlflow-run"
+    params = {"etl_run": etl_run, "model_name": name, "epochs": 500, "strategy": "scratch"}
+    proc, lines = _mlflow_run("retrain", tracking_uri, {**params, "window": "current"})
     _wait_for(lambda: any("training scratch on" in x for x in lines), proc, "the training")
     run_id = _step_run("retrain", name).info.run_id
     proc.send_signal(signal.SIGTERM)
@@ -237,24 +242,9 @@ def test_mlflow_run_stopped_by_sigterm_does_not_leave_its_step_running(tracking_
 def test_main_stopped_while_its_retrain_trains_ends_both_runs_killed(tracking_uri):
     """main runs its steps in its own process: a stop reaching it while retrain trains
     ends retrain's run KILLED, then main's, and retrain registered nothing."""
-    from tests.conftest import BIN
-
     name = "sig-main"
-    cmd = [str(BIN / "mlflow"), "run", ".", "-e", "main", "--env-manager", "local"]
     params = {"model_name": name, "n_trials": 0, "refit_families": "", "epochs": 500}
-    for key, value in params.items():
-        cmd += ["-P", f"{key}={value}"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=step_env(tracking_uri),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
+    proc, lines = _mlflow_run("main", tracking_uri, params)
     _wait_for(lambda: any("retrain: candidates:" in x for x in lines), proc, "the training")
     time.sleep(2)
     retrain = _step_run("retrain", name).info.run_id
