@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -94,15 +96,40 @@ def _the_checkout_is_left_alone():
     assert not changed, f"the suite changed the checkout's {', '.join(changed[:20])}"
 
 
+_MIGRATED: list[Path] = []  # this process's migrated empty store, made once
+
+
 def sqlite_store(folder: Path) -> str:
     """A new SQLite store whose artifacts stay in folder too. Left to itself, the first
     process to open the store puts them under ./mlruns of its working directory: the
-    project folder, mixing every test's models with the user's own."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    project folder, mixing every test's models with the user's own.
 
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    SqlAlchemyStore(uri, (folder / "artifacts").as_uri())
-    return uri
+    Each is a copy of one empty store this process created once (MLflow's migrations take
+    2-4 s a store, and a test run makes a hundred), its default experiment's artifact
+    location moved to folder: the same empty store MLflow would have made there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db, artifacts = folder / "mlflow.db", (folder / "artifacts").as_uri()
+    if not _MIGRATED:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        empty = Path(tempfile.mkdtemp(prefix="mlcycle-empty-store-"))
+        atexit.register(shutil.rmtree, empty, True)
+        store = SqlAlchemyStore(f"sqlite:///{empty / 'mlflow.db'}", artifacts)
+        store.engine.dispose()
+        _MIGRATED.append(empty / "mlflow.db")
+    source, copy = sqlite3.connect(_MIGRATED[0]), sqlite3.connect(db)
+    try:
+        source.backup(copy)
+        (default,) = copy.execute("SELECT experiment_id FROM experiments").fetchone()
+        with copy:
+            copy.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                (f"{artifacts}/{default}", default),
+            )
+    finally:
+        source.close()
+        copy.close()
+    return f"sqlite:///{db}"
 
 
 @pytest.fixture
@@ -120,8 +147,7 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture(scope="module")
 def module_tracking_uri(tmp_path_factory) -> str:
-    """One SQLite store shared by a module's tests (creating one costs ~10 s here); each
-    test uses names of its own."""
+    """One SQLite store shared by a module's tests; each test uses names of its own."""
     import mlflow
 
     with pytest.MonkeyPatch.context() as patch:
