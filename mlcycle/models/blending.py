@@ -1,22 +1,22 @@
 """The blend candidate: a weighted mean of the best candidates' predictions (of their
-class probabilities for a classifier), its weights chosen on the current train rows (never
-a test row), kept only when those rows say it beats the best single candidate beyond noise.
+class probabilities for a classifier), its weights chosen on main's judging slice of the
+current train rows (never a test row), kept only when that slice says it beats the best
+single candidate beyond noise.
 
-What it blends: each candidate's answers on every current train row, cross-fitted (each
-row answered by a fit that never saw it: `mlcycle.models.selection.cross_fit`), logged by
-the step that trained it (`SLICE_PREDICTIONS`, the name of the one slice they once
-covered): optimize's best, the refits and retrain's network. The weights are then applied
-to the registered members.
+What it blends: each candidate's predictions on the slice, logged by the step that
+trained it (`SLICE_PREDICTIONS`), from its parameters fitted without the slice (optimize's
+best and the refits, `mlcycle.models.selection.slice_fit`; retrain's network, which never
+trains on the slice). The weights are then applied to the registered members.
 
 How the weights are chosen: the convex combinations of the `MAX_MEMBERS` best candidates
 on a grid of `GRID_STEP`, the best of them on the task's primary metric (the metric the
 blend is judged by, R² or F1, optimised directly; a finer grid or non-negative least
-squares fits the rows' noise: see `docs/main.md`, "The blend").
+squares fits the slice's noise: see `docs/main.md`, "The blend").
 
-How it is judged: the rows in two seeded halves, the weights chosen on each half
+How it is judged: the slice in two seeded halves, the weights chosen on each half
 predicting the other (cross-fitting), so the blend's score is never measured on the rows
 that chose its weights; then the promotion gate's paired bootstrap
-(`mlcycle.monitoring.gate`) of (blend − best single) on the rows, kept when its lower
+(`mlcycle.monitoring.gate`) of (blend − best single) on the slice, kept when its lower
 bound at `confidence` is above 0 and the weights blend at least two members.
 Nothing here talks to MLflow but `log_slice_predictions` and `read_slice_predictions`."""
 
@@ -194,7 +194,7 @@ def decide(
     if len(truth) < 2 * MIN_TEST_ROWS:
         return Outcome(
             False,
-            f"{len(truth)} judged rows: too few to choose weights on one half and judge them "
+            f"{len(truth)} slice rows: too few to choose weights on one half and judge them "
             f"on the other (at least {2 * MIN_TEST_ROWS})",
         )
     singles = {c.label: evaluate(task, truth, c.labels)[metric] for c in candidates}
@@ -220,7 +220,7 @@ def decide(
     mix = " + ".join(f"{w:.1f} {m}" for m, w in used)
     versus = (
         f"cross-fitted {metric} {score:.4f} against {best.label} {singles[best.label]:.4f} "
-        f"on {len(truth)} current train rows, gain {interval.text()}"
+        f"on {len(truth)} slice rows, gain {interval.text()}"
     )
     if len(used) < 2:
         outcome.reason = f"the best weights are {best.label} alone: no blend ({versus})"

@@ -149,7 +149,7 @@ class Trainer:
         base: NetworkModel | None = None,
     ):
         self.schema, self.params, self.base = schema, params, base
-        self.reference_train, self.current_train = reference_train, current_train
+        self.reference_train = reference_train
         self.fit_rows, self.validation = validation_slice(current_train, params)
         # The judged fits' early stopping: a slice of the rows they fit on (none without a
         # validation slice: then the fit carves its own, as before).
@@ -235,34 +235,6 @@ class Trainer:
             history=history,
             seconds=trained.seconds + time.perf_counter() - start,
         )
-
-    def cross_fit(self, trained: Trained, seed: int):
-        """The kept candidate judged as main judges every candidate
-        (`mlcycle.models.selection.cross_fit`): fitted on all folds of the current train
-        rows but one (and the reference rows of window all), early-stopped on a slice of
-        those, answering the fold left out; (validation_<metric>, the answers)."""
-        from mlcycle.models.selection import cross_fit
-
-        params, start_from, _ = self._start(trained.candidate)
-
-        def fit(rows: pd.DataFrame) -> NetworkModel:
-            fit_rows, stop = split_validation(rows, self.params.validation_share, self.params.seed)
-            window = window_rows(trained.candidate.window, self.reference_train, fit_rows)
-            stop = stop if len(stop) else None
-            return fit_network(self.schema, params, window, base=start_from, validation=stop)[0]
-
-        start = time.perf_counter()
-        metrics, answers = cross_fit(fit, self.schema, self.current_train, seed)
-        if metrics:
-            log.info(
-                "candidate %s cross-fitted on %d current train rows: validation %s %.4f (%.1f s)",
-                trained.candidate.name,
-                len(answers),
-                PRIMARY[self.schema.task],
-                metrics[f"validation_{PRIMARY[self.schema.task]}"],
-                time.perf_counter() - start,
-            )
-        return metrics, answers
 
     def _start(self, candidate: Candidate):
         """(parameters, network to start from, what its pretraining did) of a candidate."""

@@ -1,94 +1,53 @@
-"""Which candidate is kept: every model a pipeline trained, judged on the current train
-rows (never a test row), the best nominated.
+"""Which candidate is kept: every model a pipeline trained, judged on one validation slice
+of the current train rows (never a test row), the best nominated.
 
-How a candidate is judged: cross-fitted (`cross_fit`). The current train rows are dealt
-into `FOLDS` seeded folds; the candidate's parameters are fitted on all folds but one and
-predict that one, so each row is answered once by a fit that never saw it; the score
-(`validation_<metric>`, logged in the candidate's own run) is measured on those answers,
-and they are what the blend candidate weighs. optimize's best, the tree families refitted
-on the new rows and retrain's network are judged on the same rows, folds and seed.
-Why every row and not one slice: a slice of 15 % (300 rows of the bundled data, 90 of a
-small one) measures R² or F1 to a point or two, and main's candidates are often closer
-than that; one slice nominated the worse of two candidates 0.008 apart on the test rows
-(docs/quality.md). Why not the test rows: monitor's gate judges the winner on them, and
-a choice made there would make that verdict optimistic. Nothing here talks to MLflow."""
+The slice is retrain's (`mlcycle.models.candidates.validation_slice` with the seed and the
+network's default share), so optimize's best, the tree families refitted on the new rows
+and retrain's network are scored on the same rows: each candidate's parameters fitted on
+the rest of current train, its score logged as `validation_<metric>` in its own run.
+Why not the test rows: monitor's gate judges the winner on them, and a choice made there
+would make that verdict optimistic. Nothing here talks to MLflow."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
-from mlcycle.models.blending import PREDICTION, PROBA_PREFIX, TRUTH, slice_predictions
-from mlcycle.models.candidates import validation_slice
+from mlcycle.models.blending import slice_predictions
+from mlcycle.models.candidates import validation_metrics, validation_slice
 from mlcycle.models.network import NetworkParams
-from mlcycle.monitoring.metrics import LOWER_IS_BETTER, evaluate, prefixed
+from mlcycle.monitoring.metrics import LOWER_IS_BETTER
 
 VERSION_TAG = "mlcycle.model_version"
 
 
-FOLDS = 5
-
-
 def judging_slice(current_train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows to fit on, rows to judge on): retrain's validation slice for this seed (what
-    the boosted trees' early stopping watches)."""
+    """(rows to fit on, rows to judge on): retrain's validation slice for this seed."""
     return validation_slice(current_train, NetworkParams(seed=seed))
-
-
-def folds(rows: int, seed: int, k: int = FOLDS) -> list[np.ndarray]:
-    """The row positions of each fold: a seeded permutation dealt into k folds (fewer
-    when there are fewer rows), every row in exactly one; none below 2 rows."""
-    if rows < 2:
-        return []
-    order = np.random.default_rng(seed).permutation(rows)
-    return [np.sort(order[i :: min(k, rows)]) for i in range(min(k, rows))]
-
-
-def cross_fit(fit, schema: Schema, current_train: pd.DataFrame, seed: int):
-    """(validation_<metric> of the answers, the answers): every current train row answered
-    by `fit(rows)` fitted on the other folds (`folds`), as `blending.slice_predictions`
-    frames them, in the rows' order; ({}, None) when there are too few rows to fold."""
-    parts = folds(len(current_train), seed)
-    if not parts:
-        return {}, None
-    rows = current_train.reset_index(drop=True)
-    answers = []
-    for held in parts:
-        model = fit(rows.drop(index=held).reset_index(drop=True))
-        judge = rows.iloc[held]
-        answers.append(slice_predictions(model, schema, judge).set_axis(held))
-    frame = pd.concat(answers).sort_index().reset_index(drop=True)
-    return answers_metrics(schema, frame), frame
-
-
-def answers_metrics(schema: Schema, frame: pd.DataFrame) -> dict[str, float]:
-    """Every metric of the task on cross-fitted answers, named validation_<metric>."""
-    proba = None
-    columns = [f"{PROBA_PREFIX}{c}" for c in schema.classes]
-    if schema.task == "classification" and all(c in frame.columns for c in columns):
-        proba = pd.DataFrame(frame[columns].to_numpy(), columns=list(schema.classes))
-    truth, predicted = frame[TRUTH], frame[PREDICTION]
-    return prefixed(evaluate(schema.task, truth, predicted, proba), "validation")
-
-
-def slice_fit(
-    family, schema: Schema, params, current_train: pd.DataFrame, seed: int
-) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """The family's parameters cross-fitted on current train (`cross_fit`): their
-    validation_<metric> and the answers the blend candidate weighs."""
-    return cross_fit(lambda rows: family.fit(schema, params, rows), schema, current_train, seed)
 
 
 def slice_metrics(
     family, schema: Schema, params, current_train: pd.DataFrame, seed: int
 ) -> dict[str, float]:
-    """slice_fit's validation_<metric> alone ({} when there are too few rows)."""
+    """validation_<metric> of the family's parameters fitted on current train less the
+    slice, measured on the slice ({} when there are too few rows for one)."""
     return slice_fit(family, schema, params, current_train, seed)[0]
+
+
+def slice_fit(
+    family, schema: Schema, params, current_train: pd.DataFrame, seed: int
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """slice_metrics, and the predictions behind them (`blending.slice_predictions`: what
+    the blend candidate weighs), None when there is no slice."""
+    fit_rows, judge = judging_slice(current_train, seed)
+    if judge.empty:
+        return {}, None
+    model = family.fit(schema, params, fit_rows)
+    return validation_metrics(model, schema, judge), slice_predictions(model, schema, judge)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """The blend step: a weighted blend of the candidates main trained, kept only when the
-current train rows say it beats the best single one beyond noise.
+judging slice of current train rows says it beats the best single one beyond noise.
 
-Reads the etl run (the current train rows' truth, the rows the blend is scored and logged
-with) and, for each candidate run given (`label=run_id`: optimize's, the refits',
-retrain's), its cross-fitted answers on those rows
-(`mlcycle.models.blending.SLICE_PREDICTIONS`) and its registered version
+Reads the etl run (the slice's truth, the rows the blend is scored and logged with) and,
+for each candidate run given (`label=run_id`: optimize's, the refits', retrain's), its
+slice predictions (`mlcycle.models.blending.SLICE_PREDICTIONS`) and its registered version
 (`mlcycle.model_version`). Writes the blend's cross-fitted `validation_<metric>`,
 `blend_gain` with its bounds, `weight.<label>`, the tags `mlcycle.blend_kept` and
 `mlcycle.blend_reason`; when kept, one pyfunc carrying the registered members (loaded,
@@ -20,6 +19,7 @@ import mlflow
 from mlcycle.errors import MlcycleError
 from mlcycle.lifecycle import aliases, lineage, registry
 from mlcycle.models import blending, served_blend
+from mlcycle.models.selection import judging_slice
 from mlcycle.monitoring.evaluate import score
 from mlcycle.monitoring.metrics import PRIMARY
 from mlcycle.steps.etl import open_etl
@@ -31,15 +31,15 @@ VERSION_TAG = "mlcycle.model_version"
 
 
 def gather(runs: dict[str, str], schema, truth) -> tuple[list, dict[str, str]]:
-    """The candidates whose answers are of the judged rows (every current train row, in
-    order), and why others were left out (label -> reason)."""
+    """The candidates whose slice predictions match the judging slice, and why others
+    were left out (label -> reason)."""
     kept, left = [], {}
     for label, run_id in runs.items():
         frame = blending.read_slice_predictions(run_id)
         if frame is None:
             left[label] = "no slice predictions logged"
         elif len(frame) != len(truth) or list(frame[blending.TRUTH]) != list(truth):
-            left[label] = "predictions of other rows than the current train rows"
+            left[label] = "predictions of other rows than the judging slice"
         elif (candidate := blending.candidate_of(label, frame, schema)) is None:
             left[label] = "no class probabilities"
         else:
@@ -87,9 +87,8 @@ def execute(params: BlendParams) -> str | None:
     or None."""
     etl = open_etl(params.etl_run)
     schema, splits = etl.schema, etl.splits
-    # Every current train row, in order: the rows each candidate's answers are cross-fitted
-    # on (`mlcycle.models.selection.cross_fit`).
-    truth = splits.current_train[schema.target].to_numpy()
+    _, judge = judging_slice(splits.current_train, params.seed)
+    truth = judge[schema.target].to_numpy()
     runs = params.runs()
     found, left = gather(runs, schema, truth)
     outcome = blending.decide(

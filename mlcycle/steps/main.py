@@ -1,9 +1,9 @@
 """The main step: etl -> baseline -> optimize -> refits -> retrain -> blend -> monitor, as
 child runs of one parent, reusing finished identical steps (mlcycle.lifecycle.workflow).
 Of the candidates (optimize's best, the refitted families, retrain's network, and their
-blend when the blend step kept one) the best on the current train rows, each row answered
-by a fit that never saw it, becomes the challenger monitor judges
-(`mlcycle.models.selection`; `validation_<metric>.<candidate>`, `mlcycle.candidate_winner`).
+blend when the blend step kept one) the best on one validation slice of current train
+becomes the challenger monitor judges (`mlcycle.models.selection`;
+`validation_<metric>.<candidate>`, `mlcycle.candidate_winner`).
 
 Reads the two data files and the registry's aliases once, at the start; hands each step
 the run ids and model versions the earlier steps recorded (never an alias read back);
@@ -232,9 +232,9 @@ def _blend(pipeline: Pipeline, etl_run: str, entries, metric: str) -> list[selec
 
 
 def _nominate_best(run, name: str, entries: list[selection.Entry], metric: str) -> str:
-    """Nominate challenger the best candidate cross-fitted on current train (each step
-    nominated its own: the last is not the best for being last); every score and the
-    winner go to main's run. Returns the winner's version."""
+    """Nominate challenger the best candidate on the judging slice (each step nominated
+    its own: the last is not the best for being last); every score and the winner go
+    to main's run. Returns the winner's version."""
     winner, reason = selection.choose(entries, metric)
     log.info("candidates: %s", reason)
     mlflow.log_metrics(selection.scores(entries, metric))

@@ -8,9 +8,9 @@ current train, scored on both test splits (its metrics and `train_rows` on the l
 model too, each naming its rows; current train its training input), registered and
 nominated `challenger`. The study's first trial is the family's defaults (for the
 network, then the one the model's newest retrain kept), so its best is never below them
-on validation. `validation_<metric>` metrics: the best parameters cross-fitted on current
-train, every row answered by a fit on the other folds (`mlcycle.models.selection`: how
-main compares every candidate).
+on validation. `validation_<metric>` metrics: the best parameters
+fitted on current train less the judging slice, scored on that slice
+(`mlcycle.models.selection`: the rows main compares every candidate on).
 Several workers on the same `storage` and `study_name` share the study."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def log_search(
     judged: dict[str, float],
 ) -> None:
     """best_params.json, this worker's trial counts, the study's best value, the best
-    parameters' cross-fitted scores (`judged`) and charts. The metrics are the
+    parameters' scores on the judging slice (`judged`) and charts. The metrics are the
     run's, not the model's: logged once the model is."""
     mlflow.log_dict(best, BEST_PARAMS)
     lineage.log_run_metrics(

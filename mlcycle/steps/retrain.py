@@ -220,9 +220,6 @@ def execute(params: RetrainParams) -> str:
     )
     judged = try_candidates(trainer, p.candidates, p.schema.task, p.base.uri if p.base else None)
     chosen = trainer.refit(judged)  # the network registered; judged is what the slice saw
-    # Judged as main judges every candidate: cross-fitted on the current train rows (its
-    # validation_<metric>; each candidate's slice score stays in its nested run).
-    crossfit, answers = trainer.cross_fit(chosen, p.network.seed)
     # Logged once trained: they describe the network kept (a fine-tune's is the base's).
     mlflow.log_params({f"network.{k}": v for k, v in chosen.params.to_dict().items()})
     after = score(chosen.model, p.schema, p.splits)
@@ -230,14 +227,15 @@ def execute(params: RetrainParams) -> str:
         **prefixed(after, "after"),
         **after,
         **chosen.metrics,
-        **crossfit,
         **training_summary(chosen.history, chosen.params),
         **chosen.pretrain,
         "train_rows": float(chosen.train_rows),
     }
     log_history(chosen.history)
-    if answers is not None:  # what main's blend candidate weighs (never trained on)
-        blending.log_slice_predictions(answers)
+    if len(trainer.validation):  # what main's blend candidate weighs (never trained on)
+        blending.log_slice_predictions(
+            blending.slice_predictions(judged.model, p.schema, trainer.validation)
+        )
     _report(p.schema.task, before, after)
     # Registered only once fitted and evaluated, then the metrics; the alias moves last.
     return register(chosen, p, params, metrics, before)

@@ -47,8 +47,8 @@ PARAMS = {
 
 def _candidate(label: str, etl_run: str, model_name: str) -> str:
     """A candidate run as optimize logs one: the model refitted on current train,
-    registered, and its parameters' answers on every current train row, cross-fitted.
-    (retrain's network is itself fitted without the judging slice: here alike.)"""
+    registered, and its parameters' predictions on the judging slice from a fit without
+    it. (retrain's network is itself fitted without the slice: here alike.)"""
     family, params = PARAMS[label]
     schema, splits = load_splits(etl_run)
     with mlflow.start_run(run_name=label) as run:
@@ -59,8 +59,10 @@ def _candidate(label: str, etl_run: str, model_name: str) -> str:
             version_tags={"mlcycle.etl_run": etl_run},
         )  # fmt: skip
         mlflow.set_tag(selection.VERSION_TAG, str(info.registered_model_version))
-        _, answers = selection.slice_fit(family, schema, params, splits.current_train, SEED)
-        blending.log_slice_predictions(answers)
+        _, predictions = selection.slice_fit(family, schema, params, splits.current_train, SEED)
+        if family is nn:  # retrain's: the served network's own answers on the slice
+            predictions = blending.slice_predictions(served, schema, judge)
+        blending.log_slice_predictions(predictions)
     return run.info.run_id
 
 

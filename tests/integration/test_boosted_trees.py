@@ -101,10 +101,8 @@ def test_optimize_hgb_tries_the_defaults_first_and_never_ends_below_them(
         filter_string=f"tags.`{config.STEP_TAG}` = 'optimize'",
     )
     metrics = run.data.metrics
-    # The study's best value is its trials' score on the judging slice; validation_*: the
-    # best parameters cross-fitted on every current train row (what main compares).
+    # The best parameters, fitted on current train less the judging slice, scored on it.
     assert {"validation_r2", "validation_mae", "best_validation_r2"} <= set(metrics)
-    assert metrics["best_validation_r2"] == pytest.approx(study.best_value, abs=1e-9)
-    assert metrics["validation_r2"] > 0.5
+    assert metrics["validation_r2"] == pytest.approx(study.best_value, abs=1e-9)
     challenger = mlflow.MlflowClient().get_model_version_by_alias(NAME, "challenger")
     assert challenger.tags["mlcycle.family"] == "hgb"

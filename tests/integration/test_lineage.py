@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 # What each step's run holds besides its model's metrics.
 RUN_ONLY = {
     "baseline": set(),
-    # validation_*: the best parameters cross-fitted on current train, each row answered by
-    # a fit without it (what main compares candidates on), fits that are not the logged model.
+    # validation_*: the best parameters refitted without the judging slice, scored on it
+    # (what main compares candidates on), a fit that is not the logged model.
     "optimize": {"trials_complete", "trials_pruned", "trials_failed", "study_trials"}
     | {f"validation_{m}" for m in ("mae", "mse", "r2", "rmse")},
     "retrain": {"train_loss", "val_loss"},

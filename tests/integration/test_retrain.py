@@ -92,8 +92,7 @@ def _picked_by_validation(run, tried: dict, metric: str) -> str:
     assert {n: c.data.tags["mlcycle.auto.chosen"] for n, c in tried.items()} == {
         n: str(n == choice).lower() for n in tried
     }
-    # The run's own validation_<metric> is the kept one cross-fitted on every current train
-    # row, as main judges every candidate (see the test of the answers it logs).
+    assert run.data.metrics[f"validation_{metric}"] == scores[choice]
     return choice
 
 
@@ -304,11 +303,10 @@ def test_defaults_over_a_forest_champion_try_each_candidate_in_a_nested_run_and_
     )
     assert _aliases("loan-amount") == {"champion": "1", "challenger": "2"}
 
-    # The figures it was chosen by are those of a network that never saw the slice. What
-    # main compares it by, and its blend weighs, is the kept candidate cross-fitted: every
-    # current train row answered by a fit on the other folds, their score the run's
-    # validation_r2. The registered network is that candidate fitted again on the rows it
-    # is registered with (its early stopping watched the slice).
+    # The figures it was chosen by are those of a network that never saw the slice: the
+    # slice predictions main's blend weighs give that very score. The registered network
+    # is that candidate fitted again on the rows it is registered with (its early
+    # stopping watched the slice), so its own score there is not the judged one.
     from sklearn.metrics import r2_score
 
     from mlcycle.models.blending import read_slice_predictions
@@ -316,11 +314,11 @@ def test_defaults_over_a_forest_champion_try_each_candidate_in_a_nested_run_and_
     from mlcycle.models.network import NetworkParams
 
     logged = read_slice_predictions(run.info.run_id)
-    assert logged["truth"].tolist() == splits.current_train[schema.target].tolist()
-    assert r2_score(logged["truth"], logged["prediction"]) == pytest.approx(
-        run.data.metrics["validation_r2"], abs=1e-6
-    )
     _, judged = validation_slice(splits.current_train, NetworkParams())
+    assert logged["truth"].tolist() == judged[schema.target].tolist()
+    assert r2_score(logged["truth"], logged["prediction"]) == pytest.approx(
+        scores[choice], abs=1e-6
+    )
     registered = load_network("models:/loan-amount/2")
     refitted = validation_metrics(registered, schema, judged)["validation_r2"]
     assert refitted != pytest.approx(scores[choice], abs=1e-9)

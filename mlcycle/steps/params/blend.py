@@ -18,9 +18,7 @@ class BlendParams:
     confidence: float = param(
         0.95, "one-sided level of the paired bootstrap the blend must clear (the gate's)"
     )
-    seed: int = param(
-        42, "seed of the halves the weights are cross-fitted on and of the bootstrap", minimum=0
-    )
+    seed: int = param(42, "seed of the judging slice, its halves and the bootstrap", minimum=0)
 
     def validate(self) -> BlendParams:
         check(self)

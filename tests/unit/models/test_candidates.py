@@ -208,32 +208,3 @@ def test_the_kept_candidate_is_refitted_on_the_rows_it_is_registered_with():
     raw = kept.model.raw_output(features)
     loss = float(np.mean((raw.ravel() - scaled.to_numpy()) ** 2))
     assert loss == pytest.approx(kept.history["val_loss"][-1], rel=1e-3)
-
-
-@pytest.mark.integration  # real networks: seconds; `make test`
-def test_the_kept_candidate_is_cross_fitted_as_main_judges_every_candidate(monkeypatch):
-    """Each current train row answered once by a network fitted on the other folds (and
-    the reference rows of window all), early-stopped on rows of its own fit."""
-    from mlcycle.models import candidates, selection
-
-    reference, current = rows(100, 1), rows(40, 2).assign(row_id=range(40))
-    trainer = Trainer(SCHEMA, QUICK, reference, current)
-    seen = []
-    real_fit = candidates.fit_network
-
-    def fit(schema, params, rows_, base=None, validation=None):
-        seen.append((len(rows_), set(validation["row_id"]) if validation is not None else set()))
-        return real_fit(schema, params, rows_, base=base, validation=validation)
-
-    monkeypatch.setattr(candidates, "fit_network", fit)
-    kept = trainer.train(Candidate("scratch", "all"))
-    seen.clear()
-    metrics, answers = trainer.cross_fit(kept, seed=4)
-    assert answers["truth"].tolist() == current["y"].tolist()  # every row, in order
-    assert len(seen) == selection.FOLDS
-    held = [set(current["row_id"][f]) for f in selection.folds(40, 4)]
-    for (fitted, stopped_on), fold in zip(seen, held, strict=True):
-        # 32 current rows left: 8 of them watched by early stopping, 24 + 100 fitted
-        assert fitted == 100 + 24 and len(stopped_on) == 8 and not stopped_on & fold
-    truth, predicted = answers["truth"], answers["prediction"]
-    assert metrics["validation_r2"] == pytest.approx(evaluate("regression", truth, predicted)["r2"])
