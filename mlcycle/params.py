@@ -1,7 +1,7 @@
 """The one home of every entry point's parameters: a frozen dataclass per step.
 
 Each field is declared with `param(default, help, ...)`; the click command of the entry
-point builds its options from the dataclass (`mlcycle.cli.options_from`), and a test
+point builds its options from the dataclass (`mlcycle.options.options_from`), and a test
 checks that MLproject declares the same names, types and defaults. `check` enforces what
 the metadata says (closed sets, lower bounds) with one line naming the parameter, before
 the step does any work."""
