@@ -1,7 +1,7 @@
 """The blend candidate: a weighted mean of the best candidates' predictions (of their
 class probabilities for a classifier), its weights chosen on main's judging slice of the
-current train rows (never a test row), kept only when that slice says it beats the best
-single candidate beyond noise.
+current train rows (never a test row), kept when that slice says it beats the best single
+candidate.
 
 What it blends: each candidate's predictions on the slice, logged by the step that
 trained it (`SLICE_PREDICTIONS`), from its parameters fitted without the slice (optimize's
@@ -18,6 +18,14 @@ predicting the other (cross-fitting), so the blend's score is never measured on 
 that chose its weights; then the promotion gate's paired bootstrap
 (`mlcycle.monitoring.gate`) of (blend − best single) on the slice, kept when its lower
 bound at `confidence` is above 0 and the weights blend at least two members.
+
+`confidence` is 0.5 by default: the bound is then the median gain over the resamples, and
+the blend is kept when it is better more often than not. Not the gate's 0.95: the best
+single candidate's score is the largest of several measured on these same rows, so it is
+already optimistic (the winner's curse), while the blend's cross-fitted score is not;
+asking the blend to clear it by the noise as well counts the noise twice (at 0.95 the
+blend was kept 3 times in 27 main runs of the scenario bank, benchmarks/RESULTS.md).
+monitor's gate still judges a kept blend on the test rows as any other challenger.
 Nothing here talks to MLflow but `log_slice_predictions` and `read_slice_predictions`."""
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ SLICE_PREDICTIONS = "validation/slice_predictions.parquet"
 TRUTH, PREDICTION, PROBA_PREFIX = "truth", "prediction", "proba_"
 MAX_MEMBERS = 3
 GRID_STEP = 0.1
-CONFIDENCE = 0.95  # the gate's default: a one-sided 95 % lower bound
+CONFIDENCE = 0.5  # the median gain over the resamples (module docstring: why not 0.95)
 RESAMPLES = 2000
 
 
@@ -186,8 +194,8 @@ def decide(
     seed: int,
     confidence: float = CONFIDENCE,
 ) -> Outcome:
-    """Blend the best candidates on the slice; keep the blend only when its cross-fitted
-    score beats the best single candidate's beyond the paired bootstrap's noise."""
+    """Blend the best candidates on the slice; keep the blend when the lower bound at
+    `confidence` of its cross-fitted gain over the best single candidate is above 0."""
     metric = PRIMARY[task]
     if len(candidates) < 2:
         return Outcome(False, f"{len(candidates)} candidate(s) with slice predictions: no blend")
@@ -225,7 +233,7 @@ def decide(
     if len(used) < 2:
         outcome.reason = f"the best weights are {best.label} alone: no blend ({versus})"
     elif interval.low <= 0:
-        outcome.reason = f"blend {mix} is not better beyond noise: {versus}"
+        outcome.reason = f"blend {mix} is not better at {confidence:.0%}: {versus}"
     else:
         outcome.kept, outcome.reason = True, f"blend {mix} kept: {versus}"
     return outcome

@@ -1,5 +1,6 @@
-"""The blend step: a weighted blend of the candidates main trained, kept only when the
-judging slice of current train rows says it beats the best single one beyond noise.
+"""The blend step: a weighted blend of the candidates main trained, kept when the judging
+slice of current train rows says it beats the best single one (at `confidence`, 0.5 by
+default: its median gain over the bootstrap's resamples; `mlcycle.models.blending`).
 
 Reads the etl run (the slice's truth, the rows the blend is scored and logged with) and,
 for each candidate run given (`label=run_id`: optimize's, the refits', retrain's), its

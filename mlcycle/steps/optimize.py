@@ -1,14 +1,15 @@
 """The optimize step: tune a model family with Optuna, one nested run per trial.
 
-Tuned on current train (the challenger is judged on current data): the family's
-objective scores each trial on those rows only. Writes one parent run (the active one)
-tagged `parameter_optimization`, one nested run per trial this worker ran, the best
-parameters of the whole study as `best_params.json`, and the best model refitted on
-current train, scored on both test splits (its metrics and `train_rows` on the logged
-model too, each naming its rows; current train its training input), registered and
-nominated `challenger`. The study's first trial is the family's defaults (for the
-network, then the one the model's newest retrain kept), so its best is never below them
-on validation. `validation_<metric>` metrics: the best parameters
+Tuned on current train (the challenger is judged on current data) less main's judging
+slice: the family's objective scores each trial on those rows only, and the slice stays
+unseen until it judges the best parameters beside main's other candidates. Writes one
+parent run (the active one) tagged `parameter_optimization`, one nested run per trial
+this worker ran, the best parameters of the whole study as `best_params.json`, and the
+best model refitted on current train, scored on both test splits (its metrics and
+`train_rows` on the logged model too, each naming its rows; current train its training
+input), registered and nominated `challenger`. The study's first trial is the family's
+defaults (for the network, then the one the model's newest retrain kept), so its best is
+never below them on validation. `validation_<metric>` metrics: the best parameters
 fitted on current train less the judging slice, scored on that slice
 (`mlcycle.models.selection`: the rows main compares every candidate on).
 Several workers on the same `storage` and `study_name` share the study."""
@@ -77,7 +78,9 @@ def search(
     known = getattr(family, "known_trial", None)
     if known and (kept := retrains_choice(params.model_name, known)):
         study.enqueue_trial(kept, skip_if_exists=True)
-    objective = family.objective(schema, splits.current_train, metric, direction, params.seed)
+    objective = family.objective(
+        schema, tuning_rows(splits, params.seed), metric, direction, params.seed
+    )
     trials = tuning.TrialLogger(objective, run.info.run_id, run.info.experiment_id, metric, name)
     tuning.run_search(
         study,
@@ -90,6 +93,16 @@ def search(
     counts = trials.counts()
     log.info("this worker: %s", {k: int(v) for k, v in counts.items()})
     return study, counts
+
+
+def tuning_rows(splits: Splits, seed: int):
+    """The rows the trials learn and are scored on: current train less main's judging
+    slice (`selection.judging_slice`), when there is one. The slice then judges the best
+    parameters as it judges every other candidate, on rows none of the trials saw: scored
+    on the rows it was chosen on, the best of 20 trials looks better than it is, and main
+    would nominate it over a candidate that is better on new rows."""
+    fit_rows, judge = selection.judging_slice(splits.current_train, seed)
+    return splits.current_train if judge.empty else fit_rows
 
 
 def retrains_choice(model_name: str, known_trial) -> dict | None:

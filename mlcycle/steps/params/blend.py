@@ -16,7 +16,8 @@ class BlendParams:
         "", "the candidates' runs, label=run_id comma-separated (main passes its own)"
     )
     confidence: float = param(
-        0.95, "one-sided level of the paired bootstrap the blend must clear (the gate's)"
+        0.5,
+        "one-sided level of the paired bootstrap the blend's gain must clear (0.5: its median)",
     )
     seed: int = param(42, "seed of the judging slice, its halves and the bootstrap", minimum=0)
 

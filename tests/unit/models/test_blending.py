@@ -1,5 +1,6 @@
 """The blend's choice on the judging slice: weights on a grid of convex combinations,
-judged by cross-fitting and the gate's paired bootstrap, kept only beyond noise."""
+judged by cross-fitting and the gate's paired bootstrap, kept when its median gain is
+above 0 (confidence 0.5, the default), or beyond noise at a higher confidence."""
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,7 @@ def test_a_copy_of_the_best_model_adds_nothing_and_is_not_kept():
     twin = Candidate("twin", a.values + 1e-9, a.labels + 1e-9)
     outcome = decide("regression", truth, [a, twin], [], seed=0)
     assert not outcome.kept
-    assert "not better beyond noise" in outcome.reason or "alone: no blend" in outcome.reason
+    assert "not better at 50%" in outcome.reason or "alone: no blend" in outcome.reason
 
 
 def test_a_useless_second_model_leaves_the_best_alone():
@@ -108,3 +109,17 @@ def test_slice_predictions_read_back_as_a_candidate_with_probabilities():
     assert blending.candidate_of("rf", frame.drop(columns="proba_yes"), BIN) is None
     reg = pd.DataFrame({"truth": [1.0, 2.0], "prediction": [1.5, 2.5]})
     assert list(blending.candidate_of("rf", reg, REG).values) == [1.5, 2.5]
+
+
+def test_a_gain_within_the_noise_is_kept_by_default_and_refused_at_the_gates_confidence():
+    """The best single score is the largest of several on the same rows (optimistic); the
+    blend's is cross-fitted (not): by default a gain more often than not is enough."""
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=60)
+    a, b = truth + rng.normal(scale=0.6, size=60), truth + rng.normal(scale=0.9, size=60)
+    candidates = [Candidate("a", a, a), Candidate("b", b, b)]
+    default = decide("regression", truth, candidates, [], seed=0)
+    strict = decide("regression", truth, candidates, [], seed=0, confidence=0.95)
+    assert default.interval.delta > 0 and strict.interval.low <= 0
+    assert default.kept and default.interval.confidence == 0.5
+    assert not strict.kept and "not better at 95%" in strict.reason

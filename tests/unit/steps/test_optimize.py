@@ -60,3 +60,31 @@ def test_the_best_network_is_refitted_as_tuned():
     assert params == nn.suggest(optuna.trial.FixedTrial(trial.params), "regression", 3)
     layers = range(trial.params["n_layers"])
     assert params.hidden_units == tuple(trial.params[f"units_{i}"] for i in layers)
+
+
+def _splits(current_rows: int):
+    import pandas as pd
+
+    from mlcycle.ingest.split import Splits
+
+    frame = pd.DataFrame({"x": range(current_rows), "y": range(current_rows)})
+    empty = frame.head(0)
+    return Splits(empty, empty, frame, empty)
+
+
+def test_the_trials_never_see_the_slice_main_judges_the_best_on():
+    from mlcycle.models import selection
+    from mlcycle.steps.optimize import tuning_rows
+
+    splits = _splits(400)
+    tuned = set(tuning_rows(splits, seed=5)["x"])
+    _, judge = selection.judging_slice(splits.current_train, seed=5)
+    judged = set(judge["x"])
+    assert judged and not tuned & judged
+    assert tuned | judged == set(range(400))
+
+
+def test_with_no_slice_to_spare_the_trials_see_every_current_train_row():
+    from mlcycle.steps.optimize import tuning_rows
+
+    assert list(tuning_rows(_splits(1), seed=5)["x"]) == [0]
