@@ -17,7 +17,8 @@ How it is judged: the slice in two seeded halves, the weights chosen on each hal
 predicting the other (cross-fitting), so the blend's score is never measured on the rows
 that chose its weights; then the promotion gate's paired bootstrap
 (`mlcycle.monitoring.gate`) of (blend − best single) on the slice, kept when its lower
-bound at `confidence` is above 0 and the weights blend at least two members.
+bound at `confidence` is above 0, its score above the best single one's, and the weights
+blend at least two members.
 
 `confidence` is 0.5 by default: the bound is then the median gain over the resamples, and
 the blend is kept when it is better more often than not. Not the gate's 0.95: the best
@@ -232,7 +233,9 @@ def decide(
     )
     if len(used) < 2:
         outcome.reason = f"the best weights are {best.label} alone: no blend ({versus})"
-    elif interval.low <= 0:
+    elif interval.low <= 0 or not score > singles[best.label]:
+        # Both: at 0.5 the resamples' median gain can be above 0 while the slice's own is
+        # not, and main nominates by the slice's scores.
         outcome.reason = f"blend {mix} is not better at {confidence:.0%}: {versus}"
     else:
         outcome.kept, outcome.reason = True, f"blend {mix} kept: {versus}"

@@ -123,3 +123,20 @@ def test_a_gain_within_the_noise_is_kept_by_default_and_refused_at_the_gates_con
     assert default.interval.delta > 0 and strict.interval.low <= 0
     assert default.kept and default.interval.confidence == 0.5
     assert not strict.kept and "not better at 95%" in strict.reason
+
+
+def test_a_median_gain_above_0_is_not_enough_when_the_slice_itself_says_no_gain(monkeypatch):
+    """R² is not linear in the rows: the resamples' median gain can be above 0 while the
+    slice's own is not (seen on the bank: +0.0001 against -0.0001). main nominates by the
+    slice's scores, so such a blend is not kept."""
+    truth, (a, _) = regression()
+    twin = Candidate("twin", a.values + 1e-3, a.labels + 1e-3)
+
+    def median_above_0(*args, **kwargs):
+        return blending.Interval("r2", -1e-4, 1e-4, 2e-4, 0.5, np.array([1e-4]), len(truth))
+
+    monkeypatch.setattr(blending, "paired_bootstrap", median_above_0)
+    monkeypatch.setattr(blending, "best_weights", lambda *a, **k: np.array([0.5, 0.5]))
+    outcome = decide("regression", truth, [a, twin], [], seed=0)
+    assert outcome.interval.low > 0 and not outcome.score > outcome.best_score
+    assert not outcome.kept and "is not better at 50%" in outcome.reason
