@@ -118,6 +118,7 @@ def decide(
         intervals=bootstrap,
         relationship=evidence,
         undecidable=gate.undecidable(task, targets, bootstrap) if targets else None,
+        incumbent=params.incumbent,
         **gate_inputs(results, params.model_name),
     )
 
@@ -141,6 +142,7 @@ def gate_metrics(bootstrap: dict | None, evidence=None, decision=None) -> dict[s
 
 
 RELATIONSHIP_TAG = "mlcycle.gate.relationship"
+INCUMBENT_TAG = "mlcycle.gate.incumbent"  # "true" or "false", as monitor's parameter says
 
 
 def relationship_status(evidence) -> str:
@@ -218,6 +220,7 @@ def gate_settings(params, evidence=None) -> dict:
     tolerance = params.gate_tolerance
     return {
         "relationship": relationship_settings(params, evidence),
+        "incumbent": params.incumbent,
         "promote": params.promote,
         "confidence_text": f"{params.confidence:.0%}",
         "resamples": f"{GATE_RESAMPLES:,}",

@@ -20,6 +20,12 @@ The rule, on the task's primary metric (R² for regression, F1 for classificatio
     what that change surely costs any model of the present there is allowed on top, so
     the check stops defending obsolete labels and stays as strict as before where the
     reference still describes the present.
+A champion of the same round (`incumbent=False`: main registered it in this pipeline, on
+these rows, so it has served no one) is not defended: the challenger replaces it when it
+is the better of the two on current_test's rows (the point estimate, even when intervals
+are given), the reference check unchanged. The bound exists to keep a model that served
+from being replaced on the luck of the test rows; between two models of one round it
+would keep whichever happened to be registered first.
 Nothing moves when the challenger is missing, failed to load or to score, when a metric
 is not a number, or when any check fails; the reason says which. When the test rows are
 too few to tell the models apart (`gate.undecidable`), the decision is "not enough rows"
@@ -93,6 +99,7 @@ def decide(
     intervals: dict | None = None,
     relationship=None,
     undecidable: str | None = None,
+    incumbent: bool = True,
 ) -> Decision:
     """Metrics are `{'current_test_r2': ...}` dicts (as `evaluate.score` returns), None when
     the model is absent; *_error says why a model could not be loaded or scored.
@@ -103,7 +110,8 @@ def decide(
     `relationship` (`mlcycle.monitoring.relationship.Evidence`, or None when not measured) excuses,
     under the auto tolerance, what a change of relationship surely costs on reference_test.
     `undecidable` (`gate.undecidable`) says why the test rows cannot decide: then nothing
-    is judged between two models, and the decision says so."""
+    is judged between two models, and the decision says so. `incumbent=False` (the
+    champion is of the same round) judges the gain on current_test at its point estimate."""
     primary = PRIMARY[task]
     cur, ref = f"current_test_{primary}", f"reference_test_{primary}"
 
@@ -139,6 +147,9 @@ def decide(
         better, holds, allowed, ci = _judge_intervals(
             intervals, gain, loss, min_improvement, tolerance, change
         )
+        if not incumbent:
+            better = gain > 0 and gain >= min_improvement
+            ci["current_test"] += "; the champion is of this round: judged on all rows"
     if excused:
         ci["reference_test"] += f"; {excused - loss:+.4f} beyond the change's cost {excused:.4f}"
     limit = f"its gain on current_test ({allowed:.4f})" if tolerance is None else f"{tolerance:g}"

@@ -30,6 +30,7 @@ from mlcycle.monitoring import (
     tables,
 )
 from mlcycle.monitoring.comparison import (
+    INCUMBENT_TAG,
     RELATIONSHIP_TAG,
     decision_tags,
     gate_metrics,
@@ -89,6 +90,7 @@ def publish(outcome: Outcome) -> Published:
         }
     )
     mlflow.set_tag(RELATIONSHIP_TAG, relationship_status(o.evidence))
+    mlflow.set_tag(INCUMBENT_TAG, str(o.params.incumbent).lower())
     past = model_history(o.params.model_name, o.run_id, o.schema.task, o.schema.features)
     # This run's decision and versions are tagged once the page is written.
     past[-1].update(

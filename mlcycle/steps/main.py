@@ -19,6 +19,7 @@ import logging
 from dataclasses import fields
 
 import mlflow
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlcycle import cli, config
 from mlcycle.config import resolve_path
@@ -132,7 +133,7 @@ def execute(params: MainParams) -> None:
     )
     etl_run = etl.info.run_id
 
-    champion = _baseline(pipeline, etl_run, state[config.CHAMPION])
+    champion, own = _baseline(pipeline, etl_run, state[config.CHAMPION], key)
     champion_uri = f"models:/{name}/{champion}"
     metric, family, entries = PRIMARY[etl.data.tags["mlcycle.task"]], params.optimize_family, []
     params_from = ""
@@ -168,6 +169,7 @@ def execute(params: MainParams) -> None:
             champion=champion_uri,
             challenger=f"models:/{name}/{challenger}",
             promote=str(params.promote).lower(),
+            incumbent=str(not own).lower(),
         ),
     )
     mlflow.set_tag(REGISTRY_OUT_TAG, json.dumps(registry_state(name), sort_keys=True))
@@ -178,14 +180,16 @@ def execute(params: MainParams) -> None:
         alerts.report_monitor_run(params.alert_url, monitored.info.run_id)
 
 
-def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:
+def _baseline(pipeline: Pipeline, etl_run: str, champion: str, key: str) -> tuple[str, bool]:
     """The champion retrain starts from and monitor compares with: the one the pipeline
-    started from, or a new forest when there is none or force_baseline asks for one."""
+    started from, or a new forest when there is none or force_baseline asks for one; and
+    whether it is this pipeline's own forest (`own_forest`), which monitor then judges as
+    one more candidate of this round, not as an incumbent that served."""
     params = pipeline.params
     name = params.model_name
     if champion and not params.force_baseline:
         log.info("step baseline: skipped, %s has a champion (version %s)", name, champion)
-        return champion
+        return champion, own_forest(name, champion, key)
     # With force_baseline the new forest replaces the champion. A reused baseline moved
     # nothing itself, hence the adoption here.
     run = pipeline.step("baseline", dict(etl_run=etl_run, model_name=name, seed=params.seed))
@@ -197,7 +201,20 @@ def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> str:
             forest,
             champion or "none",
         )
-    return forest
+    return forest, True
+
+
+def own_forest(name: str, version: str, key: str) -> bool:
+    """Whether the champion is the forest a baseline step of an identical main pipeline
+    (this one's key: same code, data and parameters) registered: a main run stopped after
+    its baseline and resumed finds its own forest there, and judges it as the run that
+    was not stopped would have."""
+    client = mlflow.MlflowClient()
+    run = client.get_run(client.get_model_version(name, version).run_id)
+    parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
+    if run.data.tags.get(config.STEP_TAG) != "baseline" or not parent:
+        return False
+    return client.get_run(parent).data.tags.get(PIPELINE_KEY_TAG) == key
 
 
 def _optimize(pipeline: Pipeline, etl_run: str, family: str, refit: bool = False):

@@ -40,6 +40,12 @@ class MonitorParams:
         "confidence; 0: the point estimates alone",
         minimum=0,
     )
+    incumbent: bool = param(
+        True,
+        "the champion has served before this round: the challenger must be better on "
+        "current_test at the gate's confidence; false (main sets it for a champion it "
+        "registered itself on the same rows): the better of the two on current_test's rows",
+    )
     score_run: str = param(
         "",
         "a score run whose batch has no labels yet: monitor it without labels (drift, "

@@ -244,6 +244,46 @@ def test_forgetting_the_reference_rows_is_refused_at_the_interval_bound():
     assert with_ci.checks[0].passed
 
 
+def _noise_favours_the_challenger():
+    """Seeded test rows where an equal challenger's point gain is above 0 but its 95 %
+    lower bound is not: the gate refuses it, the point rule would take it. On
+    reference_test both answer alike (nothing lost there)."""
+    for seed in range(40):
+        y, champion, _ = _regression(seed=100 + seed)
+        splits = {
+            "current_test": _regression(seed=seed, challenger_sd=1.0),
+            "reference_test": (y, champion, champion.copy()),
+        }
+        with_ci, point = _decide_on("regression", splits)
+        if point.status == PROMOTED and with_ci.status == NOT_PROMOTED:
+            return splits
+    raise AssertionError("no seed makes the noise favour the challenger")
+
+
+def test_a_champion_of_the_same_round_is_not_defended_at_the_bound():
+    """An incumbent keeps its place unless the challenger is surely better; a champion main
+    registered on the same rows served no one, so the better of the two on all rows wins,
+    and the reference check is judged at its bound all the same."""
+    splits = _noise_favours_the_challenger()
+    incumbent, _ = _decide_on("regression", splits)
+    same_round, _ = _decide_on("regression", splits, incumbent=False)
+    assert incumbent.status == NOT_PROMOTED and "failed: better on current_test" in incumbent.reason
+    assert same_round.status == PROMOTED, same_round.reason
+    assert "the champion is of this round: judged on all rows" in same_round.checks[0].detail
+    assert "95% bounds" in same_round.checks[1].detail
+    # Worse on all rows: still refused.
+    swapped = {name: (y, b, a) for name, (y, a, b) in splits.items()}
+    assert _decide_on("regression", swapped, incumbent=False)[0].status == NOT_PROMOTED
+    # A challenger that forgot the reference rows is refused at the bound as before.
+    forgot = {
+        "current_test": _regression(seed=1, champion_sd=1.5, challenger_sd=0.8),
+        "reference_test": _regression(seed=2, champion_sd=1.0, challenger_sd=1.12),
+    }
+    refused, _ = _decide_on("regression", forgot, tolerance=0.05, incumbent=False)
+    assert refused.status == NOT_PROMOTED
+    assert "failed: not worse on reference_test by more than 0.05" in refused.reason
+
+
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("tolerance", [None, 0.0, 0.02])
 def test_confidence_zero_is_the_point_rule_byte_for_byte(seed, tolerance):

@@ -222,6 +222,7 @@ def test_gate_settings_state_the_tolerance_as_the_report_shows_it():
     stated = comparison.gate_settings(MonitorParams(tolerance="0.05", promote=True))
     assert stated.pop("relationship")["status"] == "not measured"
     assert stated == {
+        "incumbent": True,
         "promote": True,
         "min_improvement": 0.0,
         "tolerance": "0.05 (absolute)",
