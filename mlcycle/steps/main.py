@@ -25,7 +25,7 @@ from mlcycle import cli, config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import newest_finished
-from mlcycle.lifecycle import alerts, aliases
+from mlcycle.lifecycle import alerts, aliases, registry
 from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
 from mlcycle.models import selection
 from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
@@ -133,7 +133,7 @@ def execute(params: MainParams) -> None:
     )
     etl_run = etl.info.run_id
 
-    champion, own = _baseline(pipeline, etl_run, state[config.CHAMPION], key)
+    champion, own = _baseline(pipeline, etl_run, state[config.CHAMPION])
     champion_uri = f"models:/{name}/{champion}"
     metric, family, entries = PRIMARY[etl.data.tags["mlcycle.task"]], params.optimize_family, []
     params_from = ""
@@ -180,7 +180,7 @@ def execute(params: MainParams) -> None:
         alerts.report_monitor_run(params.alert_url, monitored.info.run_id)
 
 
-def _baseline(pipeline: Pipeline, etl_run: str, champion: str, key: str) -> tuple[str, bool]:
+def _baseline(pipeline: Pipeline, etl_run: str, champion: str) -> tuple[str, bool]:
     """The champion retrain starts from and monitor compares with: the one the pipeline
     started from, or a new forest when there is none or force_baseline asks for one; and
     whether it is this pipeline's own forest (`own_forest`), which monitor then judges as
@@ -189,7 +189,7 @@ def _baseline(pipeline: Pipeline, etl_run: str, champion: str, key: str) -> tupl
     name = params.model_name
     if champion and not params.force_baseline:
         log.info("step baseline: skipped, %s has a champion (version %s)", name, champion)
-        return champion, own_forest(name, champion, key)
+        return champion, own_forest(name, champion, etl_run)
     # With force_baseline the new forest replaces the champion. A reused baseline moved
     # nothing itself, hence the adoption here.
     run = pipeline.step("baseline", dict(etl_run=etl_run, model_name=name, seed=params.seed))
@@ -204,17 +204,20 @@ def _baseline(pipeline: Pipeline, etl_run: str, champion: str, key: str) -> tupl
     return forest, True
 
 
-def own_forest(name: str, version: str, key: str) -> bool:
-    """Whether the champion is the forest a baseline step of an identical main pipeline
-    (this one's key: same code, data and parameters) registered: a main run stopped after
-    its baseline and resumed finds its own forest there, and judges it as the run that
-    was not stopped would have."""
+def own_forest(name: str, version: str, etl_run: str) -> bool:
+    """Whether the champion is a forest main's baseline registered on this etl run's rows
+    (a main run stopped after its baseline and resumed, even with other parameters, finds
+    its own forest there): a candidate of this round that has served no one. A champion
+    set by hand, trained on other rows, or of another step is an incumbent."""
     client = mlflow.MlflowClient()
-    run = client.get_run(client.get_model_version(name, version).run_id)
+    found = client.get_model_version(name, version)
+    if (found.tags or {}).get(registry.ETL_RUN_TAG) != etl_run:
+        return False
+    run = client.get_run(found.run_id)
     parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
     if run.data.tags.get(config.STEP_TAG) != "baseline" or not parent:
         return False
-    return client.get_run(parent).data.tags.get(PIPELINE_KEY_TAG) == key
+    return client.get_run(parent).data.tags.get(config.STEP_TAG) == "main"
 
 
 def _optimize(pipeline: Pipeline, etl_run: str, family: str, refit: bool = False):

@@ -3,6 +3,7 @@ that reuses what finished, a warm re-run that reuses everything, and use_cache=f
 n_trials=0 and force_baseline=true in one more run (then warm)."""
 
 import re
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -63,6 +64,13 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     children = runs(f"tags.`mlflow.parentRunId` = '{main_run.info.run_id}'")
     # optimize's and retrain's candidates: the blend step judges them (CHEAP: no refits)
     assert {c.data.tags[config.STEP_TAG] for c in children} == {"retrain", "blend", "monitor"}
+    # The champion is the forest the failed run's baseline registered on these rows: not
+    # an incumbent that served, so monitor keeps the better of the two (incumbent=false).
+    resumed_monitor = mlflow.get_run(main_run.data.tags["mlcycle.run.monitor"])
+    assert resumed_monitor.data.params["incumbent"] == "False"
+    assert resumed_monitor.data.tags["mlcycle.gate.incumbent"] == "false"
+    page = Path(resumed_monitor.data.tags["mlcycle.report"]).read_text()
+    assert "The champion is of this round" in " ".join(page.split())
     state = aliases()
     if state["champion"] != champion_before:
         # Promoted: the old champion is kept, the challenger alias is spent.
@@ -110,6 +118,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
     assert retrain.data.params["base_model"] == f"models:/loan-amount/{forest}"
     monitor = mlflow.get_run(last.data.tags["mlcycle.run.monitor"])
     assert monitor.data.params["champion"] == f"models:/loan-amount/{forest}"
+    assert monitor.data.params["incumbent"] == "False"  # main's own new forest
     forced_state = aliases()
     if forced_state["champion"] == forest:
         assert forced_state["previous"] == state["champion"]

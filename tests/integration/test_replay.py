@@ -51,6 +51,9 @@ def test_replay_of_three_batches(tracking_uri, tmp_path):
 
     runs = history.monitor_runs("replayed")
     assert len(runs) == 3
+    # The first champion is main's own forest, one more candidate of that round; from the
+    # first batch on, the champion is a model of an earlier round, defended as incumbent.
+    assert [r.data.params["incumbent"] for r in runs] == ["False", "True", "True"]
     (newest,) = [r for r in runs if r.data.tags["mlcycle.report"] == str(page)]
     recorded = json.loads(
         mlflow.artifacts.load_text(f"runs:/{newest.info.run_id}/report/history.json")
