@@ -204,6 +204,15 @@ def run_step(module: str, tracking_uri: str, *args: str, timeout: int = 600):
     )
 
 
+def flags(params: dict) -> list[str]:
+    """An MLproject entry's parameters as its command's flags: `{"model_name": "x"}` ->
+    `["--model-name", "x"]` (every entry in MLproject maps `{name}` to `--name-with-dashes`)."""
+    out: list[str] = []
+    for key, value in params.items():
+        out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
 def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 

@@ -1,6 +1,9 @@
-"""`mlflow run . -e main`: five child runs, a failure that names its step, a resume
-that reuses what finished, a warm re-run that reuses everything, and use_cache=false,
-n_trials=0 and force_baseline=true in one more run (then warm)."""
+"""The main entry point: five child runs, a failure that names its step (through the real
+`mlflow run . -e main`, its exit code passed on), a resume that reuses what finished, a
+warm re-run that reuses everything, and use_cache=false, n_trials=0 and
+force_baseline=true in one more run (then warm). After the first, the runs start
+`python -m entrypoints.main` directly, as `mlflow run` would: what they test is main's
+cache and registry, and each `mlflow run` front process costs ~2 s of CPU."""
 
 import re
 from pathlib import Path
@@ -9,7 +12,7 @@ import mlflow
 import pytest
 
 from mlcycle import config
-from tests.conftest import assert_ok, mlflow_run
+from tests.conftest import assert_ok, flags, mlflow_run, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +30,11 @@ def runs(filter_string: str):
 def aliases(name="loan-amount"):
     model = mlflow.MlflowClient().get_registered_model(name)
     return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def main(tracking_uri: str, params: dict):
+    """`python -m entrypoints.main` with these MLproject parameters as its flags."""
+    return run_step("main", tracking_uri, *flags(params), timeout=900)
 
 
 def registered(run_id: str, name="loan-amount") -> str:
@@ -49,7 +57,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
 
     # 2. Fixed: finished steps are reused, the pipeline resumes at retrain. The forest
     #    the failed run registered is the champion now, so baseline has nothing to do.
-    resumed = mlflow_run("main", tracking_uri, {**CHEAP, "epochs": 2})
+    resumed = main(tracking_uri, {**CHEAP, "epochs": 2})
     assert_ok(resumed)
     for step in ("etl", "optimize"):
         assert f"step {step}: reusing finished identical run" in resumed.stderr, step
@@ -80,7 +88,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
 
     # 3. Nothing changed: every step is reused, nothing runs, no alias moves, even if
     #    step 2 promoted its challenger.
-    warm = mlflow_run("main", tracking_uri, {**CHEAP, "epochs": 2})
+    warm = main(tracking_uri, {**CHEAP, "epochs": 2})
     assert_ok(warm)
     assert re.search(r"main: (\d+) of \1 steps reused", warm.stderr), warm.stderr[-2000:]
     for step in ("etl", "retrain", "monitor"):
@@ -97,7 +105,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
         for step in ("etl", "baseline", "optimize", "retrain", "monitor")
     }
     forced_params = {**CHEAP, "epochs": 2, "n_trials": 0, "force_baseline": "true"}
-    forced = mlflow_run("main", tracking_uri, {**forced_params, "use_cache": "false"})
+    forced = main(tracking_uri, {**forced_params, "use_cache": "false"})
     assert_ok(forced)
     assert "step optimize: skipped (n_trials=0)" in forced.stderr
     assert "reusing finished identical run" not in forced.stderr
@@ -128,7 +136,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
 
     # 5. The same with the cache: everything is reused, and the forest does not take back
     #    the champion alias that step 4 left (it may have been promoted past the forest).
-    again = mlflow_run("main", tracking_uri, {**forced_params, "use_cache": "true"})
+    again = main(tracking_uri, {**forced_params, "use_cache": "true"})
     assert_ok(again)
     assert "main: 4 of 4 steps reused" in again.stderr, again.stderr[-2000:]
     assert aliases() == forced_state
@@ -136,7 +144,7 @@ def test_main_fails_naming_the_step_resumes_and_reuses(tracking_uri, tmp_path):
 
 def test_main_nominates_the_best_candidate_on_the_slice_not_the_last_trained(tracking_uri):
     params = {**CHEAP, "refit_families": "rf,hgb", "epochs": 2, "promote": "false"}
-    assert_ok(mlflow_run("main", tracking_uri, params))
+    assert_ok(main(tracking_uri, params))
     (main_run,) = runs(f"tags.`{config.STEP_TAG}` = 'main'")
     tags, metrics = main_run.data.tags, main_run.data.metrics
     # rf is tuned, so only hgb is refitted: three candidates, each scored on the slice.
