@@ -1,5 +1,7 @@
-"""The real `mlflow run . -e etl` and `-e baseline`, on the bundled data and on a small
-classification CSV with holes; every bad input gets one message and a non-zero exit."""
+"""The real etl and baseline steps: through `mlflow run . -e etl` and `-e baseline` on the
+bundled data (and a bad input through `mlflow run`), as `python -m entrypoints.X` on a
+small classification CSV with holes and for baseline alone; every bad input gets one
+message and a non-zero exit."""
 
 import json
 import socket
@@ -13,7 +15,7 @@ from click.testing import CliRunner
 from entrypoints.baseline import main as baseline_command
 from entrypoints.etl import main as etl_command
 from mlcycle import config
-from tests.conftest import ROOT, assert_ok, assert_raw_row_contract, mlflow_run, run_step
+from tests.conftest import ROOT, assert_ok, assert_raw_row_contract, flags, mlflow_run, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +58,7 @@ def test_etl_then_baseline_on_the_bundled_data(tracking_uri):
 
 
 def test_baseline_alone_runs_etl_first_and_keeps_an_existing_champion(tracking_uri):
-    result = mlflow_run("baseline", tracking_uri, {"n_estimators": 10})
+    result = run_step("baseline", tracking_uri, "--n-estimators", "10")
     assert_ok(result)
     assert "running etl on the defaults first" in result.stderr
     assert len(_runs("etl")) == 1
@@ -69,20 +71,10 @@ def test_baseline_alone_runs_etl_first_and_keeps_an_existing_champion(tracking_u
 
 def test_classification_csv_with_missing_values(tracking_uri, classification_csvs):
     old, new = classification_csvs
-    assert_ok(
-        mlflow_run(
-            "etl",
-            tracking_uri,
-            {"reference": old, "current": new, "target": "churn", "drop_columns": "customer_id"},
-        )
-    )
-    assert_ok(
-        mlflow_run(
-            "baseline",
-            tracking_uri,
-            {"model_name": "churn", "n_estimators": 20, "class_weight": "balanced"},
-        )
-    )
+    etl = {"reference": old, "current": new, "target": "churn", "drop_columns": "customer_id"}
+    assert_ok(run_step("etl", tracking_uri, *flags(etl)))
+    baseline = {"model_name": "churn", "n_estimators": 20, "class_weight": "balanced"}
+    assert_ok(run_step("baseline", tracking_uri, *flags(baseline)))
     (base,) = _runs("baseline")
     assert {"current_test_f1", "current_test_roc_auc", "reference_test_accuracy"} <= set(
         base.data.metrics
