@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import requests
 
 from mlcycle.monitoring import promotion
 from mlcycle.scaleout import optuna_storage, remote
-from tests.conftest import BIN, ROOT, step_env
+from tests.conftest import BIN, ROOT, flags, step_env
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +126,14 @@ class Team:
         cmd = [str(BIN / "mlflow"), "run", ".", "-e", entry, "--env-manager", "local"]
         for key, value in params.items():
             cmd += ["-P", f"{key}={value}"]
+        return self._start(cmd)
+
+    def start_step(self, entry: str, params: dict) -> subprocess.Popen:
+        """`python -m entrypoints.ENTRY` with the entry's flags, in the same environment:
+        the process `mlflow run` starts, without `mlflow run`'s own (~2 s of CPU)."""
+        return self._start([sys.executable, "-m", f"entrypoints.{entry}", *flags(params)])
+
+    def _start(self, cmd: list[str]) -> subprocess.Popen:
         env = step_env(
             self.url, **{k: v for k, v in self.env.items() if k != "MLFLOW_TRACKING_URI"}
         )
@@ -288,7 +297,8 @@ def test_main_through_the_server_fails_cleanly_when_it_goes_away_then_resumes(te
         or team.runs("tags.`mlcycle.step` = 'etl'")[0]["info"]["run_id"]
     )
 
-    code, output = finish(team.start_run("main", MAIN_PARAMS))
+    # The resume: main's own process (the failure above went through `mlflow run`).
+    code, output = finish(team.start_step("main", MAIN_PARAMS))
     assert code == 0, output
 
     main_run = team.runs("tags.`mlcycle.step` = 'main' and attributes.status = 'FINISHED'")[0]
@@ -343,7 +353,7 @@ def test_two_optimize_workers_share_one_postgresql_study(team):
         "n_trials": 3,
         "model_name": "team-tuning",
     }
-    workers = [team.start_run("optimize", {**common, "seed": seed}) for seed in (1, 2)]
+    workers = [team.start_step("optimize", {**common, "seed": seed}) for seed in (1, 2)]
     for code, output in map(finish, workers):
         assert code == 0, output
 
