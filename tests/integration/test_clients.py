@@ -26,6 +26,7 @@ from tests.conftest import (
     assert_ok,
     assert_raw_row_contract,
     mlflow_run,
+    run_step,
     sqlite_store,
     step_env,
 )
@@ -202,7 +203,7 @@ def served_store(tmp_path_factory):
     """A store whose champion is a forest (trained once for the module)."""
     folder = tmp_path_factory.mktemp("served")
     uri = sqlite_store(folder)
-    assert_ok(mlflow_run("baseline", uri, {"n_estimators": 20}))
+    assert_ok(run_step("baseline", uri, "--n-estimators", "20"))
     return uri
 
 
@@ -348,7 +349,7 @@ def test_served_forest_champion_answers_raw_rows(served_store):
 
 def test_served_network_champion_answers_raw_rows(served_store):
     """The Keras network behind the same HTTP contract, as @champion of its own model."""
-    assert_ok(mlflow_run("retrain", served_store, {"model_name": "loan-nn", "epochs": 2}))
+    assert_ok(run_step("retrain", served_store, "--model-name", "loan-nn", "--epochs", "2"))
     mlflow.set_tracking_uri(served_store)
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("loan-nn", "challenger").version

@@ -1,4 +1,5 @@
-"""The production loop's first half through the real `mlflow run`: `score` logs each batch
+"""The production loop's first half through the real steps (`mlflow run` for feedback and
+the first score, `python -m entrypoints.score` for the second): `score` logs each batch
 to the inference log, `feedback` joins labels that come later (a subset of two batches,
 with an unknown id and a duplicate), logs realised metrics per batch, and writes rows
 `etl` takes as its current file."""
@@ -14,7 +15,7 @@ from mlcycle import config
 from mlcycle.ingest import inference
 from mlcycle.monitoring.metrics import classification_metrics, regression_metrics
 from mlcycle.steps import score as score_step
-from tests.conftest import ROOT, assert_ok, mlflow_run
+from tests.conftest import ROOT, assert_ok, flags, mlflow_run, run_step
 from tests.integration.test_lifecycle import _champion, _etl, _forest, _runs
 
 pytestmark = pytest.mark.integration
@@ -34,9 +35,10 @@ def test_score_twice_then_late_labels_give_exact_counts_and_realised_metrics_per
     batch.drop(columns=[TARGET]).to_csv(unlabelled, index=False)
 
     # The same file scored twice: two batches, two partitions, distinct ids.
-    for name in ("first", "second"):
-        params = {"input": unlabelled, "output": tmp_path / f"{name}.parquet"}
-        assert_ok(mlflow_run("score", tracking_uri, params))
+    params = {"input": unlabelled, "output": tmp_path / "first.parquet"}
+    assert_ok(mlflow_run("score", tracking_uri, params))
+    params = {"input": unlabelled, "output": tmp_path / "second.parquet"}
+    assert_ok(run_step("score", tracking_uri, *flags(params)))
     first, second = (run.info.run_id for run in _runs("score"))
     assert sorted(inference.partitions(NAME)) == sorted([first, second])
     table = inference.read_table(NAME)

@@ -270,7 +270,7 @@ def test_an_output_no_file_can_be_made_in_or_another_run_writes_is_refused_befor
     _champion(_forest(_etl()))
     output = tmp_path / "p.parquet"
     with outputs.claimed(output):  # this process writes it, as another run would
-        result = mlflow_run("score", tracking_uri, {"input": str(BATCH), "output": str(output)})
+        result = run_step("score", tracking_uri, "--input", str(BATCH), "--output", str(output))
     assert result.returncode != 0
     text = result.stdout + result.stderr
     (line,) = [x for x in text.splitlines() if x.startswith("mlcycle error:")]

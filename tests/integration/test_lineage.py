@@ -1,6 +1,6 @@
 """MLflow 3 lineage of the models baseline, optimize and retrain log, on the bundled data
-(baseline and optimize through their click commands in-process, retrain through the real
-`mlflow run`): every metric of a logged model names the dataset it was measured on (the
+(baseline and optimize through their click commands in-process, retrain as its own
+process): every metric of a logged model names the dataset it was measured on (the
 etl run's rows, by MLflow's own digest of them), the training rows are the run's training
 input with the model, a search by dataset finds the models, the runs keep their metrics
 as before, and optimize and retrain runs hold system metrics that stay off the model."""
@@ -15,7 +15,7 @@ from mlcycle import config
 from mlcycle.ingest.datasets import load_splits
 from mlcycle.ingest.split import SPLIT_NAMES
 from mlcycle.steps.etl import EtlParams, execute
-from tests.conftest import assert_ok, mlflow_run
+from tests.conftest import assert_ok, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_each_model_names_the_rows_of_every_metric_and_is_found_by_them(
         *("--storage", tmp_path / "study.log"),
     )
     # The forest champion cannot be fine-tuned: scratch, measured before against it.
-    assert_ok(mlflow_run("retrain", tracking_uri, {"etl_run": etl_run, "epochs": 2}))
+    assert_ok(run_step("retrain", tracking_uri, "--etl-run", etl_run, "--epochs", "2"))
 
     schema, splits = load_splits(etl_run)
     # MLflow's digest of the etl run's rows, computed here independently of the steps.

@@ -21,7 +21,7 @@ from mlcycle.models.families import rf
 from mlcycle.models.served_forest import log_forest
 from mlcycle.monitoring.evaluate import score
 from mlcycle.steps.etl import EtlParams, execute
-from tests.conftest import assert_ok, mlflow_run
+from tests.conftest import assert_ok, flags, mlflow_run, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -421,7 +421,7 @@ def test_a_refused_promotion_is_published_once_and_says_the_aliases_did_not_move
 
 def test_a_gate_on_too_few_test_rows_says_not_enough_rows_and_moves_nothing(tracking_uri, tmp_path):
     """100 rows a file: 20 test rows a split. A challenger fitted on the new rows looks
-    better, but 20 rows cannot tell: the real `mlflow run` decides "not enough rows"."""
+    better, but 20 rows cannot tell: the real monitor process decides "not enough rows"."""
     name = "tiny"
     for source, small in (("df_old.csv", "old.csv"), ("df_new.csv", "new.csv")):
         pd.read_csv(config.PROJECT_ROOT / "data" / source).head(100).to_csv(
@@ -434,7 +434,7 @@ def test_a_gate_on_too_few_test_rows_says_not_enough_rows_and_moves_nothing(trac
     registry.set_alias(name, config.CHALLENGER, second)
     out = tmp_path / "reports"
     params = {"etl_run": etl_run, "model_name": name, "promote": "true", "output": out}
-    assert_ok(mlflow_run("monitor", tracking_uri, params))
+    assert_ok(run_step("monitor", tracking_uri, *flags(params)))
     assert _aliases(name) == {"champion": first, "challenger": second}
     (run,) = _monitor_runs()
     tags, metrics = run.data.tags, run.data.metrics

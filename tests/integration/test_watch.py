@@ -1,8 +1,8 @@
-"""watch through the real `mlflow run -e watch`, on a store holding a champion and the
-feedback runs the production loop's contract describes (logged here with real MLflow
-calls): `never` records a no with its evidence, the default policy sees the decay,
-tells a loopback server, and runs main on the labelled rows of the batches since the
-champion last held."""
+"""watch, a real process each (`python -m entrypoints.watch`, then the real `mlflow run -e
+watch`), on a store holding a champion and the feedback runs the production loop's
+contract describes (logged here with real MLflow calls): `never` records a no with its
+evidence, the default policy sees the decay, tells a loopback server, and runs main on
+the labelled rows of the batches since the champion last held."""
 
 import json
 from pathlib import Path
@@ -13,7 +13,7 @@ import pytest
 
 from mlcycle import config
 from tests.alert_receiver import Receiver, closed_port_url
-from tests.conftest import ROOT, assert_ok, mlflow_run, run_step
+from tests.conftest import ROOT, assert_ok, flags, mlflow_run, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -103,10 +103,10 @@ def _evidence(run) -> dict:
 
 def test_never_records_a_no_with_its_evidence_and_tells_of_the_decay(loop, module_tracking_uri):
     with Receiver() as server:
-        result = mlflow_run(
+        result = run_step(
             "watch",
             module_tracking_uri,
-            {"model_name": NAME, "policy": "never", "alert_url": server.url},
+            *flags({"model_name": NAME, "policy": "never", "alert_url": server.url}),
         )
     assert_ok(result)
     (run,) = _watch_runs("false")
