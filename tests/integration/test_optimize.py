@@ -1,9 +1,12 @@
-"""The real `mlflow run . -e optimize`: two workers sharing one journal-file study, a
-resumed study, the network family (pruned trials, and retrain on its best parameters),
-and bad parameters refused before any alias moves or any state is written."""
+"""The real optimize step: two workers sharing one journal-file study (one through `mlflow
+run . -e optimize`, one as `python -m entrypoints.optimize`, as main's children and a
+second machine's worker start it), a resumed study, the network family (pruned trials,
+and retrain on its best parameters), and bad parameters refused before any alias moves or
+any state is written."""
 
 import logging
 import subprocess
+import sys
 
 import mlflow
 import optuna
@@ -15,7 +18,7 @@ from mlcycle import config
 from mlcycle.models import tuning
 from mlcycle.scaleout import optuna_storage
 from mlcycle.steps.etl import EtlParams, execute
-from tests.conftest import BIN, ROOT, assert_ok, step_env
+from tests.conftest import BIN, ROOT, assert_ok, flags, step_env
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +32,14 @@ def etl_run(tracking_uri) -> str:
     return run.info.run_id
 
 
-def _start_worker(tracking_uri, params) -> subprocess.Popen:
-    cmd = [str(BIN / "mlflow"), "run", ".", "-e", "optimize", "--env-manager", "local"]
-    for key, value in params.items():
-        cmd += ["-P", f"{key}={value}"]
+def _start_worker(tracking_uri, params, *, through_mlflow_run: bool = True) -> subprocess.Popen:
+    """A worker through `mlflow run . -e optimize`, or its step's process directly."""
+    if through_mlflow_run:
+        cmd = [str(BIN / "mlflow"), "run", ".", "-e", "optimize", "--env-manager", "local"]
+        for key, value in params.items():
+            cmd += ["-P", f"{key}={value}"]
+    else:
+        cmd = [sys.executable, "-m", "entrypoints.optimize", *flags(params)]
     return subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -69,7 +76,7 @@ def test_two_workers_share_one_study_then_a_third_run_resumes_it(tracking_uri, e
     common = {"etl_run": etl_run, "storage": journal, "study_name": "shared", "n_trials": 3}
     workers = [
         _start_worker(tracking_uri, {**common, "seed": 1}),
-        _start_worker(tracking_uri, {**common, "seed": 1, "n_jobs": 2}),
+        _start_worker(tracking_uri, {**common, "seed": 1, "n_jobs": 2}, through_mlflow_run=False),
     ]
     for result in map(_finish, workers):
         assert_ok(result)
