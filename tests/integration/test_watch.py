@@ -10,7 +10,10 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from entrypoints.baseline import main as baseline_command
+from entrypoints.etl import main as etl_command
 from mlcycle import config
 from tests.alert_receiver import Receiver, closed_port_url
 from tests.conftest import ROOT, assert_ok, flags, mlflow_run, run_step
@@ -36,19 +39,17 @@ def loop(module_tracking_uri, tmp_path_factory):
     ids = [f"{batches[b]}-{i}" for b in batches for i in range(150)]
     labelled = new.iloc[400:700].assign(prediction_id=ids)
     labelled.to_csv(folder / "feedback.csv", index=False)
-    assert_ok(
-        run_step(
-            "etl",
-            module_tracking_uri,
-            "--reference",
-            str(folder / "old.csv"),
-            "--current",
-            str(folder / "new.csv"),
-        )
-    )
-    assert_ok(
-        run_step("baseline", module_tracking_uri, "--model-name", NAME, "--n-estimators", "20")
-    )
+    # The real etl and baseline commands, in this process: what is tested is watch's
+    # process, not theirs.
+    for command, args in (
+        (
+            etl_command,
+            ["--reference", str(folder / "old.csv"), "--current", str(folder / "new.csv")],
+        ),
+        (baseline_command, ["--model-name", NAME, "--n-estimators", "20"]),
+    ):
+        done = CliRunner().invoke(command, args)
+        assert done.exit_code == 0, (done.output, done.exception)
     champion = mlflow.MlflowClient().get_model_version_by_alias(NAME, config.CHAMPION)
     baseline = mlflow.get_run(champion.run_id).data.metrics["current_test_r2"]
     with mlflow.start_run(run_name="feedback"):
