@@ -4,8 +4,6 @@ the second batch on retrain fine-tunes the network champion reloaded from the re
 (a candidate of strategy=auto)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -25,26 +23,37 @@ def _small(src: Path, dst: Path, rows: int) -> Path:
     return dst
 
 
-def test_replay_of_three_batches(tracking_uri, tmp_path):
+def _replay(args: list[str], tracking_uri: str, monkeypatch, capsys) -> str:
+    """`python -m mlcycle.replay ARGS`'s own work (its `cli`), in this process and in the
+    steps' environment: each step is still its real `mlflow run`. Its printed lines."""
+    from mlcycle import replay
+
+    for name, value in step_env(tracking_uri).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    replay.cli(args)
+    return capsys.readouterr().out
+
+
+def test_replay_of_three_batches(tracking_uri, tmp_path, monkeypatch, capsys):
     stream = tmp_path / "stream"
     stream.mkdir()
     for i, batch in enumerate(sorted((config.DATA_DIR / "stream").glob("batch_*.csv"))[:2]):
         _small(batch, stream / f"batch_0{i + 1}.csv", 400)
     # The replay starts where make run starts: df_old -> df_new, then each batch.
-    done = subprocess.run(
-        [sys.executable, "-m", "mlcycle.replay", "--stream", str(stream)]
+    printed = _replay(
+        ["--stream", str(stream)]
         + ["--n-trials", "0", "--epochs", "4", "--model-name", "replayed"]
         # Networks only: the champion stays a network that later batches fine-tune (with
         # refitted trees, a 4-epoch network rarely wins: main keeps the best candidate).
         + ["--refit-families", ""],
-        cwd=ROOT,
-        env=step_env(tracking_uri),
-        capture_output=True,
-        text=True,
-        timeout=1500,
+        tracking_uri,
+        monkeypatch,
+        capsys,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    last = done.stdout.strip().splitlines()[-1]
+    last = printed.strip().splitlines()[-1]
     assert last.startswith("last report: ")
     page = Path(last.removeprefix("last report: "))
     assert page.is_file()
@@ -97,7 +106,7 @@ def test_replay_of_three_batches(tracking_uri, tmp_path):
 
 
 def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_batch_late(
-    tracking_uri, tmp_path
+    tracking_uri, tmp_path, monkeypatch, capsys
 ):
     """Two small batches as production runs them: each scored without its target, its
     labels back one batch later through feedback, main on the labelled rows."""
@@ -106,18 +115,15 @@ def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_ba
     for i, batch in enumerate(sorted((config.DATA_DIR / "stream").glob("batch_*.csv"))[:2]):
         _small(batch, stream / f"batch_0{i + 1}.csv", 300)
     work = tmp_path / "work"
-    done = subprocess.run(
-        [sys.executable, "-m", "mlcycle.replay", "--production", "--stream", str(stream)]
+    _replay(
+        ["--production", "--stream", str(stream)]
         + ["--n-trials", "0", "--epochs", "2", "--model-name", "prod", "--work", str(work)]
         # The loop is what is tested, not the candidates: no tree refits (8 min -> 4 here).
         + ["--refit-families", ""],
-        cwd=ROOT,
-        env=step_env(tracking_uri),
-        capture_output=True,
-        text=True,
-        timeout=1500,
+        tracking_uri,
+        monkeypatch,
+        capsys,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
 
     def runs(step):
         return mlflow.search_runs(
