@@ -206,7 +206,8 @@ def run_step(module: str, tracking_uri: str, *args: str, timeout: int = 600):
 
 def flags(params: dict) -> list[str]:
     """An MLproject entry's parameters as its command's flags: `{"model_name": "x"}` ->
-    `["--model-name", "x"]` (every entry in MLproject maps `{name}` to `--name-with-dashes`)."""
+    `["--model-name", "x"]`: every entry in MLproject passes `{name}` as `--name-with-dashes`
+    (tests/unit/test_project.py holds it to that), and the flags' defaults are MLproject's."""
     out: list[str] = []
     for key, value in params.items():
         out += [f"--{key.replace('_', '-')}", str(value)]
