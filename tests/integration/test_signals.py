@@ -173,12 +173,23 @@ def test_a_network_stopped_while_training_ends_killed_with_nothing_registered(
     assert not _versions_of(name, run_id)
 
 
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """batch_02 500 times (~10 s of scoring here: the signal comes in the middle), written
+    once for the score cases, which only read it."""
+    path = tmp_path_factory.mktemp("big") / "big.csv"
+    pd.concat([pd.read_csv(ROOT / "data" / "stream" / "batch_02.csv")] * 500).to_csv(
+        path, index=False
+    )
+    return path
+
+
 @pytest.mark.parametrize(
     ("moment", "signum"),
     [("opened", signal.SIGTERM), ("scoring", signal.SIGTERM), ("scoring", signal.SIGINT)],
 )
 def test_a_stopped_score_ends_killed_and_leaves_no_output(
-    module_tracking_uri, etl_run, tmp_path, moment, signum
+    module_tracking_uri, etl_run, big, tmp_path, moment, signum
 ):
     tracking_uri = module_tracking_uri
     name = f"sig-score-{moment}-{signum.name.lower()}"
@@ -187,10 +198,6 @@ def test_a_stopped_score_ends_killed_and_leaves_no_output(
     args = ["--etl-run", etl_run, "--model-name", name, "--n-estimators", "10"]
     trained = CliRunner().invoke(baseline_command, args)
     assert trained.exit_code == 0, (trained.output, trained.exception)
-    big = tmp_path / "big.csv"  # ~10 s of scoring here: the signal comes in the middle
-    pd.concat([pd.read_csv(ROOT / "data" / "stream" / "batch_02.csv")] * 500).to_csv(
-        big, index=False
-    )
     output = tmp_path / "out" / "p.parquet"
     proc = _start(
         "score", tracking_uri, "--model-name", name, "--input", str(big), "--output", str(output)
