@@ -1,8 +1,8 @@
-"""The production loop's first half through the real steps (`mlflow run` for feedback and
-the first score, `python -m entrypoints.score` for the second): `score` logs each batch
-to the inference log, `feedback` joins labels that come later (a subset of two batches,
-with an unknown id and a duplicate), logs realised metrics per batch, and writes rows
-`etl` takes as its current file."""
+"""The production loop's first half through the real steps (`python -m entrypoints.score`,
+then the real `mlflow run . -e feedback`): `score` logs each batch to the inference log,
+`feedback` joins labels that come later (a subset of two batches, with an unknown id and
+a duplicate), logs realised metrics per batch, and writes rows `etl` takes as its current
+file."""
 
 import mlflow
 import numpy as np
@@ -35,10 +35,9 @@ def test_score_twice_then_late_labels_give_exact_counts_and_realised_metrics_per
     batch.drop(columns=[TARGET]).to_csv(unlabelled, index=False)
 
     # The same file scored twice: two batches, two partitions, distinct ids.
-    params = {"input": unlabelled, "output": tmp_path / "first.parquet"}
-    assert_ok(mlflow_run("score", tracking_uri, params))
-    params = {"input": unlabelled, "output": tmp_path / "second.parquet"}
-    assert_ok(run_step("score", tracking_uri, *flags(params)))
+    for name in ("first", "second"):
+        params = {"input": unlabelled, "output": tmp_path / f"{name}.parquet"}
+        assert_ok(run_step("score", tracking_uri, *flags(params)))
     first, second = (run.info.run_id for run in _runs("score"))
     assert sorted(inference.partitions(NAME)) == sorted([first, second])
     table = inference.read_table(NAME)
