@@ -62,7 +62,9 @@ def _forest(etl_run: str, model_name: str = NAME, n_estimators: int = 15) -> str
 
 
 def _network(etl_run: str, model_name: str = NAME) -> str:
-    """A short real retrain (2 epochs): the network registered as challenger."""
+    """A short real retrain (2 epochs, one candidate: from scratch on the current rows):
+    the network registered as challenger. What is scored is a network retrain logs, not
+    its choice between windows (test_retrain.py), which trained and judged a second."""
     result = CliRunner().invoke(
         retrain_command,
         [
@@ -74,6 +76,8 @@ def _network(etl_run: str, model_name: str = NAME) -> str:
             "2",
             "--strategy",
             "scratch",
+            "--window",
+            "current",
         ],
     )
     assert result.exit_code == 0, (result.output, result.exception)
