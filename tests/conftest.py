@@ -42,7 +42,8 @@ def users_work(root: Path = ROOT) -> dict[str, tuple[int, int]]:
     return found
 
 
-# Seconds a file takes on one of two busy workers (`make test --durations`, rounded): the
+# Seconds a file takes on one of two busy workers (`make test --durations`, rounded; the
+# files trimmed of repeated process start-ups scaled by their measured CPU, after/before): the
 # order `make test` hands files to its workers, longest first. xdist's own order (most tests
 # first) left the few-test files of many `mlflow run`s (replay, main, team) to the end, and
 # one worker ran them alone for minutes. A file not listed counts by its folder; the
@@ -50,19 +51,19 @@ def users_work(root: Path = ROOT) -> dict[str, tuple[int, int]]:
 FILE_SECONDS = {
     "tests/integration/test_replay.py": 190,
     "tests/integration/test_score_spark.py": 105,
-    "tests/integration/test_team.py": 105,
-    "tests/integration/test_signals.py": 100,
-    "tests/integration/test_main.py": 85,
+    "tests/integration/test_team.py": 90,
+    "tests/integration/test_main.py": 80,
     "tests/integration/test_monitor.py": 70,
-    "tests/integration/test_hostile_files.py": 70,
-    "tests/integration/test_etl_baseline.py": 65,
-    "tests/integration/test_clients.py": 65,
-    "tests/integration/test_lifecycle.py": 50,
+    "tests/integration/test_signals.py": 65,
+    "tests/integration/test_hostile_files.py": 65,
+    "tests/integration/test_etl_baseline.py": 55,
+    "tests/integration/test_clients.py": 55,
     "tests/integration/test_blend.py": 45,
-    "tests/integration/test_watch.py": 40,
+    "tests/integration/test_lifecycle.py": 40,
     "tests/integration/test_optimize.py": 40,
     "tests/integration/test_retrain.py": 40,
     "tests/unit/models/test_candidates.py": 35,
+    "tests/integration/test_watch.py": 30,
     "tests/integration/test_served_forest.py": 30,
     "tests/integration/test_uis.py": 30,
 }
