@@ -17,6 +17,13 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Byte code is written into .venv as modules are first imported, even where the machine
+# sets PYTHONDONTWRITEBYTECODE (without it every process recompiled MLflow: `import mlflow`
+# 5.4 s instead of 1.9 s, benchmarks/RESULTS.md). Compiling all 32,815 files at install
+# instead (`uv sync --compile-bytecode`) took 20 s of every fresh environment; the
+# commands here import a fraction of them.
+unexport PYTHONDONTWRITEBYTECODE
+
 # uv.lock is the one lock: `uv sync --locked` installs exactly what it names (and removes
 # what it does not), and stops with "needs to be updated" when pyproject.toml changed
 # without `uv lock`. The project itself is not installed: it is imported from this folder.
@@ -24,7 +31,7 @@ UV_VERSION := 0.13.9
 $(VENV)/.installed: pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --quiet --locked --extra dev --compile-bytecode --python $(BIN)/python
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --quiet --locked --extra dev --python $(BIN)/python
 	@touch $@
 
 .PHONY: venv
@@ -53,8 +60,12 @@ system-deps: ## install what the integration tests start: Chromium, PostgreSQL, 
 # files first (tests/conftest.py's order, kept by --no-loadscope-reorder); a test that
 # hangs (a server that never answers) fails after 30 minutes instead of stalling CI; the 25
 # slowest tests are listed at the end (their table is in benchmarks/RESULTS.md).
+# One thread per numerical library in each test process: the two workers keep both cores
+# busy already, and nested pools (OpenMP, OpenBLAS, TensorFlow's) only spin against them.
+TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 test: venv system-deps ## run the whole test suite
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --timeout 1800 --durations=25 $(PYTEST_ARGS)
+	$(TEST_THREADS) $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --timeout 1800 --durations=25 $(PYTEST_ARGS)
 
 .PHONY: unit
 # Under a minute: the unit tests that train real networks or run Evidently are marked
