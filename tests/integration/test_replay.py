@@ -23,14 +23,20 @@ def _small(src: Path, dst: Path, rows: int) -> Path:
     return dst
 
 
+def _in_step_env(tracking_uri: str, monkeypatch) -> None:
+    """This process in the steps' environment (`step_env`): the replay's `mlflow run`s
+    inherit it, and start `python` from its PATH."""
+    for name, value in step_env(tracking_uri).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+
+
 def _replay(args: list[str], tracking_uri: str, monkeypatch, capsys) -> str:
     """`python -m mlcycle.replay ARGS`'s own work (its `cli`), in this process and in the
     steps' environment: each step is still its real `mlflow run`. Its printed lines."""
     from mlcycle import replay
 
-    for name, value in step_env(tracking_uri).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    _in_step_env(tracking_uri, monkeypatch)
     monkeypatch.chdir(ROOT)
     capsys.readouterr()
     replay.cli(args)
@@ -168,11 +174,14 @@ def history_of(model_name: str) -> list[dict]:
     return json.loads(mlflow.artifacts.load_text(f"runs:/{newest.info.run_id}/report/history.json"))
 
 
-def test_a_replay_that_stops_says_how_far_it_got_and_where_it_stopped(tracking_uri, tmp_path):
+def test_a_replay_that_stops_says_how_far_it_got_and_where_it_stopped(
+    tracking_uri, tmp_path, monkeypatch
+):
     """A batch without the target: its main fails in etl; the replay keeps its exit code
     and its own last line names the batch."""
     from mlcycle import replay
 
+    _in_step_env(tracking_uri, monkeypatch)
     broken = tmp_path / "batch_01.csv"
     pd.read_csv(config.DATA_DIR / "stream" / "batch_01.csv").drop(
         columns=[config.DEFAULT_TARGET]
