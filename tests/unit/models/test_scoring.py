@@ -216,3 +216,52 @@ def test_score_file_logs_its_progress_on_a_long_file(tmp_path, caplog):
         "scored 20 of 30",
         "scored 30 of 30",
     ]
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_chunks_are_predicted_on_one_blas_thread_and_the_limit_is_given_back(tmp_path):
+    """The reader thread parses the next chunk on the other core meanwhile: a network's
+    matrix products on two BLAS threads spun against it."""
+    from threadpoolctl import threadpool_limits
+
+    path = tmp_path / "batch.csv"
+    path.write_text("age,region\n" + "".join(f"{i},north\n" for i in range(30)))
+    seen: list[list[int]] = []
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        seen.append(_blas_threads())
+        return (frame[["age"]].to_numpy(dtype=float) @ np.ones((1, 1)))[:, 0]  # a BLAS call
+
+    # Two BLAS threads around the call, whatever the environment set (make test sets 1).
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        assert before and all(n == 2 for n in before), before
+        scored = score_file(path, INPUTS, Predictor(predict), tmp_path / "out.parquet", 10)
+        assert _blas_threads() == before
+    assert scored.rows == 30 and seen == [[1] * len(before)] * 3
+
+
+def test_a_chunk_that_cannot_be_written_stops_the_file_and_leaves_no_output(tmp_path):
+    """Chunks are written in a thread while the next is predicted: a write that fails
+    (the second chunk's predictions do not fit the output's column) still ends the file
+    with the error and nothing where the output goes."""
+    path = tmp_path / "batch.csv"
+    path.write_text("age,region\n" + "".join(f"{i},north\n" for i in range(30)))
+    calls: list[int] = []
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        calls.append(len(frame))
+        if len(calls) == 2:
+            return np.array(["not a number"] * len(frame), dtype=object)
+        return frame["age"].to_numpy(dtype=float)
+
+    output = tmp_path / "out.parquet"
+    with pytest.raises(Exception, match="not a number|float|double"):
+        score_file(path, INPUTS, Predictor(predict), output, 10)
+    assert not output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.csv"]
