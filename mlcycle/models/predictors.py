@@ -45,7 +45,7 @@ def predictor_for(pyfunc, uri: str, classes: list | None) -> scoring.Predictor:
     forest = forest_of(pyfunc)
     if forest is not None:
         # Chunks are batches scikit-learn walks faster than the compiled trees: its
-        # Pipeline is read in a thread while the compiled trees walk the first chunk.
+        # Pipeline is read in a thread while the first chunk is parsed, and waited for.
         forest.prefetch()
         if not classes:
             return scoring.Predictor(forest.predict)

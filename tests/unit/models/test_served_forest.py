@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +282,38 @@ def test_prefetch_reads_the_pipeline_in_a_thread(bundled, tmp_path):
     thread = loaded.prefetch()
     thread.join(timeout=120)
     assert loaded._pipeline is not None and loaded.prefetch() is None
+
+
+def test_a_batch_past_small_waits_for_the_pipeline_prefetch_is_reading(
+    bundled, tmp_path, monkeypatch
+):
+    """score's first chunk: scikit-learn's walk on both cores once the read ends beats
+    the compiled trees' walk beside the read (made slow here, so the batch surely comes
+    while it reads)."""
+    from mlcycle.models import served_forest
+
+    schema, splits, pipeline, model = bundled
+    loaded = ForestModel.load(model.save(tmp_path / "forest"))
+    rows = with_holes(splits.current_test, schema)
+    assert SMALL_BATCH < len(rows) <= READ_PAYS_OFF
+    expected = pipeline.predict(rows)
+    read = served_forest._load_pipeline
+
+    def slow_read(source):
+        time.sleep(0.5)
+        return read(source)
+
+    monkeypatch.setattr(served_forest, "_load_pipeline", slow_read)
+    walked = []
+    estimator_class = type(pipeline.steps[-1][1])
+    original = estimator_class.predict
+    monkeypatch.setattr(
+        estimator_class, "predict", lambda self, x: walked.append(len(x)) or original(self, x)
+    )
+    thread = loaded.prefetch()
+    np.testing.assert_array_equal(loaded.predict(rows), expected)
+    assert walked == [len(rows)] and loaded._pipeline is not None
+    thread.join(timeout=120)
 
 
 @pytest.mark.parametrize("task", ["regression", "classification"])
