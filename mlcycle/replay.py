@@ -14,7 +14,12 @@ batch is scored by the champion without its target (`score`), watched without la
 back `--label-delay` batches later (default 1) as a file of prediction ids and targets
 (`feedback`), whose labelled rows are the current data of a `main`, the previous
 labelled rows its reference. Labels still owed when the stream ends arrive at the end.
-The work files (unlabelled batches, predictions, labels, labelled rows) go to `--work`."""
+The work files (unlabelled batches, predictions, labels, labelled rows) go to `--work`.
+
+Another data set: `--reference` and `--current` are the pair the replay starts from (the
+bundled df_old and df_new by default), `--stream` its batches, and `-P KEY=VALUE` (as
+`mlflow run` takes them) any other parameter of every `main`, e.g. `-P target=churned
+-P task=classification -P drop_columns=customer_id`."""
 
 from __future__ import annotations
 
@@ -138,18 +143,25 @@ def label_free_monitor_available() -> bool:
 
 
 def production(
-    stream: list[Path], params: dict[str, str], model_name: str, delay: int, work: Path, done: list
+    stream: list[Path],
+    params: dict[str, str],
+    model_name: str,
+    delay: int,
+    work: Path,
+    done: list,
+    start: tuple[Path, Path] = (config.REFERENCE_CSV, config.CURRENT_CSV),
 ) -> str | None:
-    """The stream as production runs it (see the module doc); `done` gets each batch once
-    it is scored (and watched)."""
+    """The stream as production runs it (see the module doc), after a main on the start
+    pair (reference, current); `done` gets each batch once it is scored (and watched)."""
     target = params.get("target", config.DEFAULT_TARGET)
     # The rows' ids are a column of the labelled files: never a feature.
-    main_params = {**params, "drop_columns": f"{config.DEFAULT_DROP_COLUMNS},prediction_id"}
+    dropped = params.get("drop_columns", config.DEFAULT_DROP_COLUMNS)
+    main_params = {**params, "drop_columns": ",".join(filter(None, [dropped, "prediction_id"]))}
     work.mkdir(parents=True, exist_ok=True)
-    log.info("production replay: main on %s first (the champion)", config.CURRENT_CSV)
-    run_step("main", {"reference": config.REFERENCE_CSV, "current": config.CURRENT_CSV, **params})
+    log.info("production replay: main on %s first (the champion)", start[1])
+    run_step("main", {"reference": start[0], "current": start[1], **params})
     monitor = label_free_monitor_available()
-    reference = config.CURRENT_CSV
+    reference = start[1]
     scored: list[Path] = []
     for t, (path, arrived) in enumerate(zip(stream, arrivals(len(stream), delay), strict=True)):
         batch = pd.read_csv(path)
@@ -185,6 +197,32 @@ def production(
     return last_report(model_name)
 
 
+# Set by the replay itself, each batch (reference, current) or by an option of its own.
+OWN_PARAMS = {
+    "reference": "--reference",
+    "current": "--current",
+    "model_name": "--model-name",
+    "n_trials": "--n-trials",
+    "epochs": "--epochs",
+    "refit_families": "--refit-families",
+}
+
+
+def extra_params(given: list[str]) -> dict[str, str]:
+    """`-P KEY=VALUE` options as main's parameters; a malformed one, or one the replay sets
+    itself, is refused naming it."""
+    params: dict[str, str] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SystemExit(f"mlcycle error: -P takes KEY=VALUE, got {item!r}")
+        if key in OWN_PARAMS:
+            raise SystemExit(f"mlcycle error: -P {key}: give it as {OWN_PARAMS[key]}")
+        params[key] = value
+    return params
+
+
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlcycle.replay", description=__doc__)
     parser.add_argument("--stream", type=Path, default=STREAM_DIR, help="folder of batch_*.csv")
@@ -209,15 +247,33 @@ def cli(argv: list[str] | None = None) -> None:
         default=config.STATE_DIR / "replay",
         help="folder of the production replay's files",
     )
+    parser.add_argument(
+        "--reference", type=Path, default=config.REFERENCE_CSV, help="the start pair's reference"
+    )
+    parser.add_argument(
+        "--current", type=Path, default=config.CURRENT_CSV, help="the start pair's current data"
+    )
+    parser.add_argument(
+        "-P",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another parameter of every main (target, task, drop_columns, ...)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stream = batches(args.stream)
     stream = stream[: args.batches] if args.batches else stream
-    start = [config.REFERENCE_CSV, config.CURRENT_CSV]
+    start = [args.reference, args.current]
+    for path in start:
+        if not path.is_file():
+            raise SystemExit(f"mlcycle error: {path} is not a file (--reference/--current)")
     params = {
         "model_name": args.model_name,
         "n_trials": str(args.n_trials),
         "epochs": str(args.epochs),
+        **extra_params(args.param),
     }
     if args.refit_families is not None:
         params["refit_families"] = args.refit_families
@@ -226,7 +282,9 @@ def cli(argv: list[str] | None = None) -> None:
     done: list[Path] = []
     try:
         if args.production:
-            report = production(stream, params, args.model_name, args.label_delay, args.work, done)
+            report = production(
+                stream, params, args.model_name, args.label_delay, args.work, done, tuple(start)
+            )
         else:
             report = replay(pairs(start, stream), params, args.model_name, done)
     except Stopped as stopped:

@@ -121,8 +121,15 @@ def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_ba
     for i, batch in enumerate(sorted((config.DATA_DIR / "stream").glob("batch_*.csv"))[:2]):
         _small(batch, stream / f"batch_0{i + 1}.csv", 300)
     work = tmp_path / "work"
+    # Its own start pair (half of df_old, df_new) and a parameter of every main, as a
+    # replay of another data set gives them.
+    start = tmp_path / "start"
+    start.mkdir()
+    reference = _small(config.REFERENCE_CSV, start / "df_old.csv", 1000)
+    current = _small(config.CURRENT_CSV, start / "df_new.csv", 1000)
     _replay(
         ["--production", "--stream", str(stream)]
+        + ["--reference", str(reference), "--current", str(current), "-P", "test_size=0.25"]
         + ["--n-trials", "0", "--epochs", "2", "--model-name", "prod", "--work", str(work)]
         # The loop is what is tested, not the candidates: no tree refits (8 min -> 4 here).
         + ["--refit-families", ""],
@@ -140,6 +147,14 @@ def test_production_replay_scores_unlabelled_batches_and_trains_on_labels_one_ba
             order_by=["attributes.start_time ASC"],
         )
 
+    mains = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`{config.STEP_TAG}` = 'main' and params.model_name = 'prod'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert len(mains) == 3 and mains[0].data.params["current"] == str(current)
+    assert {m.data.params["test_size"] for m in mains} == {"0.25"}
     scores = runs("score")
     assert len(scores) == 2
     # Scored without the target: the inference log has no montant_pret column.
