@@ -294,6 +294,7 @@ def cost(rows: int, folder: Path) -> None:
     folder.mkdir(parents=True)
     uri = sqlite_store(folder)
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLCYCLE_INFERENCE_DIR"] = str(folder / "inference")  # not the checkout's
     mlflow.set_tracking_uri(uri)
     env = dict(os.environ, MLCYCLE_LOG_LEVEL="WARNING", TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("MLFLOW_RUN_ID", None)

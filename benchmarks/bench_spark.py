@@ -58,6 +58,9 @@ def env(**extra) -> dict:
     return dict(
         os.environ,
         MLFLOW_TRACKING_URI=f"sqlite:///{STORE / 'mlflow.db'}",
+        # score's outputs and inference log stay here, never in the checkout's .mlcycle/.
+        MLCYCLE_OUTPUT_ROOT=str(STORE),
+        MLCYCLE_INFERENCE_DIR=str(STORE / "inference"),
         PATH=f"{BIN}:{os.environ['PATH']}",
         TF_CPP_MIN_LOG_LEVEL="2",
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",

@@ -77,6 +77,7 @@ class Checkout:
             os.environ,
             MLFLOW_TRACKING_URI=self.store,
             MLCYCLE_OUTPUT_ROOT=str(self.home / "out"),
+            MLCYCLE_INFERENCE_DIR=str(self.home / "inference"),
             TF_CPP_MIN_LOG_LEVEL="2",
             MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
             # `python -m entrypoints.<step>` (a child with another env_manager): this interpreter's.
