@@ -67,7 +67,7 @@ def prepare() -> Path:
 
     from mlcycle.ingest import datagen, inference
     from mlcycle.ingest.data import build_schema
-    from mlcycle.models import scoring
+    from mlcycle.models import scoring, scoring_output
     from tests.conftest import sqlite_store
 
     shutil.rmtree(OUT, ignore_errors=True)
@@ -95,7 +95,7 @@ def prepare() -> Path:
         chunk = frame.iloc[number * size : (number + 1) * size].reset_index(drop=True)
         features = scoring.conform_chunk(chunk, inputs, Path("bench"), 0)
         noisy = chunk[TARGET].to_numpy() * rng.normal(1.0, 0.1, len(chunk))
-        output = scoring.output_frame(chunk, inputs, 0, noisy, None, run.info.run_id)
+        output = scoring_output.output_frame(chunk, inputs, 0, noisy, None, run.info.run_id)
         batch = inference.Batch(
             MODEL,
             run.info.run_id,
@@ -104,7 +104,7 @@ def prepare() -> Path:
             [c for c in frame.columns if c in schema.features],
         )
         writer = inference.PartitionWriter(batch)
-        types = scoring.arrow_schema(output, inputs)
+        types = scoring_output.arrow_schema(output, inputs)
         writer.write(pa.Table.from_pandas(output, types, preserve_index=False), features)
         writer.commit()
         ids.append(output["prediction_id"])

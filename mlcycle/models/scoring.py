@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,16 +28,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
-from pandas.api import types as ptypes
 from threadpoolctl import threadpool_limits
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest import csvchunks
-from mlcycle.ingest.inference import PREDICTION_ID, Batch, PartitionWriter, prediction_ids
+from mlcycle.ingest.inference import PREDICTION_ID, Batch, PartitionWriter
 from mlcycle.models.outputs import writable_ancestor
 from mlcycle.models.progress import Progress, estimate_rows
+from mlcycle.models.scoring_output import (
+    PREDICTION,
+    ROW,
+    Summary,
+    arrow_schema,
+    output_frame,
+    proba_column,
+    write_chunk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +52,6 @@ log = logging.getLogger(__name__)
 # 10k to 100k rows a chunk all took 6.5-7.8 s (noise), peak RSS growing ~60 MB a doubling
 # over a ~850 MB start; 50k makes few calls of the model (each has a fixed cost).
 CHUNK_ROWS = 50_000
-# Chunks between two progress lines in the log when stderr is not a terminal (a
-# scheduler's log): 500,000 rows at the default chunk size.
-ROW = "row"
-PREDICTION = "prediction"
-PROBA_PREFIX = "proba_"
 
 
 @dataclass
@@ -171,112 +171,7 @@ def conform_chunk(
     return pd.DataFrame(out, index=chunk.index)
 
 
-# ---------------------------------------------------------------------------- the output
-
-
-def proba_column(label) -> str:
-    return f"{PROBA_PREFIX}{label}"
-
-
-def output_frame(
-    chunk: pd.DataFrame,
-    inputs: Inputs,
-    first_row: int,
-    predictions: np.ndarray,
-    proba: np.ndarray | None,
-    score_run: str | None = None,
-) -> pd.DataFrame:
-    """prediction_id (given the score run), identifiers, row, prediction, probabilities:
-    one row per input row, in order."""
-    n = len(chunk)
-    if len(predictions) != n:
-        raise MlcycleError(f"the model returned {len(predictions)} predictions for {n} rows")
-    rows = np.arange(first_row, first_row + n, dtype="int64")
-    out = {PREDICTION_ID: prediction_ids(score_run, rows)} if score_run else {}
-    out |= {c: chunk[c].to_numpy(dtype=object, na_value=None) for c in inputs.identifiers}
-    out[ROW] = rows
-    out[PREDICTION] = np.asarray(predictions)
-    if proba is not None:
-        for j, label in enumerate(inputs.classes or []):
-            out[proba_column(label)] = np.asarray(proba[:, j], dtype="float64")
-    return pd.DataFrame(out)
-
-
-def arrow_schema(frame: pd.DataFrame, inputs: Inputs) -> pa.Schema:
-    """Fixed by the first chunk, so every row group of the file has the same types."""
-    fields = [pa.field(PREDICTION_ID, pa.string())] if PREDICTION_ID in frame.columns else []
-    fields += [pa.field(c, pa.string()) for c in inputs.identifiers]
-    fields.append(pa.field(ROW, pa.int64()))
-    fields.append(pa.field(PREDICTION, _arrow_type(frame[PREDICTION])))
-    fields += [pa.field(c, pa.float64()) for c in frame.columns if c.startswith(PROBA_PREFIX)]
-    return pa.schema(fields)
-
-
-def _arrow_type(values: pd.Series) -> pa.DataType:
-    if ptypes.is_bool_dtype(values):
-        return pa.bool_()
-    if ptypes.is_integer_dtype(values):
-        return pa.int64()
-    if ptypes.is_float_dtype(values):
-        return pa.float64()
-    return pa.string()
-
-
 # ------------------------------------------------------------------------------ scoring
-
-
-class Summary:
-    """A prediction summary accumulated chunk by chunk (metrics of the scoring run)."""
-
-    def __init__(self, classes: list | None):
-        self.classes = classes
-        self.rows = 0
-        self.missing = 0
-        self.total = self.squares = 0.0
-        self.low, self.high = math.inf, -math.inf
-        self.counts: dict = {}
-        self.proba_sums = np.zeros(len(classes or []))
-
-    def update(self, predictions: np.ndarray, proba: np.ndarray | None) -> None:
-        self.rows += len(predictions)
-        if self.classes is None:
-            values = np.asarray(predictions, dtype="float64")
-            finite = values[np.isfinite(values)]
-            self.missing += len(values) - len(finite)
-            if len(finite):
-                self.total += float(finite.sum())
-                self.squares += float((finite**2).sum())
-                self.low, self.high = min(self.low, finite.min()), max(self.high, finite.max())
-        else:
-            labels, counts = np.unique(np.asarray(predictions).astype(str), return_counts=True)
-            for label, count in zip(labels, counts, strict=True):
-                self.counts[label] = self.counts.get(label, 0) + int(count)
-        if proba is not None:
-            self.proba_sums += np.asarray(proba, dtype="float64").sum(axis=0)
-
-    def metrics(self) -> dict[str, float]:
-        out = {"output_rows": float(self.rows)}
-        if self.classes is None:
-            n = self.rows - self.missing
-            out["prediction_missing"] = float(self.missing)
-            if n:
-                mean = self.total / n
-                out["prediction_mean"] = mean
-                out["prediction_std"] = math.sqrt(max(self.squares / n - mean**2, 0.0))
-                out["prediction_min"], out["prediction_max"] = float(self.low), float(self.high)
-            return out
-        for label in self.classes:
-            share = self.counts.get(str(label), 0) / self.rows if self.rows else 0.0
-            out[f"prediction_share.{metric_safe(label)}"] = share
-        if self.rows and self.proba_sums.any():
-            for label, total in zip(self.classes, self.proba_sums, strict=True):
-                out[f"proba_mean.{metric_safe(label)}"] = float(total / self.rows)
-        return out
-
-
-def metric_safe(label) -> str:
-    """A class label as MLflow accepts it in a metric name."""
-    return re.sub(r"[^\w\-. /]", "_", str(label)) or "_"
 
 
 def missing_text(missing: dict) -> str:
@@ -313,21 +208,6 @@ def read_ahead(items: Iterator) -> Iterator:
         while (item := pending.result()) is not None:
             pending = pool.submit(next, items, None)
             yield item
-
-
-def write_chunk(
-    writer: pq.ParquetWriter,
-    schema: pa.Schema,
-    frame: pd.DataFrame,
-    logged: PartitionWriter | None,
-    features: pd.DataFrame,
-) -> None:
-    """One chunk's output rows appended to the output file and, with its features, to
-    the inference log's partition (Arrow converted once for both)."""
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    writer.write_table(table)
-    if logged is not None:
-        logged.write(table, features)
 
 
 def score_file(

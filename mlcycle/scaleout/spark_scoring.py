@@ -236,7 +236,7 @@ def summarize(written, inputs: Inputs) -> dict[str, float]:
                 "prediction_max": row["high"],
             }
         return {k: float(v) for k, v in out.items()}
-    from mlcycle.models.scoring import metric_safe
+    from mlcycle.models.scoring_output import metric_safe
 
     counts = {str(r[0]): r[1] for r in written.groupBy(value.cast("string")).count().collect()}
     rows = sum(counts.values())

@@ -16,14 +16,13 @@ from mlcycle.models.progress import Progress, estimate_rows
 from mlcycle.models.scoring import (
     Inputs,
     Predictor,
-    Summary,
     conform_chunk,
     missing_text,
-    output_frame,
     plan_inputs,
     read_ahead,
     score_file,
 )
+from mlcycle.models.scoring_output import Summary, output_frame
 
 FILE = Path("batch.csv")
 INPUTS = Inputs(features=["age", "region"], numeric=["age"], categorical=["region"])
