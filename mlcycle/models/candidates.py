@@ -28,7 +28,13 @@ from mlcycle import config
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.models.network import NetworkModel, NetworkParams
-from mlcycle.models.training import finetune_params, fit_network, split_validation
+from mlcycle.models.training import (
+    add_members,
+    finetune_params,
+    fit_bag,
+    fit_network,
+    split_validation,
+)
 from mlcycle.monitoring.evaluate import predict, predict_proba
 from mlcycle.monitoring.gate import paired_bootstrap
 from mlcycle.monitoring.metrics import PRIMARY, evaluate, prefixed
@@ -147,8 +153,10 @@ class Trainer:
         reference_train: pd.DataFrame,
         current_train: pd.DataFrame,
         base: NetworkModel | None = None,
+        members: int = 1,
     ):
         self.schema, self.params, self.base = schema, params, base
+        self.members = members  # networks in the kept candidate's bag (`bag`, `refit`)
         self.reference_train = reference_train
         self.fit_rows, self.validation = validation_slice(current_train, params)
         # The judged fits' early stopping: a slice of the rows they fit on (none without a
@@ -209,6 +217,43 @@ class Trainer:
             )
         return trained
 
+    def bag(self, trained: Trained) -> Trained:
+        """The kept candidate judged as the bag it is registered as: `members` - 1 more
+        networks trained as it was (same rows, same stopping rows, seeds params.seed + i),
+        averaged with it (`mlcycle.models.training.fit_bag`); its slice metrics and
+        predictions then the bag's. The candidates were compared one network each."""
+        if self.members == 1 or not len(self.validation):
+            return trained
+        start = time.perf_counter()
+        params, start_from, _ = self._start(trained.candidate)
+        rows = window_rows(trained.candidate.window, self.reference_train, self.stop_fit)
+        stop = self.stop_rows if self.stop_rows is not None and len(self.stop_rows) else None
+        model = add_members(
+            trained.model,
+            self.schema,
+            params,
+            rows,
+            self.members - 1,
+            base=start_from,
+            validation=stop,
+        )
+        metrics = validation_metrics(model, self.schema, self.validation)
+        log.info(
+            "candidate %s as a bag of %d networks: validation %s %.4f (one network: %.4f)",
+            trained.candidate.name,
+            self.members,
+            PRIMARY[self.schema.task],
+            metrics[f"validation_{PRIMARY[self.schema.task]}"],
+            trained.score(self.schema.task),
+        )
+        return replace(
+            trained,
+            model=model,
+            metrics=metrics,
+            predictions=predict(model, self.validation[self.schema.features]),
+            seconds=trained.seconds + time.perf_counter() - start,
+        )
+
     def refit(self, trained: Trained) -> Trained:
         """The kept candidate as it is registered: fitted on every current train row but
         the validation slice (and the reference rows of window all), early-stopped on the
@@ -218,8 +263,13 @@ class Trainer:
         start = time.perf_counter()
         params, start_from, _ = self._start(trained.candidate)
         rows = window_rows(trained.candidate.window, self.reference_train, self.fit_rows)
-        model, history = fit_network(
-            self.schema, params, rows, base=start_from, validation=self.validation
+        model, history = fit_bag(
+            self.schema,
+            params,
+            rows,
+            members=self.members,
+            base=start_from,
+            validation=self.validation,
         )
         log.info(
             "candidate %s refitted on %d rows (%d epochs, %.1f s)",

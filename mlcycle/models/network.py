@@ -49,6 +49,8 @@ _FORMAT = 1
 _WEIGHTS_FILE = "network.keras"
 _META_FILE = "network.json"
 _STACK_FILE = "dense_stack.npz"
+# A bag's further networks: network_<i>.keras and dense_stack_<i>.npz, i = 1, 2, ...
+_MEMBER_FILES = ("network_{}.keras", "dense_stack_{}.npz")
 
 
 # --------------------------------------------------------------------------- parameters
@@ -168,7 +170,12 @@ class _RetracingNoise(logging.Filter):
 
 
 class NetworkModel:
-    """In memory: preprocessing + Keras model + target scaling + classes + params."""
+    """In memory: preprocessing + Keras model + target scaling + classes + params.
+
+    A bag: further networks of the same architecture, trained on the same rows from other
+    seeds (`extra_networks`, `mlcycle.models.training.fit_bag`), whose outputs (scaled
+    values, class probabilities) are averaged with the first's. `network` is the first:
+    what fine-tuning continues."""
 
     def __init__(
         self,
@@ -190,6 +197,13 @@ class NetworkModel:
         self._stack: DenseStack | None = None  # set by load: predicts without TensorFlow
         self._keras_file: Path | None = None
         self._saved_without_stack = False
+        self.extra_networks: list = []  # a bag's further Keras networks (in training)
+        self._extra_stacks: list[DenseStack] = []  # theirs, as loaded
+
+    @property
+    def members(self) -> int:
+        """How many networks the model averages (1: a single network)."""
+        return 1 + max(len(self.extra_networks), len(self._extra_stacks))
 
     @property
     def network(self):
@@ -214,7 +228,11 @@ class NetworkModel:
         if stack is None and not self._saved_without_stack:
             stack = DenseStack.of(self.network)
         if stack is not None:
-            return stack(x)
+            out = stack(x)
+            if self.members > 1:
+                others = self._extra_stacks or [DenseStack.of(n) for n in self.extra_networks]
+                out = (out + sum(other(x) for other in others)) / self.members
+            return out
         if not len(x):
             return np.zeros((0, self.network.output_shape[-1]), dtype="float32")
         return self._forward_fn()(x).numpy()
@@ -268,6 +286,12 @@ class NetworkModel:
         stack = DenseStack.of(self.network)
         if stack is not None:
             meta["dense_stack"] = stack.save(path / _STACK_FILE)
+        for i, network in enumerate(self.extra_networks, start=1):
+            keras_file, stack_file = (name.format(i) for name in _MEMBER_FILES)
+            network.save(path / keras_file)
+            DenseStack.of(network).save(path / stack_file)
+        if self.extra_networks:
+            meta["members"] = self.members
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return path
 
@@ -289,6 +313,10 @@ class NetworkModel:
         model._keras_file = path / _WEIGHTS_FILE
         if "dense_stack" in meta:
             model._stack = DenseStack.load(path / _STACK_FILE, meta["dense_stack"])
+            model._extra_stacks = [
+                DenseStack.load(path / _MEMBER_FILES[1].format(i), meta["dense_stack"])
+                for i in range(1, meta.get("members", 1))
+            ]
         else:
             model._saved_without_stack = True
             model.network  # noqa: B018 (read now: a model saved before the stack)

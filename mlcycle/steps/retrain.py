@@ -216,9 +216,15 @@ def execute(params: RetrainParams) -> str:
         if skipped:
             _skip_before(skipped)
     trainer = Trainer(
-        p.schema, p.network, p.splits.reference_train, p.splits.current_train, p.start_from
+        p.schema,
+        p.network,
+        p.splits.reference_train,
+        p.splits.current_train,
+        p.start_from,
+        members=params.members,
     )
     judged = try_candidates(trainer, p.candidates, p.schema.task, p.base.uri if p.base else None)
+    judged = trainer.bag(judged)  # the slice judges the bag main compares and blends
     chosen = trainer.refit(judged)  # the network registered; judged is what the slice saw
     # Logged once trained: they describe the network kept (a fine-tune's is the base's).
     mlflow.log_params({f"network.{k}": v for k, v in chosen.params.to_dict().items()})

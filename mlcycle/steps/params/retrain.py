@@ -44,6 +44,12 @@ class RetrainParams:
     )
     patience: int = param(10, "early-stopping patience in epochs; 0 turns it off", minimum=0)
     seed: int = param(42, "seed of the network's weights and batches", minimum=0)
+    members: int = param(
+        5,
+        "networks averaged in the model registered: the kept candidate trained again from "
+        "seeds seed+1, seed+2, ... on the same rows (1: one network)",
+        minimum=1,
+    )
 
     def validate(self) -> RetrainParams:
         check(self)

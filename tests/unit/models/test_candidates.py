@@ -208,3 +208,22 @@ def test_the_kept_candidate_is_refitted_on_the_rows_it_is_registered_with():
     raw = kept.model.raw_output(features)
     loss = float(np.mean((raw.ravel() - scaled.to_numpy()) ** 2))
     assert loss == pytest.approx(kept.history["val_loss"][-1], rel=1e-3)
+
+
+@pytest.mark.integration  # real networks, Evidently runs or stores: seconds; `make test`
+def test_the_kept_candidate_is_judged_and_registered_as_a_bag():
+    trainer = Trainer(SCHEMA, QUICK, rows(100, 1), rows(40, 2), members=3)
+    judged = trainer.train(Candidate("scratch", "current"))
+    one = judged.metrics
+    bagged = trainer.bag(judged)
+    assert bagged.model.members == 3
+    # Judged as the bag: its slice figures and predictions are the bag's own.
+    features = trainer.validation[SCHEMA.features]
+    np.testing.assert_allclose(bagged.predictions, bagged.model.predict(features))
+    assert bagged.metrics != one
+    kept = trainer.refit(bagged)
+    assert kept.model is not bagged.model and kept.model.members == 3
+    # One network asked for: nothing more is trained.
+    single = Trainer(SCHEMA, QUICK, rows(100, 1), rows(40, 2))
+    judged = single.train(Candidate("scratch", "current"))
+    assert single.bag(judged) is judged and single.refit(judged).model.members == 1

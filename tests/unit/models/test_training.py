@@ -16,6 +16,7 @@ from mlcycle.models.training import (
     encode_target,
     finetune_obstacle,
     finetune_params,
+    fit_bag,
     fit_network,
     split_validation,
     target_scaling,
@@ -199,3 +200,40 @@ def test_finetune_obstacles_are_named(bin_model):
     assert "classes" in finetune_obstacle(base, other)
     with pytest.raises(MlcycleError, match="cannot fine-tune"):
         fit_network(other, TINY, labelled(BIN), base=base)
+
+
+# ---------------------------------------------------------------- a bag of networks
+
+
+def test_a_bag_averages_networks_of_other_seeds_and_its_first_is_the_single_network(tmp_path):
+    train = rows(120, 4)
+    params = replace(TINY, epochs=4, patience=2, validation_share=0.2)
+    single, single_history = fit_network(REG, params, train)
+    bag, history = fit_bag(REG, params, train, members=3)
+    assert bag.members == 3 and history == single_history
+    features = train[REG.features]
+    # The first member is fit_network's network to the bit (same rows, stopping rows, seed).
+    np.testing.assert_array_equal(bag.network.get_weights()[0], single.network.get_weights()[0])
+    alone = [single.raw_output(features)]
+    for network in bag.extra_networks:
+        other = NetworkModel(REG, params, bag.preprocessing, network, 0.0, 1.0)
+        alone.append(other.raw_output(features))
+    assert not np.allclose(alone[0], alone[1])  # another seed, another network
+    np.testing.assert_allclose(bag.raw_output(features), np.mean(alone, axis=0), rtol=1e-6)
+    # Saved and loaded, it answers the same, in NumPy.
+    loaded = NetworkModel.load(bag.save(tmp_path / "bag"))
+    assert loaded.members == 3
+    np.testing.assert_allclose(loaded.predict(features), bag.predict(features), rtol=1e-6)
+
+
+def test_a_bag_of_classifiers_averages_probabilities():
+    train = labelled(MULTI, 120, 5)
+    bag, _ = fit_bag(MULTI, TINY, train, members=2)
+    proba = bag.predict_proba(train[MULTI.features])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert set(bag.predict(train[MULTI.features])) <= set(MULTI.classes)
+
+
+def test_a_bag_needs_one_network_at_least():
+    with pytest.raises(MlcycleError, match="parameter members must be >= 1, got 0"):
+        fit_bag(REG, TINY, rows(40, 1), members=0)
