@@ -83,6 +83,7 @@ def test_the_defaults_pass_their_own_checks(step):
         ("optimize", {"family": "xgb"}, "parameter family must be one of rf, nn, hgb, got 'xgb'"),
         ("optimize", {"n_jobs": 0}, "parameter n_jobs must be >= 1 (or -1), got 0"),
         ("retrain", {"window": "last"}, "parameter window must be one of auto, current, all"),
+        ("retrain", {"members": 0}, "parameter members must be >= 1, got 0"),
         ("monitor", {"sample_size": -5}, "parameter sample_size must be >= 0, got -5"),
         ("main", {"n_trials": -1}, "parameter n_trials must be >= 0, got -1"),
     ],
