@@ -26,7 +26,9 @@ class MainParams(EtlParams):
         "(comma-separated; the tuned family is left out; empty for none)",
     )
     epochs: int = param(60, "retrain's maximum epochs")
-    members: int = param(5, "networks averaged in retrain's model (1: one network)", minimum=1)
+    members: int = param(
+        1, "networks averaged in retrain's model (retrain's own default: 5)", minimum=1
+    )
     promote: bool = param(True, "let monitor move the champion alias")
     use_cache: bool = param(True, "reuse finished identical steps")
     force_baseline: bool = param(
