@@ -36,25 +36,10 @@ MEMBERS = 5
 
 def one_network(bag: NetworkModel, i: int) -> NetworkModel:
     """The bag's i-th network alone (0: the first, what `members=1` registers)."""
-    if i == 0:
-        alone = NetworkModel(
-            bag.schema,
-            bag.params,
-            bag.preprocessing,
-            bag.network,
-            bag.target_mean,
-            bag.target_scale,
-        )
-    else:
-        alone = NetworkModel(
-            bag.schema,
-            bag.params,
-            bag.preprocessing,
-            bag.extra_networks[i - 1],
-            bag.target_mean,
-            bag.target_scale,
-        )
-    return alone
+    network = bag.network if i == 0 else bag.extra_networks[i - 1]
+    return NetworkModel(
+        bag.schema, bag.params, bag.preprocessing, network, bag.target_mean, bag.target_scale
+    )
 
 
 def first_of(bag: NetworkModel, count: int) -> NetworkModel:
