@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
@@ -199,6 +200,7 @@ class NetworkModel:
         self._saved_without_stack = False
         self.extra_networks: list = []  # a bag's further Keras networks (in training)
         self._extra_stacks: list[DenseStack] = []  # theirs, as loaded
+        self._extra_keras_files: list[Path] = []  # the files those were loaded with
 
     @property
     def members(self) -> int:
@@ -286,11 +288,17 @@ class NetworkModel:
         stack = DenseStack.of(self.network)
         if stack is not None:
             meta["dense_stack"] = stack.save(path / _STACK_FILE)
-        for i, network in enumerate(self.extra_networks, start=1):
+        # A bag's further networks: in training, Keras models; loaded, their stacks and
+        # the Keras files they were read from (a blend saves its members as loaded).
+        for i in range(1, self.members):
             keras_file, stack_file = (name.format(i) for name in _MEMBER_FILES)
-            network.save(path / keras_file)
-            DenseStack.of(network).save(path / stack_file)
-        if self.extra_networks:
+            if self.extra_networks:
+                self.extra_networks[i - 1].save(path / keras_file)
+                DenseStack.of(self.extra_networks[i - 1]).save(path / stack_file)
+            else:
+                shutil.copyfile(self._extra_keras_files[i - 1], path / keras_file)
+                self._extra_stacks[i - 1].save(path / stack_file)
+        if self.members > 1:
             meta["members"] = self.members
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return path
@@ -313,10 +321,12 @@ class NetworkModel:
         model._keras_file = path / _WEIGHTS_FILE
         if "dense_stack" in meta:
             model._stack = DenseStack.load(path / _STACK_FILE, meta["dense_stack"])
+            extra = range(1, meta.get("members", 1))
             model._extra_stacks = [
                 DenseStack.load(path / _MEMBER_FILES[1].format(i), meta["dense_stack"])
-                for i in range(1, meta.get("members", 1))
+                for i in extra
             ]
+            model._extra_keras_files = [path / _MEMBER_FILES[0].format(i) for i in extra]
         else:
             model._saved_without_stack = True
             model.network  # noqa: B018 (read now: a model saved before the stack)

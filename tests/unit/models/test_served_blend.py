@@ -9,10 +9,12 @@ import pytest
 from mlcycle.errors import MlcycleError
 from mlcycle.models.blending import slice_predictions
 from mlcycle.models.families import hgb, rf
+from mlcycle.models.network import NetworkModel
 from mlcycle.models.served_blend import BlendModel
 from mlcycle.models.served_forest import ForestModel
 from mlcycle.models.serving import BadInput
-from tests.unit.networks import BIN, MULTI, REG, labelled, rows
+from mlcycle.models.training import fit_bag
+from tests.unit.networks import BIN, MULTI, REG, TINY, labelled, rows
 
 
 def _forest(schema, frame, family=rf, params=None):
@@ -50,6 +52,20 @@ def test_a_saved_blend_carries_its_members_and_answers_the_same(regression_membe
         "member_1",
         "member_2",
     ]
+
+
+def test_a_blend_carries_a_bag_of_networks_whole(tmp_path):
+    """retrain registers a bag; the blend step loads it from the registry and saves it
+    inside the blend: every network of the bag must go along, not the first alone."""
+    frame = rows(120, seed=2)
+    bag = NetworkModel.load(fit_bag(REG, TINY, frame, members=3)[0].save(tmp_path / "bag"))
+    forest = _forest(REG, frame)
+    blend = BlendModel(REG, [forest, bag], [0.4, 0.6], ["refit-rf", "retrain"])
+    loaded = BlendModel.load(blend.save(tmp_path / "blend"))
+    features = frame[REG.features]
+    assert loaded.members[1].members == 3
+    expected = 0.4 * forest.predict(features) + 0.6 * bag.predict(features)
+    np.testing.assert_allclose(loaded.predict(features), expected, rtol=1e-6)
 
 
 def test_a_row_a_member_cannot_read_is_named_by_column(regression_members):

@@ -224,6 +224,12 @@ def test_a_bag_averages_networks_of_other_seeds_and_its_first_is_the_single_netw
     loaded = NetworkModel.load(bag.save(tmp_path / "bag"))
     assert loaded.members == 3
     np.testing.assert_allclose(loaded.predict(features), bag.predict(features), rtol=1e-6)
+    # Saved again as loaded (a blend carries its members so): every network goes along.
+    again = NetworkModel.load(loaded.save(tmp_path / "again"))
+    assert again.members == 3
+    np.testing.assert_allclose(again.predict(features), bag.predict(features), rtol=1e-6)
+    # And the first network still reads as Keras, for fine-tuning.
+    np.testing.assert_array_equal(again.network.get_weights()[0], bag.network.get_weights()[0])
 
 
 def test_a_bag_of_classifiers_averages_probabilities():
