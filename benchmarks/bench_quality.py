@@ -472,6 +472,11 @@ def main() -> None:
     )
     parser.add_argument("--save", default="", help="also write the figures to this JSON file")
     parser.add_argument(
+        "--folder",
+        default="",
+        help="keep scenario files and main's stores here (default: a new temp folder)",
+    )
+    parser.add_argument(
         "--combine",
         default="",
         help="comma-separated JSON files of earlier runs (other seeds): print their table together",
@@ -494,7 +499,8 @@ def main() -> None:
     bank = generated() + [wage(), weather()]
     if args.only:
         bank = [s for s in bank if s.name in args.only.split(",")]
-    folder = Path(tempfile.mkdtemp(prefix="bench_quality_"))
+    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="bench_quality_"))
+    folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, list[float]]] = {}
     metric: dict[str, str] = {}
     start = time.perf_counter()
@@ -531,6 +537,9 @@ def main() -> None:
             f"(the same: {abs(step - results['bundled']['auto'][0]) < 1e-6})"
         )
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
+    print(
+        f"scenario files and main's stores kept in {folder} (benchmarks/bench_choice.py reads them)"
+    )
 
 
 if __name__ == "__main__":
