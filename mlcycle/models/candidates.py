@@ -186,9 +186,7 @@ class Trainer:
     def train(self, candidate: Candidate) -> Trained:
         """The candidate fitted to be judged: its metrics and predictions on the slice."""
         start = time.perf_counter()
-        params, start_from, pretrain = self._start(candidate)
-        rows = window_rows(candidate.window, self.reference_train, self.stop_fit)
-        stop = self.stop_rows if self.stop_rows is not None and len(self.stop_rows) else None
+        params, start_from, pretrain, rows, stop = self._judging(candidate)
         model, history = fit_network(self.schema, params, rows, base=start_from, validation=stop)
         metrics, predictions = {}, None
         if len(self.validation):
@@ -225,9 +223,7 @@ class Trainer:
         if self.members == 1 or not len(self.validation):
             return trained
         start = time.perf_counter()
-        params, start_from, _ = self._start(trained.candidate)
-        rows = window_rows(trained.candidate.window, self.reference_train, self.stop_fit)
-        stop = self.stop_rows if self.stop_rows is not None and len(self.stop_rows) else None
+        params, start_from, _, rows, stop = self._judging(trained.candidate)
         model = add_members(
             trained.model,
             self.schema,
@@ -296,6 +292,15 @@ class Trainer:
             start_from, pretrain = self.reference_network()
             return self.params, start_from, pretrain
         return self.params, None, {}
+
+    def _judging(self, candidate: Candidate):
+        """What a candidate judged on the slice is trained with: `_start`'s three, the
+        rows of its window it learns from (the slice and stopping rows left out) and the
+        rows its early stopping watches (None: no stopping rows)."""
+        params, start_from, pretrain = self._start(candidate)
+        rows = window_rows(candidate.window, self.reference_train, self.stop_fit)
+        stop = self.stop_rows if self.stop_rows is not None and len(self.stop_rows) else None
+        return params, start_from, pretrain, rows, stop
 
     def _train_rows(self, candidate: Candidate) -> int:
         """The rows retrain counts for the candidate: its window, the validation slice
