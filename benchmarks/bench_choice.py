@@ -50,6 +50,7 @@ NOT_SINGLE = (
     "main's best",
 )  # bench_quality's best single leaves these out
 HALVES = 4  # random halvings of current_test for the more-rows comparison
+RESAMPLES = 200  # bootstrap resamples of current_test for the test rows' own noise
 
 
 @dataclass
@@ -146,17 +147,27 @@ def joined(first: dict, second: dict) -> dict:
     }
 
 
+def test_row_noise(run: Stored, chosen: dict[str, float], seed: int) -> float:
+    """The variance, over bootstrap resamples of current_test, of main's choice minus the
+    best single candidate of each resample (picked anew, as the bars pick the best panel
+    entry on the test rows): how far the test rows alone move such a gap."""
+    task, classes, test, truth = run.task, run.classes, run.test, run.test_truth
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(RESAMPLES):
+        rows = rng.integers(0, len(truth), len(truth))
+        answers = on_rows(test, rows)
+        best = max(measure(task, truth[rows], {label: 1.0}, answers, classes) for label in LABELS)
+        gaps.append(measure(task, truth[rows], chosen, answers, classes) - best)
+    return float(np.var(gaps))
+
+
 def rules(run: Stored, seed: int) -> dict[str, float]:
     """Each rule's current_test figure on this run (the more-rows pair on test halves)."""
     task, classes, test = run.task, run.classes, run.test
+    chosen = mains_rule(task, run.slice_truth, run.slice, classes, seed)
     out = {
-        "main's rule": measure(
-            task,
-            run.test_truth,
-            mains_rule(task, run.slice_truth, run.slice, classes, seed),
-            test,
-            classes,
-        ),
+        "main's rule": measure(task, run.test_truth, chosen, test, classes),
         "equal blend": measure(
             task, run.test_truth, {label: 1 / len(LABELS) for label in LABELS}, test, classes
         ),
@@ -181,6 +192,7 @@ def rules(run: Stored, seed: int) -> dict[str, float]:
             more.append(measure(task, truth, judged, answers, classes))
     out["more rows gain"] = float(np.mean(more) - np.mean(alone))
     out["recorded"] = run.champion
+    out["noise variance"] = test_row_noise(run, chosen, seed)
     return out
 
 
@@ -205,10 +217,11 @@ def main() -> None:
     saved = json.loads(Path(args.saved).read_text())["results"]
     names = ("main's rule", "equal blend", "ceiling")
     gaps: dict[str, list[float]] = {n: [] for n in (*names, "more rows gain")}
+    variances = []  # of each scenario's mean gap over its seeds, from the test rows alone
     print(
         f"{'scenario':<14}{'best single':>18}"
         + "".join(f"{n:>14}" for n in (*names, "more rows"))
-        + "   recorded main"
+        + "   recorded main   test-row SE"
     )
     for scenario, cells in saved.items():
         stores = sorted(Path(args.stores).glob(f"main_{scenario}_*"))
@@ -225,16 +238,21 @@ def main() -> None:
         gain = float(np.mean([f["more rows gain"] for f in figures]))
         gaps["more rows gain"].append(gain)
         recorded = float(np.mean([f["recorded"] for f in figures])) - means[best]
-        print(line + f"{gain:>+14.4f}   {recorded:+.4f}", flush=True)
+        variances.append(sum(f["noise variance"] for f in figures) / len(figures) ** 2)
+        print(
+            line + f"{gain:>+14.4f}   {recorded:+.4f}   {np.sqrt(variances[-1]):>14.4f}", flush=True
+        )
     print(
         f"{'average':<30}"
         + "".join(f"{np.mean(gaps[n]):>+14.4f}" for n in names)
         + f"{np.mean(gaps['more rows gain']):>+14.4f}"
+        + f"{'':<18}{np.sqrt(sum(variances)) / len(variances):.4f}"
     )
     print(f"{'worst scenario':<30}" + "".join(f"{min(gaps[n]):>+14.4f}" for n in names))
     print(
         f"{len(list(Path(args.stores).glob('main_*')))} main runs; recorded main: the "
-        "champion each run left in its store"
+        "champion each run left in its store; test-row SE: the standard error the test rows "
+        "alone give main's mean gap to the best of its single candidates (bootstrap)"
     )
 
 

@@ -273,9 +273,17 @@ class NetworkModel:
 
     # -- persistence: a folder with the Keras file and one JSON of everything else
     def save(self, path: str | Path) -> Path:
+        """The folder (created if need be). A loaded model's networks not read into Keras
+        are copied from the files they were loaded from, which must still be there (a
+        blend saves its members as loaded, from MLflow's download folder)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.network.save(path / _WEIGHTS_FILE)
+        if self._network is None and self._keras_file is not None:
+            _copy(self._keras_file, path / _WEIGHTS_FILE)  # no TensorFlow to copy a file
+            stack = self._stack
+        else:
+            self.network.save(path / _WEIGHTS_FILE)
+            stack = DenseStack.of(self.network)
         meta = {
             "format": _FORMAT,
             "family": FAMILY,
@@ -285,7 +293,6 @@ class NetworkModel:
             "target_mean": self.target_mean,
             "target_scale": self.target_scale,
         }
-        stack = DenseStack.of(self.network)
         if stack is not None:
             meta["dense_stack"] = stack.save(path / _STACK_FILE)
         # A bag's further networks: in training, Keras models; loaded, their stacks and
@@ -296,7 +303,7 @@ class NetworkModel:
                 self.extra_networks[i - 1].save(path / keras_file)
                 DenseStack.of(self.extra_networks[i - 1]).save(path / stack_file)
             else:
-                shutil.copyfile(self._extra_keras_files[i - 1], path / keras_file)
+                _copy(self._extra_keras_files[i - 1], path / keras_file)
                 self._extra_stacks[i - 1].save(path / stack_file)
         if self.members > 1:
             meta["members"] = self.members
@@ -331,6 +338,12 @@ class NetworkModel:
             model._saved_without_stack = True
             model.network  # noqa: B018 (read now: a model saved before the stack)
         return model
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A saved file copied, unless it is already there (a model saved where it was loaded)."""
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, target)
 
 
 # ------------------------------------------------------------------------------- pyfunc

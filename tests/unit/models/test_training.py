@@ -230,6 +230,11 @@ def test_a_bag_averages_networks_of_other_seeds_and_its_first_is_the_single_netw
     np.testing.assert_allclose(again.predict(features), bag.predict(features), rtol=1e-6)
     # And the first network still reads as Keras, for fine-tuning.
     np.testing.assert_array_equal(again.network.get_weights()[0], bag.network.get_weights()[0])
+    # Saved where it was loaded from: the files are already there, nothing is lost.
+    NetworkModel.load(tmp_path / "again").save(tmp_path / "again")
+    same = NetworkModel.load(tmp_path / "again")
+    assert same.members == 3
+    np.testing.assert_allclose(same.predict(features), bag.predict(features), rtol=1e-6)
 
 
 def test_a_bag_of_classifiers_averages_probabilities():
