@@ -34,21 +34,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import mlflow  # noqa: E402
 
+from benchmarks.bench_quality import PANEL  # noqa: E402
 from mlcycle.ingest.datasets import load_splits  # noqa: E402
 from mlcycle.models import blending, selection  # noqa: E402
+from mlcycle.models.selection import judging_slice  # noqa: E402
 from mlcycle.models.served_blend import member_of  # noqa: E402
-from mlcycle.monitoring.evaluate import predict, predict_proba, score  # noqa: E402
+from mlcycle.monitoring.evaluate import score  # noqa: E402
 from mlcycle.monitoring.metrics import PRIMARY, evaluate  # noqa: E402
+from mlcycle.steps.blend import gather  # noqa: E402
 
 # main's candidates in the order main trains them (an exact tie keeps the earlier one).
 LABELS = ("optimize-nn", "refit-rf", "refit-hgb", "retrain")
 RUN_TAG = {"optimize-nn": "optimize", "refit-rf": "refit-rf", "refit-hgb": "refit-hgb"}
-NOT_SINGLE = (
-    "auto",
-    "max val",
-    "main",
-    "main's best",
-)  # bench_quality's best single leaves these out
+SINGLES = [e for e in PANEL if e not in ("auto", "max val")]  # its best single entry's
 HALVES = 4  # random halvings of current_test for the more-rows comparison
 RESAMPLES = 200  # bootstrap resamples of current_test for the test rows' own noise
 
@@ -65,23 +63,15 @@ class Stored:
     slice: dict[str, blending.Candidate]
     test: dict[str, blending.Candidate]
     champion: float  # the figure of the champion main left in the store
+    winner: str  # the candidate main nominated (its mlcycle.candidate_winner tag)
 
 
-def test_answers(label: str, model, features, task: str, classes: list) -> blending.Candidate:
-    labels = np.asarray(predict(model, features))
-    if task == "regression":
-        return blending.Candidate(label, labels.astype("float64"), labels)
-    proba = predict_proba(model, features, classes)
-    values = np.column_stack(
-        [
-            np.asarray(proba[c], float) if c in proba.columns else np.zeros(len(labels))
-            for c in classes
-        ]
-    )
-    return blending.Candidate(label, values, labels)
+def test_answers(label: str, model, schema, test) -> blending.Candidate:
+    """What a registered candidate answers on current_test, as the blend sees answers."""
+    return blending.candidate_of(label, blending.slice_predictions(model, schema, test), schema)
 
 
-def load_store(store: Path) -> Stored:
+def load_store(store: Path, seed: int) -> Stored:
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     client = mlflow.MlflowClient()
     main = mlflow.search_runs(
@@ -92,20 +82,25 @@ def load_store(store: Path) -> Stored:
     schema, splits = load_splits(main.data.tags["mlcycle.run.etl"])
     classes = list(schema.classes) if schema.task == "classification" else []
     test = splits.current_test
-    features, truth = test[schema.features], test[schema.target].to_numpy()
-    sliced, tested, slice_truth = {}, {}, None
+    truth = test[schema.target].to_numpy()
+    slice_truth = judging_slice(splits.current_train, seed)[1][schema.target].to_numpy()
+    sliced, tested = {}, {}
     for label in LABELS:
-        run_id = main.data.tags[f"mlcycle.run.{RUN_TAG.get(label, label)}"]
+        run_id = main.data.tags.get(f"mlcycle.run.{RUN_TAG.get(label, label)}")
+        if not run_id:
+            raise SystemExit(f"{store}: main ran no {label} (main with its defaults expected)")
+        candidates, left = gather({label: run_id}, schema, slice_truth)
+        if left:
+            raise SystemExit(f"{store}: candidate {label}: {left[label]}")
+        sliced[label] = candidates[0]
         version = client.get_run(run_id).data.tags[selection.VERSION_TAG]
         model = member_of(mlflow.pyfunc.load_model(f"models:/bench/{version}"))
-        tested[label] = test_answers(label, model, features, schema.task, classes)
-        frame = blending.read_slice_predictions(run_id)
-        sliced[label] = blending.candidate_of(label, frame, schema)
-        slice_truth = frame[blending.TRUTH].to_numpy()
+        tested[label] = test_answers(label, model, schema, test)
     champion = client.get_model_version_by_alias("bench", "champion").version
     kept = mlflow.pyfunc.load_model(f"models:/bench/{champion}")
     figure = score(kept, schema, splits)[f"current_test_{PRIMARY[schema.task]}"]
-    return Stored(schema.task, classes, slice_truth, truth, sliced, tested, figure)
+    winner = main.data.tags.get("mlcycle.candidate_winner", "")
+    return Stored(schema.task, classes, slice_truth, truth, sliced, tested, figure, winner)
 
 
 def measure(task: str, truth, weights: dict[str, float], answers: dict, classes: list) -> float:
@@ -184,14 +179,14 @@ def rules(run: Stored, seed: int) -> dict[str, float]:
         order = np.random.default_rng(repeat).permutation(len(run.test_truth))
         for extra, scored in ((order[::2], order[1::2]), (order[1::2], order[::2])):
             truth, answers = run.test_truth[scored], on_rows(test, scored)
-            judged = mains_rule(task, run.slice_truth, run.slice, classes, seed)
-            alone.append(measure(task, truth, judged, answers, classes))
+            alone.append(measure(task, truth, chosen, answers, classes))
             rows_truth = np.concatenate([run.slice_truth, run.test_truth[extra]])
             bigger = joined(run.slice, on_rows(test, extra))
             judged = mains_rule(task, rows_truth, bigger, classes, seed)
             more.append(measure(task, truth, judged, answers, classes))
     out["more rows gain"] = float(np.mean(more) - np.mean(alone))
     out["recorded"] = run.champion
+    out["agrees"] = run.winner == ("blend" if len(chosen) > 1 else next(iter(chosen)))
     out["noise variance"] = test_row_noise(run, chosen, seed)
     return out
 
@@ -201,7 +196,7 @@ def main() -> None:
     parser.add_argument("--stores", default="", help="the folder bench_quality.py --main printed")
     parser.add_argument("--saved", default="", help="the JSON file of that run (its --save)")
     parser.add_argument("--seeds", default="", help="for a new run: bench_quality's --seeds")
-    parser.add_argument("--only", default="", help="for a new run: bench_quality's --only")
+    parser.add_argument("--only", default="", help="comma-separated scenario names")
     args = parser.parse_args()
     if bool(args.stores) != bool(args.saved):
         parser.error("--stores and --saved go together (a kept bench_quality.py --main run)")
@@ -223,13 +218,18 @@ def main() -> None:
         + "".join(f"{n:>14}" for n in (*names, "more rows"))
         + "   recorded main   test-row SE"
     )
+    differ = []
     for scenario, cells in saved.items():
         stores = sorted(Path(args.stores).glob(f"main_{scenario}_*"))
-        if not stores:
+        if not stores or (args.only and scenario not in args.only.split(",")):
             continue
-        means = {e: float(np.mean(v)) for e, v in cells.items() if e not in NOT_SINGLE}
+        means = {e: float(np.mean(cells[e])) for e in SINGLES}
         best = max(means, key=means.get)
-        figures = [rules(load_store(s), int(s.name.rsplit("_", 1)[1])) for s in stores]
+        seeds = [int(store.name.rsplit("_", 1)[1]) for store in stores]
+        figures = [rules(load_store(st, sd), sd) for st, sd in zip(stores, seeds, strict=True)]
+        differ += [
+            f"{scenario} seed {sd}" for f, sd in zip(figures, seeds, strict=True) if not f["agrees"]
+        ]
         line = f"{scenario:<14}{best:>12} {means[best]:.3f}"
         for n in names:
             gap = float(np.mean([f[n] for f in figures])) - means[best]
@@ -249,6 +249,11 @@ def main() -> None:
         + f"{'':<18}{np.sqrt(sum(variances)) / len(variances):.4f}"
     )
     print(f"{'worst scenario':<30}" + "".join(f"{min(gaps[n]):>+14.4f}" for n in names))
+    print(
+        "the replayed choice is main's nomination (mlcycle.candidate_winner) on every run"
+        if not differ
+        else f"the replayed choice differs from main's nomination on: {', '.join(differ)}"
+    )
     print(
         f"{len(list(Path(args.stores).glob('main_*')))} main runs; recorded main: the "
         "champion each run left in its store; test-row SE: the standard error the test rows "

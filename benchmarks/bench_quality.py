@@ -500,6 +500,8 @@ def main() -> None:
     if args.only:
         bank = [s for s in bank if s.name in args.only.split(",")]
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="bench_quality_"))
+    if args.main and any(folder.glob("main_*")):
+        parser.error(f"--folder {folder} holds main stores of another run: give a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, list[float]]] = {}
     metric: dict[str, str] = {}
