@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import mlflow  # noqa: E402
 
-from benchmarks.bench_quality import PANEL  # noqa: E402
+from benchmarks.bench_quality import CHOICES, PANEL  # noqa: E402
 from mlcycle.ingest.datasets import load_splits  # noqa: E402
 from mlcycle.models import blending, selection  # noqa: E402
 from mlcycle.models.selection import judging_slice  # noqa: E402
@@ -46,7 +46,7 @@ from mlcycle.steps.blend import gather  # noqa: E402
 # main's candidates in the order main trains them (an exact tie keeps the earlier one).
 LABELS = ("optimize-nn", "refit-rf", "refit-hgb", "retrain")
 RUN_TAG = {"optimize-nn": "optimize", "refit-rf": "refit-rf", "refit-hgb": "refit-hgb"}
-SINGLES = [e for e in PANEL if e not in ("auto", "max val")]  # its best single entry's
+SINGLES = [e for e in PANEL if e not in CHOICES]  # bench_quality's single entries
 HALVES = 4  # random halvings of current_test for the more-rows comparison
 RESAMPLES = 200  # bootstrap resamples of current_test for the test rows' own noise
 
@@ -213,10 +213,11 @@ def main() -> None:
     names = ("main's rule", "equal blend", "ceiling")
     gaps: dict[str, list[float]] = {n: [] for n in (*names, "more rows gain")}
     variances = []  # of each scenario's mean gap over its seeds, from the test rows alone
+    by_hand = []  # recorded main - the panel's hand pick, when the run has one
     print(
         f"{'scenario':<14}{'best single':>18}"
         + "".join(f"{n:>14}" for n in (*names, "more rows"))
-        + "   recorded main   test-row SE"
+        + "   recorded main   test-row SE   main - hand pick"
     )
     differ = []
     for scenario, cells in saved.items():
@@ -239,14 +240,17 @@ def main() -> None:
         gaps["more rows gain"].append(gain)
         recorded = float(np.mean([f["recorded"] for f in figures])) - means[best]
         variances.append(sum(f["noise variance"] for f in figures) / len(figures) ** 2)
-        print(
-            line + f"{gain:>+14.4f}   {recorded:+.4f}   {np.sqrt(variances[-1]):>14.4f}", flush=True
-        )
+        line += f"{gain:>+14.4f}   {recorded:+13.4f}   {np.sqrt(variances[-1]):>11.4f}"
+        if "hand pick" in cells:  # what a user trying the panel by hand would keep
+            by_hand.append(recorded + means[best] - float(np.mean(cells["hand pick"])))
+            line += f"   {by_hand[-1]:>+16.4f}"
+        print(line, flush=True)
     print(
         f"{'average':<30}"
         + "".join(f"{np.mean(gaps[n]):>+14.4f}" for n in names)
         + f"{np.mean(gaps['more rows gain']):>+14.4f}"
-        + f"{'':<18}{np.sqrt(sum(variances)) / len(variances):.4f}"
+        + f"{'':<19}{np.sqrt(sum(variances)) / len(variances):>11.4f}"
+        + (f"   {np.mean(by_hand):>+16.4f}" if by_hand else "")
     )
     print(f"{'worst scenario':<30}" + "".join(f"{min(gaps[n]):>+14.4f}" for n in names))
     print(
