@@ -17,12 +17,14 @@ import pandas as pd
 
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
-from mlcycle.models.blending import slice_predictions
+from mlcycle.models.blending import PREDICTION, TRUTH, slice_predictions
 from mlcycle.models.candidates import validation_metrics, validation_slice
 from mlcycle.models.network import NetworkParams
+from mlcycle.monitoring.gate import Interval, paired_bootstrap
 from mlcycle.monitoring.metrics import LOWER_IS_BETTER
 
 VERSION_TAG = "mlcycle.model_version"
+BLEND = "blend"  # the label of main's blend candidate
 
 
 def judging_slice(current_train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -91,6 +93,38 @@ def choose(entries: list[Entry], metric: str) -> tuple[Entry, str]:
     return best, (
         f"{best.label} (version {best.version}) has the best validation {metric} "
         f"{best.score:.4f} (others: {others or 'none'})"
+    )
+
+
+def runner_up(entries: list[Entry], winner: Entry, metric: str) -> Entry | None:
+    """The best scored candidate after the winner, when the winner is one model (a kept
+    blend's gain over the best single one has bounds of its own); None when there is none."""
+    rivals = [
+        e
+        for e in entries
+        if e is not winner and e.label != BLEND and e.score is not None and math.isfinite(e.score)
+    ]
+    if winner.label == BLEND or not rivals:
+        return None
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return max(rivals, key=lambda e: (sign * e.score, -entries.index(e)))
+
+
+def lead(task: str, winner: pd.DataFrame, runner: pd.DataFrame, seed: int) -> Interval | None:
+    """How sure the slice is of its pick: the winner's lead over the runner-up in the
+    task's primary metric on the slice rows (both candidates' slice predictions), with
+    the gate's paired bootstrap at 95 %. None when the two answered other rows."""
+    if len(winner) != len(runner) or list(winner[TRUTH]) != list(runner[TRUTH]):
+        return None
+    return paired_bootstrap(task, winner[TRUTH], runner[PREDICTION], winner[PREDICTION], seed=seed)
+
+
+def lead_text(winner: Entry, runner: Entry, interval: Interval) -> str:
+    """The lead in one clause of main's reason."""
+    verdict = "within the slice's noise" if interval.low <= 0 else "beyond the slice's noise"
+    return (
+        f"its lead over {runner.label} on the {interval.rows} slice rows: "
+        f"{interval.delta:+.4f} ({interval.text()}), {verdict}"
     )
 
 

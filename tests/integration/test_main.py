@@ -181,3 +181,13 @@ def test_main_nominates_the_best_candidate_on_the_slice_not_the_last_trained(tra
         winner != "retrain"
         and f"{winner} (version {version}) has the best" in (tags["mlcycle.candidate_reason"])
     )
+    # How sure the slice is: the winner's lead over the runner-up, bounds and all (a
+    # kept blend's gain has its own bounds: blend_gain_ci_low, blend_gain_ci_high).
+    if winner == "blend":
+        assert "validation_lead" not in metrics
+    else:
+        runner = max((label for label in labels if label != winner), key=scores.get)
+        lead = metrics["validation_lead"]
+        assert lead == pytest.approx(scores[winner] - scores[runner], abs=1e-9)
+        assert metrics["validation_lead_ci_low"] <= lead <= metrics["validation_lead_ci_high"]
+        assert f"its lead over {runner} on the " in tags["mlcycle.candidate_reason"]

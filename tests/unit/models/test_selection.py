@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mlcycle.ingest.data import Schema
-from mlcycle.models import selection
+from mlcycle.models import blending, selection
 from mlcycle.models.candidates import validation_slice
 from mlcycle.models.families import hgb
 from mlcycle.models.network import NetworkParams
@@ -115,3 +115,48 @@ def test_the_blend_is_given_every_candidate_run_and_shown_kept_or_not():
         {"validation_r2.blend": 0.31},
         {"mlcycle.blend_kept": "false", "mlcycle.blend_reason": "not better"},
     )
+
+
+def _frame(truth, predictions) -> pd.DataFrame:
+    return pd.DataFrame({blending.TRUTH: truth, blending.PREDICTION: predictions})
+
+
+def test_the_runner_up_is_the_best_other_single_candidate_and_a_blend_has_none():
+    entries = [Entry("optimize-nn", "2", 0.90), Entry("refit-rf", "3", 0.80)]
+    entries += [Entry("retrain", "4", 0.93), Entry("blend", "5", 0.92)]
+    winner, _ = choose(entries, "r2")
+    assert selection.runner_up(entries, winner, "r2").label == "optimize-nn"
+    assert selection.runner_up(entries, entries[3], "r2") is None  # its gain has its bounds
+    assert selection.runner_up(entries[2:3], entries[2], "r2") is None  # alone
+
+
+def test_the_lead_says_whether_the_slice_can_tell_the_pick_from_the_runner_up():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=400)
+    errors = rng.normal(scale=0.5, size=400)
+    close = truth + errors
+    # The same errors on other rows: the same score, only the rows' draw tells them apart.
+    tied = truth + rng.permutation(errors)
+    far = truth + rng.normal(scale=1.5, size=400)
+    winner, runner = Entry("retrain", "4", 0.8), Entry("optimize-nn", "2", 0.79)
+    noisy = selection.lead("regression", _frame(truth, tied), _frame(truth, close), seed=1)
+    assert noisy.rows == 400 and noisy.low <= 0 < noisy.high
+    assert "within the slice's noise" in selection.lead_text(winner, runner, noisy)
+    sure = selection.lead("regression", _frame(truth, close), _frame(truth, far), seed=1)
+    assert sure.delta > 0 and sure.low > 0
+    text = selection.lead_text(winner, runner, sure)
+    assert text.startswith("its lead over optimize-nn on the 400 slice rows: +")
+    assert text.endswith("beyond the slice's noise")
+    # Predictions of other rows are not compared.
+    assert (
+        selection.lead("regression", _frame(truth, close), _frame(truth[:-1], far[:-1]), 1) is None
+    )
+
+
+def test_the_lead_of_a_classifier_is_in_its_primary_metric_on_labels():
+    truth = np.array(["a", "b"] * 50, dtype=object)
+    right = truth.copy()
+    wrong = truth.copy()
+    wrong[:30] = np.where(wrong[:30] == "a", "b", "a")
+    interval = selection.lead("classification", _frame(truth, right), _frame(truth, wrong), 0)
+    assert interval.metric == "f1" and interval.delta > 0.2 and interval.low > 0

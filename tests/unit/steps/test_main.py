@@ -57,3 +57,52 @@ def test_only_a_forest_mains_baseline_registered_on_these_rows_is_its_own(tracki
     assert not own_forest("m", mains, "etl-2")  # trained on the rows of an earlier round
     assert not own_forest("m", by_hand, "etl-1")
     assert not own_forest("m", retrained, "etl-1")
+
+
+def test_the_winners_lead_is_read_from_the_candidates_logged_slice_predictions(tracking_uri):
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from mlcycle.models import blending
+    from mlcycle.models.selection import Entry
+    from mlcycle.steps.main import _lead, _nominate_best
+
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=120)
+    entries = []
+    for label, noise in (("optimize-nn", 0.6), ("refit-rf", 0.3), ("refit-hgb", 0.0)):
+        answers = truth + rng.normal(scale=0.9, size=120) * noise
+        with mlflow.start_run() as run:
+            if noise:  # refit-hgb logged none
+                blending.log_slice_predictions(
+                    pd.DataFrame({blending.TRUTH: truth, blending.PREDICTION: answers})
+                )
+        score = 1 - np.mean((answers - truth) ** 2) / np.var(truth)
+        entries.append(Entry(label, "1", float(score), run.info.run_id))
+    entries[2] = Entry("refit-hgb", "1", -1.0, entries[2].run_id)  # the lowest score
+    runner, interval = _lead(entries, entries[1], "regression", seed=0)
+    assert runner.label == "optimize-nn"
+    assert interval.delta == pytest.approx(entries[1].score - entries[0].score)
+    assert interval.rows == 120 and interval.low <= interval.delta <= interval.high
+    # A winner whose run logged no slice predictions: no lead, nothing guessed.
+    best_without = Entry("refit-hgb", "1", 0.99, entries[2].run_id)
+    assert _lead([*entries[:2], best_without], best_without, "regression", seed=0) is None
+
+    # main's nomination carries it: metrics, and a clause of the reason.
+    client = mlflow.MlflowClient()
+    client.create_registered_model("m")
+    entries = [
+        dataclasses.replace(e, version=_version(client, "m", "optimize", "etl-1", "main"))
+        for e in entries
+    ]
+    with mlflow.start_run() as main_run:
+        assert _nominate_best(main_run, "m", entries, "regression", seed=0) == entries[1].version
+    logged = mlflow.get_run(main_run.info.run_id).data
+    assert logged.metrics["validation_lead"] == pytest.approx(interval.delta)
+    assert logged.metrics["validation_lead_ci_low"] == pytest.approx(interval.low)
+    assert logged.tags["mlcycle.candidate_winner"] == "refit-rf"
+    assert logged.tags["mlcycle.candidate_reason"].endswith(
+        f"; its lead over optimize-nn on the 120 slice rows: {interval.delta:+.4f} "
+        f"({interval.text()}), {'within' if interval.low <= 0 else 'beyond'} the slice's noise"
+    )
