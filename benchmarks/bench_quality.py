@@ -21,13 +21,15 @@ defaults) and on current (mlcycle's `hgb` family, as main refits it), and the ne
 retrain trains as candidates (`mlcycle.models.candidates`: scratch on current, on all,
 transfer = reference then fine-tuned on current), each with retrain's defaults (60
 epochs at most, patience 10). `auto` is the candidate retrain's defaults keep over a
-forest champion (`mlcycle.models.candidates.choose`); `max val` the plain best validation score,
-for comparison. `--check-step` also runs the real retrain step (MLflow, in-process) on
-`full` at the first seed and prints its after_current_test figure beside the panel's
-`auto`. `--main` also runs the real `main` entry point with its defaults (a process of its
-own, its children in it as main runs them, a throw-away store) and scores every model it
-registered on current_test: `main` is the champion it leaves, `main's best` the best
-model it trained (`--main-trials N` changes its optimize trials, for a quicker look).
+forest champion (`mlcycle.models.candidates.choose`); `max val` the plain best validation
+score, for comparison; `hand pick` the entry a user trying them all by hand keeps (each
+fitted on current train less main's judging slice, the best on that slice). `--check-step`
+also runs the real retrain step (MLflow, in-process) on `full` at the first seed and
+prints its after_current_test figure beside the panel's `auto`. `--main` also runs the
+real `main` entry point with its defaults (a process of its own, its children in it as
+main runs them, a throw-away store) and scores every model it registered on current_test:
+`main` is the champion it leaves, `main's best` the best model it trained (`--main-trials
+N` changes its optimize trials, for a quicker look).
 
     .venv/bin/python benchmarks/bench_quality.py [--seeds 42,7,2024] [--only full,wage]
         [--check-step] [--main [--main-trials 5]]

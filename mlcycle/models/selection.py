@@ -98,7 +98,7 @@ def choose(entries: list[Entry], metric: str) -> tuple[Entry, str]:
 
 def runner_up(entries: list[Entry], winner: Entry, metric: str) -> Entry | None:
     """The best scored candidate after the winner, when the winner is one model (a kept
-    blend's gain over the best single one has bounds of its own); None when there is none."""
+    blend has no slice predictions of its own to compare); None when there is none."""
     rivals = [
         e
         for e in entries

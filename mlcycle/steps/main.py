@@ -282,14 +282,19 @@ def _nominate_best(run, name: str, entries: list[selection.Entry], task: str, se
 
 def _lead(entries: list[selection.Entry], winner: selection.Entry, task: str, seed: int):
     """(the runner-up, the winner's lead over it on the slice), or None when there is no
-    runner-up to compare with or one of the two logged no slice predictions."""
+    runner-up to compare with, one of the two logged no slice predictions, or they cannot
+    be compared: a diagnostic, which never stops the nomination."""
     runner = selection.runner_up(entries, winner, PRIMARY[task])
     if runner is None or not (winner.run_id and runner.run_id):
         return None
-    frames = [blending.read_slice_predictions(e.run_id) for e in (winner, runner)]
-    if any(frame is None for frame in frames):
+    try:
+        frames = [blending.read_slice_predictions(e.run_id) for e in (winner, runner)]
+        if any(frame is None for frame in frames):
+            return None
+        interval = selection.lead(task, frames[0], frames[1], seed)
+    except Exception as error:  # an odd artifact: no lead, the pick stands
+        log.warning("candidates: no lead over %s measured: %s", runner.label, error)
         return None
-    interval = selection.lead(task, frames[0], frames[1], seed)
     return None if interval is None else (runner, interval)
 
 

@@ -181,8 +181,8 @@ def test_main_nominates_the_best_candidate_on_the_slice_not_the_last_trained(tra
         winner != "retrain"
         and f"{winner} (version {version}) has the best" in (tags["mlcycle.candidate_reason"])
     )
-    # How sure the slice is: the winner's lead over the runner-up, bounds and all (a
-    # kept blend's gain has its own bounds: blend_gain_ci_low, blend_gain_ci_high).
+    # How sure the slice is: the winner's lead over the runner-up, bounds and all; none
+    # for a kept blend (tests/unit/steps/test_main.py covers a single winner's).
     if winner == "blend":
         assert "validation_lead" not in metrics
     else:

@@ -89,6 +89,12 @@ def test_the_winners_lead_is_read_from_the_candidates_logged_slice_predictions(t
     best_without = Entry("refit-hgb", "1", 0.99, entries[2].run_id)
     assert _lead([*entries[:2], best_without], best_without, "regression", seed=0) is None
 
+    # An artifact that cannot be compared (no prediction column): a warning, no lead.
+    with mlflow.start_run() as odd:
+        blending.log_slice_predictions(pd.DataFrame({blending.TRUTH: truth}))
+    odd_winner = Entry("retrain", "1", 0.99, odd.info.run_id)
+    assert _lead([*entries[:2], odd_winner], odd_winner, "regression", seed=0) is None
+
     # main's nomination carries it: metrics, and a clause of the reason.
     client = mlflow.MlflowClient()
     client.create_registered_model("m")
