@@ -25,9 +25,9 @@ from mlcycle import cli, config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import newest_finished
-from mlcycle.lifecycle import alerts, aliases, registry
+from mlcycle.lifecycle import alerts, aliases, nomination, registry
 from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
-from mlcycle.models import blending, selection
+from mlcycle.models import selection
 from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.monitoring.metrics import PRIMARY
 from mlcycle.steps.etl import EtlParams
@@ -162,7 +162,9 @@ def execute(params: MainParams) -> None:
     )
     entries.append(selection.entry_of(retrained, "retrain", metric))
     entries += _blend(pipeline, etl_run, entries, metric) if len(entries) > 1 else []
-    challenger = _nominate_best(run, name, entries, etl.data.tags["mlcycle.task"], params.seed)
+    challenger = nomination.nominate_best(
+        run, name, entries, etl.data.tags["mlcycle.task"], params.seed
+    )
     monitored = pipeline.step(
         "monitor",
         dict(
@@ -251,51 +253,6 @@ def _blend(pipeline: Pipeline, etl_run: str, entries, metric: str) -> list[selec
     mlflow.set_tags(tags)
     kept = run.data.tags.get(selection.VERSION_TAG)
     return [selection.entry_of(run, "blend", metric)] if kept else []
-
-
-def _nominate_best(run, name: str, entries: list[selection.Entry], task: str, seed: int) -> str:
-    """Nominate challenger the best candidate on the judging slice (each step nominated
-    its own: the last is not the best for being last); every score, the winner and its
-    lead over the runner-up (how sure the slice is) go to main's run. Returns the
-    winner's version."""
-    metric = PRIMARY[task]
-    winner, reason = selection.choose(entries, metric)
-    lead = _lead(entries, winner, task, seed)
-    if lead is not None:
-        runner, interval = lead
-        reason += "; " + selection.lead_text(winner, runner, interval)
-        mlflow.log_metrics(
-            {
-                "validation_lead": interval.delta,
-                "validation_lead_ci_low": interval.low,
-                "validation_lead_ci_high": interval.high,
-            }
-        )
-    log.info("candidates: %s", reason)
-    mlflow.log_metrics(selection.scores(entries, metric))
-    mlflow.set_tags({"mlcycle.candidate_winner": winner.label, "mlcycle.candidate_reason": reason})
-    moves = aliases.selection(aliases.read_state(name), entries[-1].version, winner.version)
-    aliases.apply(name, moves, reason=f"main: {reason}")
-    aliases.supersede(name, moves, run.info.run_id)
-    return winner.version
-
-
-def _lead(entries: list[selection.Entry], winner: selection.Entry, task: str, seed: int):
-    """(the runner-up, the winner's lead over it on the slice), or None when there is no
-    runner-up to compare with, one of the two logged no slice predictions, or they cannot
-    be compared: a diagnostic, which never stops the nomination."""
-    runner = selection.runner_up(entries, winner, PRIMARY[task])
-    if runner is None or not (winner.run_id and runner.run_id):
-        return None
-    try:
-        frames = [blending.read_slice_predictions(e.run_id) for e in (winner, runner)]
-        if any(frame is None for frame in frames):
-            return None
-        interval = selection.lead(task, frames[0], frames[1], seed)
-    except Exception as error:  # an odd artifact: no lead, the pick stands
-        log.warning("candidates: no lead over %s measured: %s", runner.label, error)
-        return None
-    return None if interval is None else (runner, interval)
 
 
 def _summarise(done: dict[str, tuple[str, bool]]) -> None:

@@ -64,9 +64,9 @@ def test_the_winners_lead_is_read_from_the_candidates_logged_slice_predictions(t
     import numpy as np
     import pandas as pd
 
+    from mlcycle.lifecycle.nomination import lead, nominate_best
     from mlcycle.models import blending
     from mlcycle.models.selection import Entry
-    from mlcycle.steps.main import _lead, _nominate_best
 
     rng = np.random.default_rng(3)
     truth = rng.normal(size=120)
@@ -81,19 +81,19 @@ def test_the_winners_lead_is_read_from_the_candidates_logged_slice_predictions(t
         score = 1 - np.mean((answers - truth) ** 2) / np.var(truth)
         entries.append(Entry(label, "1", float(score), run.info.run_id))
     entries[2] = Entry("refit-hgb", "1", -1.0, entries[2].run_id)  # the lowest score
-    runner, interval = _lead(entries, entries[1], "regression", seed=0)
+    runner, interval = lead(entries, entries[1], "regression", seed=0)
     assert runner.label == "optimize-nn"
     assert interval.delta == pytest.approx(entries[1].score - entries[0].score)
     assert interval.rows == 120 and interval.low <= interval.delta <= interval.high
     # A winner whose run logged no slice predictions: no lead, nothing guessed.
     best_without = Entry("refit-hgb", "1", 0.99, entries[2].run_id)
-    assert _lead([*entries[:2], best_without], best_without, "regression", seed=0) is None
+    assert lead([*entries[:2], best_without], best_without, "regression", seed=0) is None
 
     # An artifact that cannot be compared (no prediction column): a warning, no lead.
     with mlflow.start_run() as odd:
         blending.log_slice_predictions(pd.DataFrame({blending.TRUTH: truth}))
     odd_winner = Entry("retrain", "1", 0.99, odd.info.run_id)
-    assert _lead([*entries[:2], odd_winner], odd_winner, "regression", seed=0) is None
+    assert lead([*entries[:2], odd_winner], odd_winner, "regression", seed=0) is None
 
     # main's nomination carries it: metrics, and a clause of the reason.
     client = mlflow.MlflowClient()
@@ -103,7 +103,7 @@ def test_the_winners_lead_is_read_from_the_candidates_logged_slice_predictions(t
         for e in entries
     ]
     with mlflow.start_run() as main_run:
-        assert _nominate_best(main_run, "m", entries, "regression", seed=0) == entries[1].version
+        assert nominate_best(main_run, "m", entries, "regression", seed=0) == entries[1].version
     logged = mlflow.get_run(main_run.info.run_id).data
     assert logged.metrics["validation_lead"] == pytest.approx(interval.delta)
     assert logged.metrics["validation_lead_ci_low"] == pytest.approx(interval.low)
