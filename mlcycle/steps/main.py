@@ -25,11 +25,12 @@ from mlcycle import cli, config
 from mlcycle.config import resolve_path
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.datasets import newest_finished
-from mlcycle.lifecycle import alerts, aliases, nomination, registry
+from mlcycle.lifecycle import alerts, aliases, registry
 from mlcycle.lifecycle.workflow import Step, code_version, data_identity, run_or_reuse
 from mlcycle.models import selection
 from mlcycle.models.network import FAMILY as RETRAINED_FAMILY
 from mlcycle.monitoring.metrics import PRIMARY
+from mlcycle.steps import nomination
 from mlcycle.steps.etl import EtlParams
 from mlcycle.steps.params.main import MainParams
 

@@ -64,9 +64,9 @@ def test_the_winners_lead_is_read_from_the_candidates_logged_slice_predictions(t
     import numpy as np
     import pandas as pd
 
-    from mlcycle.lifecycle.nomination import lead, nominate_best
     from mlcycle.models import blending
     from mlcycle.models.selection import Entry
+    from mlcycle.steps.nomination import lead, nominate_best
 
     rng = np.random.default_rng(3)
     truth = rng.normal(size=120)

@@ -1,6 +1,6 @@
-"""main's nomination: the best candidate on the judging slice becomes `challenger`, with
-every score, the winner, and how sure the slice is of it (the winner's lead over the
-runner-up, `mlcycle.models.selection.lead`) on main's run."""
+"""main's nomination (its part of the main step): the best candidate on the judging
+slice becomes `challenger`, with every score, the winner, and how sure the slice is of
+it (the winner's lead over the runner-up, `mlcycle.models.selection.lead`) on main's run."""
 
 from __future__ import annotations
 
