@@ -146,9 +146,12 @@ INCUMBENT_TAG = "mlcycle.gate.incumbent"  # "true" or "false", as monitor's para
 
 
 def relationship_status(evidence) -> str:
-    """changed / held / not measured, as the run's tag and the page say it."""
+    """changed / held / apart / not measured, as the run's tag and the page say it
+    (apart: the reference rows lie where the present's do not, so neither can be told)."""
     if evidence is None:
         return "not measured"
+    if evidence.apart:
+        return "apart"
     return "changed" if evidence.changed else "held"
 
 
@@ -160,6 +163,14 @@ def relationship_settings(params, evidence) -> dict:
         rule = (
             f"tolerance is set ({params.gate_tolerance:g}): the reference check applies it "
             "as given, nothing excused"
+        )
+    elif evidence.apart:
+        rule = (
+            f"the reference rows lie where the present's do not (overlap {evidence.overlap:.2f}, "
+            f"below {relationship.OVERLAP_FLOOR:g}: a feature tells the two sides apart), so "
+            "whether the relationship changed cannot be told and the old rows say nothing of "
+            "the present: the reference check is not held against the challenger, judged on "
+            "current_test"
         )
     elif evidence.changed:
         rule = (

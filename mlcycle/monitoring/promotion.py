@@ -19,7 +19,10 @@ The rule, on the task's primary metric (R² for regression, F1 for classificatio
     `mlcycle.monitoring.relationship`), the old rows' targets are what the present no longer does:
     what that change surely costs any model of the present there is allowed on top, so
     the check stops defending obsolete labels and stays as strict as before where the
-    reference still describes the present.
+    reference still describes the present. Where the reference rows lie where the present's
+    rows do not (`relationship.apart`: a feature such as a year separates the two sides),
+    nothing there speaks for the present and the reference check is not held against the
+    challenger (auto tolerance only): it is judged on current_test.
 A champion of the same round (`incumbent=False`: main registered it in this pipeline, on
 these rows, so it has served no one) is not defended: the challenger replaces it when it
 is the better of the two on current_test's rows (the point estimate, even when intervals
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 
 from mlcycle.monitoring import gate
 from mlcycle.monitoring.metrics import PRIMARY
+from mlcycle.monitoring.relationship import OVERLAP_FLOOR
 
 PROMOTED = "promoted"
 NOT_PROMOTED = "not_promoted"
@@ -65,6 +69,8 @@ class Decision:
     # What the reference check excused for a change of relationship (0: nothing).
     excused: float = 0.0
     undecided: bool = False  # the rows could not decide (then promote is False)
+    # The reference rows lie where the present's do not: the reference check not held.
+    apart: bool = False
 
     @property
     def status(self) -> str:
@@ -154,6 +160,15 @@ def decide(
         ci["reference_test"] += f"; {excused - loss:+.4f} beyond the change's cost {excused:.4f}"
     limit = f"its gain on current_test ({allowed:.4f})" if tolerance is None else f"{tolerance:g}"
     beyond = " beyond what the relationship change costs there" if excused else ""
+    name = f"not worse on reference_test{beyond} by more than {limit}"
+    apart = relationship is not None and tolerance is None and relationship.apart
+    if apart:
+        holds = True
+        name = "reference_test not held against it: its rows lie where the present's do not"
+        ci["reference_test"] += (
+            f"; overlap of the two sides' features {relationship.overlap:.2f}, below "
+            f"{OVERLAP_FLOOR:g}"
+        )
     checks = [
         Check(
             f"better on current_test by at least {min_improvement:g}",
@@ -162,7 +177,7 @@ def decide(
             f"{ci['current_test']})",
         ),
         Check(
-            f"not worse on reference_test{beyond} by more than {limit}",
+            name,
             holds,
             f"{primary} {challenger[ref]:.4f} vs {champion[ref]:.4f} ({-loss:+.4f}"
             f"{ci['reference_test']})",
@@ -176,14 +191,17 @@ def decide(
             checks,
             requested,
             excused,
+            apart=apart,
         )
+    held = "is not judged on reference_test" if apart else "holds on reference_test"
     return Decision(
         True,
         f"the challenger is better on current_test ({checks[0].detail}) "
-        f"and holds on reference_test ({checks[1].detail})",
+        f"and {held} ({checks[1].detail})",
         checks,
         requested,
         excused,
+        apart=apart,
     )
 
 

@@ -322,14 +322,17 @@ def test_the_gate_refuses_an_equal_challenger_promotes_a_better_one_and_shows_wh
     assert not visit.network and not visit.errors, (visit.network, visit.errors)
 
 
-def _prices(path: Path, seed: int, intercept: float, slope: float) -> None:
-    """Prices of flats from their surface and district: one pricing rule per file."""
+def _prices(path: Path, seed: int, intercept: float, slope: float, year: int = 0) -> None:
+    """Prices of flats from their surface and district: one pricing rule per file (and the
+    year of sale as a column, when given)."""
     rng = np.random.default_rng(seed)
     surface = rng.uniform(20, 200, 1000)
     district = rng.choice(["nord", "sud", "est", "ouest"], 1000)
     bonus = np.where(district == "ouest", 40.0, 0.0)
     price = intercept + slope * surface + bonus + rng.normal(0, 30, 1000)
     frame = pd.DataFrame({"surface": surface.round(1), "quartier": district, "prix": price})
+    if year:
+        frame.insert(0, "annee", year)
     frame.to_csv(path, index=False)
 
 
@@ -448,3 +451,36 @@ def test_a_gate_on_too_few_test_rows_says_not_enough_rows_and_moves_nothing(trac
     page = Path(tags["mlcycle.report"]).read_text()
     assert 'class="verdict not_enough_rows"' in page
     assert "Not promoted: not enough test rows to decide" in page
+
+
+def test_old_rows_a_year_column_sets_apart_are_not_held_against_the_challenger(
+    tracking_uri, tmp_path
+):
+    """The same repricing with the year of sale in both files: the year tells the sides
+    apart, so the side flag measures nothing (the trees split on the year) and the check
+    read "held" and kept the stale forest. The overlap of the two sides' features is 0:
+    the old rows lie where the present does not go, and the challenger is judged on
+    current_test."""
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    _prices(before, 1, intercept=500, slope=1.0, year=2023)
+    _prices(after, 2, intercept=600, slope=1.6, year=2024)
+    etl_run = _etl(reference=str(before), current=str(after), target="prix", drop_columns="")
+    name = "prices-by-year"
+    champion, _ = _forest(etl_run, name, n_estimators=30, seed=1)
+    challenger, _ = _forest(etl_run, name, train="current_train", n_estimators=30, seed=2)
+    registry.set_alias(name, config.CHAMPION, champion)
+    out = tmp_path / "reports"
+    common = ["--etl-run", etl_run, "--model-name", name, "--output", str(out), "--promote", "true"]
+    _monitor(*common, "--challenger", f"models:/{name}/{challenger}")
+    run = _monitor_runs()[0]
+    numbers = run.data.metrics
+    assert run.data.tags["mlcycle.gate.relationship"] == "apart", run.data.tags
+    assert numbers["reference_overlap"] < 0.01
+    loss = numbers["champion_reference_test_r2"] - numbers["challenger_reference_test_r2"]
+    assert loss > numbers["gate_delta"] > 0  # what the strict check refused
+    assert run.data.tags["mlcycle.promotion.decision"] == "promoted", run.data.tags
+    assert _aliases(name) == {"champion": challenger, "previous": champion}
+    page = Path(run.data.tags["mlcycle.report"]).read_text()
+    assert "its rows lie where the present&#39;s do not" in page or (
+        "its rows lie where the present's do not" in page
+    )

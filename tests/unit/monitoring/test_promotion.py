@@ -3,6 +3,7 @@
 import math
 
 from mlcycle.monitoring.promotion import NOT_PROMOTED, PROMOTED, QUALIFIED, decide, tags
+from mlcycle.monitoring.relationship import OVERLAP_FLOOR
 
 
 def _m(current, reference, metric="r2"):
@@ -73,10 +74,12 @@ class _Changed:
     """A relationship change's evidence at the point rule, as `mlcycle.monitoring.relationship`
     gives it: what following the present costs on reference_test."""
 
-    def __init__(self, cost):
+    def __init__(self, cost, overlap=1.0):
         self.cost = cost
         self.changed = cost > 0
         self.excused = cost if self.changed else 0.0
+        self.overlap = overlap
+        self.apart = overlap < OVERLAP_FLOOR
 
 
 def test_a_changed_relationship_does_not_hold_its_own_cost_against_the_challenger():
@@ -113,3 +116,26 @@ def test_a_tolerance_the_user_set_is_applied_as_given_whatever_changed():
 def test_a_challenger_worse_on_the_present_is_refused_whatever_the_reference_says():
     decision = decide("regression", _m(0.7, 0.9), _m(0.6, 0.5), relationship=_Changed(0.9))
     assert decision.status == NOT_PROMOTED and "failed: better on current_test" in decision.reason
+
+
+def test_reference_rows_where_the_present_does_not_go_are_not_held_against_the_challenger():
+    # Auto MPG split by its own `year` column: the old forest 0.14 on the present, the
+    # challenger 0.73 there and 0.65 worse on 1970-76 cars, which no current row resembles.
+    champion, challenger = _m(0.14, 0.89), _m(0.73, 0.24)
+    assert decide("regression", champion, challenger, relationship=_Changed(0.0)).status == (
+        NOT_PROMOTED
+    )
+    decision = decide("regression", champion, challenger, relationship=_Changed(0.0, 0.02))
+    assert decision.status == PROMOTED and decision.apart
+    assert decision.checks[1].passed
+    assert "its rows lie where the present's do not" in decision.checks[1].name
+    assert "overlap of the two sides' features 0.02, below 0.1" in decision.checks[1].detail
+    assert "is not judged on reference_test" in decision.reason
+
+
+def test_apart_sides_still_need_a_challenger_better_on_the_present_and_a_set_tolerance_holds():
+    apart = _Changed(0.0, 0.0)
+    worse = decide("regression", _m(0.7, 0.9), _m(0.6, 0.9), relationship=apart)
+    assert worse.status == NOT_PROMOTED and "failed: better on current_test" in worse.reason
+    given = decide("regression", _m(0.1, 0.9), _m(0.7, 0.2), tolerance=0.05, relationship=apart)
+    assert given.status == NOT_PROMOTED and not given.apart

@@ -32,6 +32,24 @@ def test_a_covariate_shift_is_not_a_change_of_relationship():
     evidence = relationship.measure(SCHEMA, _frames(2.0, 2.0, 0.7), seed=0)
     assert not evidence.changed and evidence.excused == 0.0
     assert abs(evidence.cost) < 0.02
+    # The sides still share most of their rows: the reference check speaks.
+    assert 0.5 < evidence.overlap <= 1.0 and not evidence.apart
+    assert evidence.metrics()["reference_overlap"] == evidence.overlap
+
+
+def test_sides_a_feature_separates_are_apart_whatever_the_flag_says():
+    # A year column split the data: the pooled model splits on it, not on the flag, so
+    # the cost reads ~0 though the slope flipped; the overlap says why it cannot tell.
+    frames = _frames(2.0, -1.0, 0.0)
+    for name, year in (("reference_train", 1), ("reference_test", 1), ("current_train", 2)):
+        frames[name]["year"] = year
+    schema = Schema(target="y", task="regression", numeric=["x", "year"], categorical=["kind"])
+    evidence = relationship.measure(schema, frames, seed=0)
+    assert evidence.apart and evidence.overlap < 0.01
+    assert "overlap of the two sides' features 0.00" in evidence.text()
+    # Without the year the same rows overlap and the change is measured.
+    unseparated = relationship.measure(SCHEMA, _frames(2.0, -1.0, 0.0), seed=0)
+    assert not unseparated.apart and unseparated.changed
 
 
 def test_a_new_slope_is_a_change_whose_cost_the_gate_excuses():

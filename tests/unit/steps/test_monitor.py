@@ -285,9 +285,11 @@ def test_a_model_that_fails_to_score_is_reported_not_raised():
 
 
 class _Evidence:
-    def __init__(self, cost):
+    def __init__(self, cost, overlap=1.0):
         self.cost = self.excused = cost
         self.changed = cost > 0
+        self.overlap = overlap
+        self.apart = overlap < 0.1
 
     def text(self):
         return "r2 cost +0.5000 on 400 reference_test rows"
@@ -303,6 +305,9 @@ def test_the_page_states_the_relationship_evidence_and_the_rule_it_applied():
         "relationship"
     ]
     assert "applies it as given" in given["rule"]
+    apart = comparison.gate_settings(MonitorParams(), _Evidence(0.0, overlap=0.03))["relationship"]
+    assert apart["status"] == "apart"
+    assert "overlap 0.03, below 0.1" in apart["rule"] and "judged on current_test" in apart["rule"]
 
 
 def test_promote_on_a_batch_without_labels_is_refused_before_the_run():
