@@ -39,6 +39,45 @@ def test_no_feature_row_of_a_test_split_is_in_any_train_split():
     assert sum(removed.values()) > 0
 
 
+def test_coarse_features_that_carry_different_targets_stay_in_the_test_splits():
+    # A wage survey's kind of columns: years of education and a category, each combination
+    # shared by many people with their own wages. Dropping every repeated feature row left
+    # a few unusual rows of each test split; a copied record is still dropped.
+    rng = np.random.default_rng(0)
+
+    def survey(rows, seed):
+        r = np.random.default_rng(seed)
+        x = r.integers(8, 18, rows).astype(float)
+        return pd.DataFrame(
+            {"x": x, "c": r.choice(["a", "b"], rows), "y": 3 * x + r.normal(size=rows)}
+        )
+
+    ref, cur = survey(400, 1), survey(400, 2)
+    copy = pd.DataFrame({"x": [99.5], "c": ["a"], "y": [rng.normal()]})
+    cur = pd.concat([cur, copy, copy, copy, copy, copy, copy, copy, copy], ignore_index=True)
+    splits, removed = make_splits(ref, cur, REG, 0.2, seed=42)
+    assert len(splits.reference_test) == 80 and removed["reference_test"] == 0
+    # The copied record: whatever lands in a test split while a train split holds it goes.
+    test_copies = (splits.current_test["x"] == 99.5).sum()
+    assert removed["current_test"] > 0 and test_copies == 0
+    assert len(splits.current_test) + removed["current_test"] == 82
+
+
+def test_a_data_set_of_categories_only_keeps_test_rows_instead_of_failing():
+    # Class, age group and sex: every feature row repeats, with both outcomes.
+    rng = np.random.default_rng(3)
+    schema = Schema(target="y", task="classification", numeric=[], categorical=["k", "g"])
+
+    def people(rows):
+        k, g = rng.choice(["1st", "2nd", "3rd"], rows), rng.choice(["adult", "child"], rows)
+        y = np.where(rng.random(rows) < np.where(k == "1st", 0.6, 0.3), "yes", "no")
+        return pd.DataFrame({"k": k, "g": g, "y": y})
+
+    splits, removed = make_splits(people(500), people(500), schema, 0.2, seed=0)
+    assert removed == {"reference_test": 0, "current_test": 0}
+    assert len(splits.current_test) == 100
+
+
 def test_classification_split_is_stratified():
     """10 % rare class: every seed puts exactly 2 of its 10 rows in the 20-row test split
     (a plain random split gives 2 about a third of the time)."""
