@@ -32,7 +32,9 @@ would keep whichever happened to be registered first.
 Nothing moves when the challenger is missing, failed to load or to score, when a metric
 is not a number, or when any check fails; the reason says which. When the test rows are
 too few to tell the models apart (`gate.undecidable`), the decision is "not enough rows"
-(its own status), whatever the metrics say."""
+(its own status), whatever the metrics say; against a champion of the same round both
+checks are then judged at their point estimates instead (the rows cannot give bounds, and
+refusing to judge would keep whichever model was registered first)."""
 
 from __future__ import annotations
 
@@ -138,9 +140,14 @@ def decide(
         return Decision(True, "there is no champion: the challenger takes the place", [], requested)
     if not _finite(champion, cur, ref):
         return no(f"the champion has no finite {cur} / {ref}")
-    if undecidable:
+    if undecidable and incumbent:
         reason = f"not enough rows to decide: {undecidable}; nothing was judged"
         return Decision(False, reason, [], requested, undecided=True)
+    if undecidable:
+        # A champion of this round served no one: keeping it because the rows cannot give
+        # bounds would keep whichever model was registered first. The point estimates are
+        # what the rows can tell.
+        intervals = None
     gain = challenger[cur] - champion[cur]
     loss = champion[ref] - challenger[ref]
     # Under the auto tolerance a changed relationship's cost is not the challenger's loss.
@@ -156,6 +163,11 @@ def decide(
         if not incumbent:
             better = gain > 0 and gain >= min_improvement
             ci["current_test"] += "; the champion is of this round: judged on all rows"
+    if undecidable:
+        ci["current_test"] += (
+            f"; {undecidable}: too few for bounds, and the champion is of this round, so "
+            "both checks at the point estimates"
+        )
     if excused:
         ci["reference_test"] += f"; {excused - loss:+.4f} beyond the change's cost {excused:.4f}"
     limit = f"its gain on current_test ({allowed:.4f})" if tolerance is None else f"{tolerance:g}"

@@ -405,6 +405,26 @@ def test_five_test_rows_are_not_enough_rows_whatever_the_gain():
     assert tags(decision)[DECISION_TAG] == NOT_ENOUGH_ROWS
 
 
+def test_too_few_rows_against_a_champion_of_this_round_are_judged_at_the_point_estimates():
+    # main's own forest on a fresh store served no one: with 12 test rows nothing can give
+    # bounds, and "not enough rows" kept it because it was registered first.
+    better = {
+        "current_test": _regression(rows=12, seed=1, champion_sd=3.0, challenger_sd=0.5),
+        "reference_test": _regression(seed=2),
+    }
+    decision = _undecided("regression", better, incumbent=False)
+    assert decision.status == PROMOTED and not decision.undecided
+    assert "current_test has 12 row(s)" in decision.checks[0].detail
+    assert "both checks at the point estimates" in decision.checks[0].detail
+    worse = {
+        "current_test": _regression(rows=12, seed=1, champion_sd=0.5, challenger_sd=3.0),
+        "reference_test": _regression(seed=2),
+    }
+    assert _undecided("regression", worse, incumbent=False).status == NOT_PROMOTED
+    # An incumbent is still not judged on them.
+    assert _undecided("regression", better).status == NOT_ENOUGH_ROWS
+
+
 def test_the_floor_is_the_documented_one_and_thirty_rows_are_judged():
     assert gate.MIN_TEST_ROWS == 30
     y, a, b = _regression(rows=30)
