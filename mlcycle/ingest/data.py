@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 TASKS = config.TASKS
 # A numeric target with at most this many distinct values is taken for class labels.
 MAX_CLASSES_FOR_NUMERIC = 10
+# A text column whose values all differ (a customer or transaction id, a date written as
+# text) is an identifier: one-hot encoded, each new row's value is one never seen, so it
+# teaches nothing, and densely it costs rows x rows cells (100,000 training rows: ~50 GB,
+# the process killed for memory with no message). From this many values on it is dropped.
+IDENTIFIER_MIN_VALUES = 50
 
 
 @dataclass
@@ -126,6 +131,17 @@ def build_schema(
         log.info("%s (the id score gave each row) is never a feature: dropped", PREDICTION_ID)
         dropped.append(PREDICTION_ID)
     features = [c for c in reference.columns if c != target and c not in dropped]
+    identifiers = [c for c in features if _is_identifier(reference[c])]
+    if identifiers:
+        log.warning(
+            "%s: every value differs in the %s file (an identifier, never a feature): "
+            "dropped; list %s in drop_columns to say so",
+            ", ".join(identifiers),
+            source,
+            "it" if len(identifiers) == 1 else "them",
+        )
+        dropped = [*dropped, *identifiers]
+        features = [c for c in features if c not in identifiers]
     for column in [target, *features]:
         if column in RESERVED_COLUMNS:
             raise MlcycleError(
@@ -145,6 +161,14 @@ def build_schema(
 
 def _is_numeric(column: pd.Series) -> bool:
     return ptypes.is_numeric_dtype(column) and not ptypes.is_bool_dtype(column)
+
+
+def _is_identifier(column: pd.Series) -> bool:
+    """Text with IDENTIFIER_MIN_VALUES values or more, all different."""
+    if _is_numeric(column):
+        return False
+    values = column.dropna()
+    return len(values) >= IDENTIFIER_MIN_VALUES and values.nunique() == len(values)
 
 
 def check_kinds(

@@ -47,6 +47,27 @@ def test_a_feature_or_target_named_like_a_column_of_the_inference_log_is_refused
     assert name not in data.build_schema(named, "y", "auto", ["id", name]).features
 
 
+def test_a_text_column_whose_values_all_differ_is_an_identifier_and_dropped(caplog):
+    rng = np.random.default_rng(0)
+    rows = 200
+    table = pd.DataFrame(
+        {
+            "transaction": [f"T{i:06d}" for i in range(rows)],
+            "city": rng.choice(["Lyon", "Lille", "Nantes"], rows),
+            "amount": rng.normal(size=rows),
+            "y": rng.normal(size=rows),
+        }
+    )
+    table.loc[::10, "transaction"] = None  # missing ids do not make it a feature
+    schema = data.build_schema(table, "y", "auto", [])
+    assert schema.features == ["amount", "city"] and schema.dropped == ["transaction"]
+    assert "transaction: every value differs in the reference file" in caplog.text
+    # Few rows, or one repeated value: a category like any other.
+    assert "transaction" in data.build_schema(table.head(40), "y", "auto", []).features
+    table.loc[1, "transaction"] = table.loc[2, "transaction"]
+    assert "transaction" in data.build_schema(table, "y", "auto", []).features
+
+
 def test_prediction_id_in_drop_columns_of_data_without_it_is_no_warning(caplog):
     # watch names it for every main it starts (the labelled rows carry it, the reference
     # rarely does): a WARNING on every retrain that nobody could act on.
