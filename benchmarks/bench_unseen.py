@@ -156,6 +156,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        if any(folder.glob("main_*")):
+            sys.exit(f"{folder} holds the stores of an earlier run: give an empty --folder")
         for name in names:
             for seed in seeds:
                 began = time.perf_counter()
@@ -180,6 +182,8 @@ def main() -> None:
                     flush=True,
                 )
     finite = [g for g in gaps if np.isfinite(g)]
+    if not finite:
+        sys.exit(f"no table ran to the end ({len(gaps)} tried)")
     print(
         f"champion - best hand fit: median {np.median(finite):+.3f}, "
         f"worst {min(finite):+.3f}; failed runs {len(gaps) - len(finite)}"

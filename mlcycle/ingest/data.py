@@ -164,11 +164,14 @@ def _is_numeric(column: pd.Series) -> bool:
 
 
 def _is_identifier(column: pd.Series) -> bool:
-    """Text with IDENTIFIER_MIN_VALUES values or more, all different."""
+    """Not numbers, IDENTIFIER_MIN_VALUES values or more, all different. Numbers kept as
+    text (a typo among them) are not identifiers: the kinds check names them instead."""
     if _is_numeric(column):
         return False
     values = column.dropna()
-    return len(values) >= IDENTIFIER_MIN_VALUES and values.nunique() == len(values)
+    if len(values) < IDENTIFIER_MIN_VALUES or values.nunique() != len(values):
+        return False
+    return pd.to_numeric(values, errors="coerce").notna().mean() < 0.5
 
 
 def check_kinds(

@@ -165,9 +165,10 @@ def relationship_settings(params, evidence) -> dict:
             "as given, nothing excused"
         )
     elif evidence.apart:
+        by = ", ".join(evidence.separated_by) or "the features together"
         rule = (
             f"the reference rows lie where the present's do not (overlap {evidence.overlap:.2f}, "
-            f"below {relationship.OVERLAP_FLOOR:g}: a feature tells the two sides apart), so "
+            f"below {relationship.OVERLAP_FLOOR:g}; told apart by {by}), so "
             "whether the relationship changed cannot be told and the old rows say nothing of "
             "the present: the reference check is not held against the challenger, judged on "
             "current_test"

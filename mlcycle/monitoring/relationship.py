@@ -53,7 +53,7 @@ other benchmark uses (`cars`): benchmarks/bench_relationship.py. The overlap flo
 set after the bank: every scenario of it overlaps by 0.34 or more (`small` 0.34-0.37,
 `full` and `covariates` 0.49-0.51, `relationship` 0.87-0.89), and every split made on a
 column that stays a feature (Auto MPG by `year`, ISLR Hitters by `League`, HMDA by
-`hirat`, Ecdat Wages by year) by 0.00; any floor between gives the same verdicts, 0.1 is
+`hirat`, Ecdat Wages by survey wave) by 0.00; any floor between gives the same verdicts, 0.1 is
 "fewer than one reference row in ten lies where the present goes"; `cars-year` in
 bench_relationship.py shows it."""
 
@@ -92,6 +92,8 @@ class Evidence:
     interval: Interval
     # The share of reference_test rows lying where current rows also lie (module docstring).
     overlap: float = 1.0
+    # Features whose values alone tell the two training sides apart (`separating`).
+    separated_by: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -116,9 +118,12 @@ class Evidence:
             bounds = f", {self.confidence * 100:.4g}% bounds {self.low:+.4f}..{self.high:+.4f}"
         else:
             bounds = ""
+        alone = ""
+        if self.separated_by:
+            alone = f" ({', '.join(self.separated_by)} alone: no value shared)"
         return (
             f"{self.metric} cost {self.cost:+.4f} on {self.rows} reference_test rows{bounds}; "
-            f"overlap of the two sides' features {self.overlap:.2f}"
+            f"overlap of the two sides' features {self.overlap:.2f}{alone}"
         )
 
     def metrics(self) -> dict[str, float]:
@@ -230,7 +235,26 @@ def measure(
         rows=interval.rows,
         interval=interval,
         overlap=shared,
+        separated_by=separating(schema, reference, current),
     )
+
+
+def separating(schema, reference: pd.DataFrame, current: pd.DataFrame) -> tuple[str, ...]:
+    """The features that share no value between the two training sides (numbers: ranges
+    that do not meet; categories: no category in common), so that each tells them apart
+    alone: what the page names when the sides are apart (a year, the column of the split)."""
+    found = []
+    for column in schema.features:
+        old, new = reference[column].dropna(), current[column].dropna()
+        if old.empty or new.empty:
+            continue
+        if column in schema.numeric:
+            old, new = pd.to_numeric(old, errors="coerce"), pd.to_numeric(new, errors="coerce")
+            if old.max() < new.min() or new.max() < old.min():
+                found.append(column)
+        elif not set(old.astype(str)) & set(new.astype(str)):
+            found.append(column)
+    return tuple(found)
 
 
 def overlap(schema, pooled: pd.DataFrame, test: pd.DataFrame, seed: int) -> float:

@@ -66,6 +66,10 @@ def test_a_text_column_whose_values_all_differ_is_an_identifier_and_dropped(capl
     assert "transaction" in data.build_schema(table.head(40), "y", "auto", []).features
     table.loc[1, "transaction"] = table.loc[2, "transaction"]
     assert "transaction" in data.build_schema(table, "y", "auto", []).features
+    # Distinct numbers stored as text, one typo among them: a feature the kinds check names.
+    amounts = table.assign(amount=[f"{v:.6f}" for v in table["amount"]])
+    amounts.loc[3, "amount"] = "1O.5"
+    assert "amount" in data.build_schema(amounts, "y", "auto", []).features
 
 
 def test_prediction_id_in_drop_columns_of_data_without_it_is_no_warning(caplog):

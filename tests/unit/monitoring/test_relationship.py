@@ -46,7 +46,9 @@ def test_sides_a_feature_separates_are_apart_whatever_the_flag_says():
     schema = Schema(target="y", task="regression", numeric=["x", "year"], categorical=["kind"])
     evidence = relationship.measure(schema, frames, seed=0)
     assert evidence.apart and evidence.overlap < 0.01
-    assert "overlap of the two sides' features 0.00" in evidence.text()
+    shown = "overlap of the two sides' features 0.00 (year alone: no value shared)"
+    assert shown in evidence.text()
+    assert evidence.separated_by == ("year",)
     # Without the year the same rows overlap and the change is measured.
     unseparated = relationship.measure(SCHEMA, _frames(2.0, -1.0, 0.0), seed=0)
     assert not unseparated.apart and unseparated.changed

@@ -12,7 +12,7 @@ from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlcycle.errors import MlcycleError
 from mlcycle.ingest.data import Schema
 from mlcycle.lifecycle.aliases import Move
-from mlcycle.monitoring import comparison, promotion
+from mlcycle.monitoring import comparison, promotion, relationship
 from mlcycle.monitoring.drift import ColumnDrift, DriftResult
 from mlcycle.monitoring.report import ModelResult
 from mlcycle.steps import monitor
@@ -289,7 +289,8 @@ class _Evidence:
         self.cost = self.excused = cost
         self.changed = cost > 0
         self.overlap = overlap
-        self.apart = overlap < 0.1
+        self.apart = overlap < relationship.OVERLAP_FLOOR
+        self.separated_by = ("annee",) if self.apart else ()
 
     def text(self):
         return "r2 cost +0.5000 on 400 reference_test rows"
@@ -307,7 +308,8 @@ def test_the_page_states_the_relationship_evidence_and_the_rule_it_applied():
     assert "applies it as given" in given["rule"]
     apart = comparison.gate_settings(MonitorParams(), _Evidence(0.0, overlap=0.03))["relationship"]
     assert apart["status"] == "apart"
-    assert "overlap 0.03, below 0.1" in apart["rule"] and "judged on current_test" in apart["rule"]
+    assert "overlap 0.03, below 0.1; told apart by annee" in apart["rule"]
+    assert "judged on current_test" in apart["rule"]
 
 
 def test_promote_on_a_batch_without_labels_is_refused_before_the_run():
