@@ -54,37 +54,22 @@ SPLITS = ("current_test", "reference_test")
 CHOSEN_ON = ("bundled", "full", "half", "quarter", "covariates", "relationship", "small")
 
 
-def cars() -> Scenario:
+def cars(keep_year: bool = False) -> Scenario:
     """vega_datasets' cars: miles per gallon from cylinders, displacement, horsepower,
     weight, acceleration and origin; 1970-76 -> 1977-82 (the fuel crises moved both the
-    cars sold and what a given car did per gallon)."""
+    cars sold and what a given car did per gallon). `keep_year` (`cars-year`): the model
+    year kept as a feature, as a user's file has it: it alone tells the two sides apart
+    (their overlap is 0), so the side flag measures nothing and the overlap decides."""
     from vega_datasets import local_data
 
     frame = local_data.cars().dropna(subset=["Miles_per_Gallon"])
     year = frame.pop("Year").dt.year
+    if keep_year:
+        frame.insert(len(frame.columns) - 1, "Year", year)
     early = year <= 1976
     return Scenario(
-        "cars",
-        "vega cars, 1970-76 -> 1977-82",
-        frame[early].reset_index(drop=True),
-        frame[~early].reset_index(drop=True),
-        target="Miles_per_Gallon",
-        drop="Name",
-    )
-
-
-def cars_year() -> Scenario:
-    """The same cars with the model year kept as a feature, as a user's file has it: the
-    year alone tells the two sides apart (their overlap is 0), so the side flag measures
-    nothing and the overlap decides."""
-    from vega_datasets import local_data
-
-    frame = local_data.cars().dropna(subset=["Miles_per_Gallon"])
-    frame["Year"] = frame["Year"].dt.year
-    early = frame["Year"] <= 1976
-    return Scenario(
-        "cars-year",
-        "vega cars, 1970-76 -> 1977-82, the year a feature",
+        "cars-year" if keep_year else "cars",
+        "vega cars, 1970-76 -> 1977-82" + (", the year a feature" if keep_year else ""),
         frame[early].reset_index(drop=True),
         frame[~early].reset_index(drop=True),
         target="Miles_per_Gallon",
@@ -164,7 +149,7 @@ def main() -> None:
     parser.add_argument("--only", default="")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    scenarios = [*generated(), wage(), weather(), cars(), cars_year()]
+    scenarios = [*generated(), wage(), weather(), cars(), cars(keep_year=True)]
     if args.only:
         scenarios = [s for s in scenarios if s.name in args.only.split(",")]
     print(

@@ -33,7 +33,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_quality import Scenario, hgb, main_run  # noqa: E402
+from bench_quality import Scenario, _newest, hgb, main_run  # noqa: E402
 
 from mlcycle.models.families import rf  # noqa: E402
 from mlcycle.monitoring.evaluate import score  # noqa: E402
@@ -91,19 +91,7 @@ def gate_of() -> dict:
     """The monitor run's verdict and etl's row counts, from the store main just used."""
     import mlflow
 
-    run = mlflow.search_runs(
-        search_all_experiments=True,
-        output_format="list",
-        filter_string="tags.`mlcycle.step` = 'monitor'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )[0]
-    etl = mlflow.search_runs(
-        search_all_experiments=True,
-        output_format="list",
-        filter_string="tags.`mlcycle.step` = 'etl'",
-        max_results=1,
-    )[0]
+    run, etl = _newest("monitor"), _newest("etl")
     quality = json.loads(
         mlflow.artifacts.load_text(f"runs:/{etl.info.run_id}/datasets/quality.json")
     )
@@ -117,21 +105,12 @@ def gate_of() -> dict:
 
 
 def run(name: str, seed: int, folder: Path) -> dict:
-    import mlflow
-
     from mlcycle.ingest.datasets import load_splits
 
     # main_run leaves the tracking URI on the store it made.
     result = main_run(table(name), seed, None, folder)
     gate = gate_of()
-
-    etl = mlflow.search_runs(
-        search_all_experiments=True,
-        output_format="list",
-        filter_string="tags.`mlcycle.step` = 'etl'",
-        max_results=1,
-    )[0]
-    schema, splits = load_splits(etl.info.run_id)
+    schema, splits = load_splits(_newest("etl").info.run_id)
     return {**result, **gate, "hand": by_hand(schema, splits, seed), "task": schema.task}
 
 

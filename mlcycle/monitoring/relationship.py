@@ -261,20 +261,11 @@ def overlap(schema, pooled: pd.DataFrame, test: pd.DataFrame, seed: int) -> floa
     """The mean over `test` (reference rows) of min(1, p_current / p_reference), the density
     ratio read off a classifier of the side fitted on the pooled rows' features (the module
     docstring says why). 1.0 when the classifier cannot be fitted (the check stays)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     side = pooled[SIDE].to_numpy()
     current = int(side.sum())
     if not 0 < current < len(side):
         return 1.0
-    model = HistGradientBoostingClassifier(
-        categorical_features="from_dtype",
-        early_stopping=True,
-        validation_fraction=0.2,
-        n_iter_no_change=20,
-        max_iter=300,
-        random_state=seed,
-    )
+    model = side_model("classification", seed)
     try:
         model.fit(pooled.drop(columns=[SIDE]), side.astype(int))
     except ValueError as exc:
